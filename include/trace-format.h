@@ -1,0 +1,213 @@
+/*
+ * trace-format.h: the on-disk format of a giltrace trace (".gtr").
+ *
+ * This header is the one contract between the shim (shim/, the writer) and
+ * the tools (tools/, the readers).  docs/trace-format.md specifies the same
+ * thing in prose; keep the two in step and bump GTR_VERSION_MAJOR on any
+ * change an older reader would misread.
+ *
+ * A trace file is, in this order:
+ *
+ *   [0, 4096)                    struct gtr_file_header
+ *   [4096, chunk_area_offset)    metadata log: gtr_meta_record, appended
+ *   [chunk_area_offset, ...)     chunks of chunk_size bytes each
+ *
+ * Every thread writes its events into chunks it owns; a chunk is owned by
+ * one thread for its whole life (in ring mode the thread re-uses its own
+ * chunks).  The file is mapped MAP_SHARED by the traced process, so what a
+ * thread committed survives a crash or SIGKILL: `used` in the chunk header
+ * is the commit marker, stored (release) after the event bytes.
+ *
+ * All integers are little-endian (the only supported target is x86-64).
+ */
+#ifndef GILTRACE_TRACE_FORMAT_H
+#define GILTRACE_TRACE_FORMAT_H
+
+#include <stdint.h>
+
+#define GTR_MAGIC "GILTRACE"           /* 8 bytes, no terminator on disk */
+#define GTR_VERSION_MAJOR 1            /* readers refuse another major */
+#define GTR_VERSION_MINOR 0            /* readers accept any minor */
+#define GTR_HEADER_SIZE 4096u          /* struct gtr_file_header, padded */
+#define GTR_CHUNK_MAGIC 0x4b435447u    /* "GTCK" */
+#define GTR_CHUNK_HEADER_SIZE 64u      /* struct gtr_chunk_header, padded */
+
+/* gtr_file_header.flags */
+enum gtr_file_flag {
+	GTR_FLAG_CLOSED = 1u << 0,       /* the process ended normally (exit) */
+	GTR_FLAG_RING = 1u << 1,         /* ring mode: old chunks are reused */
+	GTR_FLAG_OUT_OF_SPACE = 1u << 2, /* growth failed: later events lost */
+	GTR_FLAG_CLOCK_TSC = 1u << 3,    /* timestamps are TSC ticks, else ns */
+	GTR_FLAG_META_FULL = 1u << 4,    /* metadata log overflowed */
+	GTR_FLAG_FORK_CHILD = 1u << 5,   /* written by a fork child (no exec) */
+};
+
+/* gtr_file_header.py_build: what kind of interpreter was traced */
+enum gtr_py_build {
+	GTR_BUILD_SHARED = 1u << 0,        /* _PyRuntime lives in a libpython*.so */
+	GTR_BUILD_DEBUG = 1u << 1,         /* Py_DEBUG / Py_REF_DEBUG build */
+	GTR_BUILD_FREE_THREADED = 1u << 2, /* Py_GIL_DISABLED build (3.13t+) */
+	GTR_BUILD_PLT_ROUTED = 1u << 3,    /* C-API wrappers see internal calls */
+};
+
+/* Two (clock, CLOCK_MONOTONIC ns) pairs convert clock ticks to time:
+ * ns = mono_ns0 + (clock - clock0) * (mono_ns1 - mono_ns0) / (clock1 - clock0).
+ * calib_* is measured at start-up; end_* is written at a normal exit and is
+ * preferred when present (clock1 > clock0 and mono_ns1 > mono_ns0). */
+struct gtr_clock_pair {
+	uint64_t clock;
+	uint64_t mono_ns;
+};
+
+struct gtr_file_header {
+	char magic[8];               /* GTR_MAGIC */
+	uint16_t version_major;      /* GTR_VERSION_MAJOR */
+	uint16_t version_minor;      /* GTR_VERSION_MINOR */
+	uint32_t header_size;        /* GTR_HEADER_SIZE */
+	uint32_t flags;              /* enum gtr_file_flag, updated live */
+	uint32_t chunk_size;         /* bytes per chunk, power of two >= 4096 */
+	uint64_t chunk_area_offset;  /* file offset of chunk 0 */
+	uint64_t meta_capacity;      /* bytes of the metadata log area */
+	uint64_t meta_used;          /* committed bytes of the metadata log */
+	uint64_t chunks_allocated;   /* chunks handed out so far (commit order) */
+	uint32_t ring_chunks;        /* ring mode: chunks per thread, else 0 */
+	int32_t pid;
+	int32_t ppid;
+	uint32_t reserved0;
+	uint64_t start_realtime_ns;  /* CLOCK_REALTIME at start, for display */
+	struct gtr_clock_pair start; /* clock at trace start (time zero) */
+	struct gtr_clock_pair calib; /* second start-up pair, ~1 ms later */
+	struct gtr_clock_pair end;   /* at normal exit, else zero */
+	/* The traced interpreter */
+	uint32_t py_version_hex;     /* PY_VERSION_HEX, 0 if unknown */
+	uint32_t py_build;           /* enum gtr_py_build */
+	char py_version[128];        /* Py_GetVersion(), NUL-terminated */
+	char executable[256];        /* /proc/self/exe, NUL-terminated */
+	uint64_t py_runtime_addr;    /* address of _PyRuntime */
+	uint32_t tstate_size;        /* sizeof(PyThreadState) if known, else 0 */
+	uint32_t reserved1;
+	/* bytes up to GTR_HEADER_SIZE are zero; readers ignore them */
+};
+
+/*
+ * Metadata log: records of { uint16_t type, uint16_t size (whole record,
+ * multiple of 8), payload }.  Appended under the shim's allocation lock;
+ * meta_used in the header is the commit marker.
+ */
+enum gtr_meta_type {
+	GTR_META_MODULE = 1, /* struct gtr_meta_module + path (NUL-terminated) */
+	GTR_META_GIL = 2,    /* struct gtr_meta_gil */
+};
+
+struct gtr_meta_record {
+	uint16_t type;
+	uint16_t size;
+	uint32_t reserved;
+};
+
+struct gtr_meta_module {
+	struct gtr_meta_record rec;
+	uint64_t load_address;       /* dlpi_addr */
+	uint8_t build_id_len;        /* 0 if the object has none */
+	uint8_t build_id[31];
+	/* char path[]: NUL-terminated, then zero padding to 8 bytes */
+};
+
+/* A GIL object the shim recognised.  Field offsets are relative to base. */
+struct gtr_meta_gil {
+	struct gtr_meta_record rec;
+	uint64_t base;               /* address of struct _gil_runtime_state */
+	uint32_t index;              /* the gil byte of events, 0.. */
+	uint32_t in_runtime;         /* 1: inside _PyRuntime (main GIL) */
+	uint64_t discovered_clock;   /* clock when create_gil was seen */
+};
+
+/*
+ * Chunk header.  `used` counts committed event bytes after the header; a
+ * reader never reads past it.  In ring mode a chunk being re-used has used
+ * set to 0 before its seq changes.
+ */
+struct gtr_chunk_header {
+	uint32_t magic;              /* GTR_CHUNK_MAGIC once owned */
+	uint32_t used;               /* commit marker (bytes of events) */
+	uint32_t thread_serial;      /* 1.. per process, never reused */
+	int32_t tid;                 /* kernel thread id */
+	uint32_t seq;                /* this thread's chunk sequence, 0.. */
+	uint32_t reserved;
+	uint64_t first_clock;        /* full clock of the chunk's first event */
+	uint64_t pthread_id;         /* pthread_self() of the owner */
+	uint8_t pad[24];
+};
+
+/*
+ * Events.  Every event starts with one 64-bit word:
+ *
+ *   bits  0..7   type (enum gtr_event_type)
+ *   bits  8..15  arg: GIL index for GIL events, else per-type argument
+ *   bits 16..63  clock, low 48 bits
+ *
+ * followed by gtr_event_payload_words[type] 64-bit payload words.  Clocks
+ * are unwrapped per thread: each event's clock is the smallest value not
+ * below the previous one (the chunk's first_clock seeds it) with those low
+ * 48 bits.  The writer emits GTR_EV_CLOCK before an event whose distance to
+ * the previous one is 2^47 or more, so the unwrapping is never ambiguous.
+ */
+#define GTR_CLOCK_BITS 48
+#define GTR_CLOCK_MASK ((UINT64_C(1) << GTR_CLOCK_BITS) - 1)
+
+enum gtr_event_type {
+	GTR_EV_NONE = 0,              /* never written: a zero word is invalid */
+	/* GIL, arg = gil index */
+	GTR_EV_GIL_TAKE_BEGIN,        /* take_gil locked the GIL mutex */
+	GTR_EV_GIL_WAIT_BEGIN,        /* timed wait on the GIL cond */
+	GTR_EV_GIL_WAIT_SIGNALED,     /* the wait returned, not timed out */
+	GTR_EV_GIL_WAIT_TIMEOUT,      /* timed out, a switch happened meanwhile */
+	GTR_EV_GIL_DROP_REQUEST,      /* timed out, no switch: drop requested */
+	GTR_EV_GIL_ACQUIRE,           /* payload: tstate, switch_number */
+	GTR_EV_GIL_RELEASE,           /* locked 1 -> 0 by this thread */
+	GTR_EV_GIL_TAKE_ABANDON,      /* left take_gil without the GIL */
+	GTR_EV_GIL_FORCED_SWITCH_BEGIN, /* drop_gil waits on switch_cond */
+	GTR_EV_GIL_FORCED_SWITCH_END,
+	GTR_EV_GIL_REINIT,            /* create_gil ran again (fork child) */
+	GTR_EV_GIL_HELD_AT_FORK,      /* fork child starts holding; payload: tstate */
+	/* threads, arg = per-type */
+	GTR_EV_THREAD_START,          /* payload: parent tid */
+	GTR_EV_THREAD_EXIT,           /* arg: enum gtr_exit_how | GTR_EXIT_HELD_GIL */
+	GTR_EV_THREAD_NAME,           /* payload: 16 bytes of name, NUL-padded */
+	GTR_EV_THREAD_PAUSE,          /* pause() entered (parked forever?) */
+	/* process and interpreter */
+	GTR_EV_FORK,                  /* parent side; payload: child pid */
+	GTR_EV_FINALIZING,            /* finalizing flag flipped; arg: 1 set, 0 cleared;
+	                                 payload: finalizing tstate (0 unknown) */
+	GTR_EV_FINALIZE_ENTER,        /* Py_FinalizeEx entered (where seen) */
+	GTR_EV_FINALIZE_EXIT,         /* payload: return value */
+	GTR_EV_CLOCK,                 /* payload: full clock of the next event */
+	GTR_EV_COUNT
+};
+
+enum gtr_exit_how {
+	GTR_EXIT_RETURN = 1,          /* start routine returned */
+	GTR_EXIT_PTHREAD_EXIT = 2,    /* pthread_exit() */
+	GTR_EXIT_PROCESS = 3,         /* the process exited (main thread) */
+};
+#define GTR_EXIT_HELD_GIL 0x80u       /* arg bit: the thread held a GIL */
+
+/* Payload words per event type; a type not listed here has none. */
+static const uint8_t gtr_event_payload_words[GTR_EV_COUNT] = {
+	[GTR_EV_GIL_ACQUIRE] = 2,
+	[GTR_EV_GIL_HELD_AT_FORK] = 1,
+	[GTR_EV_THREAD_START] = 1,
+	[GTR_EV_THREAD_NAME] = 2,
+	[GTR_EV_FORK] = 1,
+	[GTR_EV_FINALIZING] = 1,
+	[GTR_EV_FINALIZE_EXIT] = 1,
+	[GTR_EV_CLOCK] = 1,
+};
+
+static inline uint64_t gtr_event_word(unsigned type, unsigned arg, uint64_t clock)
+{
+	return (uint64_t)(type & 0xff) | (uint64_t)(arg & 0xff) << 8 |
+	       (clock & GTR_CLOCK_MASK) << 16;
+}
+
+#endif /* GILTRACE_TRACE_FORMAT_H */

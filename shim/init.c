@@ -1,0 +1,227 @@
+/*
+ * init.c: the shim's lifecycle, symbol resolution and interpreter probe.
+ *
+ * Design note.  libgiltrace.so is preloaded into every process of a run
+ * (sh, make, gcc as well as python), so it starts DORMANT: the real libc
+ * functions are resolved in the constructor and every interposer passes
+ * straight through.  The process becomes ACTIVE only when the GIL model
+ * recognises CPython's create_gil() signature and the `_PyRuntime` symbol
+ * confirms that a CPython runtime is present (gil-model.c calls
+ * shim_activate()); only then is a trace file created.  Activating on the
+ * GIL rather than in the constructor also covers embedding programs that
+ * dlopen libpython late.  At exit (the destructor, or _exit) the trace is
+ * closed: a clock pair is written for calibration and the file trimmed.
+ * Daemon threads that outlive this keep passing through the wrappers and
+ * their events, if any, still land in chunks they already own.
+ *
+ * What it cannot see: processes that never create a GIL (free-threaded
+ * builds with the GIL disabled create one but never lock it), and threads
+ * that were started before activation appear without a start event.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+/* Lifecycle word; see enum shim_state.  Written by the constructor,
+ * shim_activate() and the exit paths; read everywhere. */
+volatile int shim_state = SHIM_UNINIT;
+
+/* This thread's shim state (initial-exec TLS: no allocation on access). */
+SHIM_TLS struct shim_thread shim_self;
+
+/* Interpreter facts, filled by shim_probe_python() before activation. */
+struct shim_python shim_python = { .finalizing_offset = -1 };
+
+/* Real functions.  Before the constructor has run (another library's
+ * constructor may create threads or locks first) the pointers are NULL and
+ * the interposers call shim_resolve_early() first. */
+struct shim_real shim_real;
+
+static void *resolve(const char *name)
+{
+	void *p = dlsym(RTLD_NEXT, name);
+	if (!p) {
+		const char *parts[] = { "cannot resolve ", name, "; giltrace stays off" };
+		shim_say("error", parts, 3);
+	}
+	return p;
+}
+
+/* Condition variables are versioned in glibc: a plain dlsym() returns the
+ * GLIBC_2.2.5 compatibility version with the old, smaller pthread_cond_t,
+ * which would corrupt CPython's condvars.  Ask for the current version, as
+ * the callers (linked against it) expect; our unversioned definitions
+ * satisfy their GLIBC_2.3.2 references. */
+static void *resolve_cond(const char *name)
+{
+	void *p = dlvsym(RTLD_NEXT, name, "GLIBC_2.3.2");
+	return p ? p : resolve(name);
+}
+
+static void resolve_all(void)
+{
+	struct shim_real r;
+	r.mutex_init = resolve("pthread_mutex_init");
+	r.mutex_lock = resolve("pthread_mutex_lock");
+	r.mutex_trylock = resolve("pthread_mutex_trylock");
+	r.mutex_unlock = resolve("pthread_mutex_unlock");
+	r.cond_init = resolve_cond("pthread_cond_init");
+	r.cond_wait = resolve_cond("pthread_cond_wait");
+	r.cond_timedwait = resolve_cond("pthread_cond_timedwait");
+	r.cond_signal = resolve_cond("pthread_cond_signal");
+	r.cond_broadcast = resolve_cond("pthread_cond_broadcast");
+	r.create = resolve("pthread_create");
+	r.exit = resolve("pthread_exit");
+	r.setname_np = resolve("pthread_setname_np");
+	r.fork = resolve("fork");
+	r._exit = resolve("_exit");
+	r._Exit = resolve("_Exit");
+	r.pause = resolve("pause");
+	r.dlopen = resolve("dlopen");
+	shim_real = r;
+}
+
+/* Called by an interposer that runs before the constructor.  Resolution is
+ * idempotent and dlsym() does not call back into pthread_mutex_* through
+ * the PLT (it uses the dynamic linker's internal locks), so a race between
+ * two early threads only resolves twice. */
+void shim_resolve_early(void)
+{
+	if (!shim_real.mutex_lock)
+		resolve_all();
+}
+
+/* ---- the interpreter probe --------------------------------------------- */
+
+static uint32_t version_hex_from_string(const char *v)
+{
+	unsigned major = 0, minor = 0, micro = 0;
+	if (sscanf(v, "%u.%u.%u", &major, &minor, &micro) < 2)
+		return 0;
+	return major << 24 | minor << 16 | micro << 8 | 0xf0;
+}
+
+/* The offset of the finalizing PyThreadState* inside _PyRuntime, from the
+ * version (3.8-3.12, cpython-internals.md §3) or _Py_DebugOffsets (3.13+). */
+static long finalizing_offset(const unsigned char *runtime, uint32_t hex)
+{
+	unsigned minor = hex >> 16 & 0xff;
+	if (hex >> 24 != 3)
+		return -1;
+	if (minor >= 8 && minor <= 10)
+		return 16;
+	if (minor == 11 || minor == 12)
+		return 24;
+	if (minor >= 13 && memcmp(runtime, "xdebugpy", 8) == 0) {
+		uint64_t off;
+		/* cookie[8], version, free_threaded, runtime_state.{size,finalizing} */
+		memcpy(&off, runtime + 32, sizeof off);
+		return off < shim_python.runtime_size ? (long)off : -1;
+	}
+	return -1;
+}
+
+bool shim_probe_python(void)
+{
+	Dl_info info;
+	const ElfW(Sym) *sym = NULL;
+	void *runtime = dlsym(RTLD_DEFAULT, "_PyRuntime");
+	if (!runtime)
+		return false;
+	shim_python.runtime = runtime;
+	if (dladdr1(runtime, &info, (void **)&sym, RTLD_DL_SYMENT) && sym)
+		shim_python.runtime_size = sym->st_size;
+	if (info.dli_fname && strstr(info.dli_fname, "libpython"))
+		shim_python.build |= GTR_BUILD_SHARED;
+
+	const unsigned long *py_version = dlsym(RTLD_DEFAULT, "Py_Version");
+	const char *(*get_version)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "Py_GetVersion");
+	if (get_version) {
+		/* Py_GetVersion only formats compile-time strings: safe before
+		 * Py_Initialize. */
+		snprintf(shim_python.version, sizeof shim_python.version, "%s", get_version());
+		for (char *c = shim_python.version; *c; c++)
+			if (*c == '\n')
+				*c = ' '; /* 3.8 puts the compiler on a second line */
+	}
+	shim_python.version_hex = py_version ? (uint32_t)*py_version
+	                                     : version_hex_from_string(shim_python.version);
+
+	if (dlsym(RTLD_DEFAULT, "_Py_NegativeRefcount") || dlsym(RTLD_DEFAULT, "_Py_RefTotal"))
+		shim_python.build |= GTR_BUILD_DEBUG;
+	if (memcmp(runtime, "xdebugpy", 8) == 0) {
+		uint64_t free_threaded;
+		memcpy(&free_threaded, (char *)runtime + 16, sizeof free_threaded);
+		if (free_threaded == 1)
+			shim_python.build |= GTR_BUILD_FREE_THREADED;
+	}
+	shim_python.finalizing_offset = finalizing_offset(runtime, shim_python.version_hex);
+	shim_python.is_finalizing = (int (*)(void))dlsym(RTLD_DEFAULT, "Py_IsFinalizing");
+	if (!shim_python.is_finalizing)
+		shim_python.is_finalizing = (int (*)(void))dlsym(RTLD_DEFAULT, "_Py_IsFinalizing");
+	return true;
+}
+
+/* ---- activation and exit ----------------------------------------------- */
+
+bool shim_activate(void)
+{
+	shim_options_parse(getenv("GILTRACE_OPTIONS"));
+	if (!recorder_open()) {
+		shim_state = SHIM_STOPPED;
+		return false;
+	}
+	__atomic_store_n(&shim_state, SHIM_ACTIVE, __ATOMIC_RELEASE);
+	if (shim_options.verbose) {
+		const char *parts[] = { "tracing ", shim_python.version[0] ? shim_python.version : "python",
+		                        " to ", recorder_path() };
+		shim_say("info", parts, 4);
+	}
+	return true;
+}
+
+void shim_finish(void)
+{
+	/* A vfork child shares our memory: it must not touch the parent's
+	 * trace or state when it calls _exit. */
+	if (shim_state != SHIM_ACTIVE || !recorder_owned_by_this_process())
+		return;
+	int saved_errno = errno;
+	if (shim_enter()) {
+		gil_model_check_finalizing();
+		uint64_t how = GTR_EXIT_PROCESS | (shim_self.gil_held ? GTR_EXIT_HELD_GIL : 0);
+		recorder_emit(GTR_EV_THREAD_EXIT, (unsigned)how, NULL);
+		shim_leave();
+	}
+	recorder_close();
+	if (shim_options.verbose) {
+		char n[24];
+		const char *parts[] = { "wrote ", shim_format_u64(n, recorder_bytes_used()),
+		                        " bytes to ", recorder_path() };
+		shim_say("info", parts, 4);
+	}
+	shim_state = SHIM_STOPPED;
+	errno = saved_errno;
+}
+
+__attribute__((constructor)) static void shim_constructor(void)
+{
+	int saved_errno = errno;
+	shim_resolve_early();
+	if (shim_real.mutex_lock && shim_real.cond_timedwait && shim_real.create)
+		shim_state = SHIM_DORMANT;
+	else
+		shim_state = SHIM_STOPPED;
+	errno = saved_errno;
+}
+
+__attribute__((destructor)) static void shim_destructor(void)
+{
+	shim_finish();
+}

@@ -1,0 +1,99 @@
+/*
+ * options.c: GILTRACE_OPTIONS, in the sanitizer style
+ * ("output=/tmp/traces/%p.gtr:mode=ring:ring_size=8").
+ *
+ * Parsed once, when a process activates (so a non-Python process never
+ * prints anything).  A bad key or value never stops the traced program: it
+ * prints one warning naming the valid choices and keeps the default.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim.h"
+
+/* Parsed options; valid once shim_options_parse() ran (at activation). */
+struct shim_options shim_options;
+
+#define DEFAULT_OUTPUT "giltrace.%p.gtr"
+#define DEFAULT_RING_MIB 4u
+#define MAX_RING_MIB 4096u
+
+static void warn(const char *key, const char *value, const char *valid)
+{
+	const char *parts[] = { "GILTRACE_OPTIONS: bad ", key, " '", value, "' (valid: ", valid,
+		                "); using the default" };
+	shim_say("warning", parts, 7);
+}
+
+static bool parse_unsigned(const char *s, unsigned *out)
+{
+	char *end;
+	if (*s < '0' || *s > '9')
+		return false;
+	unsigned long v = strtoul(s, &end, 10);
+	if (*end || v > 0xffffffffUL)
+		return false;
+	*out = (unsigned)v;
+	return true;
+}
+
+static void set_option(const char *key, const char *value)
+{
+	if (strcmp(key, "output") == 0) {
+		if (!*value || strlen(value) >= sizeof shim_options.output)
+			warn("output", value, "a non-empty path, %p for the pid");
+		else
+			strcpy(shim_options.output, value);
+	} else if (strcmp(key, "mode") == 0) {
+		if (strcmp(value, "full") == 0)
+			shim_options.mode = SHIM_MODE_FULL;
+		else if (strcmp(value, "ring") == 0)
+			shim_options.mode = SHIM_MODE_RING;
+		else
+			warn("mode", value, "full, ring");
+	} else if (strcmp(key, "ring_size") == 0) {
+		unsigned v;
+		if (parse_unsigned(value, &v) && v >= 1 && v <= MAX_RING_MIB)
+			shim_options.ring_size_mib = v;
+		else
+			warn("ring_size", value, "MiB per thread, 1 to 4096");
+	} else if (strcmp(key, "verbose") == 0) {
+		unsigned v;
+		if (parse_unsigned(value, &v) && v <= 1)
+			shim_options.verbose = v;
+		else
+			warn("verbose", value, "0, 1");
+	} else {
+		const char *parts[] = { "GILTRACE_OPTIONS: unknown option '", key,
+			                "' (valid: output, mode, ring_size, verbose)" };
+		shim_say("warning", parts, 3);
+	}
+}
+
+void shim_options_parse(const char *text)
+{
+	char buf[8192];
+	strcpy(shim_options.output, DEFAULT_OUTPUT);
+	shim_options.mode = SHIM_MODE_FULL;
+	shim_options.ring_size_mib = DEFAULT_RING_MIB;
+	shim_options.verbose = 0;
+	if (!text || !*text)
+		return;
+	if (strlen(text) >= sizeof buf) {
+		const char *parts[] = { "GILTRACE_OPTIONS is too long; using the defaults" };
+		shim_say("warning", parts, 1);
+		return;
+	}
+	strcpy(buf, text);
+	char *save = NULL;
+	for (char *item = strtok_r(buf, ":", &save); item; item = strtok_r(NULL, ":", &save)) {
+		char *eq = strchr(item, '=');
+		if (!eq) {
+			const char *parts[] = { "GILTRACE_OPTIONS: '", item, "' is not key=value" };
+			shim_say("warning", parts, 3);
+			continue;
+		}
+		*eq = '\0';
+		set_option(item, eq + 1);
+	}
+}

@@ -1,0 +1,558 @@
+/*
+ * recorder.c: writing the trace file (format: include/trace-format.h).
+ *
+ * Design note.  The trace is a file mapped MAP_SHARED into a large address
+ * range reserved at start (PROT_NONE), so that growing it maps the new
+ * extent right after the old one and chunk addresses never move.  Space is
+ * preallocated with fallocate() before it is mapped: a full disk shows up
+ * as "out of space" in the header, never as SIGBUS in the traced program.
+ *
+ * Each thread writes its own chunk with plain stores and then publishes
+ * the new length with a release store of chunk->used (the commit marker),
+ * so no lock is taken per event and a reader of a crashed process's file
+ * sees every event up to the last commit.  The allocation lock (our own
+ * mutex, never one of the program's) is taken only to hand out chunks and
+ * append metadata, with no other lock acquired inside it.
+ *
+ * Clock: the TSC when the CPU says it is invariant (constant rate, synced
+ * across cores), else CLOCK_MONOTONIC in ns; the header says which.
+ */
+#include <cpuid.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+#include "shim.h"
+
+#define CHUNK_SIZE (64u * 1024)
+#define META_CAPACITY (64u * 1024)
+#define INITIAL_CHUNKS 16u
+#define MAX_GROWTH_CHUNKS 1024u
+#define RESERVE_MAX (64ull << 30)
+#define RESERVE_MIN (256ull << 20)
+#define EVENT_AREA (CHUNK_SIZE - GTR_CHUNK_HEADER_SIZE)
+#define MAX_MODULES 1024
+
+/* The open trace of this process.  Everything but `generation` is written
+ * under `lock` (or before activation, single-threaded); see each field. */
+static struct {
+	pthread_mutex_t lock;         /* allocation lock: chunks, growth, meta */
+	int fd;                       /* trace file, -1 when closed */
+	pid_t pid;                    /* process the trace belongs to */
+	char path[4096];              /* where the trace is */
+	char *base;                   /* start of the reserved address range */
+	size_t reserved;              /* bytes reserved at base */
+	size_t mapped;                /* bytes of the file mapped (= file size) */
+	struct gtr_file_header *hdr;  /* == base */
+	uint64_t chunk_capacity;      /* chunks that fit in `mapped` */
+	uint32_t generation;          /* bumped in a fork child; TLS compares */
+	uint32_t next_serial;         /* thread serials handed out */
+	bool closed;                  /* no more chunks are handed out */
+	bool use_tsc;                 /* clock source, fixed at open */
+	uintptr_t modules[MAX_MODULES]; /* load addresses already recorded */
+	unsigned module_count;
+} rec = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
+
+/* ---- clock --------------------------------------------------------------- */
+
+static bool clock_tsc;  /* set once before activation, read on every event */
+
+static bool tsc_is_invariant(void)
+{
+	unsigned a, b, c, d;
+	if (!__get_cpuid(0x80000007, &a, &b, &c, &d))
+		return false;
+	return d & (1u << 8);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t shim_clock_now(void)
+{
+	return likely(clock_tsc) ? __rdtsc() : mono_ns();
+}
+
+static struct gtr_clock_pair clock_pair(void)
+{
+	/* Bracket the monotonic read with two clock reads and keep their
+	 * midpoint, so the pair's error is half the read time. */
+	uint64_t c0 = shim_clock_now();
+	uint64_t ns = mono_ns();
+	uint64_t c1 = shim_clock_now();
+	return (struct gtr_clock_pair){ .clock = c0 + (c1 - c0) / 2, .mono_ns = ns };
+}
+
+/* ---- file naming ----------------------------------------------------------- */
+
+static void expand_template(char *out, size_t size, const char *tmpl, pid_t pid)
+{
+	size_t n = 0;
+	for (const char *s = tmpl; *s && n + 1 < size; s++) {
+		if (s[0] == '%' && s[1] == 'p') {
+			n += (size_t)snprintf(out + n, size - n, "%d", (int)pid);
+			s++;
+		} else if (s[0] == '%' && s[1] == '%') {
+			out[n++] = '%';
+			s++;
+		} else {
+			out[n++] = *s;
+		}
+	}
+	out[n < size ? n : size - 1] = '\0';
+}
+
+/* "dir/name.gtr" + tag -> "dir/name.<tag>.gtr" (before the extension);
+ * false if the result does not fit. */
+static bool insert_tag(char *out, size_t size, const char *path, const char *tag)
+{
+	const char *slash = strrchr(path, '/');
+	const char *dot = strrchr(slash ? slash : path, '.');
+	int n;
+	if (!dot || dot == (slash ? slash + 1 : path))
+		n = snprintf(out, size, "%s.%s", path, tag);
+	else
+		n = snprintf(out, size, "%.*s.%s%s", (int)(dot - path), path, tag, dot);
+	return n > 0 && (size_t)n < size;
+}
+
+static void make_parent_dirs(const char *path)
+{
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s", path);
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		mkdir(dir, 0777);
+		*p = '/';
+	}
+}
+
+/* Never overwrite: try the expanded template, then (without %p) a name
+ * with the pid, then numbered variants. */
+static int create_trace_file(char *path, size_t size)
+{
+	char first[4096], candidate[4096], tag[48];
+	pid_t pid = getpid();
+	expand_template(first, sizeof first, shim_options.output, pid);
+	make_parent_dirs(first);
+	bool has_pid = strstr(shim_options.output, "%p") != NULL;
+	for (int attempt = 0; attempt < 1000; attempt++) {
+		if (attempt == 0)
+			snprintf(candidate, sizeof candidate, "%s", first);
+		else {
+			if (has_pid)
+				snprintf(tag, sizeof tag, "%d", attempt);
+			else if (attempt == 1)
+				snprintf(tag, sizeof tag, "%d", (int)pid);
+			else
+				snprintf(tag, sizeof tag, "%d.%d", (int)pid, attempt - 1);
+			if (!insert_tag(candidate, sizeof candidate, first, tag))
+				break;
+		}
+		int fd = open(candidate, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			snprintf(path, size, "%s", candidate);
+			return fd;
+		}
+		if (errno != EEXIST) {
+			const char *parts[] = { "cannot create trace '", candidate, "': ", strerror(errno),
+				                "; tracing is off (set output= in GILTRACE_OPTIONS to a writable path)" };
+			shim_say("error", parts, 5);
+			return -1;
+		}
+	}
+	const char *parts[] = { "no free trace file name near '", first, "'; tracing is off" };
+	shim_say("error", parts, 3);
+	return -1;
+}
+
+/* ---- growth ------------------------------------------------------------------ */
+
+/* Preallocate and map the file up to new_size.  Called with rec.lock held
+ * (or before activation). */
+static bool grow_to(size_t new_size)
+{
+	if (new_size <= rec.mapped)
+		return true;
+	if (new_size > rec.reserved)
+		return false;
+	int r = fallocate(rec.fd, 0, (off_t)rec.mapped, (off_t)(new_size - rec.mapped));
+	if (r != 0 && (errno == EOPNOTSUPP || errno == ENOSYS))
+		r = ftruncate(rec.fd, (off_t)new_size); /* no preallocation here */
+	if (r != 0)
+		return false;
+	void *p = mmap(rec.base + rec.mapped, new_size - rec.mapped, PROT_READ | PROT_WRITE,
+	               MAP_SHARED | MAP_FIXED, rec.fd, (off_t)rec.mapped);
+	if (p == MAP_FAILED)
+		return false;
+	rec.mapped = new_size;
+	rec.chunk_capacity = (new_size - rec.hdr->chunk_area_offset) / CHUNK_SIZE;
+	return true;
+}
+
+/* Make room for chunks [0, need); called with rec.lock held. */
+static bool ensure_chunks(uint64_t need)
+{
+	if (need <= rec.chunk_capacity)
+		return true;
+	uint64_t step = rec.chunk_capacity < MAX_GROWTH_CHUNKS ? rec.chunk_capacity : MAX_GROWTH_CHUNKS;
+	uint64_t target = rec.chunk_capacity + (step ? step : INITIAL_CHUNKS);
+	if (target < need)
+		target = need;
+	if (grow_to(rec.hdr->chunk_area_offset + target * CHUNK_SIZE))
+		return true;
+	__atomic_or_fetch(&rec.hdr->flags, GTR_FLAG_OUT_OF_SPACE, __ATOMIC_RELEASE);
+	return false;
+}
+
+static struct gtr_chunk_header *chunk_at(uint64_t index)
+{
+	return (struct gtr_chunk_header *)(rec.base + rec.hdr->chunk_area_offset + index * CHUNK_SIZE);
+}
+
+/* ---- opening and closing ------------------------------------------------------ */
+
+static void fill_header(uint32_t extra_flags)
+{
+	struct gtr_file_header *h = rec.hdr;
+	memcpy(h->magic, GTR_MAGIC, 8);
+	h->version_major = GTR_VERSION_MAJOR;
+	h->version_minor = GTR_VERSION_MINOR;
+	h->header_size = GTR_HEADER_SIZE;
+	h->chunk_size = CHUNK_SIZE;
+	h->chunk_area_offset = GTR_HEADER_SIZE + META_CAPACITY;
+	h->meta_capacity = META_CAPACITY;
+	h->meta_used = 0;
+	h->chunks_allocated = 0;
+	h->ring_chunks = shim_options.mode == SHIM_MODE_RING
+	                         ? (uint32_t)((uint64_t)shim_options.ring_size_mib * 1024 * 1024 / CHUNK_SIZE)
+	                         : 0;
+	h->flags = extra_flags | (h->ring_chunks ? GTR_FLAG_RING : 0) | (clock_tsc ? GTR_FLAG_CLOCK_TSC : 0);
+	h->pid = getpid();
+	h->ppid = getppid();
+	struct timespec rt;
+	clock_gettime(CLOCK_REALTIME, &rt);
+	h->start_realtime_ns = (uint64_t)rt.tv_sec * 1000000000u + (uint64_t)rt.tv_nsec;
+	h->start = clock_pair();
+	/* A second pair 100 us later calibrates the clock rate for traces
+	 * that end without an exit pair (crash, SIGKILL); chunk allocations
+	 * refresh it as the run goes on. */
+	if (clock_tsc) {
+		uint64_t until = mono_ns() + 100000;
+		while (mono_ns() < until)
+			;
+	}
+	h->calib = clock_pair();
+	h->py_version_hex = shim_python.version_hex;
+	h->py_build = shim_python.build;
+	snprintf(h->py_version, sizeof h->py_version, "%s", shim_python.version);
+	ssize_t n = readlink("/proc/self/exe", h->executable, sizeof h->executable - 1);
+	h->executable[n > 0 ? n : 0] = '\0';
+	h->py_runtime_addr = (uintptr_t)shim_python.runtime;
+}
+
+static bool open_trace(uint32_t extra_flags)
+{
+	rec.fd = create_trace_file(rec.path, sizeof rec.path);
+	if (rec.fd < 0)
+		return false;
+	rec.pid = getpid();
+	if (!rec.base) {
+		for (size_t size = RESERVE_MAX; size >= RESERVE_MIN; size /= 2) {
+			void *p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+			if (p != MAP_FAILED) {
+				rec.base = p;
+				rec.reserved = size;
+				break;
+			}
+		}
+	}
+	size_t initial = GTR_HEADER_SIZE + META_CAPACITY + (size_t)INITIAL_CHUNKS * CHUNK_SIZE;
+	rec.hdr = (struct gtr_file_header *)rec.base;
+	rec.mapped = 0;
+	rec.chunk_capacity = 0;
+	bool sized = rec.base && (fallocate(rec.fd, 0, 0, (off_t)initial) == 0 ||
+	                          ftruncate(rec.fd, (off_t)initial) == 0);
+	if (!sized || mmap(rec.base, initial, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, rec.fd, 0) == MAP_FAILED) {
+		const char *parts[] = { "cannot preallocate trace '", rec.path, "': ", strerror(errno),
+			                "; tracing is off" };
+		shim_say("error", parts, 5);
+		close(rec.fd);
+		unlink(rec.path);
+		rec.fd = -1;
+		return false;
+	}
+	rec.mapped = initial;
+	fill_header(extra_flags);
+	rec.chunk_capacity = INITIAL_CHUNKS;
+	rec.closed = false;
+	rec.generation++;
+	rec.next_serial = 0;
+	rec.module_count = 0;
+	return true;
+}
+
+bool recorder_open(void)
+{
+	clock_tsc = tsc_is_invariant();
+	if (!open_trace(0))
+		return false;
+	recorder_note_modules();
+	return true;
+}
+
+void recorder_close(void)
+{
+	shim_real.mutex_lock(&rec.lock);
+	if (!rec.closed && rec.fd >= 0) {
+		rec.closed = true;
+		rec.hdr->end = clock_pair();
+		uint64_t used = rec.hdr->chunk_area_offset + rec.hdr->chunks_allocated * CHUNK_SIZE;
+		__atomic_or_fetch(&rec.hdr->flags, GTR_FLAG_CLOSED, __ATOMIC_RELEASE);
+		/* Threads still running keep writing into chunks below `used`;
+		 * no chunk beyond it is handed out once closed is set. */
+		if (ftruncate(rec.fd, (off_t)used) != 0) {
+			/* the unused preallocation stays; the trace is still valid */
+		}
+		close(rec.fd);
+		rec.fd = -1;
+	}
+	shim_real.mutex_unlock(&rec.lock);
+}
+
+/* In a fork child (one thread, the one that forked): the parent's mapping
+ * and file belong to the parent; start a trace of our own. */
+void recorder_reopen_in_child(void)
+{
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+	rec.lock = fresh; /* another parent thread may have held it at fork */
+	if (rec.fd >= 0)
+		close(rec.fd);
+	rec.fd = -1;
+	munmap(rec.base, rec.reserved);
+	rec.base = NULL;
+	if (!open_trace(GTR_FLAG_FORK_CHILD)) {
+		shim_state = SHIM_STOPPED;
+		return;
+	}
+	gil_model_write_meta();
+	recorder_note_modules();
+}
+
+bool recorder_owned_by_this_process(void)
+{
+	return getpid() == rec.pid;
+}
+
+const char *recorder_path(void)
+{
+	return rec.path;
+}
+
+uint64_t recorder_bytes_used(void)
+{
+	return rec.hdr ? rec.hdr->chunk_area_offset + rec.hdr->chunks_allocated * CHUNK_SIZE : 0;
+}
+
+/* ---- chunks and events ------------------------------------------------------- */
+
+static void start_chunk(struct shim_thread *t, struct gtr_chunk_header *c, uint64_t now)
+{
+	__atomic_store_n(&c->used, 0, __ATOMIC_RELEASE);
+	c->thread_serial = t->serial;
+	c->tid = t->tid;
+	c->seq = t->next_seq++;
+	c->first_clock = now;
+	c->pthread_id = (uint64_t)pthread_self();
+	__atomic_store_n(&c->magic, GTR_CHUNK_MAGIC, __ATOMIC_RELEASE);
+	t->chunk = c;
+	t->used = 0;
+	t->last_clock = now;
+}
+
+/* Give the thread a chunk to write to; false if tracing cannot go on. */
+static bool next_chunk(struct shim_thread *t, uint64_t now)
+{
+	if (t->generation != rec.generation) {
+		/* first event of this thread (in this process) */
+		t->generation = rec.generation;
+		t->chunk = NULL;
+		t->lost = 0;
+		t->next_seq = 0;
+		t->ring_first = 0;
+		t->serial = __atomic_add_fetch(&rec.next_serial, 1, __ATOMIC_RELAXED);
+		t->tid = gettid();
+	}
+	if (t->lost)
+		return false;
+	uint32_t ring = rec.hdr->ring_chunks;
+	if (ring && t->next_seq > 0) {
+		/* ring mode: the thread's block of chunks is allocated; move on
+		 * to the next one, re-using the oldest once the ring is full */
+		start_chunk(t, chunk_at(t->ring_first + t->next_seq % ring), now);
+		return true;
+	}
+	uint64_t want = ring ? ring : 1;
+	uint64_t index = 0;
+	bool ok = false;
+	shim_real.mutex_lock(&rec.lock);
+	if (!rec.closed) {
+		index = rec.hdr->chunks_allocated;
+		ok = ensure_chunks(index + want);
+		if (ok) {
+			__atomic_store_n(&rec.hdr->chunks_allocated, index + want, __ATOMIC_RELEASE);
+			t->ring_first = (uint32_t)index;
+			if (now - rec.hdr->calib.clock > rec.hdr->calib.clock - rec.hdr->start.clock)
+				rec.hdr->calib = clock_pair();
+		}
+	}
+	shim_real.mutex_unlock(&rec.lock);
+	if (!ok) {
+		t->lost = 1;
+		t->chunk = NULL;
+		return false;
+	}
+	start_chunk(t, chunk_at(index), now);
+	return true;
+}
+
+/* The hot path: one event for the calling thread.  Called inside
+ * shim_enter(); touches only this thread's chunk. */
+void recorder_emit(unsigned type, unsigned arg, const uint64_t *payload)
+{
+	struct shim_thread *t = &shim_self;
+	unsigned words = 1u + gtr_event_payload_words[type];
+	uint64_t now = shim_clock_now();
+	if (unlikely(now < t->last_clock))
+		now = t->last_clock; /* keep each thread's clock monotonic */
+	if (unlikely(!t->chunk || t->generation != rec.generation ||
+	             t->used + (words + 2) * 8 > EVENT_AREA)) {
+		if (!next_chunk(t, now))
+			return;
+	}
+	uint64_t *p = (uint64_t *)((char *)t->chunk + GTR_CHUNK_HEADER_SIZE + t->used);
+	if (unlikely(now - t->last_clock >= UINT64_C(1) << (GTR_CLOCK_BITS - 1))) {
+		*p++ = gtr_event_word(GTR_EV_CLOCK, 0, now);
+		*p++ = now;
+		t->used += 16;
+	}
+	*p = gtr_event_word(type, arg, now);
+	for (unsigned i = 1; i < words; i++)
+		p[i] = payload[i - 1];
+	t->used += words * 8;
+	t->last_clock = now;
+	__atomic_store_n(&t->chunk->used, t->used, __ATOMIC_RELEASE);
+}
+
+/* ---- metadata ----------------------------------------------------------------- */
+
+static void meta_append_locked(const void *record, size_t size)
+{
+	struct gtr_file_header *h = rec.hdr;
+	if (h->meta_used + size > h->meta_capacity) {
+		__atomic_or_fetch(&h->flags, GTR_FLAG_META_FULL, __ATOMIC_RELEASE);
+		return;
+	}
+	memcpy((char *)h + GTR_HEADER_SIZE + h->meta_used, record, size);
+	__atomic_store_n(&h->meta_used, h->meta_used + size, __ATOMIC_RELEASE);
+}
+
+void recorder_add_meta(const void *record, size_t size)
+{
+	shim_real.mutex_lock(&rec.lock);
+	if (rec.hdr)
+		meta_append_locked(record, size);
+	shim_real.mutex_unlock(&rec.lock);
+}
+
+static size_t read_build_id(const struct dl_phdr_info *info, uint8_t *out, size_t max)
+{
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_NOTE)
+			continue;
+		const char *p = (const char *)(info->dlpi_addr + ph->p_vaddr);
+		const char *end = p + ph->p_memsz;
+		while (p + sizeof(ElfW(Nhdr)) <= end) {
+			const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)p;
+			const char *name = p + sizeof *n;
+			const char *desc = name + ((n->n_namesz + 3) & ~3u);
+			if (desc + n->n_descsz > end)
+				break;
+			if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+				size_t len = n->n_descsz < max ? n->n_descsz : max;
+				memcpy(out, desc, len);
+				return len;
+			}
+			p = desc + ((n->n_descsz + 3) & ~3u);
+		}
+	}
+	return 0;
+}
+
+static int note_module(struct dl_phdr_info *info, size_t size, void *data)
+{
+	(void)size;
+	bool *first = data;
+	const char *name = info->dlpi_name;
+	char exe[4096];
+	if (*first) {
+		*first = false;
+		if (!name || !*name) {
+			ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+			exe[n > 0 ? n : 0] = '\0';
+			name = exe;
+		}
+	}
+	if (!name || !*name)
+		return 0; /* the vDSO */
+	for (unsigned i = 0; i < rec.module_count; i++)
+		if (rec.modules[i] == info->dlpi_addr)
+			return 0;
+	if (rec.module_count == MAX_MODULES)
+		return 0;
+	rec.modules[rec.module_count++] = info->dlpi_addr;
+
+	union {
+		struct gtr_meta_module m;
+		char bytes[sizeof(struct gtr_meta_module) + 4096 + 8];
+	} r;
+	size_t path_len = strlen(name) + 1;
+	if (path_len > 4096)
+		path_len = 4096;
+	memset(&r.m, 0, sizeof r.m);
+	r.m.rec.type = GTR_META_MODULE;
+	r.m.load_address = info->dlpi_addr;
+	r.m.build_id_len = (uint8_t)read_build_id(info, r.m.build_id, sizeof r.m.build_id);
+	memcpy(r.bytes + sizeof r.m, name, path_len);
+	r.bytes[sizeof r.m + path_len - 1] = '\0';
+	size_t total = (sizeof r.m + path_len + 7) & ~(size_t)7;
+	memset(r.bytes + sizeof r.m + path_len, 0, total - sizeof r.m - path_len);
+	r.m.rec.size = (uint16_t)total;
+	meta_append_locked(&r, total);
+	return 0;
+}
+
+void recorder_note_modules(void)
+{
+	shim_real.mutex_lock(&rec.lock);
+	if (rec.hdr) {
+		bool first = true;
+		dl_iterate_phdr(note_module, &first);
+	}
+	shim_real.mutex_unlock(&rec.lock);
+}

@@ -1,0 +1,202 @@
+/*
+ * shim.h: declarations shared by the files of libgiltrace.so.
+ *
+ * The shim is split by concern:
+ *   init.c           lifecycle state, constructor/destructor, interpreter probe
+ *   options.c        GILTRACE_OPTIONS parsing
+ *   recorder.c       the trace file: mapping, growth, chunks, event writing
+ *   gil-model.c      recognising GIL objects and deriving GIL transitions
+ *   wrap-pthread.c   pthread mutex/cond interposers (the primary signal)
+ *   wrap-lifecycle.c threads, fork, exit, pause, dlopen interposers
+ *   wrap-capi.c      CPython C-API interposers (Py_FinalizeEx)
+ *   signal-safe.c    async-signal-safe output helpers
+ */
+#ifndef GILTRACE_SHIM_H
+#define GILTRACE_SHIM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "trace-format.h"
+
+#define SHIM_EXPORT __attribute__((visibility("default")))
+#define SHIM_TLS __thread __attribute__((tls_model("initial-exec")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* ---- lifecycle (init.c) ------------------------------------------------ */
+
+enum shim_state {
+	SHIM_UNINIT = 0,  /* before the constructor finished resolving symbols */
+	SHIM_DORMANT,     /* resolved; no GIL seen: everything passes through */
+	SHIM_ACTIVE,      /* a GIL was recognised and the trace file is open */
+	SHIM_STOPPED,     /* after exit, or after trouble: pass through only */
+};
+
+/* The one lifecycle word, read on the way into every recording path. */
+extern volatile int shim_state;
+
+/* What the shim learned about the interpreter; valid once ACTIVE. */
+struct shim_python {
+	void *runtime;             /* &_PyRuntime */
+	size_t runtime_size;       /* st_size of _PyRuntime, 0 if unknown */
+	uint32_t version_hex;      /* PY_VERSION_HEX */
+	uint32_t build;            /* enum gtr_py_build */
+	long finalizing_offset;    /* offset of the finalizing tstate in _PyRuntime, -1 */
+	int (*is_finalizing)(void); /* _Py_IsFinalizing or Py_IsFinalizing */
+	char version[128];
+};
+extern struct shim_python shim_python;
+
+/* Probe the process for a CPython runtime; true if _PyRuntime exists. */
+bool shim_probe_python(void);
+/* Activate tracing (open the trace file); called once, with the GIL
+ * recognition lock held.  Returns false and stays dormant on failure. */
+bool shim_activate(void);
+/* End tracing for the whole process: the calling thread records that the
+ * process exits, then the trace is closed.  Used by the destructor and by
+ * _exit; does nothing in a vfork child (recorder_close checks the pid). */
+void shim_finish(void);
+/* Resolve the real functions if the constructor has not run yet. */
+void shim_resolve_early(void);
+
+/* ---- options (options.c) ----------------------------------------------- */
+
+enum shim_mode { SHIM_MODE_FULL = 0, SHIM_MODE_RING };
+
+struct shim_options {
+	char output[4096];         /* path template, %p = pid */
+	enum shim_mode mode;
+	unsigned ring_size_mib;    /* ring mode: MiB kept per thread */
+	unsigned verbose;          /* 0 quiet, 1 start/end lines on stderr */
+};
+extern struct shim_options shim_options;
+
+/* Parse GILTRACE_OPTIONS into shim_options; warnings go to stderr. */
+void shim_options_parse(const char *text);
+
+/* ---- per-thread state ---------------------------------------------------- */
+
+/* Everything the shim keeps per thread.  Zero-initialised TLS means "not
+ * seen yet"; GIL indices are stored plus one so that 0 means "none". */
+struct shim_thread {
+	struct gtr_chunk_header *chunk; /* chunk being written, or NULL */
+	uint32_t used;             /* bytes committed in chunk (local copy) */
+	uint32_t serial;           /* thread serial in this process, 0 = unassigned */
+	int32_t tid;
+	uint32_t next_seq;         /* sequence number of the next chunk */
+	uint32_t generation;       /* recorder generation the chunk belongs to */
+	uint32_t ring_first;       /* ring mode: first chunk index of own ring */
+	uint64_t last_clock;       /* clock of the last event written */
+	uint8_t gil_held;          /* index+1 of the GIL this thread holds */
+	uint8_t gil_taking;        /* index+1 of the GIL it is taking */
+	uint8_t in_shim;           /* re-entrancy guard */
+	uint8_t lost;              /* recording failed for this thread */
+	/* create_gil signature detector: the last four init calls */
+	uintptr_t init_addr[4];
+	uint8_t init_is_cond[4];
+	uint8_t init_count;
+};
+extern SHIM_TLS struct shim_thread shim_self;
+
+/* Enter the shim on this thread: false if tracing is off or the thread is
+ * already inside the shim (a signal handler, or the shim's own libc calls). */
+static inline bool shim_enter(void)
+{
+	if (shim_state != SHIM_ACTIVE || shim_self.in_shim)
+		return false;
+	shim_self.in_shim = 1;
+	return true;
+}
+
+static inline void shim_leave(void)
+{
+	shim_self.in_shim = 0;
+}
+
+/* ---- recorder (recorder.c) --------------------------------------------- */
+
+/* Open the trace file for this process; false if it could not be made. */
+bool recorder_open(void);
+/* Write the end-of-run clock pair, mark the trace closed, trim the file. */
+void recorder_close(void);
+/* In a fork child: drop the parent's mapping and open a fresh trace. */
+void recorder_reopen_in_child(void);
+/* Append one event for the calling thread.  Must be called inside
+ * shim_enter()/shim_leave().  Drops the event if no space can be had. */
+void recorder_emit(unsigned type, unsigned arg, const uint64_t *payload);
+/* Append a metadata record (module, GIL) to the log in the header area. */
+void recorder_add_meta(const void *record, size_t size);
+/* Record newly loaded objects (path, address, build-id); idempotent. */
+void recorder_note_modules(void);
+/* False in a vfork child, which shares the parent's memory. */
+bool recorder_owned_by_this_process(void);
+/* The path the trace is written to, valid once ACTIVE. */
+const char *recorder_path(void);
+/* Bytes of the trace in use (header, metadata, handed-out chunks). */
+uint64_t recorder_bytes_used(void);
+
+/* Current clock: TSC ticks when the TSC is usable, else monotonic ns. */
+uint64_t shim_clock_now(void);
+
+/* ---- GIL model (gil-model.c) ------------------------------------------- */
+
+/* Known GIL objects.  gil_span is 0 until the first GIL is recognised, so
+ * the fast path `addr - gil_lo >= gil_span` sends everything to libc. */
+extern uintptr_t gil_lo, gil_span;
+
+static inline bool gil_maybe(const void *addr)
+{
+	return unlikely((uintptr_t)addr - gil_lo < gil_span);
+}
+
+void gil_model_on_init(const void *addr, bool is_cond);
+void gil_model_on_lock(const pthread_mutex_t *m);
+void gil_model_on_unlock(const pthread_mutex_t *m);
+void gil_model_on_timedwait_begin(const pthread_cond_t *c, unsigned long *switch_before);
+void gil_model_on_timedwait_end(const pthread_cond_t *c, int rc, unsigned long switch_before);
+void gil_model_on_wait(const pthread_cond_t *c, bool begin);
+void gil_model_on_signal(const pthread_cond_t *c);
+/* Record a finalizing flip if the runtime's flag changed since last seen.
+ * Must be called inside shim_enter(). */
+void gil_model_check_finalizing(void);
+/* After fork in the child: re-announce the GIL table and the held GIL. */
+void gil_model_after_fork_child(void);
+/* Re-emit the GIL table into a fresh trace (fork child). */
+void gil_model_write_meta(void);
+
+/* ---- real functions (resolved in init.c) ------------------------------- */
+
+struct shim_real {
+	int (*mutex_init)(pthread_mutex_t *, const pthread_mutexattr_t *);
+	int (*mutex_lock)(pthread_mutex_t *);
+	int (*mutex_trylock)(pthread_mutex_t *);
+	int (*mutex_unlock)(pthread_mutex_t *);
+	int (*cond_init)(pthread_cond_t *, const pthread_condattr_t *);
+	int (*cond_wait)(pthread_cond_t *, pthread_mutex_t *);
+	int (*cond_timedwait)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
+	int (*cond_signal)(pthread_cond_t *);
+	int (*cond_broadcast)(pthread_cond_t *);
+	int (*create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+	void (*exit)(void *) __attribute__((noreturn));
+	int (*setname_np)(pthread_t, const char *);
+	pid_t (*fork)(void);
+	void (*_exit)(int) __attribute__((noreturn));
+	void (*_Exit)(int) __attribute__((noreturn));
+	int (*pause)(void);
+	void *(*dlopen)(const char *, int);
+};
+extern struct shim_real shim_real;
+
+/* ---- async-signal-safe output (signal-safe.c) -------------------------- */
+
+/* Write "giltrace: <level>: " + the NUL-terminated parts + "\n" to fd 2.
+ * async-signal-safe. */
+void shim_say(const char *level, const char *const *parts, size_t n);
+/* Format v in decimal into buf (at least 21 bytes); returns buf. */
+char *shim_format_u64(char *buf, uint64_t v);
+
+#endif /* GILTRACE_SHIM_H */
