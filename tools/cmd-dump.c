@@ -1,0 +1,107 @@
+/*
+ * cmd-dump.c: `giltrace dump TRACE`: the header, then every event in time
+ * order, one line each.  For debugging giltrace itself and for grep.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "builtin.h"
+#include "trace.h"
+#include "usage.h"
+
+static const char usage_text[] = "usage: giltrace dump TRACE\n\n"
+                                 "exit status: 0 the trace was read, 2 it was unusable\n";
+
+static void print_details(const struct trace_event *e)
+{
+	switch (e->type) {
+	case GTR_EV_GIL_ACQUIRE:
+		printf(" gil=%u tstate=0x%" PRIx64 " switch=%" PRIu64, e->arg, e->payload[0], e->payload[1]);
+		break;
+	case GTR_EV_GIL_HELD_AT_FORK:
+		printf(" gil=%u tstate=0x%" PRIx64, e->arg, e->payload[0]);
+		break;
+	case GTR_EV_THREAD_START:
+		printf(" parent=%" PRId64, (int64_t)e->payload[0]);
+		break;
+	case GTR_EV_THREAD_EXIT:
+	case GTR_EV_THREAD_PAUSE: {
+		static const char *const how[] = { [GTR_EXIT_RETURN] = "return",
+			                           [GTR_EXIT_PTHREAD_EXIT] = "pthread_exit",
+			                           [GTR_EXIT_PROCESS] = "process_exit" };
+		unsigned h = e->arg & 0x7f;
+		if (e->type == GTR_EV_THREAD_EXIT)
+			printf(" how=%s", h < 4 && how[h] ? how[h] : "unknown");
+		printf(" held_gil=%s", e->arg & GTR_EXIT_HELD_GIL ? "yes" : "no");
+		break;
+	}
+	case GTR_EV_THREAD_NAME: {
+		char name[17];
+		memcpy(name, e->payload, 16);
+		name[16] = '\0';
+		printf(" name=\"%s\"", name);
+		break;
+	}
+	case GTR_EV_FORK:
+		printf(" child=%" PRId64, (int64_t)e->payload[0]);
+		break;
+	case GTR_EV_FINALIZING:
+		printf(" %s tstate=0x%" PRIx64, e->arg ? "set" : "cleared", e->payload[0]);
+		break;
+	case GTR_EV_FINALIZE_EXIT:
+		printf(" result=%" PRId64, (int64_t)e->payload[0]);
+		break;
+	default:
+		if (e->type <= GTR_EV_GIL_HELD_AT_FORK)
+			printf(" gil=%u", e->arg);
+		break;
+	}
+}
+
+int cmd_dump(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (c == 'h') {
+			fputs(usage_text, stdout);
+			return EXIT_CLEAN;
+		}
+		fputs(usage_text, stderr);
+		return EXIT_UNUSABLE;
+	}
+	if (optind + 1 != argc) {
+		fputs(usage_text, stderr);
+		return EXIT_UNUSABLE;
+	}
+	struct trace t;
+	char err[512];
+	if (trace_load(&t, argv[optind], err, sizeof err) != 0) {
+		trace_free(&t);
+		die("%s", err);
+	}
+	const struct gtr_file_header *h = &t.header;
+	printf("# trace %s: format %u.%u, pid %d, ppid %d, python %s\n", t.path, h->version_major,
+	       h->version_minor, h->pid, h->ppid, h->py_version[0] ? h->py_version : "?");
+	printf("# %zu threads, %zu events, clock %s, %s%s\n", t.thread_count, t.event_count,
+	       t.clock_is_tsc ? "tsc" : "monotonic", h->flags & GTR_FLAG_RING ? "ring" : "full",
+	       t.truncated ? ", truncated" : ", closed");
+	for (size_t i = 0; i < t.gil_count; i++)
+		printf("# gil %u at 0x%" PRIx64 "%s\n", t.gils[i].index, t.gils[i].base,
+		       t.gils[i].in_runtime ? " (in _PyRuntime)" : "");
+	for (size_t i = 0; i < t.note_count; i++)
+		printf("# note: %s\n", t.notes[i]);
+	for (size_t i = 0; i < t.event_count; i++) {
+		const struct trace_event *e = &t.events[i];
+		printf("%14.9f %7d %s", (double)e->ns / 1e9, t.threads[e->thread].tid, trace_event_name(e->type));
+		print_details(e);
+		putchar('\n');
+	}
+	trace_free(&t);
+	return EXIT_CLEAN;
+}

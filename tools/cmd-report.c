@@ -1,0 +1,375 @@
+/*
+ * cmd-report.c: `giltrace report [--json] TRACE...`
+ *
+ * Per thread: GIL hold and wait time, acquisitions, drop requests, forced
+ * switches, how it ended.  Overall: handoffs with latency percentiles, the
+ * contention ratio, the finalization timeline, and the model's self-check.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "builtin.h"
+#include "format.h"
+#include "json.h"
+#include "model.h"
+#include "trace.h"
+#include "usage.h"
+
+static const char usage_text[] =
+        "usage: giltrace report [--json] TRACE...\n\n"
+        "  --json   machine-readable output: one object per trace (an array\n"
+        "           of them when several traces are given)\n\n"
+        "exit status: 0 every trace was read, 2 a trace was unusable\n";
+
+static const char *thread_name(const struct model_thread *th)
+{
+	if (th->info->name[0])
+		return th->info->name;
+	return th->is_main ? "main" : NULL;
+}
+
+static void build_string(const struct gtr_file_header *h, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s%s%s", h->py_build & GTR_BUILD_SHARED ? "shared" : "static",
+	         h->py_build & GTR_BUILD_DEBUG ? ", debug" : "",
+	         h->py_build & GTR_BUILD_FREE_THREADED ? ", free-threaded" : "");
+}
+
+/* "3.11.2" from "3.11.2 (main, ...)" */
+static void short_version(const struct gtr_file_header *h, char *buf, size_t size)
+{
+	size_t n = strcspn(h->py_version, " ");
+	snprintf(buf, size, "%.*s", (int)n, h->py_version);
+	if (!buf[0] && h->py_version_hex)
+		snprintf(buf, size, "%u.%u.%u", h->py_version_hex >> 24, h->py_version_hex >> 16 & 0xff,
+		         h->py_version_hex >> 8 & 0xff);
+}
+
+static double contention_ratio(const struct model *m)
+{
+	return m->acquisitions ? (double)m->contended_acquisitions / (double)m->acquisitions : 0.0;
+}
+
+/* ---- JSON ----------------------------------------------------------------- */
+
+static void json_tid_list(struct json *j, const char *key, const struct model *m, bool (*pick)(const struct model_thread *))
+{
+	json_array_begin(j, key);
+	for (size_t i = 0; i < m->thread_count; i++)
+		if (pick(&m->threads[i]))
+			json_i64(j, NULL, m->threads[i].info->tid);
+	json_array_end(j);
+}
+
+static bool pick_alive(const struct model_thread *th) { return th->alive_at_finalization; }
+static bool pick_held(const struct model_thread *th) { return th->held_after_finalization; }
+static bool pick_waited(const struct model_thread *th) { return th->waited_after_finalization; }
+
+static void report_json(struct json *j, const struct trace *t, const struct model *m)
+{
+	const struct gtr_file_header *h = &t->header;
+	char buf[160];
+	json_object_begin(j, NULL);
+	json_string(j, "trace", t->path);
+	json_object_begin(j, "interpreter");
+	short_version(h, buf, sizeof buf);
+	json_string(j, "version", buf[0] ? buf : NULL);
+	json_string(j, "version_full", h->py_version[0] ? h->py_version : NULL);
+	build_string(h, buf, sizeof buf);
+	json_string(j, "build", buf);
+	json_bool(j, "shared", h->py_build & GTR_BUILD_SHARED);
+	json_bool(j, "debug", h->py_build & GTR_BUILD_DEBUG);
+	json_bool(j, "free_threaded", h->py_build & GTR_BUILD_FREE_THREADED);
+	json_string(j, "executable", h->executable);
+	json_object_end(j);
+	json_object_begin(j, "process");
+	json_i64(j, "pid", h->pid);
+	json_i64(j, "ppid", h->ppid);
+	json_bool(j, "fork_child", h->flags & GTR_FLAG_FORK_CHILD);
+	json_string(j, "mode", h->flags & GTR_FLAG_RING ? "ring" : "full");
+	json_string(j, "clock", t->clock_is_tsc ? "tsc" : "monotonic");
+	json_u64(j, "start_realtime_ns", h->start_realtime_ns);
+	json_object_end(j);
+	json_u64(j, "wall_ns", m->wall_ns);
+	json_u64(j, "events", t->event_count);
+	json_bool(j, "truncated", t->truncated);
+	if (t->truncated)
+		json_u64(j, "truncated_at_ns", t->last_event_ns);
+	else
+		json_null(j, "truncated_at_ns");
+
+	json_array_begin(j, "gils");
+	for (unsigned gi = 0; gi < MODEL_MAX_GILS; gi++) {
+		const struct model_gil *g = &m->gils[gi];
+		if (!g->seen)
+			continue;
+		json_object_begin(j, NULL);
+		json_u64(j, "index", gi);
+		snprintf(buf, sizeof buf, "0x%" PRIx64, g->base);
+		json_string(j, "address", buf);
+		json_bool(j, "main", g->in_runtime);
+		json_u64(j, "held_ns", g->held_ns);
+		json_u64(j, "idle_ns", g->idle_ns);
+		json_u64(j, "acquisitions", g->acquisitions);
+		json_object_end(j);
+	}
+	json_array_end(j);
+
+	json_array_begin(j, "threads");
+	for (size_t i = 0; i < m->thread_count; i++) {
+		const struct model_thread *th = &m->threads[i];
+		json_object_begin(j, NULL);
+		json_i64(j, "tid", th->info->tid);
+		json_u64(j, "serial", th->info->serial);
+		json_string(j, "name", thread_name(th));
+		json_bool(j, "main", th->is_main);
+		if (th->has_start)
+			json_i64(j, "parent_tid", th->parent_tid);
+		else
+			json_null(j, "parent_tid");
+		json_u64(j, "first_ns", th->first_ns == UINT64_MAX ? 0 : th->first_ns);
+		json_u64(j, "last_ns", th->last_ns);
+		json_u64(j, "gil_hold_ns", th->hold_ns);
+		json_u64(j, "gil_wait_ns", th->wait_ns);
+		json_u64(j, "acquisitions", th->acquisitions);
+		json_u64(j, "contended_acquisitions", th->contended_acquisitions);
+		json_u64(j, "drop_requests", th->drop_requests);
+		json_u64(j, "forced_switches", th->forced_switches);
+		json_u64(j, "takes_abandoned", th->takes_abandoned);
+		json_bool(j, "events_lost", th->info->events_lost);
+		if (th->exit == MODEL_EXIT_NONE) {
+			json_null(j, "exit");
+		} else {
+			json_object_begin(j, "exit");
+			json_string(j, "how", model_exit_name(th->exit));
+			json_bool(j, "held_gil", th->exit_held_gil);
+			json_u64(j, "at_ns", th->exit_ns);
+			json_object_end(j);
+		}
+		json_object_end(j);
+	}
+	json_array_end(j);
+
+	json_object_begin(j, "handoffs");
+	json_u64(j, "count", m->handoff_count);
+	json_object_begin(j, "latency_ns");
+	json_u64(j, "p50", m->latency_p50);
+	json_u64(j, "p90", m->latency_p90);
+	json_u64(j, "p99", m->latency_p99);
+	json_u64(j, "max", m->latency_max);
+	json_object_end(j);
+	json_array_begin(j, "pairs");
+	for (size_t i = 0; i < m->pair_count; i++) {
+		json_object_begin(j, NULL);
+		json_i64(j, "from_tid", m->threads[m->pairs[i].from].info->tid);
+		json_i64(j, "to_tid", m->threads[m->pairs[i].to].info->tid);
+		json_u64(j, "count", m->pairs[i].count);
+		json_object_end(j);
+	}
+	json_array_end(j);
+	json_object_end(j);
+	json_double(j, "contention_ratio", contention_ratio(m));
+
+	json_object_begin(j, "finalization");
+	if (m->finalization.seen)
+		json_u64(j, "start_ns", m->finalization.start_ns);
+	else
+		json_null(j, "start_ns");
+	if (m->finalization.finalizing_thread >= 0)
+		json_i64(j, "finalizing_tid", m->threads[m->finalization.finalizing_thread].info->tid);
+	else
+		json_null(j, "finalizing_tid");
+	if (m->finalization.enter_seen)
+		json_u64(j, "py_finalize_enter_ns", m->finalization.enter_ns);
+	else
+		json_null(j, "py_finalize_enter_ns");
+	if (m->finalization.exit_seen)
+		json_u64(j, "py_finalize_exit_ns", m->finalization.exit_ns);
+	else
+		json_null(j, "py_finalize_exit_ns");
+	json_tid_list(j, "alive_at_start", m, pick_alive);
+	json_tid_list(j, "held_gil_after", m, pick_held);
+	json_tid_list(j, "waited_gil_after", m, pick_waited);
+	json_object_end(j);
+
+	json_array_begin(j, "modules");
+	for (size_t i = 0; i < t->module_count; i++) {
+		json_object_begin(j, NULL);
+		json_string(j, "path", t->modules[i].path);
+		snprintf(buf, sizeof buf, "0x%" PRIx64, t->modules[i].load_address);
+		json_string(j, "load_address", buf);
+		json_string(j, "build_id", t->modules[i].build_id[0] ? t->modules[i].build_id : NULL);
+		json_object_end(j);
+	}
+	json_array_end(j);
+	json_array_begin(j, "notes");
+	for (size_t i = 0; i < t->note_count; i++)
+		json_string(j, NULL, t->notes[i]);
+	json_array_end(j);
+	json_array_begin(j, "model_errors");
+	for (size_t i = 0; i < m->error_count; i++)
+		json_string(j, NULL, m->errors[i]);
+	json_array_end(j);
+	json_array_begin(j, "findings");
+	json_array_end(j);
+	json_object_end(j);
+}
+
+/* ---- text ---------------------------------------------------------------- */
+
+static const char *exit_text(const struct model_thread *th, char *buf, size_t size)
+{
+	char at[32];
+	if (th->exit == MODEL_EXIT_NONE)
+		return "running at end";
+	snprintf(buf, size, "%s%s at +%s", model_exit_name(th->exit), th->exit_held_gil ? " holding GIL" : "",
+	         format_duration(at, sizeof at, th->exit_ns));
+	return buf;
+}
+
+static void print_tid_list(const struct model *m, bool (*pick)(const struct model_thread *))
+{
+	bool any = false;
+	for (size_t i = 0; i < m->thread_count; i++) {
+		const struct model_thread *th = &m->threads[i];
+		if (!pick(th))
+			continue;
+		const char *name = thread_name(th);
+		printf("%s%d%s%s%s", any ? ", " : " ", th->info->tid, name ? " (" : "", name ? name : "",
+		       name ? ")" : "");
+		any = true;
+	}
+	puts(any ? "" : " none");
+}
+
+static void report_text(const struct trace *t, const struct model *m)
+{
+	const struct gtr_file_header *h = &t->header;
+	char v[64], b[64], d1[32], d2[32], d3[32], d4[32], ex[96];
+	short_version(h, v, sizeof v);
+	build_string(h, b, sizeof b);
+	printf("trace %s\n", t->path);
+	printf("  python %s (%s), pid %d%s, %zu threads, %zu events, wall %s, %s mode\n", v[0] ? v : "?", b,
+	       h->pid, h->flags & GTR_FLAG_FORK_CHILD ? " (fork child)" : "", m->thread_count, t->event_count,
+	       format_duration(d1, sizeof d1, m->wall_ns), h->flags & GTR_FLAG_RING ? "ring" : "full");
+	if (t->truncated)
+		printf("  TRUNCATED: the process did not exit normally (crash, kill, or still running);\n"
+		       "  every event up to +%s (the last one committed) was read\n",
+		       format_duration(d1, sizeof d1, t->last_event_ns));
+	for (size_t i = 0; i < t->note_count; i++)
+		printf("  note: %s\n", t->notes[i]);
+
+	for (unsigned gi = 0; gi < MODEL_MAX_GILS; gi++) {
+		const struct model_gil *g = &m->gils[gi];
+		if (!g->seen)
+			continue;
+		printf("\nGIL %u%s at 0x%" PRIx64 ": held %s (%.1f%%), idle %s, %" PRIu64 " acquisitions\n", gi,
+		       g->in_runtime ? " (main)" : "", g->base, format_duration(d1, sizeof d1, g->held_ns),
+		       m->wall_ns ? 100.0 * (double)g->held_ns / (double)m->wall_ns : 0.0,
+		       format_duration(d2, sizeof d2, g->idle_ns), g->acquisitions);
+	}
+	printf("handoffs: %" PRIu64 ", latency p50 %s  p90 %s  p99 %s  max %s\n", m->handoff_count,
+	       format_duration(d1, sizeof d1, m->latency_p50), format_duration(d2, sizeof d2, m->latency_p90),
+	       format_duration(d3, sizeof d3, m->latency_p99), format_duration(d4, sizeof d4, m->latency_max));
+	printf("contention: %.1f%% of acquisitions waited for another holder\n", 100.0 * contention_ratio(m));
+
+	printf("\n  %-8s %-16s %10s %10s %8s %8s %7s  %s\n", "tid", "name", "hold", "wait", "acquire", "drop-req",
+	       "forced", "exit");
+	for (size_t i = 0; i < m->thread_count; i++) {
+		const struct model_thread *th = &m->threads[i];
+		const char *name = thread_name(th);
+		printf("  %-8d %-16s %10s %10s %8" PRIu64 " %8" PRIu64 " %7" PRIu64 "  %s%s\n", th->info->tid,
+		       name ? name : "-", format_duration(d1, sizeof d1, th->hold_ns),
+		       format_duration(d2, sizeof d2, th->wait_ns), th->acquisitions, th->drop_requests,
+		       th->forced_switches, exit_text(th, ex, sizeof ex),
+		       th->info->events_lost ? " (older events dropped)" : "");
+	}
+
+	printf("\nfinalization: ");
+	if (!m->finalization.seen) {
+		printf("not seen%s\n", m->finalization.enter_seen ? " (Py_FinalizeEx entered, flag not observed)" : "");
+	} else {
+		int ft = m->finalization.finalizing_thread;
+		printf("started at +%s", format_duration(d1, sizeof d1, m->finalization.start_ns));
+		if (ft >= 0)
+			printf(" by thread %d", m->threads[ft].info->tid);
+		if (m->finalization.enter_seen)
+			printf(" (Py_FinalizeEx entered at +%s)", format_duration(d2, sizeof d2, m->finalization.enter_ns));
+		printf("\n  alive then:");
+		print_tid_list(m, pick_alive);
+		printf("  held the GIL after it:");
+		print_tid_list(m, pick_held);
+		printf("  waited for the GIL after it:");
+		print_tid_list(m, pick_waited);
+	}
+	if (m->error_count) {
+		printf("\nmodel self-check FAILED (a giltrace bug, please report it with this trace):\n");
+		for (size_t i = 0; i < m->error_count; i++)
+			printf("  %s\n", m->errors[i]);
+	}
+	printf("\nfindings: none (detectors are not part of this version)\n");
+}
+
+int cmd_report(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool as_json = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			as_json = true;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return EXIT_CLEAN;
+		default:
+			fputs(usage_text, stderr);
+			return EXIT_UNUSABLE;
+		}
+	}
+	if (optind >= argc) {
+		fputs(usage_text, stderr);
+		return EXIT_UNUSABLE;
+	}
+	int status = EXIT_CLEAN, n = argc - optind, reported = 0;
+	struct json j;
+	json_init(&j, stdout);
+	if (as_json && n > 1)
+		json_array_begin(&j, NULL);
+	for (int i = optind; i < argc; i++) {
+		struct trace t;
+		struct model m;
+		char err[512];
+		if (trace_load(&t, argv[i], err, sizeof err) != 0) {
+			error("%s", err);
+			status = EXIT_UNUSABLE;
+			trace_free(&t);
+			continue;
+		}
+		if (model_build(&m, &t) != 0) {
+			error("out of memory analysing '%s'", argv[i]);
+			status = EXIT_UNUSABLE;
+		} else if (as_json) {
+			report_json(&j, &t, &m);
+			reported++;
+		} else {
+			if (i > optind)
+				putchar('\n');
+			report_text(&t, &m);
+		}
+		model_free(&m);
+		trace_free(&t);
+	}
+	if (as_json && n > 1)
+		json_array_end(&j);
+	if (as_json && (reported || n > 1))
+		json_finish(&j);
+	return status;
+}

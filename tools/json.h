@@ -1,0 +1,37 @@
+/*
+ * json.h: a small streaming JSON writer for --json output.
+ *
+ * Calls nest like the document: json_object_begin(j, "key") opens a member
+ * (key NULL inside arrays or at the top), json_*_end closes it.  Commas and
+ * indentation are handled here; strings are escaped.
+ */
+#ifndef GILTRACE_JSON_H
+#define GILTRACE_JSON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define JSON_MAX_DEPTH 32
+
+struct json {
+	FILE *out;
+	int depth;
+	bool has_items[JSON_MAX_DEPTH];
+};
+
+void json_init(struct json *j, FILE *out);
+void json_object_begin(struct json *j, const char *key);
+void json_object_end(struct json *j);
+void json_array_begin(struct json *j, const char *key);
+void json_array_end(struct json *j);
+void json_string(struct json *j, const char *key, const char *value); /* NULL -> null */
+void json_u64(struct json *j, const char *key, uint64_t value);
+void json_i64(struct json *j, const char *key, int64_t value);
+void json_double(struct json *j, const char *key, double value);
+void json_bool(struct json *j, const char *key, bool value);
+void json_null(struct json *j, const char *key);
+/* Ends the document with a newline. */
+void json_finish(struct json *j);
+
+#endif

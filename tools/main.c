@@ -1,0 +1,53 @@
+/*
+ * main.c: giltrace's entry point and command table (after git's
+ * commands[]): the table drives both dispatch and `giltrace help`.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "builtin.h"
+#include "usage.h"
+
+struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct command commands[] = {
+	{ "run", cmd_run, "run a command with the shim preloaded and collect its traces" },
+	{ "report", cmd_report, "GIL statistics, handoffs and the finalization timeline of traces" },
+	{ "dump", cmd_dump, "every event of a trace in time order, one per line" },
+};
+
+static void print_help(FILE *out)
+{
+	fputs("usage: giltrace <command> [options] [args]\n\n"
+	      "Trace GIL handoffs and interpreter finalization in CPython processes.\n\n"
+	      "commands:\n",
+	      out);
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+	fputs("\n'giltrace <command> --help' describes a command.\n\n"
+	      "exit status: the traced command's status for 'run'; otherwise\n"
+	      "  0  success\n"
+	      "  2  unusable input (not a trace, corrupt header) or usage error\n",
+	      out);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		print_help(stderr);
+		return EXIT_UNUSABLE;
+	}
+	const char *name = argv[1];
+	if (!strcmp(name, "help") || !strcmp(name, "--help") || !strcmp(name, "-h")) {
+		print_help(stdout);
+		return EXIT_CLEAN;
+	}
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (!strcmp(name, commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	die("'%s' is not a giltrace command; see 'giltrace help'", name);
+}

@@ -1,0 +1,106 @@
+/*
+ * model.h: what happened to the GIL, reconstructed from a trace.
+ *
+ * model_build() replays the merged events through a GIL state machine:
+ * who held each GIL and when, who waited, every handoff from a releasing
+ * thread to the next acquirer, how each thread ended, and what happened
+ * after finalization began.  It checks its own invariants while doing so
+ * (no two threads hold one GIL at once; a thread's hold time never exceeds
+ * the run's wall time; held + idle == wall for each GIL) and lists any
+ * violation in model.errors: a violation is a bug in giltrace, not in the
+ * traced program.
+ */
+#ifndef GILTRACE_MODEL_H
+#define GILTRACE_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "trace.h"
+
+#define MODEL_MAX_GILS 256
+
+enum model_exit {
+	MODEL_EXIT_NONE = 0,      /* still running at the end of the trace */
+	MODEL_EXIT_RETURN,        /* start routine returned */
+	MODEL_EXIT_PTHREAD_EXIT,  /* pthread_exit (the must-exit path in 3.8-3.13.7) */
+	MODEL_EXIT_PROCESS,       /* this thread ended the process (exit/_exit) */
+	MODEL_EXIT_PAUSED,        /* parked in pause() (3.13.8+, 3.14) */
+};
+
+struct model_thread {
+	const struct trace_thread *info;
+	bool is_main;              /* tid == pid */
+	bool has_start;            /* THREAD_START seen (created while traced) */
+	int32_t parent_tid;
+	uint64_t first_ns, last_ns;
+	uint64_t hold_ns, wait_ns;
+	uint64_t acquisitions, contended_acquisitions;
+	uint64_t drop_requests;    /* drop requests this thread made of a holder */
+	uint64_t forced_switches;  /* times this thread waited in a forced switch */
+	uint64_t takes_abandoned;  /* left take_gil without the GIL (must-exit) */
+	enum model_exit exit;
+	bool exit_held_gil;
+	uint64_t exit_ns;
+	/* relative to finalization start (valid if model.finalization.seen) */
+	bool alive_at_finalization, held_after_finalization, waited_after_finalization;
+	/* replay state */
+	int holding;               /* GIL index held, -1 none */
+	uint64_t hold_since;
+	bool taking, attempt_waited, drop_pending;
+	uint64_t take_since;
+	uint64_t last_tstate;      /* tstate of its last acquisition */
+};
+
+struct model_gil {
+	bool seen;
+	uint64_t base;
+	bool in_runtime;
+	int holder;                /* thread index, -1 none */
+	uint64_t hold_since;
+	uint64_t held_ns, idle_ns, last_hold_end;
+	uint64_t acquisitions;
+	int last_releaser;         /* thread index, -1; cleared by the next acquisition */
+	uint64_t last_release_ns;
+};
+
+struct model_handoff_pair {
+	int from, to;              /* thread indices */
+	uint64_t count;
+};
+
+struct model {
+	const struct trace *trace;
+	struct model_thread *threads;
+	size_t thread_count;
+	struct model_gil gils[MODEL_MAX_GILS];
+	uint64_t wall_ns;
+
+	uint64_t acquisitions, contended_acquisitions;
+	uint64_t handoff_count;
+	uint64_t *handoff_latencies; /* sorted after model_build */
+	uint64_t latency_p50, latency_p90, latency_p99, latency_max;
+	struct model_handoff_pair *pairs;
+	size_t pair_count;
+
+	struct {
+		bool seen;
+		uint64_t start_ns;
+		int finalizing_thread;  /* thread index, -1 unknown */
+		bool enter_seen, exit_seen;
+		uint64_t enter_ns, exit_ns;
+	} finalization;
+
+	char **errors;
+	size_t error_count;
+};
+
+/* Returns 0, or -1 when out of memory.  Free with model_free(). */
+int model_build(struct model *m, const struct trace *t);
+void model_free(struct model *m);
+
+/* "return", "pthread_exit", ... or NULL for MODEL_EXIT_NONE. */
+const char *model_exit_name(enum model_exit e);
+
+#endif

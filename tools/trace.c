@@ -1,0 +1,482 @@
+/*
+ * trace.c: the trace reader.  See trace.h for its contract.
+ */
+#include "trace.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_NOTES 64
+#define MAX_CHUNK_SIZE (64u << 20)
+
+static const char *const event_names[GTR_EV_COUNT] = {
+	[GTR_EV_NONE] = "none",
+	[GTR_EV_GIL_TAKE_BEGIN] = "gil-take-begin",
+	[GTR_EV_GIL_WAIT_BEGIN] = "gil-wait-begin",
+	[GTR_EV_GIL_WAIT_SIGNALED] = "gil-wait-signaled",
+	[GTR_EV_GIL_WAIT_TIMEOUT] = "gil-wait-timeout",
+	[GTR_EV_GIL_DROP_REQUEST] = "gil-drop-request",
+	[GTR_EV_GIL_ACQUIRE] = "gil-acquire",
+	[GTR_EV_GIL_RELEASE] = "gil-release",
+	[GTR_EV_GIL_TAKE_ABANDON] = "gil-take-abandon",
+	[GTR_EV_GIL_FORCED_SWITCH_BEGIN] = "gil-forced-switch-begin",
+	[GTR_EV_GIL_FORCED_SWITCH_END] = "gil-forced-switch-end",
+	[GTR_EV_GIL_REINIT] = "gil-reinit",
+	[GTR_EV_GIL_HELD_AT_FORK] = "gil-held-at-fork",
+	[GTR_EV_THREAD_START] = "thread-start",
+	[GTR_EV_THREAD_EXIT] = "thread-exit",
+	[GTR_EV_THREAD_NAME] = "thread-name",
+	[GTR_EV_THREAD_PAUSE] = "thread-pause",
+	[GTR_EV_FORK] = "fork",
+	[GTR_EV_FINALIZING] = "finalizing",
+	[GTR_EV_FINALIZE_ENTER] = "finalize-enter",
+	[GTR_EV_FINALIZE_EXIT] = "finalize-exit",
+	[GTR_EV_CLOCK] = "clock",
+};
+
+const char *trace_event_name(unsigned type)
+{
+	return type < GTR_EV_COUNT && event_names[type] ? event_names[type] : "unknown";
+}
+
+__attribute__((format(printf, 2, 3))) static void note(struct trace *t, const char *fmt, ...)
+{
+	if (t->note_count == MAX_NOTES)
+		return;
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	char **grown = realloc(t->notes, (t->note_count + 1) * sizeof *grown);
+	if (!grown)
+		return;
+	t->notes = grown;
+	t->notes[t->note_count] = strdup(line);
+	if (t->notes[t->note_count])
+		t->note_count++;
+}
+
+static int read_whole_file(const char *path, unsigned char **data, size_t *size, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open trace '%s': %s", path, strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "'%s' is not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	size_t cap = (size_t)st.st_size, len = 0;
+	unsigned char *buf = malloc(cap ? cap : 1);
+	if (!buf) {
+		snprintf(err, errlen, "cannot read trace '%s': out of memory", path);
+		close(fd);
+		return -1;
+	}
+	while (len < cap) {
+		ssize_t n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "cannot read trace '%s': %s", path, strerror(errno));
+			free(buf);
+			close(fd);
+			return -1;
+		}
+		if (n == 0)
+			break; /* the file shrank while we read it */
+		len += (size_t)n;
+	}
+	close(fd);
+	*data = buf;
+	*size = len;
+	return 0;
+}
+
+static int check_header(struct trace *t, const unsigned char *data, size_t size, char *err, size_t errlen)
+{
+	if (size == 0) {
+		snprintf(err, errlen, "'%s' is empty, not a trace", t->path);
+		return -1;
+	}
+	if (size < 8 || memcmp(data, GTR_MAGIC, 8) != 0) {
+		snprintf(err, errlen, "'%s' is not a giltrace trace (no GILTRACE magic)", t->path);
+		return -1;
+	}
+	if (size < sizeof t->header) {
+		snprintf(err, errlen, "'%s' is truncated inside its header (%zu bytes)", t->path, size);
+		return -1;
+	}
+	memcpy(&t->header, data, sizeof t->header);
+	const struct gtr_file_header *h = &t->header;
+	if (h->version_major != GTR_VERSION_MAJOR) {
+		snprintf(err, errlen, "'%s' has trace format %u.%u; this giltrace reads %u.x", t->path,
+		         h->version_major, h->version_minor, GTR_VERSION_MAJOR);
+		return -1;
+	}
+	if (h->header_size < sizeof *h || h->header_size > (1u << 20) ||
+	    h->chunk_size < 4096 || h->chunk_size > MAX_CHUNK_SIZE || (h->chunk_size & (h->chunk_size - 1)) ||
+	    h->meta_capacity > (64u << 20) || h->meta_used > h->meta_capacity || h->meta_used % 8 ||
+	    h->chunk_area_offset < (uint64_t)h->header_size + h->meta_capacity ||
+	    h->chunk_area_offset > (UINT64_C(1) << 40)) {
+		snprintf(err, errlen, "'%s' has a corrupt header (sizes out of range)", t->path);
+		return -1;
+	}
+	t->header.py_version[sizeof h->py_version - 1] = '\0';
+	t->header.executable[sizeof h->executable - 1] = '\0';
+	return 0;
+}
+
+static bool pair_usable(const struct gtr_clock_pair *a, const struct gtr_clock_pair *b)
+{
+	return b->clock > a->clock && b->mono_ns > a->mono_ns;
+}
+
+static void setup_clock(struct trace *t)
+{
+	const struct gtr_file_header *h = &t->header;
+	t->clock_is_tsc = h->flags & GTR_FLAG_CLOCK_TSC;
+	t->calibrated = true;
+	if (!t->clock_is_tsc)
+		t->ns_per_tick = 1.0;
+	else if (pair_usable(&h->start, &h->end))
+		t->ns_per_tick = (double)(h->end.mono_ns - h->start.mono_ns) / (double)(h->end.clock - h->start.clock);
+	else if (pair_usable(&h->start, &h->calib))
+		t->ns_per_tick =
+		        (double)(h->calib.mono_ns - h->start.mono_ns) / (double)(h->calib.clock - h->start.clock);
+	else {
+		t->ns_per_tick = 1.0;
+		t->calibrated = false;
+		note(t, "no usable clock calibration: times are in clock ticks, not ns");
+	}
+	if (t->ns_per_tick <= 0 || t->ns_per_tick > 1e6) {
+		t->ns_per_tick = 1.0;
+		t->calibrated = false;
+		note(t, "clock calibration out of range: times are in clock ticks, not ns");
+	}
+}
+
+static uint64_t to_ns(const struct trace *t, uint64_t clock)
+{
+	if (clock <= t->header.start.clock)
+		return 0;
+	return (uint64_t)((double)(clock - t->header.start.clock) * t->ns_per_tick);
+}
+
+static void read_meta(struct trace *t, const unsigned char *data, size_t size)
+{
+	const struct gtr_file_header *h = &t->header;
+	uint64_t start = h->header_size, end = start + h->meta_used;
+	if (end > size) {
+		note(t, "metadata log cut short by the end of the file");
+		end = size;
+	}
+	uint64_t off = start;
+	while (off + sizeof(struct gtr_meta_record) <= end) {
+		struct gtr_meta_record r;
+		memcpy(&r, data + off, sizeof r);
+		if (r.size < sizeof r || r.size % 8 || off + r.size > end) {
+			note(t, "corrupt metadata record at offset %llu; the rest of the log is skipped",
+			     (unsigned long long)off);
+			break;
+		}
+		if (r.type == GTR_META_GIL && r.size >= sizeof(struct gtr_meta_gil)) {
+			struct gtr_meta_gil g;
+			memcpy(&g, data + off, sizeof g);
+			struct trace_gil *grown = realloc(t->gils, (t->gil_count + 1) * sizeof *grown);
+			if (grown) {
+				t->gils = grown;
+				t->gils[t->gil_count++] = (struct trace_gil){ g.index, g.base, g.in_runtime != 0 };
+			}
+		} else if (r.type == GTR_META_MODULE && r.size > sizeof(struct gtr_meta_module)) {
+			struct gtr_meta_module m;
+			memcpy(&m, data + off, sizeof m);
+			const char *p = (const char *)data + off + sizeof m;
+			size_t max = r.size - sizeof m;
+			struct trace_module *grown = realloc(t->modules, (t->module_count + 1) * sizeof *grown);
+			if (grown) {
+				t->modules = grown;
+				struct trace_module *mod = &t->modules[t->module_count];
+				mod->load_address = m.load_address;
+				mod->path = strndup(p, max);
+				unsigned len = m.build_id_len < sizeof m.build_id ? m.build_id_len : sizeof m.build_id;
+				for (unsigned i = 0; i < len; i++)
+					snprintf(mod->build_id + 2 * i, 3, "%02x", m.build_id[i]);
+				mod->build_id[2 * len] = '\0';
+				if (mod->path)
+					t->module_count++;
+			}
+		}
+		off += r.size;
+	}
+	if (h->flags & GTR_FLAG_META_FULL)
+		note(t, "the metadata log was full: some modules or GILs are not listed");
+}
+
+struct chunk_ref {
+	uint64_t index;
+	struct gtr_chunk_header h;
+};
+
+static int chunk_order(const void *a, const void *b)
+{
+	const struct chunk_ref *x = a, *y = b;
+	if (x->h.thread_serial != y->h.thread_serial)
+		return x->h.thread_serial < y->h.thread_serial ? -1 : 1;
+	if (x->h.seq != y->h.seq)
+		return x->h.seq < y->h.seq ? -1 : 1;
+	return 0;
+}
+
+/* Decode one chunk's events into out (room for `used / 8` events). */
+static size_t decode_chunk(struct trace *t, const unsigned char *p, const struct chunk_ref *c, uint32_t thread,
+                           struct trace_event *out)
+{
+	uint64_t prev = c->h.first_clock;
+	size_t n = 0, off = 0, used = c->h.used;
+	while (off + 8 <= used) {
+		uint64_t word;
+		memcpy(&word, p + off, 8);
+		unsigned type = word & 0xff;
+		if (type == GTR_EV_NONE || type >= GTR_EV_COUNT) {
+			note(t, "thread %u: unknown event type %u in chunk %llu; the rest of the chunk is skipped",
+			     c->h.thread_serial, type, (unsigned long long)c->index);
+			break;
+		}
+		unsigned words = gtr_event_payload_words[type];
+		if (off + 8 + words * 8 > used) {
+			note(t, "thread %u: event cut short at the end of chunk %llu", c->h.thread_serial,
+			     (unsigned long long)c->index);
+			break;
+		}
+		uint64_t low = word >> 16;
+		uint64_t clock = prev + ((low - prev) & GTR_CLOCK_MASK);
+		struct trace_event *e = &out[n];
+		e->payload[0] = e->payload[1] = 0;
+		memcpy(e->payload, p + off + 8, words * 8);
+		off += 8 + words * 8;
+		if (type == GTR_EV_CLOCK) {
+			prev = e->payload[0];
+			continue;
+		}
+		prev = clock;
+		e->ns = to_ns(t, clock);
+		e->thread = thread;
+		e->type = (uint8_t)type;
+		e->arg = (uint8_t)(word >> 8);
+		if (type == GTR_EV_THREAD_NAME) {
+			memcpy(t->threads[thread].name, e->payload, 16);
+			t->threads[thread].name[16] = '\0';
+		}
+		n++;
+	}
+	return n;
+}
+
+static int read_chunks(struct trace *t, const unsigned char *data, size_t size, struct trace_event **per_thread,
+                       size_t *total)
+{
+	const struct gtr_file_header *h = &t->header;
+	uint64_t in_file = size > h->chunk_area_offset ? (size - h->chunk_area_offset) / h->chunk_size : 0;
+	uint64_t count = h->chunks_allocated;
+	if (count > in_file) {
+		note(t, "the file ends after %llu of %llu chunks: it was cut short", (unsigned long long)in_file,
+		     (unsigned long long)count);
+		count = in_file;
+	}
+	struct chunk_ref *refs = calloc(count ? count : 1, sizeof *refs);
+	if (!refs)
+		return -1;
+	size_t nrefs = 0, capacity_events = 0;
+	for (uint64_t i = 0; i < count; i++) {
+		struct chunk_ref *r = &refs[nrefs];
+		r->index = i;
+		memcpy(&r->h, data + h->chunk_area_offset + i * h->chunk_size, sizeof r->h);
+		if (r->h.magic == 0)
+			continue; /* handed out, not yet started, or a ring block's spare */
+		if (r->h.magic != GTR_CHUNK_MAGIC || r->h.thread_serial == 0) {
+			note(t, "chunk %llu has a corrupt header; skipped", (unsigned long long)i);
+			continue;
+		}
+		uint32_t room = h->chunk_size - GTR_CHUNK_HEADER_SIZE;
+		if (r->h.used > room || r->h.used % 8) {
+			note(t, "chunk %llu claims %u bytes of events; read up to %u", (unsigned long long)i,
+			     r->h.used, room);
+			r->h.used = room & ~7u;
+		}
+		capacity_events += r->h.used / 8;
+		nrefs++;
+	}
+	qsort(refs, nrefs, sizeof *refs, chunk_order);
+
+	for (size_t i = 0; i < nrefs; i++)
+		if (i == 0 || refs[i].h.thread_serial != refs[i - 1].h.thread_serial)
+			t->thread_count++;
+	t->threads = calloc(t->thread_count ? t->thread_count : 1, sizeof *t->threads);
+	struct trace_event *events = malloc((capacity_events ? capacity_events : 1) * sizeof *events);
+	if (!t->threads || !events) {
+		free(refs);
+		free(events);
+		return -1;
+	}
+	size_t n = 0, thread = 0;
+	for (size_t i = 0; i < nrefs; i++) {
+		const struct chunk_ref *r = &refs[i];
+		if (i == 0 || r->h.thread_serial != refs[i - 1].h.thread_serial) {
+			if (i > 0) {
+				t->threads[thread].event_count = n - t->threads[thread].first_event;
+				thread++;
+			}
+			struct trace_thread *th = &t->threads[thread];
+			th->serial = r->h.thread_serial;
+			th->tid = r->h.tid;
+			th->pthread_id = r->h.pthread_id;
+			th->first_event = n;
+			th->events_lost = r->h.seq != 0;
+		} else if (r->h.seq != refs[i - 1].h.seq + 1) {
+			t->threads[thread].events_lost = true;
+		}
+		const unsigned char *p = data + h->chunk_area_offset + r->index * h->chunk_size + GTR_CHUNK_HEADER_SIZE;
+		n += decode_chunk(t, p, r, (uint32_t)thread, events + n);
+	}
+	if (nrefs)
+		t->threads[thread].event_count = n - t->threads[thread].first_event;
+	free(refs);
+	*per_thread = events;
+	*total = n;
+	return 0;
+}
+
+/* Merge the per-thread streams (each in time order) into one, by time,
+ * ties broken by thread serial: a binary heap of stream heads. */
+static int merge_threads(struct trace *t, const struct trace_event *per_thread, size_t total)
+{
+	size_t k = t->thread_count;
+	t->events = malloc((total ? total : 1) * sizeof *t->events);
+	size_t *heap = malloc((k ? k : 1) * sizeof *heap);
+	size_t *pos = calloc(k ? k : 1, sizeof *pos);
+	if (!t->events || !heap || !pos) {
+		free(heap);
+		free(pos);
+		return -1;
+	}
+#define HEAD(s) (per_thread[t->threads[s].first_event + pos[s]])
+#define BEFORE(a, b) (HEAD(a).ns < HEAD(b).ns || (HEAD(a).ns == HEAD(b).ns && (a) < (b)))
+	size_t hn = 0;
+	for (size_t s = 0; s < k; s++) {
+		if (!t->threads[s].event_count)
+			continue;
+		size_t i = hn++;
+		heap[i] = s;
+		while (i && BEFORE(heap[i], heap[(i - 1) / 2])) {
+			size_t tmp = heap[i];
+			heap[i] = heap[(i - 1) / 2];
+			heap[(i - 1) / 2] = tmp;
+			i = (i - 1) / 2;
+		}
+	}
+	size_t out = 0;
+	while (hn) {
+		size_t s = heap[0];
+		t->events[out++] = HEAD(s);
+		if (++pos[s] == t->threads[s].event_count)
+			heap[0] = heap[--hn];
+		for (size_t i = 0;;) {
+			size_t l = 2 * i + 1, r = l + 1, m = i;
+			if (l < hn && BEFORE(heap[l], heap[m]))
+				m = l;
+			if (r < hn && BEFORE(heap[r], heap[m]))
+				m = r;
+			if (m == i)
+				break;
+			size_t tmp = heap[i];
+			heap[i] = heap[m];
+			heap[m] = tmp;
+			i = m;
+		}
+	}
+#undef BEFORE
+#undef HEAD
+	t->event_count = out;
+	free(heap);
+	free(pos);
+	return 0;
+}
+
+int trace_load(struct trace *t, const char *path, char *err, size_t errlen)
+{
+	memset(t, 0, sizeof *t);
+	t->path = path;
+	unsigned char *data = NULL;
+	size_t size = 0;
+	if (read_whole_file(path, &data, &size, err, errlen) != 0)
+		return -1;
+	if (check_header(t, data, size, err, errlen) != 0) {
+		free(data);
+		return -1;
+	}
+	setup_clock(t);
+	read_meta(t, data, size);
+	struct trace_event *per_thread = NULL;
+	size_t total = 0;
+	int rc = read_chunks(t, data, size, &per_thread, &total);
+	free(data);
+	if (rc == 0)
+		rc = merge_threads(t, per_thread, total);
+	free(per_thread);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot read trace '%s': out of memory", path);
+		return -1;
+	}
+	const struct gtr_file_header *h = &t->header;
+	t->truncated = !(h->flags & GTR_FLAG_CLOSED) || (h->flags & GTR_FLAG_OUT_OF_SPACE);
+	if (h->flags & GTR_FLAG_OUT_OF_SPACE)
+		note(t, "the traced process ran out of trace space: later events were not recorded");
+	t->last_event_ns = t->event_count ? t->events[t->event_count - 1].ns : 0;
+	t->end_ns = t->last_event_ns;
+	if ((h->flags & GTR_FLAG_CLOSED) && h->end.clock > h->start.clock && to_ns(t, h->end.clock) > t->end_ns)
+		t->end_ns = to_ns(t, h->end.clock);
+	return 0;
+}
+
+int trace_read_header(const char *path, struct gtr_file_header *h)
+{
+	struct trace t;
+	unsigned char buf[sizeof t.header];
+	char err[256];
+	memset(&t, 0, sizeof t);
+	t.path = path;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf);
+	close(fd);
+	if (n < 0 || check_header(&t, buf, (size_t)n, err, sizeof err) != 0)
+		return -1;
+	*h = t.header;
+	return 0;
+}
+
+void trace_free(struct trace *t)
+{
+	free(t->threads);
+	free(t->events);
+	free(t->gils);
+	for (size_t i = 0; i < t->module_count; i++)
+		free(t->modules[i].path);
+	free(t->modules);
+	for (size_t i = 0; i < t->note_count; i++)
+		free(t->notes[i]);
+	free(t->notes);
+	memset(t, 0, sizeof *t);
+}

@@ -1,0 +1,84 @@
+/*
+ * trace.h: reading a trace file into memory (format: include/trace-format.h).
+ *
+ * The reader never trusts the file: every size and offset is checked
+ * against what was actually read.  A file that is not a trace, or whose
+ * header is unusable, fails trace_load() with a one-line reason; damage
+ * further in (a truncated file, a corrupt chunk) is skipped, described in
+ * trace.notes, and everything readable is kept.
+ */
+#ifndef GILTRACE_TRACE_H
+#define GILTRACE_TRACE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "trace-format.h"
+
+/* One decoded event.  ns is relative to the trace start (header `start`). */
+struct trace_event {
+	uint64_t ns;
+	uint32_t thread;            /* index into trace.threads */
+	uint8_t type;               /* enum gtr_event_type */
+	uint8_t arg;                /* GIL index, or the per-type argument */
+	uint64_t payload[2];
+};
+
+struct trace_thread {
+	uint32_t serial;            /* per process, from 1 */
+	int32_t tid;
+	uint64_t pthread_id;
+	char name[17];              /* from THREAD_NAME, or "" */
+	bool events_lost;           /* ring mode dropped this thread's oldest events */
+	size_t first_event, event_count; /* range in the per-thread order (internal) */
+};
+
+struct trace_gil {
+	uint32_t index;
+	uint64_t base;
+	bool in_runtime;
+};
+
+struct trace_module {
+	uint64_t load_address;
+	char build_id[63];          /* hex, "" if none */
+	char *path;
+};
+
+struct trace {
+	const char *path;
+	struct gtr_file_header header;  /* copy; zero-filled past what was read */
+	bool clock_is_tsc;
+	double ns_per_tick;
+	bool calibrated;            /* false: no usable clock pair (times are ticks) */
+
+	struct trace_thread *threads;
+	size_t thread_count;
+	struct trace_event *events; /* all threads, merged in time order */
+	size_t event_count;
+	struct trace_gil *gils;
+	size_t gil_count;
+	struct trace_module *modules;
+	size_t module_count;
+
+	bool truncated;             /* the process did not close the trace */
+	uint64_t last_event_ns;     /* the newest committed event */
+	uint64_t end_ns;            /* exit clock pair if closed, else last event */
+
+	char **notes;               /* problems met while reading, one line each */
+	size_t note_count;
+};
+
+/* Read and decode `path`.  Returns 0, or -1 with a one-line reason in err
+ * (the file cannot be used at all); t must be freed with trace_free()
+ * either way. */
+int trace_load(struct trace *t, const char *path, char *err, size_t errlen);
+void trace_free(struct trace *t);
+/* Read and check only the header; 0 or -1. */
+int trace_read_header(const char *path, struct gtr_file_header *h);
+
+/* Name of an event type for dump and messages ("gil-acquire"). */
+const char *trace_event_name(unsigned type);
+
+#endif

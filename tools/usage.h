@@ -1,0 +1,22 @@
+/*
+ * usage.h: one error style for the CLI (after git's usage.c).
+ *
+ * die() prints "giltrace: <message>" and exits with EXIT_UNUSABLE; error()
+ * and warning() print and return.  Messages are lowercase, without a full
+ * stop, with the subject quoted.  Only the cmd_* layer calls die().
+ */
+#ifndef GILTRACE_USAGE_H
+#define GILTRACE_USAGE_H
+
+/* Exit statuses shared by every command (documented in giltrace --help). */
+enum {
+	EXIT_CLEAN = 0,    /* no error findings */
+	EXIT_FINDINGS = 1, /* error findings (check, run --check) */
+	EXIT_UNUSABLE = 2, /* unusable input or usage error */
+};
+
+__attribute__((noreturn, format(printf, 1, 2))) void die(const char *fmt, ...);
+__attribute__((format(printf, 1, 2))) int error(const char *fmt, ...);
+__attribute__((format(printf, 1, 2))) void warning(const char *fmt, ...);
+
+#endif
