@@ -311,7 +311,8 @@ static void finish(struct model *m)
 			th->alive_at_finalization = th->first_ns <= start && (th->exit == MODEL_EXIT_NONE || th->exit_ns >= start);
 		}
 	}
-	qsort(m->handoff_latencies, m->handoff_count, sizeof *m->handoff_latencies, cmp_u64);
+	if (m->handoff_count)
+		qsort(m->handoff_latencies, m->handoff_count, sizeof *m->handoff_latencies, cmp_u64);
 	m->latency_p50 = percentile(m->handoff_latencies, m->handoff_count, 50);
 	m->latency_p90 = percentile(m->handoff_latencies, m->handoff_count, 90);
 	m->latency_p99 = percentile(m->handoff_latencies, m->handoff_count, 99);

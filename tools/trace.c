@@ -310,9 +310,9 @@ static int read_chunks(struct trace *t, const unsigned char *data, size_t size, 
 		}
 		uint32_t room = h->chunk_size - GTR_CHUNK_HEADER_SIZE;
 		if (r->h.used > room || r->h.used % 8) {
-			note(t, "chunk %llu claims %u bytes of events; read up to %u", (unsigned long long)i,
-			     r->h.used, room);
-			r->h.used = room & ~7u;
+			uint32_t keep = (r->h.used > room ? room : r->h.used) & ~7u;
+			note(t, "chunk %llu claims %u bytes of events; read %u", (unsigned long long)i, r->h.used, keep);
+			r->h.used = keep;
 		}
 		capacity_events += r->h.used / 8;
 		nrefs++;

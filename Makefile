@@ -1,0 +1,76 @@
+# giltrace: one Makefile, layered flags (after uftrace).
+#   make            build build/libgiltrace.so and build/giltrace
+#   make demo       install what is missing, build, trace the bundled example, report
+#   make check      install what is missing, build, run every test
+#   make bench      overhead and reader benchmarks (results: docs/performance.md)
+#   V=1             show the commands
+
+CC ?= gcc
+PYTHON_FOR_TESTS := /usr/bin/python3
+BUILD := build
+Q := $(if $(filter 1,$(V)),,@)
+
+COMMON_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -Iinclude
+SHIM_CFLAGS := $(COMMON_CFLAGS) -O2 -fPIC -fvisibility=hidden -ftls-model=initial-exec
+SHIM_LDFLAGS := -shared -Wl,--no-undefined -Wl,-z,now
+TOOLS_CFLAGS := $(COMMON_CFLAGS) -O2
+SAN_CFLAGS := $(COMMON_CFLAGS) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+
+SHIM_SRC := $(wildcard shim/*.c)
+SHIM_HDR := $(wildcard shim/*.h) include/trace-format.h
+TOOLS_SRC := $(wildcard tools/*.c)
+TOOLS_HDR := $(wildcard tools/*.h) include/trace-format.h
+# the tools' library: everything but the entry point and the commands
+TOOLS_LIB_SRC := $(filter-out tools/main.c tools/cmd-%.c,$(TOOLS_SRC))
+
+all: $(BUILD)/libgiltrace.so $(BUILD)/giltrace
+
+$(BUILD)/libgiltrace.so: $(SHIM_SRC) $(SHIM_HDR) | $(BUILD)
+	@echo "  CC/LD   $@"
+	$(Q)$(CC) $(SHIM_CFLAGS) $(SHIM_LDFLAGS) -o $@ $(SHIM_SRC)
+
+$(BUILD)/giltrace: $(TOOLS_SRC) $(TOOLS_HDR) | $(BUILD)
+	@echo "  CC/LD   $@"
+	$(Q)$(CC) $(TOOLS_CFLAGS) -o $@ $(TOOLS_SRC) -lm
+
+# The CLI under AddressSanitizer + UndefinedBehaviorSanitizer, for the
+# hostile-input tests.
+$(BUILD)/san/giltrace: $(TOOLS_SRC) $(TOOLS_HDR) | $(BUILD)
+	@mkdir -p $(dir $@)
+	@echo "  CC/LD   $@ (asan, ubsan)"
+	$(Q)$(CC) $(SAN_CFLAGS) -o $@ $(TOOLS_SRC) -lm
+
+# Unit tests of the reader and the model on hand-made traces.
+$(BUILD)/san/test-model: tests/unit/test-model.c $(TOOLS_LIB_SRC) $(TOOLS_HDR) | $(BUILD)
+	@mkdir -p $(dir $@)
+	@echo "  CC/LD   $@ (asan, ubsan)"
+	$(Q)$(CC) $(SAN_CFLAGS) -Itools -o $@ tests/unit/test-model.c $(TOOLS_LIB_SRC) -lm
+
+$(BUILD)/bench-mutex: bench/mutex-pair.c | $(BUILD)
+	$(Q)$(CC) $(COMMON_CFLAGS) -O2 -o $@ $< -lpthread
+
+$(BUILD):
+	$(Q)mkdir -p $@
+
+deps:
+	$(Q)scripts/install-deps.sh
+
+demo: deps all
+	$(Q)$(BUILD)/giltrace run -o $(BUILD)/demo.gtr -- /usr/bin/python3 examples/daemon_threads.py
+	$(Q)$(BUILD)/giltrace report $(BUILD)/demo.gtr
+
+check: deps all $(BUILD)/san/giltrace $(BUILD)/san/test-model
+	$(Q)$(BUILD)/san/test-model
+	$(Q)$(PYTHON_FOR_TESTS) -m pytest -q -rs tests
+
+# Run the integration tests many times: for intermittent failures.
+check-loop: all $(BUILD)/san/giltrace
+	$(Q)for i in $$(seq 1 $${N:-20}); do $(PYTHON_FOR_TESTS) -m pytest -q -x tests || exit 1; done
+
+bench: deps all $(BUILD)/bench-mutex
+	$(Q)$(PYTHON_FOR_TESTS) bench/run.py
+
+clean:
+	rm -rf $(BUILD)
+
+.PHONY: all deps demo check check-loop bench clean

@@ -1,0 +1,310 @@
+/*
+ * test-model.c: unit tests of the trace reader and the GIL model on
+ * hand-made traces (built with AddressSanitizer and UBSan by make check).
+ * Each test writes a trace file event by event, loads it, and checks what
+ * the reader and the model make of it, including their self-checks.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model.h"
+#include "trace.h"
+
+static int passed, failed;
+
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: %s: check failed: %s\n", __FILE__, __LINE__, __func__, \
+			        #cond);                                                            \
+			ok = 0;                                                                    \
+		}                                                                                  \
+	} while (0)
+
+/* ---- a tiny trace writer ------------------------------------------------ */
+
+#define CHUNK 4096u
+#define META 4096u
+#define MAX_CHUNKS 16
+
+struct fake {
+	unsigned char *buf;
+	size_t size;
+	struct gtr_file_header *h;
+	unsigned chunks;
+};
+
+static void fake_init(struct fake *f, uint32_t flags)
+{
+	f->size = GTR_HEADER_SIZE + META + MAX_CHUNKS * CHUNK;
+	f->buf = calloc(1, f->size);
+	f->h = (struct gtr_file_header *)f->buf;
+	memcpy(f->h->magic, GTR_MAGIC, 8);
+	f->h->version_major = GTR_VERSION_MAJOR;
+	f->h->header_size = GTR_HEADER_SIZE;
+	f->h->chunk_size = CHUNK;
+	f->h->chunk_area_offset = GTR_HEADER_SIZE + META;
+	f->h->meta_capacity = META;
+	f->h->flags = flags; /* no CLOCK_TSC: clock values are ns */
+	f->h->pid = 100;
+	f->h->start = (struct gtr_clock_pair){ 1000, 1000 };
+	f->chunks = 0;
+}
+
+static struct gtr_chunk_header *fake_chunk(struct fake *f, uint32_t serial, int32_t tid, uint32_t seq,
+                                           uint64_t first_clock)
+{
+	struct gtr_chunk_header *c =
+	        (struct gtr_chunk_header *)(f->buf + f->h->chunk_area_offset + (size_t)f->chunks * CHUNK);
+	f->chunks++;
+	f->h->chunks_allocated = f->chunks;
+	c->magic = GTR_CHUNK_MAGIC;
+	c->thread_serial = serial;
+	c->tid = tid;
+	c->seq = seq;
+	c->first_clock = first_clock;
+	return c;
+}
+
+static void fake_event(struct gtr_chunk_header *c, unsigned type, unsigned arg, uint64_t clock, uint64_t a,
+                       uint64_t b)
+{
+	uint64_t *p = (uint64_t *)((char *)c + GTR_CHUNK_HEADER_SIZE + c->used);
+	p[0] = gtr_event_word(type, arg, clock);
+	uint64_t payload[2] = { a, b };
+	unsigned words = type < GTR_EV_COUNT ? gtr_event_payload_words[type] : 0;
+	for (unsigned i = 0; i < words; i++)
+		p[1 + i] = payload[i];
+	c->used += 8 * (1 + words);
+}
+
+static const char *fake_write(struct fake *f, size_t size)
+{
+	static char path[64];
+	snprintf(path, sizeof path, "/tmp/giltrace-unit-%d.gtr", (int)getpid());
+	FILE *out = fopen(path, "wb");
+	fwrite(f->buf, 1, size ? size : f->size, out);
+	fclose(out);
+	free(f->buf);
+	return path;
+}
+
+/* Two threads hand the GIL back and forth: tid 100 (main) and 101. */
+static struct fake two_threads(uint32_t flags)
+{
+	struct fake f;
+	fake_init(&f, flags);
+	struct gtr_chunk_header *a = fake_chunk(&f, 1, 100, 0, 1000);
+	struct gtr_chunk_header *b = fake_chunk(&f, 2, 101, 0, 1000);
+	fake_event(a, GTR_EV_GIL_TAKE_BEGIN, 0, 1000, 0, 0);
+	fake_event(a, GTR_EV_GIL_ACQUIRE, 0, 1010, 0xaaa, 1);
+	fake_event(b, GTR_EV_THREAD_START, 0, 1100, 100, 0);
+	fake_event(b, GTR_EV_GIL_TAKE_BEGIN, 0, 1200, 0, 0);
+	fake_event(b, GTR_EV_GIL_WAIT_BEGIN, 0, 1201, 0, 0);
+	fake_event(a, GTR_EV_GIL_RELEASE, 0, 2000, 0, 0);
+	fake_event(b, GTR_EV_GIL_WAIT_SIGNALED, 0, 2050, 0, 0);
+	fake_event(b, GTR_EV_GIL_ACQUIRE, 0, 2100, 0xbbb, 2);
+	fake_event(a, GTR_EV_GIL_TAKE_BEGIN, 0, 2200, 0, 0);
+	fake_event(b, GTR_EV_GIL_RELEASE, 0, 3000, 0, 0);
+	fake_event(a, GTR_EV_GIL_ACQUIRE, 0, 3300, 0xaaa, 3);
+	fake_event(b, GTR_EV_THREAD_EXIT, GTR_EXIT_RETURN, 3500, 0, 0);
+	fake_event(a, GTR_EV_FINALIZING, 1, 4000, 0xaaa, 0);
+	fake_event(a, GTR_EV_THREAD_EXIT, GTR_EXIT_PROCESS | GTR_EXIT_HELD_GIL, 5000, 0, 0);
+	return f;
+}
+
+static int test_handoffs_and_holds(void)
+{
+	int ok = 1;
+	struct fake f = two_threads(GTR_FLAG_CLOSED);
+	f.h->end = (struct gtr_clock_pair){ 6000, 6000 };
+	struct trace t;
+	struct model m;
+	char err[256];
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(t.thread_count == 2 && t.event_count == 14 && !t.truncated);
+	CHECK(model_build(&m, &t) == 0);
+	CHECK(m.error_count == 0);
+	CHECK(m.wall_ns == 5000);
+	CHECK(m.handoff_count == 2);
+	CHECK(m.latency_max == 300 && m.latency_p50 == 100);
+	CHECK(m.threads[0].acquisitions == 2 && m.threads[1].acquisitions == 1);
+	CHECK(m.threads[1].contended_acquisitions == 1);
+	/* held [10,1000) + [2300,5000] by main, [1100,2000) by 101 */
+	CHECK(m.threads[0].hold_ns == 990 + 2700);
+	CHECK(m.threads[1].hold_ns == 900);
+	CHECK(m.gils[0].held_ns + m.gils[0].idle_ns == m.wall_ns);
+	CHECK(m.threads[1].wait_ns == 900);
+	CHECK(m.finalization.seen && m.finalization.start_ns == 3000 && m.finalization.finalizing_thread == 0);
+	CHECK(m.threads[0].alive_at_finalization && !m.threads[1].alive_at_finalization);
+	CHECK(m.threads[0].exit == MODEL_EXIT_PROCESS && m.threads[0].exit_held_gil);
+	CHECK(m.threads[1].exit == MODEL_EXIT_RETURN && m.threads[1].has_start && m.threads[1].parent_tid == 100);
+	model_free(&m);
+	trace_free(&t);
+	return ok;
+}
+
+/* The self-check: a second acquisition while the GIL is held is reported. */
+static int test_overlap_is_a_model_error(void)
+{
+	int ok = 1;
+	struct fake f;
+	fake_init(&f, GTR_FLAG_CLOSED);
+	struct gtr_chunk_header *a = fake_chunk(&f, 1, 100, 0, 1000);
+	struct gtr_chunk_header *b = fake_chunk(&f, 2, 101, 0, 1000);
+	fake_event(a, GTR_EV_GIL_ACQUIRE, 0, 1000, 0xaaa, 1);
+	fake_event(b, GTR_EV_GIL_ACQUIRE, 0, 1500, 0xbbb, 2);
+	fake_event(a, GTR_EV_GIL_RELEASE, 0, 2000, 0, 0);
+	struct trace t;
+	struct model m;
+	char err[256];
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(model_build(&m, &t) == 0);
+	CHECK(m.error_count >= 1);
+	CHECK(m.error_count && strstr(m.errors[0], "while thread 100 held it"));
+	model_free(&m);
+	trace_free(&t);
+	return ok;
+}
+
+static int test_truncated_trace(void)
+{
+	int ok = 1;
+	struct fake f = two_threads(0); /* never closed: killed */
+	struct trace t;
+	char err[256];
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(t.truncated && t.last_event_ns == 4000);
+	trace_free(&t);
+	return ok;
+}
+
+static int test_file_cut_short(void)
+{
+	int ok = 1;
+	struct fake f = two_threads(GTR_FLAG_CLOSED);
+	struct trace t;
+	char err[256];
+	/* keep the header, the metadata and the first chunk only */
+	CHECK(trace_load(&t, fake_write(&f, GTR_HEADER_SIZE + META + CHUNK + 100), err, sizeof err) == 0);
+	CHECK(t.thread_count == 1 && t.event_count == 7);
+	CHECK(t.note_count >= 1 && strstr(t.notes[0], "cut short"));
+	trace_free(&t);
+	return ok;
+}
+
+static int test_corrupt_event_keeps_earlier_ones(void)
+{
+	int ok = 1;
+	struct fake f;
+	fake_init(&f, GTR_FLAG_CLOSED);
+	struct gtr_chunk_header *a = fake_chunk(&f, 1, 100, 0, 1000);
+	fake_event(a, GTR_EV_GIL_ACQUIRE, 0, 1000, 0xaaa, 1);
+	fake_event(a, GTR_EV_GIL_RELEASE, 0, 1100, 0, 0);
+	fake_event(a, 250, 0, 1200, 0, 0);                 /* unknown type */
+	fake_event(a, GTR_EV_GIL_ACQUIRE, 0, 1300, 0xaaa, 1);
+	struct gtr_chunk_header *b = fake_chunk(&f, 2, 101, 0, 1000);
+	fake_event(b, GTR_EV_GIL_TAKE_BEGIN, 0, 1000, 0, 0);
+	b->used = 12;                                      /* not a multiple of 8 */
+	struct gtr_chunk_header *c = fake_chunk(&f, 3, 102, 0, 1000);
+	c->magic = 0xdeadbeef;
+	struct trace t;
+	char err[256];
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(t.thread_count == 2 && t.event_count == 3);
+	CHECK(t.note_count == 3);
+	trace_free(&t);
+	return ok;
+}
+
+static int test_clock_wraps_past_48_bits(void)
+{
+	int ok = 1;
+	struct fake f;
+	fake_init(&f, GTR_FLAG_CLOSED);
+	uint64_t far = (UINT64_C(1) << 48) + 5000;
+	struct gtr_chunk_header *a = fake_chunk(&f, 1, 100, 0, 1000);
+	fake_event(a, GTR_EV_GIL_ACQUIRE, 0, 1000, 0xaaa, 1);
+	fake_event(a, GTR_EV_CLOCK, 0, far, far, 0);
+	fake_event(a, GTR_EV_GIL_RELEASE, 0, far, 0, 0);
+	struct trace t;
+	char err[256];
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(t.event_count == 2 && t.events[1].ns == far - 1000);
+	trace_free(&t);
+	return ok;
+}
+
+static int test_ring_mode_lost_events(void)
+{
+	int ok = 1;
+	struct fake f;
+	fake_init(&f, GTR_FLAG_CLOSED | GTR_FLAG_RING);
+	struct gtr_chunk_header *a = fake_chunk(&f, 1, 100, 7, 1000);
+	fake_event(a, GTR_EV_GIL_RELEASE, 0, 1000, 0, 0); /* its acquire was overwritten */
+	fake_event(a, GTR_EV_GIL_ACQUIRE, 0, 1100, 0xaaa, 1);
+	struct trace t;
+	struct model m;
+	char err[256];
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(t.threads[0].events_lost);
+	CHECK(model_build(&m, &t) == 0 && m.error_count == 0);
+	model_free(&m);
+	trace_free(&t);
+	return ok;
+}
+
+static int test_unusable_files(void)
+{
+	int ok = 1;
+	struct trace t;
+	char err[256];
+	struct fake f;
+
+	fake_init(&f, 0);
+	CHECK(trace_load(&t, fake_write(&f, 0) /* valid */, err, sizeof err) == 0);
+	trace_free(&t);
+
+	fake_init(&f, 0);
+	f.h->version_major = 9;
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == -1 && strstr(err, "format 9."));
+	trace_free(&t);
+
+	fake_init(&f, 0);
+	f.h->chunk_size = 12345;
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == -1 && strstr(err, "corrupt header"));
+	trace_free(&t);
+
+	fake_init(&f, 0);
+	f.h->meta_used = 1u << 30;
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == -1);
+	trace_free(&t);
+
+	fake_init(&f, 0);
+	CHECK(trace_load(&t, fake_write(&f, 100), err, sizeof err) == -1 && strstr(err, "truncated inside its header"));
+	trace_free(&t);
+
+	fake_init(&f, 0);
+	memcpy(f.h->magic, "NOTATRCE", 8);
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == -1 && strstr(err, "not a giltrace trace"));
+	trace_free(&t);
+	return ok;
+}
+
+int main(void)
+{
+	int (*const tests[])(void) = {
+		test_handoffs_and_holds, test_overlap_is_a_model_error, test_truncated_trace,
+		test_file_cut_short,     test_corrupt_event_keeps_earlier_ones, test_clock_wraps_past_48_bits,
+		test_ring_mode_lost_events, test_unusable_files,
+	};
+	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
+		tests[i]() ? passed++ : failed++;
+	char path[64];
+	snprintf(path, sizeof path, "/tmp/giltrace-unit-%d.gtr", (int)getpid());
+	if (!getenv("KEEP")) unlink(path);
+	printf("unit: %d passed, %d failed\n", passed, failed);
+	return failed != 0;
+}
