@@ -23,8 +23,12 @@
  *   unlock(M) while taking, no ACQUIRE seen      a must-exit check left
  *                                                take_gil: TAKE_ABANDON
  *   wait(SC)                                     forced switch in drop_gil
- * ACQUIRE and RELEASE are both timestamped while M is held, so the hold
- * intervals of different threads are ordered exactly as the GIL was.
+ * ACQUIRE and RELEASE are both recorded while M is held.  Their stamps
+ * are also made to follow the GIL's own order: rdtsc is not serializing
+ * (it may execute before the lock that precedes it) and vCPUs' TSCs may
+ * differ by a few ns, so each GIL keeps the last stamp written under M and
+ * the next one is always later (a Lamport clock).  Hold intervals of
+ * different threads therefore never overlap in the trace.
  *
  * What it cannot see: the first must-exit check of 3.9+ (before take_gil
  * locks M) makes no pthread call at all; it shows only as the exit or the
@@ -51,6 +55,7 @@ struct gil_object {
 	volatile uintptr_t *last_holder;
 	volatile int *locked;
 	volatile unsigned long *switch_number;
+	uint64_t last_clock;       /* last ACQUIRE/RELEASE stamp; written under M */
 };
 
 /* Recognised GILs; entries are written once, before gil_count publishes
@@ -212,6 +217,16 @@ void gil_model_check_finalizing(void)
 
 /* ---- transitions ------------------------------------------------------ */
 
+/* Record an ACQUIRE or RELEASE no earlier than the GIL's previous one.
+ * Called with the GIL mutex M held, which serialises last_clock. */
+static void gil_stamp_under_mutex(struct gil_object *g, unsigned type, unsigned index, const uint64_t *payload)
+{
+	uint64_t now = shim_clock_now();
+	if (now <= g->last_clock)
+		now = g->last_clock + 1;
+	g->last_clock = recorder_emit_at(type, index, payload, now);
+}
+
 /* Each hook runs only for addresses inside the GIL range, keeps errno, and
  * records nothing when the shim is off or re-entered. */
 
@@ -241,7 +256,7 @@ void gil_model_on_unlock(const pthread_mutex_t *m)
 	if (shim_self.gil_held == i + 1) {
 		if (*gils[i].locked == 0) {
 			shim_self.gil_held = 0;
-			recorder_emit(GTR_EV_GIL_RELEASE, (unsigned)i, NULL);
+			gil_stamp_under_mutex(&gils[i], GTR_EV_GIL_RELEASE, (unsigned)i, NULL);
 			gil_model_check_finalizing();
 		}
 	} else if (shim_self.gil_taking == i + 1) {
@@ -306,7 +321,7 @@ void gil_model_on_signal(const pthread_cond_t *c)
 	uint64_t payload[2] = { *gils[i].last_holder, *gils[i].switch_number };
 	shim_self.gil_held = (uint8_t)(i + 1);
 	shim_self.gil_taking = 0;
-	recorder_emit(GTR_EV_GIL_ACQUIRE, (unsigned)i, payload);
+	gil_stamp_under_mutex(&gils[i], GTR_EV_GIL_ACQUIRE, (unsigned)i, payload);
 	gil_model_check_finalizing();
 	errno = saved_errno;
 	shim_leave();

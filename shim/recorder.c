@@ -430,19 +430,19 @@ static bool next_chunk(struct shim_thread *t, uint64_t now)
 	return true;
 }
 
-/* The hot path: one event for the calling thread.  Called inside
- * shim_enter(); touches only this thread's chunk. */
-void recorder_emit(unsigned type, unsigned arg, const uint64_t *payload)
+/* The hot path: one event for the calling thread, stamped `now` or later
+ * (each thread's clock never goes back).  Returns the stamp used.  Called
+ * inside shim_enter(); touches only this thread's chunk. */
+uint64_t recorder_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now)
 {
 	struct shim_thread *t = &shim_self;
 	unsigned words = 1u + gtr_event_payload_words[type];
-	uint64_t now = shim_clock_now();
 	if (unlikely(now < t->last_clock))
-		now = t->last_clock; /* keep each thread's clock monotonic */
+		now = t->last_clock;
 	if (unlikely(!t->chunk || t->generation != rec.generation ||
 	             t->used + (words + 2) * 8 > EVENT_AREA)) {
 		if (!next_chunk(t, now))
-			return;
+			return now;
 	}
 	uint64_t *p = (uint64_t *)((char *)t->chunk + GTR_CHUNK_HEADER_SIZE + t->used);
 	if (unlikely(now - t->last_clock >= UINT64_C(1) << (GTR_CLOCK_BITS - 1))) {
@@ -456,6 +456,12 @@ void recorder_emit(unsigned type, unsigned arg, const uint64_t *payload)
 	t->used += words * 8;
 	t->last_clock = now;
 	__atomic_store_n(&t->chunk->used, t->used, __ATOMIC_RELEASE);
+	return now;
+}
+
+void recorder_emit(unsigned type, unsigned arg, const uint64_t *payload)
+{
+	recorder_emit_at(type, arg, payload, shim_clock_now());
 }
 
 /* ---- metadata ----------------------------------------------------------------- */

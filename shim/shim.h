@@ -128,6 +128,8 @@ void recorder_reopen_in_child(void);
 /* Append one event for the calling thread.  Must be called inside
  * shim_enter()/shim_leave().  Drops the event if no space can be had. */
 void recorder_emit(unsigned type, unsigned arg, const uint64_t *payload);
+/* The same, stamped no earlier than `now`; returns the stamp written. */
+uint64_t recorder_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now);
 /* Append a metadata record (module, GIL) to the log in the header area. */
 void recorder_add_meta(const void *record, size_t size);
 /* Record newly loaded objects (path, address, build-id); idempotent. */

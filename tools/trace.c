@@ -270,6 +270,7 @@ static size_t decode_chunk(struct trace *t, const unsigned char *p, const struct
 			continue;
 		}
 		prev = clock;
+		e->clock = clock;
 		e->ns = to_ns(t, clock);
 		e->thread = thread;
 		e->type = (uint8_t)type;
@@ -357,8 +358,9 @@ static int read_chunks(struct trace *t, const unsigned char *data, size_t size, 
 	return 0;
 }
 
-/* Merge the per-thread streams (each in time order) into one, by time,
- * ties broken by thread serial: a binary heap of stream heads. */
+/* Merge the per-thread streams (each in time order) into one, by raw
+ * clock (ns may round two ticks to one value), ties broken by thread
+ * serial: a binary heap of stream heads. */
 static int merge_threads(struct trace *t, const struct trace_event *per_thread, size_t total)
 {
 	size_t k = t->thread_count;
@@ -371,7 +373,7 @@ static int merge_threads(struct trace *t, const struct trace_event *per_thread, 
 		return -1;
 	}
 #define HEAD(s) (per_thread[t->threads[s].first_event + pos[s]])
-#define BEFORE(a, b) (HEAD(a).ns < HEAD(b).ns || (HEAD(a).ns == HEAD(b).ns && (a) < (b)))
+#define BEFORE(a, b) (HEAD(a).clock < HEAD(b).clock || (HEAD(a).clock == HEAD(b).clock && (a) < (b)))
 	size_t hn = 0;
 	for (size_t s = 0; s < k; s++) {
 		if (!t->threads[s].event_count)

@@ -18,6 +18,7 @@
 
 /* One decoded event.  ns is relative to the trace start (header `start`). */
 struct trace_event {
+	uint64_t clock;             /* raw clock, unwrapped: the merge order */
 	uint64_t ns;
 	uint32_t thread;            /* index into trace.threads */
 	uint8_t type;               /* enum gtr_event_type */

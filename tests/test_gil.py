@@ -1,0 +1,226 @@
+"""The GIL as giltrace sees it, on every interpreter present."""
+import os
+
+from conftest import (assert_holds_never_overlap, assert_model_sound, dump, giltrace_run, report,
+                      write_script)
+
+CPU_THREADS = """
+import sys, threading
+sys.setswitchinterval(0.0005)
+def work():
+    n = 0
+    for i in range(int(sys.argv[1])):
+        n += i
+ts = [threading.Thread(target=work) for _ in range(4)]
+for t in ts: t.start()
+for t in ts: t.join()
+print("done")
+"""
+
+
+def workers(rep):
+    return [t for t in rep["threads"] if not t["main"]]
+
+
+def test_cpu_bound_threads_share_the_gil(python, tmp_path):
+    script = write_script(tmp_path, CPU_THREADS)
+    proc, trace = giltrace_run(python, script, tmp_path, extra=["300000"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "done\n"
+    rep = report(trace)
+    assert not rep["truncated"]
+    assert_model_sound(rep)
+    assert_holds_never_overlap(dump(trace))
+    ws = workers(rep)
+    assert len(ws) == 4
+    for t in ws:
+        assert t["acquisitions"] >= 5, t
+        # 3.8's t_bootstrap ends with PyThread_exit_thread(): pthread_exit
+        assert t["exit"]["how"] in ("return", "pthread_exit") and not t["exit"]["held_gil"]
+    # handoffs between all of them: every worker gave the GIL to another
+    # thread and received it from another thread
+    pairs = rep["handoffs"]["pairs"]
+    for t in ws:
+        assert any(p["from_tid"] == t["tid"] for p in pairs), t["tid"]
+        assert any(p["to_tid"] == t["tid"] for p in pairs), t["tid"]
+    assert rep["handoffs"]["count"] == sum(p["count"] for p in pairs) > 0
+    lat = rep["handoffs"]["latency_ns"]
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    # CPU-bound: the GIL is busy most of the run
+    gil = rep["gils"][0]
+    assert gil["main"] and gil["held_ns"] > 0.5 * rep["wall_ns"]
+
+
+SLEEP0 = """
+import sys, threading, time
+N = int(sys.argv[1])
+def loop():
+    for _ in range(N):
+        time.sleep(0)
+ts = [threading.Thread(target=loop) for _ in range(4)]
+for t in ts: t.start()
+for t in ts: t.join()
+"""
+
+
+def test_sleep0_loop_acquires_once_per_iteration(python, tmp_path):
+    """time.sleep(0) releases and re-takes the GIL once per call; the
+    switch interval adds a few forced switches.  Bound: N <= acquisitions
+    <= N + N/10 + 50 for each thread."""
+    n = 2000
+    script = write_script(tmp_path, SLEEP0)
+    proc, trace = giltrace_run(python, script, tmp_path, extra=[str(n)])
+    assert proc.returncode == 0, proc.stderr
+    rep = report(trace)
+    assert_model_sound(rep)
+    for t in workers(rep):
+        assert n <= t["acquisitions"] <= n + n // 10 + 50, t
+
+
+DAEMONS = """
+import sys, threading, time
+ready = threading.Barrier(4)
+def spin():
+    ready.wait()
+    while True:
+        time.sleep(0.0005)
+        sum(range(200))
+for _ in range(3):
+    threading.Thread(target=spin, daemon=True).start()
+ready.wait()
+time.sleep(0.05)
+print("main exits")
+"""
+
+
+def test_daemon_threads_alive_at_finalization(python, tmp_path):
+    script = write_script(tmp_path, DAEMONS)
+    proc, trace = giltrace_run(python, script, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "main exits\n"
+    rep = report(trace)
+    assert_model_sound(rep)
+    fin = rep["finalization"]
+    assert fin["start_ns"] is not None
+    main = next(t for t in rep["threads"] if t["main"])
+    assert fin["finalizing_tid"] == main["tid"]
+    daemons = workers(rep)
+    assert len(daemons) == 3
+    assert set(fin["alive_at_start"]) == {main["tid"]} | {t["tid"] for t in daemons}
+    for t in daemons:
+        assert t["first_ns"] < fin["start_ns"]
+
+
+OUTPUT = """
+import sys, threading
+def hello(i):
+    print("thread", i, flush=True)
+for i in range(3):
+    t = threading.Thread(target=hello, args=(i,)); t.start(); t.join()
+print("stderr line", file=sys.stderr)
+sys.exit(3)
+"""
+
+
+def test_output_and_exit_status_unchanged(python, tmp_path):
+    import subprocess
+    from conftest import SHIM
+    script = write_script(tmp_path, OUTPUT)
+    plain = subprocess.run([python, script], capture_output=True, text=True, timeout=60)
+    env = dict(os.environ, LD_PRELOAD=SHIM, GILTRACE_OPTIONS=f"output={tmp_path}/%p.gtr")
+    traced = subprocess.run([python, script], capture_output=True, text=True, timeout=60, env=env)
+    assert plain.returncode == traced.returncode == 3
+    assert plain.stdout == traced.stdout
+    assert plain.stderr == traced.stderr
+    assert len([f for f in os.listdir(tmp_path) if f.endswith(".gtr")]) == 1
+    # and giltrace run passes the status through
+    proc, trace = giltrace_run(python, script, tmp_path)
+    assert proc.returncode == 3 and proc.stdout == plain.stdout
+
+
+FOREVER = """
+import threading, time, sys
+def spin():
+    while True:
+        time.sleep(0)
+for _ in range(2):
+    threading.Thread(target=spin, daemon=True).start()
+time.sleep(0.2)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_sigkill_leaves_a_readable_truncated_trace(python, tmp_path):
+    import signal
+    import subprocess
+    from conftest import SHIM
+    script = write_script(tmp_path, FOREVER)
+    env = dict(os.environ, LD_PRELOAD=SHIM, GILTRACE_OPTIONS=f"output={tmp_path}/killed.gtr")
+    proc = subprocess.Popen([python, script], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    rep = report(str(tmp_path / "killed.gtr"))
+    assert rep["truncated"] and rep["truncated_at_ns"] > 0
+    assert rep["events"] > 100
+    assert_model_sound(rep)
+    assert len(workers(rep)) == 2 and all(t["acquisitions"] > 10 for t in workers(rep))
+
+
+FORK = """
+import os, threading
+def work():
+    sum(range(10000))
+pid = os.fork()
+if pid == 0:
+    ts = [threading.Thread(target=work) for _ in range(2)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    os._exit(0)
+os.waitpid(pid, 0)
+print("parent", os.getpid(), "child", pid)
+"""
+
+
+def test_fork_without_exec_gives_each_process_a_trace(python, tmp_path):
+    script = write_script(tmp_path, FORK)
+    proc, trace = giltrace_run(python, script, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    parent_pid, child_pid = int(proc.stdout.split()[1]), int(proc.stdout.split()[3])
+    parent = report(trace)
+    child = report(str(tmp_path / f"trace.{child_pid}.gtr"))
+    assert parent["process"]["pid"] == parent_pid and not parent["process"]["fork_child"]
+    assert child["process"]["pid"] == child_pid and child["process"]["fork_child"]
+    assert child["process"]["ppid"] == parent_pid
+    for rep in (parent, child):
+        assert not rep["truncated"]
+        assert_model_sound(rep)
+    assert len(workers(child)) == 2 and all(t["acquisitions"] >= 1 for t in workers(child))
+
+
+MULTIPROCESSING = """
+import multiprocessing
+def square(x):
+    return x * x
+if __name__ == "__main__":
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        print(sum(pool.map(square, range(100))))
+"""
+
+
+def test_multiprocessing_children_each_get_a_trace(python, tmp_path):
+    script = write_script(tmp_path, MULTIPROCESSING)
+    proc, trace = giltrace_run(python, script, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "328350\n"
+    traces = sorted(f for f in os.listdir(tmp_path) if f.endswith(".gtr"))
+    assert "trace.gtr" in traces and len(traces) == 3, traces
+    pids = set()
+    for name in traces:
+        rep = report(str(tmp_path / name))
+        assert_model_sound(rep)
+        pids.add(rep["process"]["pid"])
+    assert len(pids) == 3
