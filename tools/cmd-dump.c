@@ -41,6 +41,7 @@ static void print_details(const struct trace_event *e)
 		char name[17];
 		memcpy(name, e->payload, 16);
 		name[16] = '\0';
+		trace_sanitize_string(name);
 		printf(" name=\"%s\"", name);
 		break;
 	}

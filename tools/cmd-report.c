@@ -305,7 +305,10 @@ static void report_text(const struct trace *t, const struct model *m)
 		print_tid_list(m, pick_waited);
 	}
 	if (m->error_count) {
-		printf("\nmodel self-check FAILED (a giltrace bug, please report it with this trace):\n");
+		if (t->note_count)
+			printf("\nmodel inconsistencies (expected: the trace is damaged, see the notes above):\n");
+		else
+			printf("\nmodel self-check FAILED (a giltrace bug, please report it with this trace):\n");
 		for (size_t i = 0; i < m->error_count; i++)
 			printf("  %s\n", m->errors[i]);
 	}

@@ -45,6 +45,24 @@ const char *trace_event_name(unsigned type)
 	return type < GTR_EV_COUNT && event_names[type] ? event_names[type] : "unknown";
 }
 
+void trace_sanitize_string(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+	while (*p) {
+		unsigned len = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : (*p & 0xf8) == 0xf0 ? 4 : 0;
+		bool valid = len > 0 && !(len == 1 && (*p < 0x20 || *p == 0x7f));
+		for (unsigned i = 1; valid && i < len; i++)
+			valid = (p[i] & 0xc0) == 0x80;
+		if (len == 2 && *p < 0xc2)
+			valid = false; /* overlong */
+		if (!valid) {
+			*p++ = '?';
+			continue;
+		}
+		p += len;
+	}
+}
+
 __attribute__((format(printf, 2, 3))) static void note(struct trace *t, const char *fmt, ...)
 {
 	if (t->note_count == MAX_NOTES)
@@ -134,6 +152,8 @@ static int check_header(struct trace *t, const unsigned char *data, size_t size,
 	}
 	t->header.py_version[sizeof h->py_version - 1] = '\0';
 	t->header.executable[sizeof h->executable - 1] = '\0';
+	trace_sanitize_string(t->header.py_version);
+	trace_sanitize_string(t->header.executable);
 	return 0;
 }
 
@@ -209,6 +229,8 @@ static void read_meta(struct trace *t, const unsigned char *data, size_t size)
 				struct trace_module *mod = &t->modules[t->module_count];
 				mod->load_address = m.load_address;
 				mod->path = strndup(p, max);
+				if (mod->path)
+					trace_sanitize_string(mod->path);
 				unsigned len = m.build_id_len < sizeof m.build_id ? m.build_id_len : sizeof m.build_id;
 				for (unsigned i = 0; i < len; i++)
 					snprintf(mod->build_id + 2 * i, 3, "%02x", m.build_id[i]);
@@ -278,6 +300,7 @@ static size_t decode_chunk(struct trace *t, const unsigned char *p, const struct
 		if (type == GTR_EV_THREAD_NAME) {
 			memcpy(t->threads[thread].name, e->payload, 16);
 			t->threads[thread].name[16] = '\0';
+			trace_sanitize_string(t->threads[thread].name);
 		}
 		n++;
 	}

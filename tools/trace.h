@@ -79,6 +79,10 @@ void trace_free(struct trace *t);
 /* Read and check only the header; 0 or -1. */
 int trace_read_header(const char *path, struct gtr_file_header *h);
 
+/* Strings from a trace may be anything: keep valid UTF-8 and printable
+ * ASCII, replace every other byte with '?', in place. */
+void trace_sanitize_string(char *s);
+
 /* Name of an event type for dump and messages ("gil-acquire"). */
 const char *trace_event_name(unsigned type);
 

@@ -1,0 +1,108 @@
+"""Bad input never crashes the tools (run under ASan and UBSan): exit 2 and
+one line for unusable files; a clear note and what could be read for a
+damaged trace."""
+import os
+import random
+import struct
+import subprocess
+
+import pytest
+
+from conftest import GILTRACE, GILTRACE_SAN, giltrace_run, write_script
+
+INTERPRETER = "/usr/bin/python3.11"
+
+
+def run_tool(*args):
+    return subprocess.run([GILTRACE_SAN, *args], capture_output=True, text=True, timeout=60)
+
+
+def assert_unusable(path):
+    for cmd in (["report"], ["report", "--json"], ["dump"]):
+        proc = run_tool(*cmd, str(path))
+        assert proc.returncode == 2, (cmd, proc.stderr)
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("giltrace: "), proc.stderr
+        assert "AddressSanitizer" not in proc.stderr and "runtime error" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def real_trace(tmp_path_factory):
+    if not os.access(INTERPRETER, os.X_OK):
+        pytest.skip(f"{INTERPRETER} not installed")
+    tmp = tmp_path_factory.mktemp("real")
+    script = write_script(tmp, "import threading\n"
+                          "ts=[threading.Thread(target=sum, args=(range(100000),)) for _ in range(3)]\n"
+                          "[t.start() for t in ts]; [t.join() for t in ts]\n")
+    proc, trace = giltrace_run(INTERPRETER, script, tmp)
+    assert proc.returncode == 0
+    return open(trace, "rb").read()
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.gtr").write_bytes(b"")
+    assert_unusable(tmp_path / "empty.gtr")
+
+
+def test_missing_file_and_directory(tmp_path):
+    assert_unusable(tmp_path / "missing.gtr")
+    assert_unusable(tmp_path)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_bytes(tmp_path, seed):
+    rnd = random.Random(seed)
+    (tmp_path / "r.gtr").write_bytes(bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 200000))))
+    assert_unusable(tmp_path / "r.gtr")
+
+
+def test_wrong_version(tmp_path, real_trace):
+    data = bytearray(real_trace)
+    struct.pack_into("<H", data, 8, 99)
+    (tmp_path / "v.gtr").write_bytes(bytes(data))
+    assert_unusable(tmp_path / "v.gtr")
+    proc = run_tool("report", str(tmp_path / "v.gtr"))
+    assert "format 99.0" in proc.stderr
+
+
+def test_truncated_inside_header(tmp_path, real_trace):
+    (tmp_path / "h.gtr").write_bytes(real_trace[:100])
+    assert_unusable(tmp_path / "h.gtr")
+
+
+@pytest.mark.parametrize("keep", [4096, 4096 + 70000, 4096 + 65536 + 65536 + 1000])
+def test_cut_short_reads_what_is_there(tmp_path, real_trace, keep):
+    (tmp_path / "c.gtr").write_bytes(real_trace[:keep])
+    proc = run_tool("report", "--json", str(tmp_path / "c.gtr"))
+    assert proc.returncode == 0, proc.stderr
+    assert "runtime error" not in proc.stderr
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_corrupted_chunks_read_what_is_there(tmp_path, real_trace, seed):
+    """Random bytes flipped after the header: never a crash; exit 0 or 2."""
+    rnd = random.Random(seed)
+    data = bytearray(real_trace)
+    for _ in range(200):
+        data[rnd.randrange(4096, len(data))] = rnd.getrandbits(8)
+    (tmp_path / "x.gtr").write_bytes(bytes(data))
+    for cmd in (["report", "--json"], ["dump"]):
+        proc = run_tool(*cmd, str(tmp_path / "x.gtr"))
+        assert proc.returncode in (0, 2), proc.stderr
+        assert "AddressSanitizer" not in proc.stderr and "runtime error" not in proc.stderr
+
+
+def test_several_traces_one_bad(tmp_path, real_trace):
+    (tmp_path / "good.gtr").write_bytes(real_trace)
+    (tmp_path / "bad.gtr").write_bytes(b"nope")
+    proc = subprocess.run([GILTRACE, "report", "--json", str(tmp_path / "good.gtr"), str(tmp_path / "bad.gtr")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    import json
+    assert len(json.loads(proc.stdout)) == 1
+
+
+def test_usage_errors_exit_2():
+    for args in ([], ["frobnicate"], ["report"], ["dump"], ["run"], ["report", "--bogus", "x"]):
+        proc = subprocess.run([GILTRACE, *args], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 2, args
