@@ -47,7 +47,7 @@ $(BUILD)/san/test-model: tests/unit/test-model.c $(TOOLS_LIB_SRC) $(TOOLS_HDR) |
 	$(Q)$(CC) $(SAN_CFLAGS) -Itools -o $@ tests/unit/test-model.c $(TOOLS_LIB_SRC) -lm
 
 $(BUILD)/bench-mutex: bench/mutex-pair.c | $(BUILD)
-	$(Q)$(CC) $(COMMON_CFLAGS) -O2 -o $@ $< -lpthread
+	$(Q)$(CC) $(COMMON_CFLAGS) -O2 -rdynamic -o $@ $< -lpthread
 
 $(BUILD):
 	$(Q)mkdir -p $@
