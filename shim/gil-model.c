@@ -329,6 +329,8 @@ void gil_model_on_signal(const pthread_cond_t *c)
 
 void gil_model_after_fork_child(void)
 {
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+	recognition_lock = fresh; /* another parent thread may have held it */
 	if (!shim_enter())
 		return;
 	if (shim_self.gil_held) {

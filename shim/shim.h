@@ -193,6 +193,14 @@ struct shim_real {
 };
 extern struct shim_real shim_real;
 
+/* First statement of an interposer: resolve the real functions if it runs
+ * before the constructor (another library's constructor came first). */
+#define RESOLVED(fn)                                                                               \
+	do {                                                                                       \
+		if (unlikely(!shim_real.fn))                                                       \
+			shim_resolve_early();                                                      \
+	} while (0)
+
 /* ---- async-signal-safe output (signal-safe.c) -------------------------- */
 
 /* Write "giltrace: <level>: " + the NUL-terminated parts + "\n" to fd 2.

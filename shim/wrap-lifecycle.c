@@ -26,12 +26,6 @@
 
 #include "shim.h"
 
-#define RESOLVED(fn)                                                                               \
-	do {                                                                                       \
-		if (unlikely(!shim_real.fn))                                                       \
-			shim_resolve_early();                                                      \
-	} while (0)
-
 /* What the trampoline needs; malloc'd by the creator, freed by the thread. */
 struct thread_start {
 	void *(*start_routine)(void *);

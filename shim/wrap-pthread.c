@@ -23,12 +23,6 @@
 
 #include "shim.h"
 
-#define RESOLVED(fn)                                                                               \
-	do {                                                                                       \
-		if (unlikely(!shim_real.fn))                                                       \
-			shim_resolve_early();                                                      \
-	} while (0)
-
 static inline bool watching_inits(void)
 {
 	return shim_state == SHIM_DORMANT || shim_state == SHIM_ACTIVE;
