@@ -268,18 +268,48 @@ static int replay(struct model *m)
 	return 0;
 }
 
-static uint64_t percentile(const uint64_t *sorted, uint64_t n, unsigned pct)
+/* Rearrange v[lo, hi) so that v[k] is the value a sort would put there,
+ * with nothing larger before it and nothing smaller after it (quickselect
+ * with a three-way partition around a median-of-three pivot: the "equal"
+ * part is never empty, so every round shrinks the range).  Percentiles in
+ * linear time, not a full sort. */
+static void select_kth(uint64_t *v, size_t lo, size_t hi, size_t k)
 {
-	if (!n)
-		return 0;
-	uint64_t rank = (n * pct + 99) / 100; /* nearest rank */
-	return sorted[rank ? rank - 1 : 0];
+	while (hi - lo > 1) {
+		uint64_t a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi - 1];
+		uint64_t pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+		/* [lo, lt) < pivot, [lt, i) == pivot, [gt, hi) > pivot */
+		size_t lt = lo, i = lo, gt = hi;
+		while (i < gt) {
+			uint64_t x = v[i];
+			if (x < pivot) {
+				v[i++] = v[lt];
+				v[lt++] = x;
+			} else if (x > pivot) {
+				v[i] = v[--gt];
+				v[gt] = x;
+			} else {
+				i++;
+			}
+		}
+		if (k < lt)
+			hi = lt;
+		else if (k >= gt)
+			lo = gt;
+		else
+			return;
+	}
 }
 
-static int cmp_u64(const void *a, const void *b)
+/* Nearest-rank percentile pct of v[0, n); v[0, rank) must hold no value
+ * larger than any of v[rank, n) already for the ranks selected before. */
+static uint64_t percentile(uint64_t *v, size_t n, size_t from, unsigned pct, size_t *rank_out)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
+	size_t rank = (n * pct + 99) / 100;
+	size_t k = rank ? rank - 1 : 0;
+	select_kth(v, from, n, k);
+	*rank_out = k;
+	return v[k];
 }
 
 static void finish(struct model *m)
@@ -311,12 +341,16 @@ static void finish(struct model *m)
 			th->alive_at_finalization = th->first_ns <= start && (th->exit == MODEL_EXIT_NONE || th->exit_ns >= start);
 		}
 	}
-	if (m->handoff_count)
-		qsort(m->handoff_latencies, m->handoff_count, sizeof *m->handoff_latencies, cmp_u64);
-	m->latency_p50 = percentile(m->handoff_latencies, m->handoff_count, 50);
-	m->latency_p90 = percentile(m->handoff_latencies, m->handoff_count, 90);
-	m->latency_p99 = percentile(m->handoff_latencies, m->handoff_count, 99);
-	m->latency_max = m->handoff_count ? m->handoff_latencies[m->handoff_count - 1] : 0;
+	if (m->handoff_count) {
+		uint64_t *v = m->handoff_latencies;
+		size_t n = m->handoff_count, k = 0;
+		/* each selection leaves only larger values above its rank, so the
+		 * next one searches from there */
+		m->latency_p50 = percentile(v, n, 0, 50, &k);
+		m->latency_p90 = percentile(v, n, k, 90, &k);
+		m->latency_p99 = percentile(v, n, k, 99, &k);
+		m->latency_max = percentile(v, n, k, 100, &k);
+	}
 }
 
 int model_build(struct model *m, const struct trace *t)

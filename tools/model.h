@@ -79,7 +79,7 @@ struct model {
 
 	uint64_t acquisitions, contended_acquisitions;
 	uint64_t handoff_count;
-	uint64_t *handoff_latencies; /* sorted after model_build */
+	uint64_t *handoff_latencies; /* in no useful order after model_build */
 	uint64_t latency_p50, latency_p90, latency_p99, latency_max;
 	struct model_handoff_pair *pairs;
 	size_t pair_count;

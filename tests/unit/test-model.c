@@ -256,6 +256,36 @@ static int test_ring_mode_lost_events(void)
 	return ok;
 }
 
+/* 101 handoffs with latencies 1..101 ns in shuffled order: nearest-rank
+ * percentiles are the 51st, 91st, 100th and 101st smallest. */
+static int test_latency_percentiles(void)
+{
+	int ok = 1;
+	struct fake f;
+	fake_init(&f, GTR_FLAG_CLOSED);
+	struct gtr_chunk_header *a = fake_chunk(&f, 1, 100, 0, 1000);
+	struct gtr_chunk_header *b = fake_chunk(&f, 2, 101, 0, 1000);
+	uint64_t now = 1000;
+	for (unsigned i = 0; i < 101; i++) {
+		unsigned latency = 1 + (i * 37) % 101; /* a permutation of 1..101 */
+		struct gtr_chunk_header *from = i % 2 ? b : a, *to = i % 2 ? a : b;
+		if (i == 0)
+			fake_event(from, GTR_EV_GIL_ACQUIRE, 0, now, 1, 0);
+		fake_event(from, GTR_EV_GIL_RELEASE, 0, now += 10, 0, 0);
+		fake_event(to, GTR_EV_GIL_ACQUIRE, 0, now += latency, 2, 0);
+	}
+	struct trace t;
+	struct model m;
+	char err[256];
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(model_build(&m, &t) == 0 && m.error_count == 0);
+	CHECK(m.handoff_count == 101);
+	CHECK(m.latency_p50 == 51 && m.latency_p90 == 91 && m.latency_p99 == 100 && m.latency_max == 101);
+	model_free(&m);
+	trace_free(&t);
+	return ok;
+}
+
 static int test_unusable_files(void)
 {
 	int ok = 1;
@@ -298,7 +328,7 @@ int main(void)
 	int (*const tests[])(void) = {
 		test_handoffs_and_holds, test_overlap_is_a_model_error, test_truncated_trace,
 		test_file_cut_short,     test_corrupt_event_keeps_earlier_ones, test_clock_wraps_past_48_bits,
-		test_ring_mode_lost_events, test_unusable_files,
+		test_ring_mode_lost_events, test_latency_percentiles, test_unusable_files,
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
 		tests[i]() ? passed++ : failed++;
