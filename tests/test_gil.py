@@ -24,7 +24,8 @@ def workers(rep):
 
 def test_cpu_bound_threads_share_the_gil(python, tmp_path):
     script = write_script(tmp_path, CPU_THREADS)
-    proc, trace = giltrace_run(python, script, tmp_path, extra=["300000"])
+    # enough work for ~100 switch intervals per thread on the fastest build
+    proc, trace = giltrace_run(python, script, tmp_path, extra=["1500000"])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "done\n"
     rep = report(trace)
