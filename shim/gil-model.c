@@ -49,9 +49,11 @@
 #define OFF_SWITCH_MUTEX_FROM_COND 136
 #define GIL_TAIL_FROM_COND 176 /* cond .. end of switch_mutex */
 
+/* A recognised GIL.  The primitives are found from `cond` by the
+ * OFF_*_FROM_COND distances. */
 struct gil_object {
 	uintptr_t base;            /* struct _gil_runtime_state */
-	uintptr_t cond, mutex, switch_cond, switch_mutex;
+	uintptr_t cond;            /* its cond field, C */
 	volatile uintptr_t *last_holder;
 	volatile int *locked;
 	volatile unsigned long *switch_number;
@@ -150,9 +152,6 @@ static void recognise(uintptr_t cond)
 	struct gil_object *g = &gils[gil_count];
 	g->base = base;
 	g->cond = cond;
-	g->mutex = cond + OFF_MUTEX_FROM_COND;
-	g->switch_cond = cond + OFF_SWITCH_COND_FROM_COND;
-	g->switch_mutex = cond + OFF_SWITCH_MUTEX_FROM_COND;
 	g->last_holder = (volatile uintptr_t *)(base + 8 + field_shift);
 	g->locked = locked;
 	g->switch_number = (volatile unsigned long *)(base + 24 + field_shift);
@@ -228,31 +227,46 @@ static void gil_stamp_under_mutex(struct gil_object *g, unsigned type, unsigned 
 }
 
 /* Each hook runs only for addresses inside the GIL range, keeps errno, and
- * records nothing when the shim is off or re-entered. */
+ * records nothing when the shim is off or re-entered: hook_enter() returns
+ * the index of the GIL whose primitive at `from_cond` is `addr`, with the
+ * shim entered and errno saved, or -1; hook_leave() undoes it. */
+static int hook_enter(const void *addr, uintptr_t from_cond, int *saved_errno)
+{
+	int i = find_gil((uintptr_t)addr);
+	if (i < 0 || (uintptr_t)addr != gils[i].cond + from_cond || !shim_enter())
+		return -1;
+	*saved_errno = errno;
+	return i;
+}
+
+static void hook_leave(int saved_errno)
+{
+	errno = saved_errno;
+	shim_leave();
+}
 
 void gil_model_on_lock(const pthread_mutex_t *m)
 {
-	int i = find_gil((uintptr_t)m);
-	if (i < 0 || (uintptr_t)m != gils[i].mutex || !shim_enter())
+	int saved_errno;
+	int i = hook_enter(m, OFF_MUTEX_FROM_COND, &saved_errno);
+	if (i < 0)
 		return;
-	int saved_errno = errno;
 	if (shim_self.gil_held != i + 1) {
 		/* take_gil(); drop_gil() is the holder's lock of M */
 		shim_self.gil_taking = (uint8_t)(i + 1);
 		recorder_emit(GTR_EV_GIL_TAKE_BEGIN, (unsigned)i, NULL);
 		gil_model_check_finalizing();
 	}
-	errno = saved_errno;
-	shim_leave();
+	hook_leave(saved_errno);
 }
 
 /* Called with M held, before the real unlock. */
 void gil_model_on_unlock(const pthread_mutex_t *m)
 {
-	int i = find_gil((uintptr_t)m);
-	if (i < 0 || (uintptr_t)m != gils[i].mutex || !shim_enter())
+	int saved_errno;
+	int i = hook_enter(m, OFF_MUTEX_FROM_COND, &saved_errno);
+	if (i < 0)
 		return;
-	int saved_errno = errno;
 	if (shim_self.gil_held == i + 1) {
 		if (*gils[i].locked == 0) {
 			shim_self.gil_held = 0;
@@ -264,67 +278,62 @@ void gil_model_on_unlock(const pthread_mutex_t *m)
 		recorder_emit(GTR_EV_GIL_TAKE_ABANDON, (unsigned)i, NULL);
 		gil_model_check_finalizing();
 	}
-	errno = saved_errno;
-	shim_leave();
+	hook_leave(saved_errno);
 }
 
 /* Called with M held, before the real timed wait on C. */
 void gil_model_on_timedwait_begin(const pthread_cond_t *c, unsigned long *switch_before)
 {
-	int i = find_gil((uintptr_t)c);
-	if (i < 0 || (uintptr_t)c != gils[i].cond || !shim_enter())
+	int saved_errno;
+	int i = hook_enter(c, 0, &saved_errno);
+	if (i < 0)
 		return;
-	int saved_errno = errno;
 	*switch_before = *gils[i].switch_number;
 	recorder_emit(GTR_EV_GIL_WAIT_BEGIN, (unsigned)i, NULL);
-	errno = saved_errno;
-	shim_leave();
+	hook_leave(saved_errno);
 }
 
 /* Called with M held again, after the real timed wait on C returned rc. */
 void gil_model_on_timedwait_end(const pthread_cond_t *c, int rc, unsigned long switch_before)
 {
-	int i = find_gil((uintptr_t)c);
-	if (i < 0 || (uintptr_t)c != gils[i].cond || !shim_enter())
+	int saved_errno;
+	int i = hook_enter(c, 0, &saved_errno);
+	if (i < 0)
 		return;
-	int saved_errno = errno;
 	unsigned type = GTR_EV_GIL_WAIT_SIGNALED;
 	if (rc == ETIMEDOUT)
 		type = *gils[i].locked && *gils[i].switch_number == switch_before ? GTR_EV_GIL_DROP_REQUEST
 		                                                                  : GTR_EV_GIL_WAIT_TIMEOUT;
 	recorder_emit(type, (unsigned)i, NULL);
 	gil_model_check_finalizing();
-	errno = saved_errno;
-	shim_leave();
+	hook_leave(saved_errno);
 }
 
 /* Untimed wait: drop_gil's forced switch waits on SC under SM. */
 void gil_model_on_wait(const pthread_cond_t *c, bool begin)
 {
-	int i = find_gil((uintptr_t)c);
-	if (i < 0 || (uintptr_t)c != gils[i].switch_cond || !shim_enter())
+	int saved_errno;
+	int i = hook_enter(c, OFF_SWITCH_COND_FROM_COND, &saved_errno);
+	if (i < 0)
 		return;
-	int saved_errno = errno;
 	recorder_emit(begin ? GTR_EV_GIL_FORCED_SWITCH_BEGIN : GTR_EV_GIL_FORCED_SWITCH_END, (unsigned)i, NULL);
-	errno = saved_errno;
-	shim_leave();
+	hook_leave(saved_errno);
 }
 
 /* signal(SC) happens in take_gil right after the acquisition, with M and SM
  * held: last_holder and switch_number are the new holder's. */
 void gil_model_on_signal(const pthread_cond_t *c)
 {
-	int i = find_gil((uintptr_t)c);
-	if (i < 0 || (uintptr_t)c != gils[i].switch_cond || !shim_enter())
+	int saved_errno;
+	int i = hook_enter(c, OFF_SWITCH_COND_FROM_COND, &saved_errno);
+	if (i < 0)
 		return;
-	int saved_errno = errno;
 	uint64_t payload[2] = { *gils[i].last_holder, *gils[i].switch_number };
 	shim_self.gil_held = (uint8_t)(i + 1);
 	shim_self.gil_taking = 0;
 	gil_stamp_under_mutex(&gils[i], GTR_EV_GIL_ACQUIRE, (unsigned)i, payload);
 	gil_model_check_finalizing();
-	errno = saved_errno;
-	shim_leave();
+	hook_leave(saved_errno);
 }
 
 void gil_model_after_fork_child(void)

@@ -3,6 +3,8 @@
  */
 #include "model.h"
 
+#include "lines.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,19 +27,10 @@ const char *model_exit_name(enum model_exit e)
 
 __attribute__((format(printf, 2, 3))) static void model_error(struct model *m, const char *fmt, ...)
 {
-	if (m->error_count == MAX_ERRORS)
-		return;
-	char line[512];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof line, fmt, ap);
+	lines_vappend(&m->errors, &m->error_count, MAX_ERRORS, fmt, ap);
 	va_end(ap);
-	char **grown = realloc(m->errors, (m->error_count + 1) * sizeof *grown);
-	if (!grown)
-		return;
-	m->errors = grown;
-	if ((m->errors[m->error_count] = strdup(line)))
-		m->error_count++;
 }
 
 static int tid_of(const struct model *m, int thread)
@@ -397,8 +390,6 @@ void model_free(struct model *m)
 	free(m->threads);
 	free(m->handoff_latencies);
 	free(m->pairs);
-	for (size_t i = 0; i < m->error_count; i++)
-		free(m->errors[i]);
-	free(m->errors);
+	lines_free(m->errors, m->error_count);
 	memset(m, 0, sizeof *m);
 }

@@ -3,6 +3,8 @@
  */
 #include "trace.h"
 
+#include "lines.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -65,20 +67,10 @@ void trace_sanitize_string(char *s)
 
 __attribute__((format(printf, 2, 3))) static void note(struct trace *t, const char *fmt, ...)
 {
-	if (t->note_count == MAX_NOTES)
-		return;
-	char line[512];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof line, fmt, ap);
+	lines_vappend(&t->notes, &t->note_count, MAX_NOTES, fmt, ap);
 	va_end(ap);
-	char **grown = realloc(t->notes, (t->note_count + 1) * sizeof *grown);
-	if (!grown)
-		return;
-	t->notes = grown;
-	t->notes[t->note_count] = strdup(line);
-	if (t->notes[t->note_count])
-		t->note_count++;
 }
 
 static int read_whole_file(const char *path, unsigned char **data, size_t *size, char *err, size_t errlen)
@@ -500,8 +492,6 @@ void trace_free(struct trace *t)
 	for (size_t i = 0; i < t->module_count; i++)
 		free(t->modules[i].path);
 	free(t->modules);
-	for (size_t i = 0; i < t->note_count; i++)
-		free(t->notes[i]);
-	free(t->notes);
+	lines_free(t->notes, t->note_count);
 	memset(t, 0, sizeof *t);
 }
