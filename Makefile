@@ -12,7 +12,10 @@ Q := $(if $(filter 1,$(V)),,@)
 
 COMMON_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -Iinclude
 SHIM_CFLAGS := $(COMMON_CFLAGS) -O2 -fPIC -fvisibility=hidden -ftls-model=initial-exec
-SHIM_LDFLAGS := -shared -Wl,--no-undefined -Wl,-z,now
+# -Bsymbolic: the shim's own references to its wrappers (the
+# table got-patch.c writes into GOT slots) must bind to the wrappers, not to
+# a static interpreter's definitions of the same names.
+SHIM_LDFLAGS := -shared -Wl,--no-undefined -Wl,-z,now -Wl,-Bsymbolic
 TOOLS_CFLAGS := $(COMMON_CFLAGS) -O2
 SAN_CFLAGS := $(COMMON_CFLAGS) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 

@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #define GTR_MAGIC "GILTRACE"           /* 8 bytes, no terminator on disk */
-#define GTR_VERSION_MAJOR 1            /* readers refuse another major */
+#define GTR_VERSION_MAJOR 2            /* readers refuse another major */
 #define GTR_VERSION_MINOR 0            /* readers accept any minor */
 #define GTR_HEADER_SIZE 4096u          /* struct gtr_file_header, padded */
 #define GTR_CHUNK_MAGIC 0x4b435447u    /* "GTCK" */
@@ -47,7 +47,9 @@ enum gtr_py_build {
 	GTR_BUILD_SHARED = 1u << 0,        /* _PyRuntime lives in a libpython*.so */
 	GTR_BUILD_DEBUG = 1u << 1,         /* Py_DEBUG / Py_REF_DEBUG build */
 	GTR_BUILD_FREE_THREADED = 1u << 2, /* Py_GIL_DISABLED build (3.13t+) */
-	GTR_BUILD_PLT_ROUTED = 1u << 3,    /* C-API wrappers see internal calls */
+	GTR_BUILD_PLT_ROUTED = 1u << 3,    /* the interpreter calls its own C-API
+	                                      through its PLT: the wrappers see
+	                                      internal calls too */
 };
 
 /* Two (clock, CLOCK_MONOTONIC ns) pairs convert clock ticks to time:
@@ -85,7 +87,8 @@ struct gtr_file_header {
 	char executable[256];        /* /proc/self/exe, NUL-terminated */
 	uint64_t py_runtime_addr;    /* address of _PyRuntime */
 	uint32_t tstate_size;        /* sizeof(PyThreadState) if known, else 0 */
-	uint32_t reserved1;
+	uint32_t capi_got_slots;     /* GOT slots routed to the C-API wrappers,
+	                                updated live as objects are loaded */
 	/* bytes up to GTR_HEADER_SIZE are zero; readers ignore them */
 };
 
@@ -110,6 +113,7 @@ struct gtr_meta_module {
 	uint64_t load_address;       /* dlpi_addr */
 	uint8_t build_id_len;        /* 0 if the object has none */
 	uint8_t build_id[31];
+	uint64_t map_size;           /* end of its highest PT_LOAD, from load_address */
 	/* char path[]: NUL-terminated, then zero padding to 8 bytes */
 };
 
@@ -179,8 +183,14 @@ enum gtr_event_type {
 	GTR_EV_FORK,                  /* parent side; payload: child pid */
 	GTR_EV_FINALIZING,            /* finalizing flag flipped; arg: 1 set, 0 cleared;
 	                                 payload: finalizing tstate (0 unknown) */
-	GTR_EV_FINALIZE_ENTER,        /* Py_FinalizeEx entered (where seen) */
-	GTR_EV_FINALIZE_EXIT,         /* payload: return value */
+	/* C-API and thread states, arg = enum gtr_capi for C-API events */
+	GTR_EV_CAPI_CALL,             /* entry; payload: subject (the thread state
+	                                 or interpreter argument, else 0), caller
+	                                 (return address) */
+	GTR_EV_CAPI_RETURN,           /* exit; payload: result (thread state,
+	                                 interpreter, int status, else 0) */
+	GTR_EV_TSTATE_FREE,           /* free() of a known thread state;
+	                                 payload: the thread state */
 	GTR_EV_CLOCK,                 /* payload: full clock of the next event */
 	GTR_EV_COUNT
 };
@@ -200,8 +210,74 @@ static const uint8_t gtr_event_payload_words[GTR_EV_COUNT] = {
 	[GTR_EV_THREAD_NAME] = 2,
 	[GTR_EV_FORK] = 1,
 	[GTR_EV_FINALIZING] = 1,
-	[GTR_EV_FINALIZE_EXIT] = 1,
+	[GTR_EV_CAPI_CALL] = 2,
+	[GTR_EV_CAPI_RETURN] = 1,
+	[GTR_EV_TSTATE_FREE] = 1,
 	[GTR_EV_CLOCK] = 1,
+};
+
+/*
+ * The C-API entry points the shim wraps (cpython-internals.md §5), in the
+ * arg byte of CAPI events.  Which of them record a CALL, a RETURN or both
+ * is stated in docs/trace-format.md.
+ */
+enum gtr_capi {
+	GTR_CAPI_NONE = 0,
+	GTR_CAPI_PyEval_SaveThread,
+	GTR_CAPI_PyEval_RestoreThread,
+	GTR_CAPI_PyEval_AcquireThread,
+	GTR_CAPI_PyEval_ReleaseThread,
+	GTR_CAPI_PyEval_AcquireLock,
+	GTR_CAPI_PyEval_ReleaseLock,
+	GTR_CAPI_PyGILState_Ensure,
+	GTR_CAPI_PyGILState_Release,
+	GTR_CAPI_PyThreadState_New,
+	GTR_CAPI_PyThreadState_Clear,
+	GTR_CAPI_PyThreadState_Delete,
+	GTR_CAPI_PyThreadState_DeleteCurrent,
+	GTR_CAPI_PyThreadState_Swap,
+	GTR_CAPI_PyInterpreterState_New,
+	GTR_CAPI_PyInterpreterState_Clear,
+	GTR_CAPI_PyInterpreterState_Delete,
+	GTR_CAPI_Py_Initialize,
+	GTR_CAPI_Py_InitializeEx,
+	GTR_CAPI_Py_InitializeFromConfig,
+	GTR_CAPI_Py_FinalizeEx,
+	GTR_CAPI_Py_Finalize,
+	GTR_CAPI_Py_RunMain,
+	GTR_CAPI_Py_NewInterpreter,
+	GTR_CAPI_Py_EndInterpreter,
+	GTR_CAPI_PyThread_exit_thread,
+	GTR_CAPI_COUNT
+};
+
+/* The functions' names, indexed by enum gtr_capi. */
+static const char *const gtr_capi_names[GTR_CAPI_COUNT] = {
+	[GTR_CAPI_PyEval_SaveThread] = "PyEval_SaveThread",
+	[GTR_CAPI_PyEval_RestoreThread] = "PyEval_RestoreThread",
+	[GTR_CAPI_PyEval_AcquireThread] = "PyEval_AcquireThread",
+	[GTR_CAPI_PyEval_ReleaseThread] = "PyEval_ReleaseThread",
+	[GTR_CAPI_PyEval_AcquireLock] = "PyEval_AcquireLock",
+	[GTR_CAPI_PyEval_ReleaseLock] = "PyEval_ReleaseLock",
+	[GTR_CAPI_PyGILState_Ensure] = "PyGILState_Ensure",
+	[GTR_CAPI_PyGILState_Release] = "PyGILState_Release",
+	[GTR_CAPI_PyThreadState_New] = "PyThreadState_New",
+	[GTR_CAPI_PyThreadState_Clear] = "PyThreadState_Clear",
+	[GTR_CAPI_PyThreadState_Delete] = "PyThreadState_Delete",
+	[GTR_CAPI_PyThreadState_DeleteCurrent] = "PyThreadState_DeleteCurrent",
+	[GTR_CAPI_PyThreadState_Swap] = "PyThreadState_Swap",
+	[GTR_CAPI_PyInterpreterState_New] = "PyInterpreterState_New",
+	[GTR_CAPI_PyInterpreterState_Clear] = "PyInterpreterState_Clear",
+	[GTR_CAPI_PyInterpreterState_Delete] = "PyInterpreterState_Delete",
+	[GTR_CAPI_Py_Initialize] = "Py_Initialize",
+	[GTR_CAPI_Py_InitializeEx] = "Py_InitializeEx",
+	[GTR_CAPI_Py_InitializeFromConfig] = "Py_InitializeFromConfig",
+	[GTR_CAPI_Py_FinalizeEx] = "Py_FinalizeEx",
+	[GTR_CAPI_Py_Finalize] = "Py_Finalize",
+	[GTR_CAPI_Py_RunMain] = "Py_RunMain",
+	[GTR_CAPI_Py_NewInterpreter] = "Py_NewInterpreter",
+	[GTR_CAPI_Py_EndInterpreter] = "Py_EndInterpreter",
+	[GTR_CAPI_PyThread_exit_thread] = "PyThread_exit_thread",
 };
 
 static inline uint64_t gtr_event_word(unsigned type, unsigned arg, uint64_t clock)

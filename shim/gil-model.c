@@ -214,6 +214,11 @@ void gil_model_check_finalizing(void)
 	recorder_emit(GTR_EV_FINALIZING, now != 0, &tstate);
 }
 
+bool gil_model_finalizing(void)
+{
+	return __atomic_load_n(&finalizing_last, __ATOMIC_RELAXED) != 0;
+}
+
 /* ---- transitions ------------------------------------------------------ */
 
 /* Record an ACQUIRE or RELEASE no earlier than the GIL's previous one.
@@ -333,6 +338,7 @@ void gil_model_on_signal(const pthread_cond_t *c)
 	shim_self.gil_taking = 0;
 	gil_stamp_under_mutex(&gils[i], GTR_EV_GIL_ACQUIRE, (unsigned)i, payload);
 	gil_model_check_finalizing();
+	shim_know_tstate(payload[0]);
 	hook_leave(saved_errno);
 }
 
@@ -346,6 +352,7 @@ void gil_model_after_fork_child(void)
 		unsigned i = shim_self.gil_held - 1u;
 		uint64_t tstate = *gils[i].last_holder;
 		recorder_emit(GTR_EV_GIL_HELD_AT_FORK, i, &tstate);
+		shim_know_tstate(tstate);
 	}
 	shim_leave();
 }

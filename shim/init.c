@@ -178,6 +178,7 @@ bool shim_activate(void)
 		return false;
 	}
 	__atomic_store_n(&shim_state, SHIM_ACTIVE, __ATOMIC_RELEASE);
+	got_patch_loaded_objects();
 	if (shim_options.verbose) {
 		const char *parts[] = { "tracing ", shim_python.version[0] ? shim_python.version : "python",
 		                        " to ", recorder_path() };
@@ -200,13 +201,15 @@ void shim_finish(void)
 		shim_leave();
 	}
 	recorder_close();
+	shim_state = SHIM_STOPPED;
 	if (shim_options.verbose) {
 		char n[24];
 		const char *parts[] = { "wrote ", shim_format_u64(n, recorder_bytes_used()),
 		                        " bytes to ", recorder_path() };
 		shim_say("info", parts, 4);
 	}
-	shim_state = SHIM_STOPPED;
+	if (shim_options.check)
+		exit_check_run(recorder_path());
 	errno = saved_errno;
 }
 

@@ -1,6 +1,6 @@
 /*
  * options.c: GILTRACE_OPTIONS, in the sanitizer style
- * ("output=/tmp/traces/%p.gtr:mode=ring:ring_size=8").
+ * ("output=/tmp/traces/%p.gtr:mode=ring:ring_size=8:check=0").
  *
  * Parsed once, when a process activates (so a non-Python process never
  * prints anything).  A bad key or value never stops the traced program: it
@@ -63,9 +63,20 @@ static void set_option(const char *key, const char *value)
 			shim_options.verbose = v;
 		else
 			warn("verbose", value, "0, 1");
+	} else if (strcmp(key, "check") == 0) {
+		unsigned v;
+		if (parse_unsigned(value, &v) && v <= 1)
+			shim_options.check = v;
+		else
+			warn("check", value, "0, 1");
+	} else if (strcmp(key, "giltrace") == 0) {
+		if (!*value || strlen(value) >= sizeof shim_options.giltrace)
+			warn("giltrace", value, "the path of the giltrace program");
+		else
+			strcpy(shim_options.giltrace, value);
 	} else {
 		const char *parts[] = { "GILTRACE_OPTIONS: unknown option '", key,
-			                "' (valid: output, mode, ring_size, verbose)" };
+			                "' (valid: output, mode, ring_size, verbose, check, giltrace)" };
 		shim_say("warning", parts, 3);
 	}
 }
@@ -77,6 +88,8 @@ void shim_options_parse(const char *text)
 	shim_options.mode = SHIM_MODE_FULL;
 	shim_options.ring_size_mib = DEFAULT_RING_MIB;
 	shim_options.verbose = 0;
+	shim_options.check = 1;
+	shim_options.giltrace[0] = '\0';
 	if (!text || !*text)
 		return;
 	if (strlen(text) >= sizeof buf) {

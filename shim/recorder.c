@@ -353,6 +353,16 @@ void recorder_reopen_in_child(void)
 	recorder_note_modules();
 }
 
+void recorder_note_capi_routing(uint32_t build_flags, uint32_t got_slots)
+{
+	shim_real.mutex_lock(&rec.lock);
+	if (rec.hdr) {
+		rec.hdr->py_build |= build_flags;
+		rec.hdr->capi_got_slots = got_slots;
+	}
+	shim_real.mutex_unlock(&rec.lock);
+}
+
 bool recorder_owned_by_this_process(void)
 {
 	return getpid() == rec.pid;
@@ -544,6 +554,11 @@ static int note_module(struct dl_phdr_info *info, size_t size, void *data)
 	r.m.rec.type = GTR_META_MODULE;
 	r.m.load_address = info->dlpi_addr;
 	r.m.build_id_len = (uint8_t)read_build_id(info, r.m.build_id, sizeof r.m.build_id);
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type == PT_LOAD && ph->p_vaddr + ph->p_memsz > r.m.map_size)
+			r.m.map_size = ph->p_vaddr + ph->p_memsz;
+	}
 	memcpy(r.bytes + sizeof r.m, name, path_len);
 	r.bytes[sizeof r.m + path_len - 1] = '\0';
 	size_t total = (sizeof r.m + path_len + 7) & ~(size_t)7;

@@ -8,7 +8,11 @@
  *   gil-model.c      recognising GIL objects and deriving GIL transitions
  *   wrap-pthread.c   pthread mutex/cond interposers (the primary signal)
  *   wrap-lifecycle.c threads, fork, exit, pause, dlopen interposers
- *   wrap-capi.c      CPython C-API interposers (Py_FinalizeEx)
+ *   wrap-capi.c      CPython C-API wrappers (PyEval_*, PyThreadState_*, ...)
+ *   got-patch.c      routing loaded objects' C-API imports to those wrappers
+ *   wrap-free.c      free(): when a known thread state dies
+ *   tstate-table.c   the thread states the shim knows
+ *   exit-check.c     findings on stderr when the process ends
  *   signal-safe.c    async-signal-safe output helpers
  */
 #ifndef GILTRACE_SHIM_H
@@ -72,6 +76,8 @@ struct shim_options {
 	enum shim_mode mode;
 	unsigned ring_size_mib;    /* ring mode: MiB kept per thread */
 	unsigned verbose;          /* 0 quiet, 1 start/end lines on stderr */
+	unsigned check;            /* 1: print findings on stderr at exit */
+	char giltrace[4096];       /* the giltrace binary for `check`, or "" */
 };
 extern struct shim_options shim_options;
 
@@ -95,6 +101,8 @@ struct shim_thread {
 	uint8_t gil_taking;        /* index+1 of the GIL it is taking */
 	uint8_t in_shim;           /* re-entrancy guard */
 	uint8_t lost;              /* recording failed for this thread */
+	uintptr_t known_tstate;    /* the last thread state it taught the table */
+	unsigned known_generation; /* tstate_table_generation at that time */
 	/* create_gil signature detector: the last four init calls */
 	uintptr_t init_addr[4];
 	uint8_t init_is_cond[4];
@@ -134,6 +142,9 @@ uint64_t recorder_emit_at(unsigned type, unsigned arg, const uint64_t *payload, 
 void recorder_add_meta(const void *record, size_t size);
 /* Record newly loaded objects (path, address, build-id); idempotent. */
 void recorder_note_modules(void);
+/* Record in the header how C-API calls reach the wrappers: build flags to
+ * add (GTR_BUILD_PLT_ROUTED) and the number of GOT slots routed so far. */
+void recorder_note_capi_routing(uint32_t build_flags, uint32_t got_slots);
 /* False in a vfork child, which shares the parent's memory. */
 bool recorder_owned_by_this_process(void);
 /* The path the trace is written to, valid once ACTIVE. */
@@ -165,10 +176,53 @@ void gil_model_on_signal(const pthread_cond_t *c);
 /* Record a finalizing flip if the runtime's flag changed since last seen.
  * Must be called inside shim_enter(). */
 void gil_model_check_finalizing(void);
+/* The finalizing flag as last sampled by gil_model_check_finalizing(). */
+bool gil_model_finalizing(void);
 /* After fork in the child: re-announce the GIL table and the held GIL. */
 void gil_model_after_fork_child(void);
 /* Re-emit the GIL table into a fresh trace (fork child). */
 void gil_model_write_meta(void);
+
+/* ---- thread states (tstate-table.c) ------------------------------------- */
+
+/* The thread state whose block (or debug-allocator block) starts at
+ * `block`, or 0.  Lock-free; a few nanoseconds when it is none. */
+uintptr_t tstate_table_find(const void *block);
+/* Add a thread state (idempotent); remove one when it is freed. */
+void tstate_table_learn(uintptr_t tstate);
+void tstate_table_forget(uintptr_t tstate);
+/* In a fork child: the parent's writer may have been interrupted. */
+void tstate_table_reset_in_child(void);
+extern unsigned tstate_table_generation;
+
+/* Learn a thread state seen by this thread, cheaply when it is the same as
+ * last time and nothing was forgotten since. */
+static inline void shim_know_tstate(uintptr_t tstate)
+{
+	unsigned gen = __atomic_load_n(&tstate_table_generation, __ATOMIC_RELAXED);
+	if (tstate == shim_self.known_tstate && gen == shim_self.known_generation)
+		return;
+	tstate_table_learn(tstate);
+	shim_self.known_tstate = tstate;
+	shim_self.known_generation = gen;
+}
+
+/* ---- C-API wrappers (wrap-capi.c, got-patch.c) -------------------------- */
+
+/* The wrapper of each entry point, by enum gtr_capi (NULL for NONE). */
+extern void *const capi_wrappers[GTR_CAPI_COUNT];
+/* Resolve the interpreter's own definitions of the wrapped functions. */
+void capi_resolve(void);
+/* The interpreter's definition of `fn`, resolving it if needed; or NULL. */
+void *capi_real(enum gtr_capi fn);
+/* Route the C-API imports of every loaded object not yet seen to the
+ * wrappers; idempotent, called at activation and after each dlopen. */
+void got_patch_loaded_objects(void);
+
+/* ---- findings at exit (exit-check.c) ------------------------------------ */
+
+/* Run `giltrace check` on the closed trace and let it print on stderr. */
+void exit_check_run(const char *trace_path);
 
 /* ---- real functions (resolved in init.c) ------------------------------- */
 

@@ -1,44 +1,327 @@
 /*
- * wrap-capi.c: CPython C-API interposers.
+ * wrap-capi.c: wrappers of CPython's C-API entry points.
  *
- * Design note.  A preloaded definition of an exported CPython function is
- * called only where the dynamic linker routes the call through a PLT to
- * it: on shared libpython builds without -fno-semantic-interposition (the
- * pyenv builds) for the interpreter's own calls, and for calls from
- * embedding programs linked against libpython.  On a static interpreter
- * (Debian's python3) the executable's own definition wins and these
- * wrappers see nothing (cpython-internals.md §5); the pthread layer is the
- * primary signal and does not depend on them.
+ * Design note.  The pthread layer shows what the GIL did; these wrappers
+ * show which C-API call made it do so, with which thread state, and from
+ * where (the caller's return address).  Each wrapper records a CALL event
+ * before the real function runs (a call that crashes is still in the
+ * trace), a RETURN event where the result teaches something (a new thread
+ * state, a status), and calls the interpreter's own definition.
+ * Calls that may take the GIL (PyEval_RestoreThread, PyEval_AcquireThread,
+ * PyEval_AcquireLock, PyGILState_Ensure) record their RETURN only while the
+ * runtime is finalizing: there it tells that the thread went on past
+ * CPython's must-exit checks; elsewhere it would only cost time.
  *
- * Py_FinalizeEx: its entry and exit bracket finalization; the finalizing
- * flag itself flips inside it and is recorded by the GIL model.
+ * The wrappers are reached in two ways: as preloaded definitions, where the
+ * dynamic linker binds a caller to them (shared libpython, embedding
+ * programs), and through GOT slots that got-patch.c rewrites (extension
+ * modules of a static interpreter).  The types are opaque here: the shim is
+ * built once for every CPython version, without its headers.
+ *
+ * What it cannot see: the interpreter's internal calls on static and
+ * optimised builds (see got-patch.c), and the first Py_Initialize call's
+ * entry (the shim activates inside it, when the GIL is created).
  */
 #include <dlfcn.h>
 #include <errno.h>
 
 #include "shim.h"
 
-/* Resolved on first use: libpython may be dlopen'ed after our constructor. */
-static int (*real_Py_FinalizeEx)(void);
+/* PyStatus (3.8+), returned by value: 32 bytes, in memory, like the real one. */
+struct py_status {
+	int type;
+	const char *func;
+	const char *err_msg;
+	int exitcode;
+};
+
+/* The interpreter's definitions, by enum gtr_capi; resolved lazily, since
+ * libpython may be loaded after the constructor and Py_Initialize runs
+ * before activation. */
+static void *real_fn[GTR_CAPI_COUNT];
+
+/* libpython comes after the preload (RTLD_NEXT); a static executable's own
+ * definitions come before it, and the global scope (the handle of the main
+ * program, not RTLD_DEFAULT, which the shim's -Bsymbolic would answer with
+ * the wrapper itself) finds them. */
+static void *find_definition(enum gtr_capi fn)
+{
+	static void *main_program;
+	const char *name = gtr_capi_names[fn];
+	void *p = dlsym(RTLD_NEXT, name);
+	if (p && p != capi_wrappers[fn])
+		return p;
+	RESOLVED(dlopen);
+	if (!main_program)
+		main_program = shim_real.dlopen(NULL, RTLD_NOW | RTLD_NOLOAD);
+	p = main_program ? dlsym(main_program, name) : NULL;
+	return p == capi_wrappers[fn] ? NULL : p;
+}
+
+void *capi_real(enum gtr_capi fn)
+{
+	void *p = __atomic_load_n(&real_fn[fn], __ATOMIC_RELAXED);
+	if (unlikely(!p)) {
+		p = find_definition(fn);
+		__atomic_store_n(&real_fn[fn], p, __ATOMIC_RELAXED);
+	}
+	return p;
+}
+
+void capi_resolve(void)
+{
+	for (unsigned fn = 1; fn < GTR_CAPI_COUNT; fn++)
+		capi_real((enum gtr_capi)fn);
+}
+
+#define REAL(fn, type) ((type)capi_real(GTR_CAPI_##fn))
+#define CALLER() ((uintptr_t)__builtin_return_address(0))
+
+static void record_call(enum gtr_capi fn, uintptr_t subject, uintptr_t caller)
+{
+	if (!shim_enter())
+		return;
+	int saved_errno = errno;
+	gil_model_check_finalizing();
+	uint64_t payload[2] = { subject, caller };
+	recorder_emit(GTR_EV_CAPI_CALL, fn, payload);
+	errno = saved_errno;
+	shim_leave();
+}
+
+/* `tstate`: the result is a thread state to learn. */
+static void record_return(enum gtr_capi fn, uint64_t result, bool tstate)
+{
+	if (!shim_enter())
+		return;
+	int saved_errno = errno;
+	gil_model_check_finalizing();
+	recorder_emit(GTR_EV_CAPI_RETURN, fn, &result);
+	if (tstate)
+		shim_know_tstate((uintptr_t)result);
+	errno = saved_errno;
+	shim_leave();
+}
+
+/* For the calls that may take the GIL: see the design note. */
+static void record_return_if_finalizing(enum gtr_capi fn, uint64_t result)
+{
+	if (gil_model_finalizing())
+		record_return(fn, result, false);
+}
+
+/* A thread state about to be cleared or deleted: make sure free() knows it. */
+static void record_call_on_tstate(enum gtr_capi fn, void *tstate, uintptr_t caller)
+{
+	record_call(fn, (uintptr_t)tstate, caller);
+	if (tstate && shim_enter()) {
+		shim_know_tstate((uintptr_t)tstate);
+		shim_leave();
+	}
+}
+
+/* ---- the GIL and thread states ---------------------------------------- */
+
+SHIM_EXPORT void *PyEval_SaveThread(void)
+{
+	void *tstate = REAL(PyEval_SaveThread, void *(*)(void))();
+	record_return(GTR_CAPI_PyEval_SaveThread, (uintptr_t)tstate, true);
+	return tstate;
+}
+
+SHIM_EXPORT void PyEval_RestoreThread(void *tstate)
+{
+	record_call(GTR_CAPI_PyEval_RestoreThread, (uintptr_t)tstate, CALLER());
+	REAL(PyEval_RestoreThread, void (*)(void *))(tstate);
+	record_return_if_finalizing(GTR_CAPI_PyEval_RestoreThread, (uintptr_t)tstate);
+}
+
+SHIM_EXPORT void PyEval_AcquireThread(void *tstate)
+{
+	record_call(GTR_CAPI_PyEval_AcquireThread, (uintptr_t)tstate, CALLER());
+	REAL(PyEval_AcquireThread, void (*)(void *))(tstate);
+	record_return_if_finalizing(GTR_CAPI_PyEval_AcquireThread, (uintptr_t)tstate);
+}
+
+SHIM_EXPORT void PyEval_ReleaseThread(void *tstate)
+{
+	record_call(GTR_CAPI_PyEval_ReleaseThread, (uintptr_t)tstate, CALLER());
+	REAL(PyEval_ReleaseThread, void (*)(void *))(tstate);
+}
+
+SHIM_EXPORT void PyEval_AcquireLock(void)
+{
+	record_call(GTR_CAPI_PyEval_AcquireLock, 0, CALLER());
+	REAL(PyEval_AcquireLock, void (*)(void))();
+	record_return_if_finalizing(GTR_CAPI_PyEval_AcquireLock, 0);
+}
+
+SHIM_EXPORT void PyEval_ReleaseLock(void)
+{
+	record_call(GTR_CAPI_PyEval_ReleaseLock, 0, CALLER());
+	REAL(PyEval_ReleaseLock, void (*)(void))();
+}
+
+SHIM_EXPORT int PyGILState_Ensure(void)
+{
+	record_call(GTR_CAPI_PyGILState_Ensure, 0, CALLER());
+	int state = REAL(PyGILState_Ensure, int (*)(void))();
+	record_return_if_finalizing(GTR_CAPI_PyGILState_Ensure, (uint64_t)state);
+	return state;
+}
+
+SHIM_EXPORT void PyGILState_Release(int state)
+{
+	record_call(GTR_CAPI_PyGILState_Release, (uint64_t)state, CALLER());
+	REAL(PyGILState_Release, void (*)(int))(state);
+}
+
+SHIM_EXPORT void *PyThreadState_New(void *interp)
+{
+	void *tstate = REAL(PyThreadState_New, void *(*)(void *))(interp);
+	record_return(GTR_CAPI_PyThreadState_New, (uintptr_t)tstate, true);
+	return tstate;
+}
+
+SHIM_EXPORT void PyThreadState_Clear(void *tstate)
+{
+	record_call_on_tstate(GTR_CAPI_PyThreadState_Clear, tstate, CALLER());
+	REAL(PyThreadState_Clear, void (*)(void *))(tstate);
+}
+
+SHIM_EXPORT void PyThreadState_Delete(void *tstate)
+{
+	record_call_on_tstate(GTR_CAPI_PyThreadState_Delete, tstate, CALLER());
+	REAL(PyThreadState_Delete, void (*)(void *))(tstate);
+}
+
+SHIM_EXPORT void PyThreadState_DeleteCurrent(void)
+{
+	record_call(GTR_CAPI_PyThreadState_DeleteCurrent, 0, CALLER());
+	REAL(PyThreadState_DeleteCurrent, void (*)(void))();
+}
+
+SHIM_EXPORT void *PyThreadState_Swap(void *tstate)
+{
+	record_call(GTR_CAPI_PyThreadState_Swap, (uintptr_t)tstate, CALLER());
+	void *old = REAL(PyThreadState_Swap, void *(*)(void *))(tstate);
+	record_return(GTR_CAPI_PyThreadState_Swap, (uintptr_t)old, old != NULL);
+	return old;
+}
+
+SHIM_EXPORT void PyThread_exit_thread(void)
+{
+	record_call(GTR_CAPI_PyThread_exit_thread, 0, CALLER());
+	REAL(PyThread_exit_thread, void (*)(void))();
+	__builtin_unreachable();
+}
+
+/* ---- interpreters -------------------------------------------------------- */
+
+SHIM_EXPORT void *PyInterpreterState_New(void)
+{
+	void *interp = REAL(PyInterpreterState_New, void *(*)(void))();
+	record_return(GTR_CAPI_PyInterpreterState_New, (uintptr_t)interp, false);
+	return interp;
+}
+
+SHIM_EXPORT void PyInterpreterState_Clear(void *interp)
+{
+	record_call(GTR_CAPI_PyInterpreterState_Clear, (uintptr_t)interp, CALLER());
+	REAL(PyInterpreterState_Clear, void (*)(void *))(interp);
+}
+
+SHIM_EXPORT void PyInterpreterState_Delete(void *interp)
+{
+	record_call(GTR_CAPI_PyInterpreterState_Delete, (uintptr_t)interp, CALLER());
+	REAL(PyInterpreterState_Delete, void (*)(void *))(interp);
+}
+
+SHIM_EXPORT void *Py_NewInterpreter(void)
+{
+	record_call(GTR_CAPI_Py_NewInterpreter, 0, CALLER());
+	void *tstate = REAL(Py_NewInterpreter, void *(*)(void))();
+	record_return(GTR_CAPI_Py_NewInterpreter, (uintptr_t)tstate, tstate != NULL);
+	return tstate;
+}
+
+SHIM_EXPORT void Py_EndInterpreter(void *tstate)
+{
+	record_call_on_tstate(GTR_CAPI_Py_EndInterpreter, tstate, CALLER());
+	REAL(Py_EndInterpreter, void (*)(void *))(tstate);
+}
+
+/* ---- the runtime's life ------------------------------------------------- */
+
+SHIM_EXPORT void Py_Initialize(void)
+{
+	record_call(GTR_CAPI_Py_Initialize, 0, CALLER());
+	REAL(Py_Initialize, void (*)(void))();
+	record_return(GTR_CAPI_Py_Initialize, 0, false);
+}
+
+SHIM_EXPORT void Py_InitializeEx(int install_sigs)
+{
+	record_call(GTR_CAPI_Py_InitializeEx, (uint64_t)install_sigs, CALLER());
+	REAL(Py_InitializeEx, void (*)(int))(install_sigs);
+	record_return(GTR_CAPI_Py_InitializeEx, 0, false);
+}
+
+SHIM_EXPORT struct py_status Py_InitializeFromConfig(const void *config)
+{
+	record_call(GTR_CAPI_Py_InitializeFromConfig, 0, CALLER());
+	struct py_status status = REAL(Py_InitializeFromConfig, struct py_status (*)(const void *))(config);
+	record_return(GTR_CAPI_Py_InitializeFromConfig, (uint64_t)(int64_t)status.type, false);
+	return status;
+}
 
 SHIM_EXPORT int Py_FinalizeEx(void)
 {
-	if (!real_Py_FinalizeEx)
-		real_Py_FinalizeEx = (int (*)(void))dlsym(RTLD_NEXT, "Py_FinalizeEx");
-	if (shim_enter()) {
-		int saved_errno = errno;
-		recorder_emit(GTR_EV_FINALIZE_ENTER, 0, NULL);
-		errno = saved_errno;
-		shim_leave();
-	}
-	int rc = real_Py_FinalizeEx ? real_Py_FinalizeEx() : -1;
-	if (shim_enter()) {
-		int saved_errno = errno;
-		uint64_t result = (uint64_t)(int64_t)rc;
-		gil_model_check_finalizing();
-		recorder_emit(GTR_EV_FINALIZE_EXIT, 0, &result);
-		errno = saved_errno;
-		shim_leave();
-	}
+	record_call(GTR_CAPI_Py_FinalizeEx, 0, CALLER());
+	int rc = REAL(Py_FinalizeEx, int (*)(void))();
+	record_return(GTR_CAPI_Py_FinalizeEx, (uint64_t)(int64_t)rc, false);
 	return rc;
 }
+
+SHIM_EXPORT void Py_Finalize(void)
+{
+	record_call(GTR_CAPI_Py_Finalize, 0, CALLER());
+	REAL(Py_Finalize, void (*)(void))();
+	record_return(GTR_CAPI_Py_Finalize, 0, false);
+}
+
+SHIM_EXPORT int Py_RunMain(void)
+{
+	record_call(GTR_CAPI_Py_RunMain, 0, CALLER());
+	int rc = REAL(Py_RunMain, int (*)(void))();
+	record_return(GTR_CAPI_Py_RunMain, (uint64_t)(int64_t)rc, false);
+	return rc;
+}
+
+void *const capi_wrappers[GTR_CAPI_COUNT] = {
+	[GTR_CAPI_PyEval_SaveThread] = (void *)PyEval_SaveThread,
+	[GTR_CAPI_PyEval_RestoreThread] = (void *)PyEval_RestoreThread,
+	[GTR_CAPI_PyEval_AcquireThread] = (void *)PyEval_AcquireThread,
+	[GTR_CAPI_PyEval_ReleaseThread] = (void *)PyEval_ReleaseThread,
+	[GTR_CAPI_PyEval_AcquireLock] = (void *)PyEval_AcquireLock,
+	[GTR_CAPI_PyEval_ReleaseLock] = (void *)PyEval_ReleaseLock,
+	[GTR_CAPI_PyGILState_Ensure] = (void *)PyGILState_Ensure,
+	[GTR_CAPI_PyGILState_Release] = (void *)PyGILState_Release,
+	[GTR_CAPI_PyThreadState_New] = (void *)PyThreadState_New,
+	[GTR_CAPI_PyThreadState_Clear] = (void *)PyThreadState_Clear,
+	[GTR_CAPI_PyThreadState_Delete] = (void *)PyThreadState_Delete,
+	[GTR_CAPI_PyThreadState_DeleteCurrent] = (void *)PyThreadState_DeleteCurrent,
+	[GTR_CAPI_PyThreadState_Swap] = (void *)PyThreadState_Swap,
+	[GTR_CAPI_PyInterpreterState_New] = (void *)PyInterpreterState_New,
+	[GTR_CAPI_PyInterpreterState_Clear] = (void *)PyInterpreterState_Clear,
+	[GTR_CAPI_PyInterpreterState_Delete] = (void *)PyInterpreterState_Delete,
+	[GTR_CAPI_Py_Initialize] = (void *)Py_Initialize,
+	[GTR_CAPI_Py_InitializeEx] = (void *)Py_InitializeEx,
+	[GTR_CAPI_Py_InitializeFromConfig] = (void *)Py_InitializeFromConfig,
+	[GTR_CAPI_Py_FinalizeEx] = (void *)Py_FinalizeEx,
+	[GTR_CAPI_Py_Finalize] = (void *)Py_Finalize,
+	[GTR_CAPI_Py_RunMain] = (void *)Py_RunMain,
+	[GTR_CAPI_Py_NewInterpreter] = (void *)Py_NewInterpreter,
+	[GTR_CAPI_Py_EndInterpreter] = (void *)Py_EndInterpreter,
+	[GTR_CAPI_PyThread_exit_thread] = (void *)PyThread_exit_thread,
+};

@@ -122,6 +122,7 @@ SHIM_EXPORT pid_t fork(void)
 	pid_t pid = shim_real.fork();
 	int saved_errno = errno;
 	if (pid == 0) {
+		tstate_table_reset_in_child();
 		recorder_reopen_in_child();
 		gil_model_after_fork_child();
 	} else if (pid > 0 && shim_enter()) {
@@ -140,6 +141,7 @@ SHIM_EXPORT void *dlopen(const char *file, int mode)
 	if (handle && shim_enter()) {
 		int saved_errno = errno;
 		recorder_note_modules();
+		got_patch_loaded_objects();
 		errno = saved_errno;
 		shim_leave();
 	}

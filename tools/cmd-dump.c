@@ -51,8 +51,15 @@ static void print_details(const struct trace_event *e)
 	case GTR_EV_FINALIZING:
 		printf(" %s tstate=0x%" PRIx64, e->arg ? "set" : "cleared", e->payload[0]);
 		break;
-	case GTR_EV_FINALIZE_EXIT:
-		printf(" result=%" PRId64, (int64_t)e->payload[0]);
+	case GTR_EV_CAPI_CALL:
+		printf(" fn=%s subject=0x%" PRIx64 " caller=0x%" PRIx64, trace_capi_name(e->arg), e->payload[0],
+		       e->payload[1]);
+		break;
+	case GTR_EV_CAPI_RETURN:
+		printf(" fn=%s result=0x%" PRIx64, trace_capi_name(e->arg), e->payload[0]);
+		break;
+	case GTR_EV_TSTATE_FREE:
+		printf(" tstate=0x%" PRIx64, e->payload[0]);
 		break;
 	default:
 		if (e->type <= GTR_EV_GIL_HELD_AT_FORK)

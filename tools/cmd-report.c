@@ -3,7 +3,8 @@
  *
  * Per thread: GIL hold and wait time, acquisitions, drop requests, forced
  * switches, how it ended.  Overall: handoffs with latency percentiles, the
- * contention ratio, the finalization timeline, and the model's self-check.
+ * contention ratio, the finalization timeline, the model's self-check and
+ * the findings (detect.c).
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "builtin.h"
+#include "findings-output.h"
 #include "format.h"
 #include "json.h"
 #include "model.h"
@@ -67,7 +69,7 @@ static bool pick_alive(const struct model_thread *th) { return th->alive_at_fina
 static bool pick_held(const struct model_thread *th) { return th->held_after_finalization; }
 static bool pick_waited(const struct model_thread *th) { return th->waited_after_finalization; }
 
-static void report_json(struct json *j, const struct trace *t, const struct model *m)
+static void report_json(struct json *j, const struct trace *t, const struct model *m, const struct findings *fs)
 {
 	const struct gtr_file_header *h = &t->header;
 	char buf[160];
@@ -212,8 +214,7 @@ static void report_json(struct json *j, const struct trace *t, const struct mode
 	for (size_t i = 0; i < m->error_count; i++)
 		json_string(j, NULL, m->errors[i]);
 	json_array_end(j);
-	json_array_begin(j, "findings");
-	json_array_end(j);
+	findings_json(j, "findings", m, fs);
 	json_object_end(j);
 }
 
@@ -244,7 +245,7 @@ static void print_tid_list(const struct model *m, bool (*pick)(const struct mode
 	puts(any ? "" : " none");
 }
 
-static void report_text(const struct trace *t, const struct model *m)
+static void report_text(const struct trace *t, const struct model *m, const struct findings *fs)
 {
 	const struct gtr_file_header *h = &t->header;
 	char v[64], b[64], d1[32], d2[32], d3[32], d4[32], ex[96];
@@ -312,7 +313,10 @@ static void report_text(const struct trace *t, const struct model *m)
 		for (size_t i = 0; i < m->error_count; i++)
 			printf("  %s\n", m->errors[i]);
 	}
-	printf("\nfindings: none (detectors are not part of this version)\n");
+	printf("\nfindings: %zu error%s, %zu note%s\n", fs->errors, fs->errors == 1 ? "" : "s", fs->notes,
+	       fs->notes == 1 ? "" : "s");
+	fflush(stdout);
+	findings_print_text(stdout, m, fs);
 }
 
 int cmd_report(int argc, char **argv)
@@ -349,6 +353,7 @@ int cmd_report(int argc, char **argv)
 	for (int i = optind; i < argc; i++) {
 		struct trace t;
 		struct model m;
+		struct findings fs = { 0 };
 		char err[512];
 		if (trace_load(&t, argv[i], err, sizeof err) != 0) {
 			error("%s", err);
@@ -356,17 +361,18 @@ int cmd_report(int argc, char **argv)
 			trace_free(&t);
 			continue;
 		}
-		if (model_build(&m, &t) != 0) {
+		if (model_build(&m, &t) != 0 || detect_run(&m, &fs) != 0) {
 			error("out of memory analysing '%s'", argv[i]);
 			status = EXIT_UNUSABLE;
 		} else if (as_json) {
-			report_json(&j, &t, &m);
+			report_json(&j, &t, &m, &fs);
 			reported++;
 		} else {
 			if (i > optind)
 				putchar('\n');
-			report_text(&t, &m);
+			report_text(&t, &m, &fs);
 		}
+		findings_free(&fs);
 		model_free(&m);
 		trace_free(&t);
 	}

@@ -2,7 +2,8 @@
  * cmd-run.c: `giltrace run [-o PATH] [--mode full|ring] -- CMD...`
  *
  * Runs CMD with libgiltrace.so preloaded, passes its exit status through,
- * and says where the traces went.  Every python process of the run writes
+ * and says where the traces went, then prints their findings on stderr
+ * (with --check, error findings make the exit status 1).  Every python process of the run writes
  * its trace into a private directory next to PATH; afterwards the first
  * python (the command itself, else the earliest started) gets PATH and the
  * others PATH with their pid before the extension (trace.4242.gtr).  A
@@ -25,14 +26,17 @@
 #include "usage.h"
 
 static const char usage_text[] =
-        "usage: giltrace run [-o PATH] [--mode full|ring] [--ring-size MIB] [--verbose] -- CMD [ARGS...]\n\n"
+        "usage: giltrace run [-o PATH] [--mode full|ring] [--ring-size MIB] [--check] [--verbose] -- CMD [ARGS...]\n\n"
         "  -o, --output PATH   trace of the first python process (default giltrace.gtr);\n"
         "                      other python processes get PATH with their pid added;\n"
         "                      %p in PATH names every trace by its pid\n"
         "  --mode full|ring    full: keep every event (default); ring: keep the last\n"
         "                      --ring-size MiB per thread (default 4)\n"
+        "  --check             exit with status 1 if a finding of severity error\n"
+        "                      appeared (findings are printed on stderr either way)\n"
         "  --verbose           the shim says when it starts and stops tracing\n\n"
-        "exit status: CMD's own (128+N if a signal N killed it); 2 usage error\n";
+        "exit status: CMD's own (128+N if a signal N killed it); with --check, 1\n"
+        "when a trace has error findings; 2 usage error\n";
 
 #define SHIM_NAME "libgiltrace.so"
 
@@ -165,12 +169,13 @@ int cmd_run(int argc, char **argv)
 		{ "mode", required_argument, NULL, 'm' },
 		{ "ring-size", required_argument, NULL, 'r' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "check", no_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *output = "giltrace.gtr", *mode = "full";
 	unsigned long ring_size = 4;
-	bool verbose = false;
+	bool verbose = false, check = false;
 	int c;
 	/* "+": stop at the first non-option, CMD's own options are CMD's */
 	while ((c = getopt_long(argc, argv, "+o:h", longopts, NULL)) != -1) {
@@ -192,6 +197,9 @@ int cmd_run(int argc, char **argv)
 		}
 		case 'v':
 			verbose = true;
+			break;
+		case 'c':
+			check = true;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -216,7 +224,7 @@ int cmd_run(int argc, char **argv)
 	if (!mkdtemp(tmp))
 		die("cannot create a directory for traces next to '%s': %s", output, strerror(errno));
 	char options[PATH_MAX + 128];
-	snprintf(options, sizeof options, "output=%s/%%p.gtr:mode=%s:ring_size=%lu:verbose=%d", tmp, mode,
+	snprintf(options, sizeof options, "output=%s/%%p.gtr:mode=%s:ring_size=%lu:verbose=%d:check=0", tmp, mode,
 	         ring_size, verbose);
 
 	/* Like time(1): the terminal's SIGINT/SIGQUIT reach the child; we
@@ -239,6 +247,8 @@ int cmd_run(int argc, char **argv)
 		if (h->pid == pid || (f->pid != pid && h->start_realtime_ns < f->start_realtime_ns))
 			first = i;
 	}
+	char **written = calloc(n ? n : 1, sizeof *written);
+	size_t written_count = 0;
 	for (size_t i = 0; i < n; i++) {
 		char dest[PATH_MAX + 32];
 		final_name(dest, sizeof dest, output, traces[i].header.pid, i == first);
@@ -246,6 +256,8 @@ int cmd_run(int argc, char **argv)
 			error("cannot move trace '%s' to '%s': %s", traces[i].path, dest, strerror(errno));
 			continue;
 		}
+		if (written && (written[written_count] = strdup(dest)))
+			written_count++;
 		fprintf(stderr, "giltrace: trace of pid %d (python %.*s) written to %s\n", traces[i].header.pid,
 		        (int)strcspn(traces[i].header.py_version, " "), traces[i].header.py_version, dest);
 	}
@@ -254,5 +266,10 @@ int cmd_run(int argc, char **argv)
 	if (rmdir(tmp) != 0)
 		fprintf(stderr, "giltrace: traces of processes still running stay in %s\n", tmp);
 	free(traces);
-	return status;
+	/* the findings, like the shim prints them at exit when run without us */
+	int findings = written_count ? check_paths(written, written_count, stderr, false, true) : EXIT_CLEAN;
+	for (size_t i = 0; i < written_count; i++)
+		free(written[i]);
+	free(written);
+	return check && findings == EXIT_FINDINGS ? EXIT_FINDINGS : status;
 }

@@ -16,6 +16,7 @@ struct command {
 
 static const struct command commands[] = {
 	{ "run", cmd_run, "run a command with the shim preloaded and collect its traces" },
+	{ "check", cmd_check, "findings only, for CI: traces or folders of traces" },
 	{ "report", cmd_report, "GIL statistics, handoffs and the finalization timeline of traces" },
 	{ "dump", cmd_dump, "every event of a trace in time order, one per line" },
 };
@@ -29,9 +30,12 @@ static void print_help(FILE *out)
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
 	fputs("\n'giltrace <command> --help' describes a command.\n\n"
-	      "exit status: the traced command's status for 'run'; otherwise\n"
-	      "  0  success\n"
-	      "  2  unusable input (not a trace, corrupt header) or usage error\n",
+	      "exit status:\n"
+	      "  run          the command's own status (128+N if signal N killed it);\n"
+	      "               with --check, 1 if a finding of severity error appeared\n"
+	      "  check        0 no error findings, 1 error findings, 2 unusable input\n"
+	      "  report, dump 0 success, 2 unusable input\n"
+	      "  every command: 2 on a usage error\n",
 	      out);
 }
 

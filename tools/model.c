@@ -242,17 +242,19 @@ static int replay(struct model *m)
 		case GTR_EV_FINALIZING:
 			on_finalizing(m, e);
 			break;
-		case GTR_EV_FINALIZE_ENTER:
-			if (!m->finalization.enter_seen) {
+		case GTR_EV_CAPI_CALL:
+			if (e->arg == GTR_CAPI_Py_FinalizeEx && !m->finalization.enter_seen) {
 				m->finalization.enter_seen = true;
 				m->finalization.enter_ns = e->ns;
 				if (m->finalization.finalizing_thread < 0)
 					m->finalization.finalizing_thread = thread;
 			}
 			break;
-		case GTR_EV_FINALIZE_EXIT:
-			m->finalization.exit_seen = true;
-			m->finalization.exit_ns = e->ns;
+		case GTR_EV_CAPI_RETURN:
+			if (e->arg == GTR_CAPI_Py_FinalizeEx && m->finalization.enter_seen && !m->finalization.exit_seen) {
+				m->finalization.exit_seen = true;
+				m->finalization.exit_ns = e->ns;
+			}
 			break;
 		default:
 			break;

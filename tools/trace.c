@@ -37,10 +37,26 @@ static const char *const event_names[GTR_EV_COUNT] = {
 	[GTR_EV_THREAD_PAUSE] = "thread-pause",
 	[GTR_EV_FORK] = "fork",
 	[GTR_EV_FINALIZING] = "finalizing",
-	[GTR_EV_FINALIZE_ENTER] = "finalize-enter",
-	[GTR_EV_FINALIZE_EXIT] = "finalize-exit",
+	[GTR_EV_CAPI_CALL] = "capi-call",
+	[GTR_EV_CAPI_RETURN] = "capi-return",
+	[GTR_EV_TSTATE_FREE] = "tstate-free",
 	[GTR_EV_CLOCK] = "clock",
 };
+
+const char *trace_capi_name(unsigned fn)
+{
+	return fn < GTR_CAPI_COUNT && gtr_capi_names[fn] ? gtr_capi_names[fn] : "unknown-c-api";
+}
+
+const struct trace_module *trace_module_of(const struct trace *t, uint64_t address)
+{
+	for (size_t i = 0; i < t->module_count; i++) {
+		const struct trace_module *m = &t->modules[i];
+		if (address >= m->load_address && address - m->load_address < m->map_size)
+			return m;
+	}
+	return NULL;
+}
 
 const char *trace_event_name(unsigned type)
 {
@@ -220,6 +236,7 @@ static void read_meta(struct trace *t, const unsigned char *data, size_t size)
 				t->modules = grown;
 				struct trace_module *mod = &t->modules[t->module_count];
 				mod->load_address = m.load_address;
+				mod->map_size = m.map_size;
 				mod->path = strndup(p, max);
 				if (mod->path)
 					trace_sanitize_string(mod->path);

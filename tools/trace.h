@@ -43,6 +43,7 @@ struct trace_gil {
 
 struct trace_module {
 	uint64_t load_address;
+	uint64_t map_size;          /* extent from load_address */
 	char build_id[63];          /* hex, "" if none */
 	char *path;
 };
@@ -85,5 +86,9 @@ void trace_sanitize_string(char *s);
 
 /* Name of an event type for dump and messages ("gil-acquire"). */
 const char *trace_event_name(unsigned type);
+/* Name of a wrapped C-API function ("PyEval_RestoreThread"). */
+const char *trace_capi_name(unsigned fn);
+/* The loaded object that contains `address`, or NULL. */
+const struct trace_module *trace_module_of(const struct trace *t, uint64_t address);
 
 #endif

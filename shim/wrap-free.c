@@ -1,0 +1,58 @@
+/*
+ * wrap-free.c: the free() interposer: when a known thread state dies.
+ *
+ * Design note.  PyThreadState objects are allocated with PyMem_RawMalloc/
+ * Calloc and released with PyMem_RawFree: libc's free() through the PLT in
+ * every build (cpython-internals.md §4), so this interposer sees every
+ * thread state's end, on static and shared builds alike.  A free of a
+ * known thread state (tstate-table.c) is recorded with the freeing thread;
+ * the finalizing flag is sampled first, so the trace pins the start of
+ * finalization no later than the first thread state it frees.
+ *
+ * The cost on every other free() is one load and compare in a table that
+ * stays in cache (bench/: "free() pass-through").  Nothing else is
+ * interposed: allocations are not needed to know thread states.
+ *
+ * Bootstrap: dlsym() may itself free memory while the shim is resolving
+ * the real free().  Such a block is leaked (once per process, a few bytes)
+ * rather than handed to a free() that is not known yet.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+
+#include "shim.h"
+
+static void (*real_free)(void *);
+static SHIM_TLS int resolving_free;
+
+static void tstate_freed(uintptr_t tstate)
+{
+	if (!shim_enter())
+		return;
+	int saved_errno = errno;
+	gil_model_check_finalizing();
+	uint64_t payload = tstate;
+	recorder_emit(GTR_EV_TSTATE_FREE, 0, &payload);
+	tstate_table_forget(tstate);
+	errno = saved_errno;
+	shim_leave();
+}
+
+SHIM_EXPORT void free(void *block)
+{
+	if (unlikely(!real_free)) {
+		if (resolving_free)
+			return; /* see "Bootstrap" above */
+		resolving_free = 1;
+		real_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+		resolving_free = 0;
+		if (!real_free)
+			return;
+	}
+	if (shim_state == SHIM_ACTIVE && block) {
+		uintptr_t tstate = tstate_table_find(block);
+		if (unlikely(tstate))
+			tstate_freed(tstate);
+	}
+	real_free(block);
+}

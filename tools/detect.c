@@ -1,0 +1,665 @@
+/*
+ * detect.c: the detectors.  See detect.h and docs/findings.md.
+ *
+ * One walk over the merged events keeps, per thread state, whether it was
+ * freed (by whom, when) and, per thread, a "watch" on what it does once
+ * finalization has begun:
+ *
+ *   NONE -> ENTERING   it called a C-API function that takes the GIL, or
+ *                      entered take_gil
+ *        -> ACQUIRED   it acquired the GIL
+ *        -> RELEASED   it released it again
+ *
+ * CPython's must-exit checks (cpython-internals.md §2) end such a thread at
+ * once: pthread_exit or pause() straight from ENTERING or RELEASED is the
+ * expected path (the notes exit-in-take-gil, parked-at-exit).  Any other
+ * event of the thread while ACQUIRED or RELEASED means it went on running
+ * after finalization began (gil-after-finalize, or freed-tstate-use when it
+ * did so with a freed thread state).
+ *
+ * A freed thread state stays "freed" until something shows a new one at the
+ * same address: PyThreadState_New or Py_NewInterpreter returning it, or,
+ * outside finalization, a thread acquiring the GIL with it (the interpreter
+ * made a thread state that no wrapper saw, in a block malloc reused).  A
+ * C-API call with a freed thread state is a use of it only if the calling
+ * thread had used that thread state before it was freed: a thread passing
+ * an address it never held before got a new thread state there.
+ */
+#include "detect.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const struct detector_info detectors[DETECT_COUNT] = {
+	[DETECT_FREED_TSTATE_USE] = { "freed-tstate-use", SEVERITY_ERROR,
+		                      "a thread used a freed PyThreadState" },
+	[DETECT_GIL_AFTER_FINALIZE] = { "gil-after-finalize", SEVERITY_ERROR,
+		                        "a thread kept running with the GIL after finalization began" },
+	[DETECT_EXIT_HOLDING_GIL] = { "exit-holding-gil", SEVERITY_ERROR, "a thread ended while it held the GIL" },
+	[DETECT_GILSTATE_AFTER_FINALIZE] = { "gilstate-after-finalize", SEVERITY_ERROR,
+		                             "C code asked for the GIL after finalization began" },
+	[DETECT_SWITCH_WAIT_ON_DEAD_THREAD] = { "switch-wait-on-dead-thread", SEVERITY_ERROR,
+		                                "the GIL holder waits for a forced switch to a thread that exited" },
+	[DETECT_EXIT_IN_TAKE_GIL] = { "exit-in-take-gil", SEVERITY_NOTE,
+		                      "finalization ended a thread that was taking the GIL" },
+	[DETECT_PARKED_AT_EXIT] = { "parked-at-exit", SEVERITY_NOTE,
+		                    "finalization parked a thread that was taking the GIL" },
+};
+
+enum watch { WATCH_NONE, WATCH_ENTERING, WATCH_ACQUIRED, WATCH_RELEASED, WATCH_DONE };
+
+struct tstate_life {
+	uint64_t addr;               /* 0: empty slot */
+	bool freed;
+	uint64_t freed_ns;
+	int freed_by;
+};
+
+#define BINDINGS 8
+
+struct thread_state {
+	/* the thread states this thread used, and since when (most recent first) */
+	uint64_t bound[BINDINGS], bound_ns[BINDINGS];
+	enum watch watch;
+	uint64_t tstate;             /* the thread state it last acquired with */
+	bool freed_own_tstate;       /* freed `tstate` itself since (a normal end) */
+	/* what started the watch */
+	unsigned capi;
+	uint64_t caller, watch_tstate, watch_ns;
+	bool reported_error;
+};
+
+struct walk {
+	const struct model *m;
+	struct findings *out;
+	struct tstate_life *lives;   /* open addressing, power-of-two size */
+	size_t life_cap, life_count;
+	struct thread_state *threads;
+	bool finalizing, fin_ever;
+	uint64_t fin_start;
+	int fin_thread;
+	int drop_requester[MODEL_MAX_GILS];
+	int gil_holder[MODEL_MAX_GILS];
+	struct {
+		bool pending;
+		uint64_t ns;
+		int thread, requester;
+		unsigned gil;
+	} forced_switch[MODEL_MAX_GILS];
+	bool oom;
+};
+
+/* ---- thread-state lives ---------------------------------------------------- */
+
+static size_t life_slot(const struct walk *w, uint64_t addr)
+{
+	size_t i = (size_t)((addr >> 4) * UINT64_C(0x9e3779b97f4a7c15) >> 20) & (w->life_cap - 1);
+	while (w->lives[i].addr && w->lives[i].addr != addr)
+		i = (i + 1) & (w->life_cap - 1);
+	return i;
+}
+
+static struct tstate_life *life_find(const struct walk *w, uint64_t addr)
+{
+	if (!addr)
+		return NULL;
+	struct tstate_life *l = &w->lives[life_slot(w, addr)];
+	return l->addr ? l : NULL;
+}
+
+static struct tstate_life *life_get(struct walk *w, uint64_t addr)
+{
+	if ((w->life_count + 1) * 2 > w->life_cap) {
+		size_t cap = w->life_cap * 2;
+		struct tstate_life *old = w->lives, *grown = calloc(cap, sizeof *grown);
+		if (!grown) {
+			w->oom = true;
+			return NULL;
+		}
+		size_t old_cap = w->life_cap;
+		w->lives = grown;
+		w->life_cap = cap;
+		for (size_t i = 0; i < old_cap; i++)
+			if (old[i].addr)
+				w->lives[life_slot(w, old[i].addr)] = old[i];
+		free(old);
+	}
+	struct tstate_life *l = &w->lives[life_slot(w, addr)];
+	if (!l->addr) {
+		l->addr = addr;
+		l->freed_by = -1;
+		w->life_count++;
+	}
+	return l;
+}
+
+static const struct tstate_life *freed_life(const struct walk *w, uint64_t addr)
+{
+	const struct tstate_life *l = life_find(w, addr);
+	return l && l->freed ? l : NULL;
+}
+
+/* A thread state was made (or shown to exist) at addr. */
+static void life_renewed(struct walk *w, uint64_t addr)
+{
+	struct tstate_life *l = life_find(w, addr);
+	if (l)
+		l->freed = false;
+}
+
+/* Thread `ts` uses thread state addr at ns (idempotent while it keeps it). */
+static void bind(struct thread_state *ts, uint64_t addr, uint64_t ns)
+{
+	if (!addr)
+		return;
+	unsigned i = 0;
+	while (i < BINDINGS - 1 && ts->bound[i] && ts->bound[i] != addr)
+		i++;
+	if (ts->bound[i] == addr && i == 0)
+		return;
+	uint64_t since = ts->bound[i] == addr ? ts->bound_ns[i] : ns;
+	memmove(&ts->bound[1], &ts->bound[0], i * sizeof ts->bound[0]);
+	memmove(&ts->bound_ns[1], &ts->bound_ns[0], i * sizeof ts->bound_ns[0]);
+	ts->bound[0] = addr;
+	ts->bound_ns[0] = since;
+}
+
+/* The freed life of addr if `ts` used addr before it was freed. */
+static const struct tstate_life *used_after_free(const struct walk *w, const struct thread_state *ts, uint64_t addr)
+{
+	const struct tstate_life *l = freed_life(w, addr);
+	if (!l)
+		return NULL;
+	for (unsigned i = 0; i < BINDINGS && ts->bound[i]; i++)
+		if (ts->bound[i] == addr)
+			return ts->bound_ns[i] <= l->freed_ns ? l : NULL;
+	return NULL;
+}
+
+/* ---- findings ----------------------------------------------------------------- */
+
+static struct finding *add(struct walk *w, enum detector kind, int thread, uint64_t ns)
+{
+	struct findings *f = w->out;
+	struct finding *grown = realloc(f->items, (f->count + 1) * sizeof *grown);
+	if (!grown) {
+		w->oom = true;
+		return NULL;
+	}
+	f->items = grown;
+	struct finding *x = &f->items[f->count++];
+	memset(x, 0, sizeof *x);
+	x->kind = kind;
+	x->thread = thread;
+	x->ns = ns;
+	x->freed_by = -1;
+	x->other_thread = -1;
+	x->finalizing = w->finalizing && ns >= w->fin_start;
+	x->fin_seen = w->fin_ever && ns >= w->fin_start;
+	x->fin_start_ns = w->fin_start;
+	if (detectors[kind].severity == SEVERITY_ERROR)
+		f->errors++;
+	else
+		f->notes++;
+	return x;
+}
+
+static void with_tstate(struct walk *w, struct finding *x, uint64_t tstate)
+{
+	const struct tstate_life *l = freed_life(w, tstate);
+	x->tstate = tstate;
+	if (l) {
+		x->freed = true;
+		x->freed_ns = l->freed_ns;
+		x->freed_by = l->freed_by;
+	}
+}
+
+/* What a watched thread did, from what started its watch. */
+static void describe_entry(const struct thread_state *ts, char *buf, size_t size)
+{
+	if (ts->capi)
+		snprintf(buf, size, "%s", gtr_capi_names[ts->capi < GTR_CAPI_COUNT ? ts->capi : 0] ?: "a C-API call");
+	else
+		snprintf(buf, size, "take_gil");
+}
+
+static void watch_finding(struct walk *w, int thread, uint64_t ns, enum detector kind, const char *how)
+{
+	struct thread_state *ts = &w->threads[thread];
+	struct finding *x = add(w, kind, thread, ns);
+	if (!x)
+		return;
+	char entry[64];
+	describe_entry(ts, entry, sizeof entry);
+	x->capi = ts->capi;
+	x->caller = ts->caller;
+	with_tstate(w, x, ts->watch_tstate ? ts->watch_tstate : ts->tstate);
+	snprintf(x->what, sizeof x->what, "entered %s %s after finalization began and %s", entry,
+	         x->freed ? "with a freed thread state" : "", how);
+	ts->watch = WATCH_DONE;
+}
+
+/* The watched thread went on running: an error, once per thread. */
+static void kept_running(struct walk *w, int thread, uint64_t ns, const char *how)
+{
+	struct thread_state *ts = &w->threads[thread];
+	uint64_t tstate = ts->watch_tstate ? ts->watch_tstate : ts->tstate;
+	watch_finding(w, thread, ns, freed_life(w, tstate) ? DETECT_FREED_TSTATE_USE : DETECT_GIL_AFTER_FINALIZE,
+	              how);
+	ts->reported_error = true;
+}
+
+static bool watched(const struct walk *w, int thread, uint64_t ns)
+{
+	return w->finalizing && ns >= w->fin_start && thread != w->fin_thread &&
+	       w->threads[thread].watch != WATCH_DONE;
+}
+
+/* ---- events -------------------------------------------------------------------- */
+
+static bool takes_gil(unsigned fn)
+{
+	return fn == GTR_CAPI_PyEval_RestoreThread || fn == GTR_CAPI_PyEval_AcquireThread ||
+	       fn == GTR_CAPI_PyEval_AcquireLock || fn == GTR_CAPI_PyGILState_Ensure;
+}
+
+static bool has_tstate_subject(unsigned fn)
+{
+	switch (fn) {
+	case GTR_CAPI_PyEval_RestoreThread:
+	case GTR_CAPI_PyEval_AcquireThread:
+	case GTR_CAPI_PyEval_ReleaseThread:
+	case GTR_CAPI_PyThreadState_Clear:
+	case GTR_CAPI_PyThreadState_Delete:
+	case GTR_CAPI_PyThreadState_Swap:
+	case GTR_CAPI_Py_EndInterpreter:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool ends_runtime_window(unsigned fn)
+{
+	return fn == GTR_CAPI_Py_FinalizeEx || fn == GTR_CAPI_Py_Finalize || fn == GTR_CAPI_Py_Initialize ||
+	       fn == GTR_CAPI_Py_InitializeEx || fn == GTR_CAPI_Py_InitializeFromConfig;
+}
+
+/* The caller is the interpreter itself (the object holding _PyRuntime). */
+static bool called_by_interpreter(const struct walk *w, uint64_t caller)
+{
+	const struct trace *t = w->m->trace;
+	const struct trace_module *runtime = trace_module_of(t, t->header.py_runtime_addr);
+	return runtime && trace_module_of(t, caller) == runtime;
+}
+
+static void on_capi_call(struct walk *w, int thread, const struct trace_event *e)
+{
+	struct thread_state *ts = &w->threads[thread];
+	unsigned fn = e->arg;
+	uint64_t subject = has_tstate_subject(fn) ? e->payload[0] : 0, caller = e->payload[1];
+	bool in_watch = watched(w, thread, e->ns);
+
+	if (fn == GTR_CAPI_PyThread_exit_thread)
+		return; /* on the way out: the exit event decides */
+	if (in_watch && (ts->watch == WATCH_ACQUIRED || ts->watch == WATCH_RELEASED)) {
+		char how[96];
+		snprintf(how, sizeof how, "went on to call %s", gtr_capi_names[fn < GTR_CAPI_COUNT ? fn : 0] ?: "the C-API");
+		kept_running(w, thread, e->ns, how);
+		return;
+	}
+	if (in_watch && (fn == GTR_CAPI_PyGILState_Ensure || fn == GTR_CAPI_PyEval_AcquireThread) &&
+	    !called_by_interpreter(w, caller)) {
+		struct finding *x = add(w, DETECT_GILSTATE_AFTER_FINALIZE, thread, e->ns);
+		if (x) {
+			x->capi = fn;
+			x->caller = caller;
+			with_tstate(w, x, subject);
+			snprintf(x->what, sizeof x->what, "called %s after finalization began, without checking Py_IsFinalizing()",
+			         gtr_capi_names[fn]);
+		}
+	}
+	const struct tstate_life *freed = subject ? used_after_free(w, ts, subject) : NULL;
+	if (subject && !freed && freed_life(w, subject))
+		life_renewed(w, subject); /* a new thread state this thread never held */
+	/* A freed thread state is protected only on its way into take_gil,
+	 * by a thread the must-exit checks apply to. */
+	bool protected = in_watch && takes_gil(fn);
+	if (freed && !protected && !ts->reported_error) {
+		struct finding *x = add(w, DETECT_FREED_TSTATE_USE, thread, e->ns);
+		if (x) {
+			x->capi = fn;
+			x->caller = caller;
+			with_tstate(w, x, subject);
+			snprintf(x->what, sizeof x->what, "passed a freed thread state to %s%s", gtr_capi_names[fn],
+			         w->finalizing && e->ns >= w->fin_start ? "" : " while the runtime was not finalizing");
+		}
+		ts->reported_error = true;
+	}
+	if (!freed)
+		bind(ts, subject, e->ns);
+	if (in_watch && takes_gil(fn) && ts->watch == WATCH_NONE) {
+		ts->watch = WATCH_ENTERING;
+		ts->capi = fn;
+		ts->caller = caller;
+		ts->watch_tstate = subject;
+		ts->watch_ns = e->ns;
+	} else if (in_watch && takes_gil(fn) && ts->watch == WATCH_ENTERING && subject && !ts->watch_tstate) {
+		ts->watch_tstate = subject; /* PyGILState_Ensure -> PyEval_RestoreThread */
+	}
+}
+
+static void on_capi_return(struct walk *w, int thread, const struct trace_event *e)
+{
+	struct thread_state *ts = &w->threads[thread];
+	unsigned fn = e->arg;
+	uint64_t result = e->payload[0];
+	switch (fn) {
+	case GTR_CAPI_PyThreadState_New:
+	case GTR_CAPI_Py_NewInterpreter:
+		life_renewed(w, result);
+		bind(ts, result, e->ns);
+		break;
+	case GTR_CAPI_PyEval_SaveThread:
+	case GTR_CAPI_PyThreadState_Swap:
+		if (!(w->finalizing && e->ns >= w->fin_start))
+			life_renewed(w, result);
+		if (!freed_life(w, result))
+			bind(ts, result, e->ns);
+		break;
+	default:
+		break;
+	}
+	if (takes_gil(fn) && watched(w, thread, e->ns) &&
+	    (ts->watch == WATCH_ACQUIRED || ts->watch == WATCH_ENTERING)) {
+		char how[96];
+		snprintf(how, sizeof how, "returned from %s to its caller", gtr_capi_names[fn]);
+		kept_running(w, thread, e->ns, how);
+	}
+	if (ends_runtime_window(fn))
+		w->finalizing = false;
+}
+
+static void on_acquire(struct walk *w, int thread, const struct trace_event *e)
+{
+	struct thread_state *ts = &w->threads[thread];
+	uint64_t tstate = e->payload[0];
+	if (watched(w, thread, e->ns)) {
+		if (ts->watch == WATCH_ACQUIRED || ts->watch == WATCH_RELEASED) {
+			kept_running(w, thread, e->ns, "acquired the GIL again");
+			return;
+		}
+		if (ts->watch == WATCH_NONE) {
+			ts->capi = 0;
+			ts->caller = 0;
+			ts->watch_ns = e->ns;
+		}
+		if (!ts->watch_tstate)
+			ts->watch_tstate = tstate;
+		ts->watch = WATCH_ACQUIRED;
+	} else if (!(w->finalizing && e->ns >= w->fin_start)) {
+		life_renewed(w, tstate);
+	}
+	if (!freed_life(w, tstate))
+		bind(ts, tstate, e->ns);
+	ts->tstate = tstate;
+	ts->freed_own_tstate = false;
+}
+
+static void on_thread_exit(struct walk *w, int thread, const struct trace_event *e)
+{
+	struct thread_state *ts = &w->threads[thread];
+	unsigned how = e->arg & 0x7f;
+	bool held = e->arg & GTR_EXIT_HELD_GIL;
+	if (held && (how == GTR_EXIT_RETURN || how == GTR_EXIT_PTHREAD_EXIT)) {
+		struct finding *x = add(w, DETECT_EXIT_HOLDING_GIL, thread, e->ns);
+		if (x) {
+			with_tstate(w, x, ts->tstate);
+			snprintf(x->what, sizeof x->what, "%s while it held the GIL; no other thread can take it again",
+			         how == GTR_EXIT_RETURN ? "returned from its start routine" : "called pthread_exit()");
+		}
+		ts->watch = WATCH_DONE;
+		return;
+	}
+	if (!watched(w, thread, e->ns) || how == GTR_EXIT_PROCESS)
+		return;
+	switch (ts->watch) {
+	case WATCH_ACQUIRED:
+	case WATCH_RELEASED:
+		if (how == GTR_EXIT_RETURN) {
+			kept_running(w, thread, e->ns, "ran on until its start routine returned");
+			return;
+		}
+		/* fall through */
+	case WATCH_ENTERING:
+		watch_finding(w, thread, e->ns, DETECT_EXIT_IN_TAKE_GIL, "was ended there (pthread_exit)");
+		break;
+	case WATCH_NONE:
+		/* 3.9+: the check before take_gil ends it with no GIL event; a
+		 * thread that freed its own thread state is ending normally */
+		if (how == GTR_EXIT_PTHREAD_EXIT && !ts->freed_own_tstate) {
+			ts->watch_tstate = ts->tstate;
+			watch_finding(w, thread, e->ns, DETECT_EXIT_IN_TAKE_GIL, "was ended there (pthread_exit)");
+		}
+		break;
+	case WATCH_DONE:
+		break;
+	}
+}
+
+static void on_pause(struct walk *w, int thread, const struct trace_event *e)
+{
+	struct thread_state *ts = &w->threads[thread];
+	if (!watched(w, thread, e->ns))
+		return;
+	if (ts->watch == WATCH_NONE)
+		ts->watch_tstate = ts->tstate;
+	watch_finding(w, thread, e->ns, DETECT_PARKED_AT_EXIT, "was parked there for good (pause)");
+}
+
+static void on_finalizing(struct walk *w, int thread, const struct trace_event *e)
+{
+	if (!e->arg) {
+		w->finalizing = false;
+		return;
+	}
+	if (w->finalizing)
+		return;
+	w->finalizing = true;
+	w->fin_ever = true;
+	w->fin_start = e->ns;
+	const struct model *m = w->m;
+	w->fin_thread = m->finalization.finalizing_thread;
+	if (m->finalization.start_ns != e->ns || w->fin_thread < 0) {
+		/* a later finalization (embedding): the GIL holder finalizes */
+		w->fin_thread = -1;
+		for (size_t gi = 0; gi < MODEL_MAX_GILS && w->fin_thread < 0; gi++)
+			if (m->gils[gi].in_runtime)
+				w->fin_thread = w->gil_holder[gi];
+	}
+	if (w->fin_thread < 0)
+		w->fin_thread = thread;
+}
+
+/* Every other event of a thread whose watch says it should be leaving. */
+static void on_other(struct walk *w, int thread, const struct trace_event *e)
+{
+	struct thread_state *ts = &w->threads[thread];
+	if (!watched(w, thread, e->ns))
+		return;
+	switch (e->type) {
+	case GTR_EV_GIL_TAKE_BEGIN:
+	case GTR_EV_GIL_WAIT_BEGIN:
+		if (ts->watch == WATCH_NONE) {
+			ts->watch = WATCH_ENTERING;
+			ts->capi = 0;
+			ts->caller = 0;
+			ts->watch_tstate = 0;
+			ts->watch_ns = e->ns;
+		} else if (ts->watch == WATCH_RELEASED) {
+			kept_running(w, thread, e->ns, "went back into take_gil");
+		}
+		break;
+	case GTR_EV_GIL_RELEASE:
+		if (ts->watch == WATCH_ACQUIRED)
+			ts->watch = WATCH_RELEASED;
+		break;
+	case GTR_EV_TSTATE_FREE:
+	case GTR_EV_THREAD_START:
+	case GTR_EV_FORK:
+		if (ts->watch == WATCH_ACQUIRED || ts->watch == WATCH_RELEASED)
+			kept_running(w, thread, e->ns, "went on running Python code");
+		break;
+	default:
+		break; /* waits, drop requests, forced switches, names, clocks */
+	}
+}
+
+static void walk_event(struct walk *w, const struct trace_event *e)
+{
+	int thread = (int)e->thread;
+	struct thread_state *ts = &w->threads[thread];
+	switch (e->type) {
+	case GTR_EV_FINALIZING:
+		on_finalizing(w, thread, e);
+		break;
+	case GTR_EV_TSTATE_FREE: {
+		struct tstate_life *l = life_get(w, e->payload[0]);
+		if (l) {
+			l->freed = true;
+			l->freed_ns = e->ns;
+			l->freed_by = thread;
+		}
+		if (e->payload[0] == ts->tstate)
+			ts->freed_own_tstate = true;
+		on_other(w, thread, e);
+		break;
+	}
+	case GTR_EV_CAPI_CALL:
+		on_capi_call(w, thread, e);
+		break;
+	case GTR_EV_CAPI_RETURN:
+		on_capi_return(w, thread, e);
+		break;
+	case GTR_EV_GIL_ACQUIRE:
+	case GTR_EV_GIL_HELD_AT_FORK:
+		w->gil_holder[e->arg] = thread;
+		on_acquire(w, thread, e);
+		break;
+	case GTR_EV_GIL_RELEASE:
+		if (w->gil_holder[e->arg] == thread)
+			w->gil_holder[e->arg] = -1;
+		on_other(w, thread, e);
+		break;
+	case GTR_EV_GIL_DROP_REQUEST:
+		w->drop_requester[e->arg] = thread;
+		break;
+	case GTR_EV_GIL_FORCED_SWITCH_BEGIN:
+		w->forced_switch[e->arg].pending = true;
+		w->forced_switch[e->arg].ns = e->ns;
+		w->forced_switch[e->arg].thread = thread;
+		w->forced_switch[e->arg].requester = w->drop_requester[e->arg];
+		w->forced_switch[e->arg].gil = e->arg;
+		break;
+	case GTR_EV_GIL_FORCED_SWITCH_END:
+		w->forced_switch[e->arg].pending = false;
+		break;
+	case GTR_EV_THREAD_EXIT:
+		on_thread_exit(w, thread, e);
+		break;
+	case GTR_EV_THREAD_PAUSE:
+		on_pause(w, thread, e);
+		break;
+	default:
+		on_other(w, thread, e);
+		break;
+	}
+}
+
+/* Threads still on their way when the trace ends, and a forced switch that
+ * never ended. */
+static void at_end(struct walk *w)
+{
+	const struct model *m = w->m;
+	uint64_t end = m->wall_ns;
+	bool died = m->trace->truncated;
+	for (size_t i = 0; i < m->thread_count; i++) {
+		struct thread_state *ts = &w->threads[i];
+		if (ts->watch == WATCH_ACQUIRED) {
+			kept_running(w, (int)i, end, died ? "still held the GIL when the process died"
+			                                  : "still held the GIL when the process exited");
+		} else if (ts->watch == WATCH_ENTERING || ts->watch == WATCH_RELEASED) {
+			uint64_t tstate = ts->watch_tstate ? ts->watch_tstate : ts->tstate;
+			if (died && freed_life(w, tstate))
+				kept_running(w, (int)i, end, "was still using it when the process died");
+			else
+				watch_finding(w, (int)i, end, DETECT_EXIT_IN_TAKE_GIL,
+				              died ? "was still there when the process died"
+				                   : "was still there when the process exited");
+		}
+	}
+	for (unsigned gi = 0; gi < MODEL_MAX_GILS; gi++) {
+		const typeof(w->forced_switch[0]) *fs = &w->forced_switch[gi];
+		if (!fs->pending || fs->requester < 0)
+			continue;
+		const struct model_thread *r = &m->threads[fs->requester];
+		if (r->exit == MODEL_EXIT_NONE || r->exit_ns > end)
+			continue;
+		struct finding *x = add(w, DETECT_SWITCH_WAIT_ON_DEAD_THREAD, fs->thread, fs->ns);
+		if (x) {
+			x->other_thread = fs->requester;
+			with_tstate(w, x, w->threads[fs->thread].tstate);
+			snprintf(x->what, sizeof x->what,
+			         "dropped the GIL and waits on switch_cond for thread %d, whose drop request is pending, "
+			         "but that thread %s and will never take the GIL%s",
+			         r->info->tid, r->exit == MODEL_EXIT_PAUSED ? "is parked" : "has exited",
+			         died ? " (the trace ends in this wait: the process hung)" : "");
+		}
+	}
+}
+
+static int by_time(const void *a, const void *b)
+{
+	const struct finding *x = a, *y = b;
+	return x->ns < y->ns ? -1 : x->ns > y->ns;
+}
+
+int detect_run(const struct model *m, struct findings *out)
+{
+	struct walk w;
+	memset(&w, 0, sizeof w);
+	memset(out, 0, sizeof *out);
+	w.m = m;
+	w.out = out;
+	w.fin_thread = -1;
+	w.life_cap = 64;
+	w.lives = calloc(w.life_cap, sizeof *w.lives);
+	w.threads = calloc(m->thread_count ? m->thread_count : 1, sizeof *w.threads);
+	for (unsigned gi = 0; gi < MODEL_MAX_GILS; gi++) {
+		w.drop_requester[gi] = -1;
+		w.gil_holder[gi] = -1;
+		w.forced_switch[gi].requester = -1;
+	}
+	if (!w.lives || !w.threads)
+		w.oom = true;
+	const struct trace *t = m->trace;
+	for (size_t i = 0; i < t->event_count && !w.oom; i++)
+		walk_event(&w, &t->events[i]);
+	if (!w.oom)
+		at_end(&w);
+	free(w.lives);
+	free(w.threads);
+	if (w.oom)
+		return -1;
+	if (out->count > 1)
+		qsort(out->items, out->count, sizeof *out->items, by_time);
+	return 0;
+}
+
+void findings_free(struct findings *f)
+{
+	free(f->items);
+	memset(f, 0, sizeof *f);
+}

@@ -1,0 +1,65 @@
+/*
+ * detect.h: findings, from a replayed trace.
+ *
+ * Each detector has a stable id, a severity and a paragraph in
+ * docs/findings.md.  detect_run() walks the merged events once, next to the
+ * model (it needs the model's finalizing thread and thread table), and
+ * lists what it found in time order.
+ */
+#ifndef GILTRACE_DETECT_H
+#define GILTRACE_DETECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+enum severity { SEVERITY_NOTE, SEVERITY_ERROR };
+
+enum detector {
+	DETECT_FREED_TSTATE_USE,
+	DETECT_GIL_AFTER_FINALIZE,
+	DETECT_EXIT_HOLDING_GIL,
+	DETECT_GILSTATE_AFTER_FINALIZE,
+	DETECT_SWITCH_WAIT_ON_DEAD_THREAD,
+	DETECT_EXIT_IN_TAKE_GIL,
+	DETECT_PARKED_AT_EXIT,
+	DETECT_COUNT
+};
+
+struct detector_info {
+	const char *id;              /* stable, e.g. "freed-tstate-use" */
+	enum severity severity;
+	const char *title;           /* one line */
+};
+extern const struct detector_info detectors[DETECT_COUNT];
+
+struct finding {
+	enum detector kind;
+	int thread;                  /* model thread index */
+	uint64_t ns;                 /* when it happened */
+	uint64_t tstate;             /* the thread state involved, 0 none */
+	unsigned capi;               /* enum gtr_capi of the call involved, 0 none */
+	uint64_t caller;             /* return address of that call, 0 unknown */
+	bool freed;                  /* tstate had been freed: */
+	uint64_t freed_ns;
+	int freed_by;                /* thread index, -1 unknown */
+	int other_thread;            /* switch-wait: the thread waited for; -1 */
+	bool finalizing;             /* finalization was under way at ns */
+	bool fin_seen;               /* a finalization began before ns: */
+	uint64_t fin_start_ns;       /* the latest one's start */
+	char what[200];              /* what the thread did, one sentence */
+};
+
+struct findings {
+	struct finding *items;
+	size_t count;
+	size_t errors, notes;
+};
+
+/* Returns 0, or -1 when out of memory.  Free with findings_free(). */
+int detect_run(const struct model *m, struct findings *out);
+void findings_free(struct findings *f);
+
+#endif
