@@ -34,9 +34,10 @@ static const char *thread_name(const struct model_thread *th)
 
 static void build_string(const struct gtr_file_header *h, char *buf, size_t size)
 {
-	snprintf(buf, size, "%s%s%s", h->py_build & GTR_BUILD_SHARED ? "shared" : "static",
+	snprintf(buf, size, "%s%s%s%s", h->py_build & GTR_BUILD_SHARED ? "shared" : "static",
 	         h->py_build & GTR_BUILD_DEBUG ? ", debug" : "",
-	         h->py_build & GTR_BUILD_FREE_THREADED ? ", free-threaded" : "");
+	         h->py_build & GTR_BUILD_FREE_THREADED ? ", free-threaded" : "",
+	         h->py_build & GTR_BUILD_PLT_ROUTED ? ", internal C-API calls seen" : "");
 }
 
 /* "3.11.2" from "3.11.2 (main, ...)" */
@@ -84,6 +85,8 @@ static void report_json(struct json *j, const struct trace *t, const struct mode
 	json_bool(j, "shared", h->py_build & GTR_BUILD_SHARED);
 	json_bool(j, "debug", h->py_build & GTR_BUILD_DEBUG);
 	json_bool(j, "free_threaded", h->py_build & GTR_BUILD_FREE_THREADED);
+	json_bool(j, "internal_capi_calls_seen", h->py_build & GTR_BUILD_PLT_ROUTED);
+	json_u64(j, "capi_got_slots", h->capi_got_slots);
 	json_string(j, "executable", h->executable);
 	json_object_end(j);
 	json_object_begin(j, "process");

@@ -236,8 +236,8 @@ static void watch_finding(struct walk *w, int thread, uint64_t ns, enum detector
 	x->capi = ts->capi;
 	x->caller = ts->caller;
 	with_tstate(w, x, ts->watch_tstate ? ts->watch_tstate : ts->tstate);
-	snprintf(x->what, sizeof x->what, "entered %s %s after finalization began and %s", entry,
-	         x->freed ? "with a freed thread state" : "", how);
+	snprintf(x->what, sizeof x->what, "entered %s%s after finalization began and %s", entry,
+	         x->freed ? " with a freed thread state" : "", how);
 	ts->watch = WATCH_DONE;
 }
 
@@ -265,7 +265,7 @@ static bool takes_gil(unsigned fn)
 	       fn == GTR_CAPI_PyEval_AcquireLock || fn == GTR_CAPI_PyGILState_Ensure;
 }
 
-static bool has_tstate_subject(unsigned fn)
+bool detect_capi_takes_tstate(unsigned fn)
 {
 	switch (fn) {
 	case GTR_CAPI_PyEval_RestoreThread:
@@ -281,10 +281,12 @@ static bool has_tstate_subject(unsigned fn)
 	}
 }
 
-static bool ends_runtime_window(unsigned fn)
+/* The runtime's finalizing flag stays set after Py_FinalizeEx returns (the
+ * must-exit checks still end daemon threads then); a new runtime starts
+ * with these. */
+static bool starts_new_runtime(unsigned fn)
 {
-	return fn == GTR_CAPI_Py_FinalizeEx || fn == GTR_CAPI_Py_Finalize || fn == GTR_CAPI_Py_Initialize ||
-	       fn == GTR_CAPI_Py_InitializeEx || fn == GTR_CAPI_Py_InitializeFromConfig;
+	return fn == GTR_CAPI_Py_Initialize || fn == GTR_CAPI_Py_InitializeEx || fn == GTR_CAPI_Py_InitializeFromConfig;
 }
 
 /* The caller is the interpreter itself (the object holding _PyRuntime). */
@@ -299,7 +301,7 @@ static void on_capi_call(struct walk *w, int thread, const struct trace_event *e
 {
 	struct thread_state *ts = &w->threads[thread];
 	unsigned fn = e->arg;
-	uint64_t subject = has_tstate_subject(fn) ? e->payload[0] : 0, caller = e->payload[1];
+	uint64_t subject = detect_capi_takes_tstate(fn) ? e->payload[0] : 0, caller = e->payload[1];
 	bool in_watch = watched(w, thread, e->ns);
 
 	if (fn == GTR_CAPI_PyThread_exit_thread)
@@ -378,7 +380,7 @@ static void on_capi_return(struct walk *w, int thread, const struct trace_event 
 		snprintf(how, sizeof how, "returned from %s to its caller", gtr_capi_names[fn]);
 		kept_running(w, thread, e->ns, how);
 	}
-	if (ends_runtime_window(fn))
+	if (starts_new_runtime(fn))
 		w->finalizing = false;
 }
 
@@ -587,9 +589,12 @@ static void at_end(struct walk *w)
 	bool died = m->trace->truncated;
 	for (size_t i = 0; i < m->thread_count; i++) {
 		struct thread_state *ts = &w->threads[i];
-		if (ts->watch == WATCH_ACQUIRED) {
-			kept_running(w, (int)i, end, died ? "still held the GIL when the process died"
-			                                  : "still held the GIL when the process exited");
+		if (ts->watch == WATCH_ACQUIRED && died) {
+			kept_running(w, (int)i, end, "still held the GIL when the process died");
+		} else if (ts->watch == WATCH_ACQUIRED) {
+			/* its last event: the exit raced its must-exit check */
+			watch_finding(w, (int)i, end, DETECT_EXIT_IN_TAKE_GIL,
+			              "acquired the GIL as the process exited, which ended it");
 		} else if (ts->watch == WATCH_ENTERING || ts->watch == WATCH_RELEASED) {
 			uint64_t tstate = ts->watch_tstate ? ts->watch_tstate : ts->tstate;
 			if (died && freed_life(w, tstate))

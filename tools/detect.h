@@ -58,6 +58,9 @@ struct findings {
 	size_t errors, notes;
 };
 
+/* Whether a wrapped C-API function's CALL subject is a thread state. */
+bool detect_capi_takes_tstate(unsigned fn);
+
 /* Returns 0, or -1 when out of memory.  Free with findings_free(). */
 int detect_run(const struct model *m, struct findings *out);
 void findings_free(struct findings *f);

@@ -74,8 +74,11 @@ void findings_print_text(FILE *out, const struct model *m, const struct findings
 		fprintf(out, "    %s %s\n", thread_label(m, f->thread, a, sizeof a), f->what);
 		fprintf(out, "    at +%s, %s\n", format_duration(d, sizeof d, f->ns),
 		        relative_to_finalization(f, f->ns, b, sizeof b));
-		if (f->capi)
+		if (f->capi && detect_capi_takes_tstate(f->capi))
 			fprintf(out, "    C-API call: %s(0x%" PRIx64 ") from %s\n", gtr_capi_names[f->capi], f->tstate,
+			        caller_label(m, f->caller, c, sizeof c));
+		else if (f->capi)
+			fprintf(out, "    C-API call: %s() from %s\n", gtr_capi_names[f->capi],
 			        caller_label(m, f->caller, c, sizeof c));
 		if (f->tstate && f->freed) {
 			fprintf(out, "    thread state 0x%" PRIx64 " was freed by %s at +%s, %s\n", f->tstate,

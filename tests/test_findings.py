@@ -1,0 +1,301 @@
+"""The detectors, on real interpreters running real C code (tests/scenarios/).
+
+Each scenario has the findings it must produce and, as important, the ones it
+must not: CPython's own must-exit path during finalization is a note, never an
+error.  The C parts are built per interpreter with its own headers and
+python-config (tests/scenario_build.py).
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+
+import pytest
+
+from conftest import GILTRACE, GILTRACE_SAN, ROOT, SHIM
+import scenario_build
+
+SCENARIOS = os.path.join(ROOT, "tests", "scenarios")
+
+
+@pytest.fixture(scope="session")
+def build_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("scenario-builds"))
+
+
+@pytest.fixture
+def extension(python, build_dir):
+    return scenario_build.build_extension(python, build_dir)
+
+
+def version_of(python):
+    out = subprocess.run([python, "-c", "import sys; print(sys.version_info[:3])"],
+                         capture_output=True, text=True, check=True).stdout
+    return tuple(int(x) for x in re.findall(r"\d+", out))
+
+
+def run_scenario(python, script, tmp_path, ext_dir=None, args=(), check=True, timeout=60):
+    """giltrace run [--check] -- python tests/scenarios/script; (proc, trace)."""
+    env = dict(os.environ)
+    if ext_dir:
+        env["PYTHONPATH"] = ext_dir
+    trace = str(tmp_path / (script.replace(".py", "") + ".gtr"))
+    cmd = [GILTRACE, "run", "-o", trace] + (["--check"] if check else []) + \
+          ["--", python, os.path.join(SCENARIOS, script), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=env)
+    return proc, trace
+
+
+def check_json(trace, binary=GILTRACE):
+    proc = subprocess.run([binary, "check", "--json", trace], capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "runtime error" not in proc.stderr
+    result = json.loads(proc.stdout)
+    assert len(result) == 1 and result[0]["usable"]
+    return result[0], proc.returncode
+
+
+def of(result, finding_id):
+    return [f for f in result["findings"] if f["id"] == finding_id]
+
+
+def errors(result):
+    return [f for f in result["findings"] if f["severity"] == "error"]
+
+
+def main_tid(result):
+    return result["pid"]
+
+
+# ---- finalization: the expected path is a note ---------------------------------
+
+def test_restore_after_finalize_is_a_note(python, extension, tmp_path):
+    """bpo-39877: a daemon thread's PyEval_RestoreThread with a thread state that
+    finalization freed: CPython ends (or parks, or on 3.8 blocks) the thread."""
+    proc, trace = run_scenario(python, "restore_after_finalize.py", tmp_path, extension)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "main exits\n"
+    result, status = check_json(trace)
+    assert status == 0 and errors(result) == []
+    notes = of(result, "exit-in-take-gil") + of(result, "parked-at-exit")
+    assert len(notes) == 1, result["findings"]
+    note = notes[0]
+    assert note["thread"]["tid"] != main_tid(result)
+    assert note["call"]["function"] == "PyEval_RestoreThread"
+    assert note["call"]["caller_location"].startswith("gtscenario.")
+    assert note["finalizing"] and note["since_finalization_ns"] >= 0
+    ts = note["tstate"]
+    assert ts["freed"], note
+    assert ts["freed_by"]["tid"] == main_tid(result)
+    assert ts["freed_since_finalization_ns"] >= 0
+    assert ts["freed_at_ns"] <= note["at_ns"]
+
+
+# ---- errors ---------------------------------------------------------------------
+
+def test_gilstate_ensure_after_finalize(python, extension, tmp_path):
+    proc, trace = run_scenario(python, "gilstate_after_finalize.py", tmp_path, extension)
+    assert proc.returncode == 1, proc.stderr  # run --check: an error finding
+    assert proc.stdout == "main exits\n"
+    assert "giltrace ERROR: gilstate-after-finalize" in proc.stderr
+    result, status = check_json(trace)
+    assert status == 1
+    (f,) = of(result, "gilstate-after-finalize")
+    assert f["thread"]["tid"] != main_tid(result)
+    assert f["call"]["function"] == "PyGILState_Ensure"
+    assert f["call"]["caller_location"].startswith("gtscenario.")
+    assert f["finalizing"] and f["since_finalization_ns"] >= 0
+    assert [e["id"] for e in errors(result)] == ["gilstate-after-finalize"]
+
+
+def test_use_of_own_deleted_tstate(python, extension, tmp_path):
+    """PyThreadState_Clear + DeleteCurrent, then PyEval_RestoreThread with it,
+    nothing finalizing.  The process may crash (a debug build's 0xDD fill)."""
+    proc, trace = run_scenario(python, "use_after_delete.py", tmp_path, extension)
+    assert proc.returncode != 0
+    result, status = check_json(trace)
+    assert status == 1
+    found = of(result, "freed-tstate-use")
+    assert found, result["findings"]
+    f = found[0]
+    assert f["call"]["function"] == "PyEval_RestoreThread"
+    assert f["call"]["caller_location"].startswith("gtscenario.")
+    assert not f["finalizing"]
+    assert f["tstate"]["freed"] and f["tstate"]["freed_by"]["tid"] == f["thread"]["tid"]
+    assert f["thread"]["tid"] != main_tid(result)
+
+
+def test_thread_exits_holding_the_gil(python, extension, tmp_path):
+    proc, trace = run_scenario(python, "exit_holding_gil.py", tmp_path, extension)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == "joined\n"
+    result, _ = check_json(trace)
+    (f,) = of(result, "exit-holding-gil")
+    assert f["thread"]["tid"] != main_tid(result)
+    assert "pthread_exit" in f["what"]
+    assert [e["id"] for e in errors(result)] == ["exit-holding-gil"]
+
+
+@pytest.mark.parametrize("variant", ["stale", "clean"])
+def test_embedding_program_reinitialises(python, build_dir, tmp_path, variant):
+    """A PyThreadState* kept across Py_FinalizeEx and a new Py_Initialize."""
+    program = scenario_build.build_embed(python, build_dir)
+    args = [] if variant == "stale" else ["clean"]
+    trace = str(tmp_path / "embed.gtr")
+    proc = subprocess.run([GILTRACE, "run", "-o", trace, "--", program, *args], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+    result, status = check_json(trace)
+    if variant == "clean":
+        assert proc.returncode == 0, proc.stderr
+        assert result["findings"] == []
+        return
+    found = of(result, "freed-tstate-use")
+    assert status == 1 and found, result["findings"]
+    f = found[0]
+    assert f["call"]["function"] == "PyEval_RestoreThread"
+    assert f["call"]["caller_location"].startswith("embed")
+    assert not f["finalizing"]
+    assert f["tstate"]["freed"] and f["tstate"]["freed_by"]["tid"] == main_tid(result)
+    # freed by the first Py_FinalizeEx, after its finalization began
+    assert f["tstate"]["freed_since_finalization_ns"] >= 0
+
+
+def has_gh96387_bug(version):
+    return version[:2] == (3, 9) or (version[:2] == (3, 10) and version[2] < 8) or version[:3] == (3, 11, 0)
+
+
+def test_drop_request_left_by_a_dead_thread(python, extension, tmp_path):
+    """gh-96387: the finalizing thread waits on switch_cond for a daemon thread
+    that set a drop request and exited.  Interpreters with the bug hang: the
+    run is bounded and killed, and the trace left behind says why."""
+    version = version_of(python)
+    trace = str(tmp_path / "hang.gtr")
+    env = dict(os.environ, PYTHONPATH=extension, LD_PRELOAD=SHIM,
+               GILTRACE_OPTIONS=f"output={trace}:check=0")
+    proc = subprocess.Popen([python, os.path.join(SCENARIOS, "drop_request_hang.py")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=10)
+        hung = False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        hung = True
+    result, status = check_json(trace)
+    found = of(result, "switch-wait-on-dead-thread")
+    if has_gh96387_bug(version):
+        assert hung, f"{version} should hang (gh-96387); stderr: {err}"
+        assert result["truncated"]
+        assert status == 1 and len(found) == 1, result["findings"]
+        f = found[0]
+        assert f["thread"]["tid"] == main_tid(result)
+        assert f["waiting_for"]["tid"] != main_tid(result)
+    else:
+        # fixed (or, on 3.8, no must-exit check in that wait): no hang
+        assert not hung, f"{version} hung"
+        assert proc.returncode == 0, err
+        assert found == [] and errors(result) == []
+
+
+# ---- notes only, many runs ---------------------------------------------------------
+
+def preload_run(python, script, tmp_path, runs, timeout=60):
+    """Runs script `runs` times with the shim preloaded by environment only;
+    returns the traces.  The shim's own report at exit must not show an error."""
+    traces = []
+    for i in range(runs):
+        trace = str(tmp_path / f"run{i}.gtr")
+        env = dict(os.environ, LD_PRELOAD=SHIM, GILTRACE_OPTIONS=f"output={trace}")
+        proc = subprocess.run([python, os.path.join(SCENARIOS, script)], env=env, capture_output=True,
+                              text=True, timeout=timeout, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert "giltrace ERROR" not in proc.stderr, proc.stderr
+        traces.append(trace)
+    return traces
+
+
+def assert_notes_only(traces):
+    proc = subprocess.run([GILTRACE, "check", "--json", *traces], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(proc.stdout)
+    assert len(results) == len(traces)
+    for r in results:
+        assert r["usable"] and errors(r) == [], r["findings"]
+        for f in r["findings"]:
+            assert f["id"] in ("exit-in-take-gil", "parked-at-exit")
+            assert f["thread"]["tid"] != r["pid"]
+    return results
+
+
+def test_bpo39877_sleeping_daemons_notes_only(python, tmp_path):
+    results = assert_notes_only(preload_run(python, "bpo39877.py", tmp_path, runs=5))
+    # the daemons sleep while main exits: finalization ends some of them
+    assert any(r["findings"] for r in results)
+
+
+def test_4_daemon_threads_shape_notes_only(python, tmp_path):
+    assert_notes_only(preload_run(python, "daemon_io.py", tmp_path, runs=20))
+
+
+@pytest.mark.parametrize("script", ["clean_join.py", "clean_pool.py", "clean_asyncio.py"])
+def test_clean_programs_have_no_findings(python, tmp_path, script):
+    proc, trace = run_scenario(python, script, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result, status = check_json(trace)
+    assert status == 0 and result["findings"] == []
+    assert "giltrace" not in proc.stderr.replace("giltrace: trace of pid", "")
+
+
+# ---- reporting ----------------------------------------------------------------------
+
+def test_shim_reports_at_exit_without_changing_the_program(python, extension, tmp_path):
+    """Preloaded by environment only: the finding appears on stderr, the
+    program's stdout and exit status are its own."""
+    trace = str(tmp_path / "env.gtr")
+    env = dict(os.environ, PYTHONPATH=extension, LD_PRELOAD=SHIM, GILTRACE_OPTIONS=f"output={trace}")
+    script = os.path.join(SCENARIOS, "gilstate_after_finalize.py")
+    plain = subprocess.run([python, script], env=dict(os.environ, PYTHONPATH=extension), capture_output=True,
+                           text=True, timeout=60)
+    traced = subprocess.run([python, script], env=env, capture_output=True, text=True, timeout=60)
+    assert traced.returncode == plain.returncode == 0
+    assert traced.stdout == plain.stdout == "main exits\n"
+    pid = re.search(r"==(\d+)== giltrace ERROR: gilstate-after-finalize", traced.stderr)
+    assert pid, traced.stderr
+    block = traced.stderr[pid.start():]
+    assert "PyGILState_Ensure() from gtscenario." in block
+    assert "see docs/findings.md#gilstate-after-finalize" in block
+    # check=0 turns it off
+    quiet = subprocess.run([python, script], env=dict(env, GILTRACE_OPTIONS=f"output={trace}.2:check=0"),
+                           capture_output=True, text=True, timeout=60)
+    assert "giltrace" not in quiet.stderr
+
+
+def test_static_interpreter_calls_reach_the_wrappers(python, extension, tmp_path):
+    """GOT patching: the extension's C-API calls are seen on every build; the
+    interpreter's own calls only where it calls through its PLT."""
+    proc, trace = run_scenario(python, "restore_after_finalize.py", tmp_path, extension, check=False)
+    rep = json.loads(subprocess.run([GILTRACE, "report", "--json", trace], capture_output=True, text=True,
+                                    check=True).stdout)
+    interp = rep["interpreter"]
+    if not interp["shared"]:
+        assert not interp["internal_capi_calls_seen"]
+        assert interp["capi_got_slots"] > 0
+    elif "/.pyenv/" in python:
+        assert interp["internal_capi_calls_seen"]
+
+
+def test_check_folder_exit_statuses(python, extension, tmp_path):
+    folder = tmp_path / "artifacts"
+    (folder / "nested").mkdir(parents=True)
+    shutil.copy(run_scenario(python, "clean_join.py", tmp_path)[1], folder / "a.gtr")
+    assert subprocess.run([GILTRACE, "check", str(folder)], capture_output=True).returncode == 0
+    (folder / "nested" / "junk.gtr").write_bytes(b"not a trace")
+    proc = subprocess.run([GILTRACE, "check", str(folder)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "junk.gtr" in proc.stderr
+    shutil.copy(run_scenario(python, "exit_holding_gil.py", tmp_path, extension)[1], folder / "nested" / "b.gtr")
+    proc = subprocess.run([GILTRACE_SAN, "check", str(folder)], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "checked 3 traces: 1 with errors, 1 unusable" in proc.stdout
+    assert "runtime error" not in proc.stderr
