@@ -62,7 +62,7 @@ demo: deps all
 	$(Q)$(BUILD)/giltrace run -o $(BUILD)/demo.gtr -- /usr/bin/python3 examples/daemon_threads.py
 	$(Q)$(BUILD)/giltrace report $(BUILD)/demo.gtr
 
-check: deps all $(BUILD)/san/giltrace $(BUILD)/san/test-model
+check: deps all $(BUILD)/san/giltrace $(BUILD)/san/test-model $(BUILD)/bench-mutex
 	$(Q)$(BUILD)/san/test-model
 	$(Q)$(PYTHON_FOR_TESTS) -m pytest -q -rs tests
 

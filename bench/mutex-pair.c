@@ -13,6 +13,9 @@
  *                                     GIL per iteration, as CPython does it
  *                                     (3 events traced: take, acquire,
  *                                     release); prints "ns_per_cycle <float>"
+ *        mutex-pair free ITERATIONS   one malloc(64)/free pair per iteration:
+ *                                     free() of a block that is not a thread
+ *                                     state; prints "ns_per_free <float>"
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -78,6 +81,16 @@ int main(int argc, char **argv)
 		for (long i = 0; i < n; i++)
 			gil_cycle();
 		printf("ns_per_cycle %.3f\n", (now() - t0) * 1e9 / (double)n);
+		return 0;
+	}
+	if (argc > 1 && strcmp(argv[1], "free") == 0) {
+		long n = argc > 2 ? atol(argv[2]) : 20000000;
+		double t0 = now();
+		for (long i = 0; i < n; i++) {
+			void *volatile p = malloc(64);
+			free(p);
+		}
+		printf("ns_per_free %.3f\n", (now() - t0) * 1e9 / (double)n);
 		return 0;
 	}
 	long n = argc > 1 ? atol(argv[1]) : 50000000;

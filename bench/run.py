@@ -123,12 +123,15 @@ def main():
         seconds = reader_speed(big, 3)
         plain_pair, traced_pair = microbench(args.reps, "20000000")
         plain_cycle, traced_cycle = microbench(args.reps, "gil", "3000000")
+        plain_free, traced_free = microbench(args.reps, "free", "20000000")
     print()
     print(f"- non-GIL pthread_mutex_lock/unlock pair (bench/mutex-pair.c, shim active): "
           f"{plain_pair:.2f} ns untraced, {traced_pair:.2f} ns traced, {traced_pair - plain_pair:+.2f} ns per pair")
     print(f"- one uncontended take_gil/drop_gil cycle on a GIL-shaped object (bench/mutex-pair.c gil, "
           f"3 events recorded per cycle): {plain_cycle:.1f} ns untraced, {traced_cycle:.1f} ns traced, "
           f"{(traced_cycle - plain_cycle) / 3:.1f} ns added per recorded event")
+    print(f"- malloc(64)/free pair, the block not a thread state (bench/mutex-pair.c free, shim active): "
+          f"{plain_free:.2f} ns untraced, {traced_free:.2f} ns traced, {traced_free - plain_free:+.2f} ns per free()")
     print(f"- `giltrace report --json` on {big_events} events: {seconds:.2f} s, "
           f"{big_events / seconds / 1e6:.1f} million events per second (best of 3, whole command)")
 

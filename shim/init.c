@@ -216,6 +216,7 @@ void shim_finish(void)
 __attribute__((constructor)) static void shim_constructor(void)
 {
 	int saved_errno = errno;
+	free_resolve();
 	shim_resolve_early();
 	if (shim_real.mutex_lock && shim_real.cond_timedwait && shim_real.create)
 		shim_state = SHIM_DORMANT;

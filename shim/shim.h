@@ -207,6 +207,9 @@ static inline void shim_know_tstate(uintptr_t tstate)
 	shim_self.known_generation = gen;
 }
 
+/* Resolve the real free() (wrap-free.c); idempotent. */
+void free_resolve(void);
+
 /* ---- C-API wrappers (wrap-capi.c, got-patch.c) -------------------------- */
 
 /* The wrapper of each entry point, by enum gtr_capi (NULL for NONE). */

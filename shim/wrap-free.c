@@ -23,7 +23,9 @@
 #include "shim.h"
 
 static void (*real_free)(void *);
-static SHIM_TLS int resolving_free;
+/* volatile: the store before dlsym() must not be optimised away (dlsym
+ * cannot see this static, but it calls back into free()). */
+static SHIM_TLS volatile int resolving_free;
 
 static void tstate_freed(uintptr_t tstate)
 {
@@ -38,16 +40,24 @@ static void tstate_freed(uintptr_t tstate)
 	shim_leave();
 }
 
+/* Called by the constructor; again by the first free() if that comes
+ * earlier (another library's constructor). */
+void free_resolve(void)
+{
+	if (real_free || resolving_free)
+		return;
+	resolving_free = 1;
+	void (*found)(void *) = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+	resolving_free = 0;
+	__atomic_store_n(&real_free, found, __ATOMIC_RELEASE);
+}
+
 SHIM_EXPORT void free(void *block)
 {
 	if (unlikely(!real_free)) {
-		if (resolving_free)
-			return; /* see "Bootstrap" above */
-		resolving_free = 1;
-		real_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
-		resolving_free = 0;
+		free_resolve();
 		if (!real_free)
-			return;
+			return; /* see "Bootstrap" above */
 	}
 	if (shim_state == SHIM_ACTIVE && block) {
 		uintptr_t tstate = tstate_table_find(block);

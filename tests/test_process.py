@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import GILTRACE, SHIM, assert_model_sound, giltrace_run, report, write_script
+from conftest import BUILD, GILTRACE, SHIM, assert_model_sound, giltrace_run, report, write_script
 
 INTERPRETER = "/usr/bin/python3.11"
 
@@ -104,3 +104,15 @@ def test_ring_mode_keeps_the_last_mib_per_thread(tmp_path):
     assert all(10000 < t["acquisitions"] < 60000 for t in workers)
     threads = len(rep["threads"])
     assert os.path.getsize(trace) <= 4096 + 65536 + threads * (1 << 20)
+
+
+def test_free_before_anything_is_resolved(tmp_path):
+    """bench/mutex-pair.c activates the shim with a fake GIL; its first free()
+    comes from inside dlsym() while the shim probes it (dlerror's buffer).
+    The free() interposer must resolve itself without recursing."""
+    bench = os.path.join(BUILD, "bench-mutex")
+    env = dict(os.environ, LD_PRELOAD=SHIM, GILTRACE_OPTIONS=f"output={tmp_path}/b.gtr:check=0")
+    proc = subprocess.run([bench, "free", "1000"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ns_per_free ")
+    assert os.path.exists(tmp_path / "b.gtr")  # the shim did activate
