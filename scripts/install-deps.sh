@@ -5,7 +5,8 @@ set -eu
 
 # gcc, make, libc headers: build; python3.11 (+ -dbg): the interpreters the
 # tests trace; python3-pytest: the integration tests.
-PACKAGES="gcc make libc6-dev python3.11 python3.11-dbg python3-pytest"
+# python3.11-dev: headers and python3.11-config for the test scenarios' C code
+PACKAGES="gcc make libc6-dev python3.11 python3.11-dev python3.11-dbg python3-pytest"
 
 missing=""
 for p in $PACKAGES; do
