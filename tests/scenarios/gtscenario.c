@@ -1,0 +1,381 @@
+/*
+ * gtscenario: native helpers for giltrace's shutdown scenarios.
+ *
+ * Each group of functions below puts a thread in front of the GIL at a
+ * moment CPython gets wrong or only barely right: after Py_FinalizeEx()
+ * freed its thread state (bpo-39877), from a native thread during
+ * finalization (bpo-36475), with a freed thread state (use after
+ * PyThreadState_DeleteCurrent()), dying while holding the GIL
+ * (gh-87135), and leaving a stale GIL drop request behind (gh-96387).
+ * The scripts next to this file drive them; each one says what it
+ * reproduces.
+ *
+ * Compiles unchanged against CPython 3.8 ... 3.13 with
+ * -Wall -Wextra -Werror.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static PyInterpreterState *current_interp(void)
+{
+#if PY_VERSION_HEX >= 0x03090000
+	return PyThreadState_GetInterpreter(PyThreadState_Get());
+#else
+	return PyThreadState_Get()->interp;
+#endif
+}
+
+static int interpreter_is_finalizing(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+	return Py_IsFinalizing();
+#else
+	return _Py_IsFinalizing();
+#endif
+}
+
+static int debug_enabled(void)
+{
+	const char *v = getenv("GTSCENARIO_DEBUG");
+
+	return v && *v && *v != '0';
+}
+
+/* sem_wait() that a signal (SIGCHLD, a profiler's timer) cannot cut short. */
+static void sem_wait_retry(sem_t *sem)
+{
+	while (sem_wait(sem) < 0 && errno == EINTR)
+		;
+}
+
+static double monotonic_seconds(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec + now.tv_nsec / 1e9;
+}
+
+static void sleep_seconds(double seconds)
+{
+	struct timespec left;
+
+	left.tv_sec = (time_t)seconds;
+	left.tv_nsec = (long)((seconds - left.tv_sec) * 1e9);
+	while (nanosleep(&left, &left) < 0 && errno == EINTR)
+		;
+}
+
+/* Burn CPU without returning to the eval loop: GIL drop requests go unseen. */
+static void spin(double seconds)
+{
+	double end = monotonic_seconds() + seconds;
+
+	while (monotonic_seconds() < end)
+		;
+}
+
+static int start_thread(pthread_t *tid, void *(*fn)(void *), void *arg, int detached)
+{
+	pthread_attr_t attr;
+	int err;
+
+	pthread_attr_init(&attr);
+	if (detached)
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	err = pthread_create(tid, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	if (err) {
+		errno = err;
+		PyErr_SetFromErrno(PyExc_OSError);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * ---- (a) restore_after_finalize: bpo-39877 -----------------------------
+ *
+ * A daemon thread releases the GIL and blocks; a Py_AtExit() callback,
+ * which runs at the very end of Py_FinalizeEx() when the daemon's thread
+ * state is already freed, wakes it and keeps the process alive 300 ms so
+ * that the daemon's PyEval_RestoreThread() really runs on the stale
+ * thread state.
+ */
+
+static sem_t restore_sem;
+static int restore_blocked;
+
+static PyObject *block_then_restore(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+	Py_BEGIN_ALLOW_THREADS
+	__atomic_store_n(&restore_blocked, 1, __ATOMIC_RELEASE);
+	sem_wait_retry(&restore_sem);
+	Py_END_ALLOW_THREADS	/* past finalization: the thread ends in here */
+	Py_RETURN_NONE;
+}
+
+static PyObject *blocked(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+	return PyBool_FromLong(__atomic_load_n(&restore_blocked, __ATOMIC_ACQUIRE));
+}
+
+static void wake_at_exit(void)
+{
+	sem_post(&restore_sem);
+	sleep_seconds(0.3);
+}
+
+static PyObject *arm_wake_at_exit(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+	if (Py_AtExit(wake_at_exit) < 0) {
+		PyErr_SetString(PyExc_RuntimeError, "Py_AtExit: no room for another callback");
+		return NULL;
+	}
+	Py_RETURN_NONE;
+}
+
+/*
+ * ---- (b) gilstate_after_finalize: bpo-36475 ----------------------------
+ *
+ * A native thread, unknown to Python, sleeps on a semaphore.  Woken while
+ * Py_FinalizeEx() tears modules down, it calls PyGILState_Ensure() without
+ * looking at Py_IsFinalizing() first, as careless extensions do.  The
+ * waker releases the GIL for a while so that the thread can get that far.
+ */
+
+static sem_t waiter_sem;
+
+static void *native_waiter(void *Py_UNUSED(arg))
+{
+	PyGILState_STATE state;
+
+	sem_wait_retry(&waiter_sem);
+	state = PyGILState_Ensure();	/* no Py_IsFinalizing() check, on purpose */
+	if (debug_enabled())
+		fprintf(stderr, "gtscenario: native waiter got the GIL\n");
+	PyGILState_Release(state);
+	return NULL;
+}
+
+static PyObject *start_native_waiter(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+	pthread_t tid;
+
+	if (start_thread(&tid, native_waiter, NULL, 1) < 0)
+		return NULL;
+	Py_RETURN_NONE;
+}
+
+static PyObject *wake_native_waiter_and_wait(PyObject *Py_UNUSED(self), PyObject *args)
+{
+	double seconds;
+
+	if (!PyArg_ParseTuple(args, "d", &seconds))
+		return NULL;
+	if (debug_enabled())
+		fprintf(stderr, "gtscenario: waking the native waiter, finalizing=%d\n",
+			interpreter_is_finalizing());
+	sem_post(&waiter_sem);
+	Py_BEGIN_ALLOW_THREADS
+	sleep_seconds(seconds);
+	Py_END_ALLOW_THREADS
+	Py_RETURN_NONE;
+}
+
+/*
+ * ---- (c) use_after_delete -------------------------------------------
+ *
+ * A native thread deletes its own thread state, then hands the freed
+ * pointer to PyEval_RestoreThread() while nothing is finalizing.  Any
+ * outcome is possible; the alarm keeps the process from hanging forever.
+ */
+
+#define WATCHDOG_SECONDS 10
+
+static void *use_after_delete_thread(void *arg)
+{
+	PyThreadState *ts = PyThreadState_New(arg);
+
+	PyEval_RestoreThread(ts);
+	PyThreadState_Clear(ts);
+	PyThreadState_DeleteCurrent();	/* frees ts and releases the GIL */
+	usleep(10 * 1000);
+	PyEval_RestoreThread(ts);	/* use after free, on purpose */
+	PyEval_SaveThread();
+	return NULL;
+}
+
+static PyObject *use_after_delete(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+	PyInterpreterState *interp = current_interp();
+	pthread_t tid;
+
+	alarm(WATCHDOG_SECONDS);	/* SIGALRM kills us if the GIL is wedged */
+	if (start_thread(&tid, use_after_delete_thread, interp, 0) < 0)
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS
+	pthread_join(tid, NULL);
+	Py_END_ALLOW_THREADS
+	alarm(0);
+	Py_RETURN_NONE;
+}
+
+/*
+ * ---- (d) exit_holding_gil: gh-87135 -----------------------------------
+ *
+ * A native thread takes the GIL and ends with pthread_exit() without
+ * releasing it, as PyThread_exit_thread() could from inside CPython.
+ * The caller joins it, reports, and leaves with _exit(): taking the GIL
+ * back would wait forever.
+ */
+
+static void *exit_holding_gil_thread(void *arg)
+{
+	PyThreadState *ts = PyThreadState_New(arg);
+
+	PyEval_RestoreThread(ts);
+	pthread_exit(NULL);
+}
+
+static PyObject *exit_holding_gil(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+	static const char joined[] = "joined\n";
+	PyInterpreterState *interp = current_interp();
+	PyThreadState *saved;
+	pthread_t tid;
+
+	if (start_thread(&tid, exit_holding_gil_thread, interp, 0) < 0)
+		return NULL;
+	saved = PyEval_SaveThread();
+	pthread_join(tid, NULL);
+	(void)saved;		/* never restored: the GIL belongs to a dead thread */
+	if (write(STDOUT_FILENO, joined, sizeof(joined) - 1) != sizeof(joined) - 1)
+		_exit(1);
+	_exit(0);
+}
+
+/*
+ * ---- (e) drop_request_hang: gh-96387 ----------------------------------
+ *
+ * spin_holding_gil(), run by atexit just before finalization starts,
+ * holds the GIL long enough for a waiting daemon thread to time out in
+ * take_gil() and set the GIL drop request.  spin_at_thread_clear() leaves
+ * a Spinner in the daemon's thread-state dict; Py_FinalizeEx() clears
+ * that dict right after it set the finalizing flag, and the Spinner's
+ * destructor holds the GIL again long enough for the daemon to time out
+ * once more and exit at the must-exit check, then releases the GIL.
+ * CPython 3.9 and 3.10.0-3.10.7 leave the drop request set when the daemon
+ * exits, so that release waits on switch_cond for a thread that is gone.
+ */
+
+static PyObject *spin_holding_gil(PyObject *Py_UNUSED(self), PyObject *args)
+{
+	double seconds;
+
+	if (!PyArg_ParseTuple(args, "d", &seconds))
+		return NULL;
+	spin(seconds);
+	Py_RETURN_NONE;
+}
+
+typedef struct {
+	PyObject_HEAD
+	double seconds;
+} SpinnerObject;
+
+static void spinner_dealloc(PyObject *op)
+{
+	SpinnerObject *self = (SpinnerObject *)op;
+
+	spin(self->seconds);
+	Py_BEGIN_ALLOW_THREADS	/* gh-96387: hangs here */
+	sleep_seconds(0.001);
+	Py_END_ALLOW_THREADS
+	PyObject_Free(op);
+}
+
+static PyTypeObject SpinnerType = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "gtscenario.Spinner",
+	.tp_basicsize = sizeof(SpinnerObject),
+	.tp_dealloc = spinner_dealloc,
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_doc = "Holds the GIL for a while when destroyed, then releases it briefly.",
+};
+
+static PyObject *spin_at_thread_clear(PyObject *Py_UNUSED(self), PyObject *args)
+{
+	SpinnerObject *spinner;
+	PyObject *dict;
+	double seconds;
+	int err;
+
+	if (!PyArg_ParseTuple(args, "d", &seconds))
+		return NULL;
+	dict = PyThreadState_GetDict();		/* borrowed */
+	if (!dict) {
+		PyErr_SetString(PyExc_RuntimeError, "no thread-state dict");
+		return NULL;
+	}
+	spinner = PyObject_New(SpinnerObject, &SpinnerType);
+	if (!spinner)
+		return NULL;
+	spinner->seconds = seconds;
+	err = PyDict_SetItemString(dict, "gtscenario.spinner", (PyObject *)spinner);
+	Py_DECREF(spinner);
+	if (err < 0)
+		return NULL;
+	Py_RETURN_NONE;
+}
+
+/* ---- module ------------------------------------------------------------ */
+
+static PyMethodDef gtscenario_methods[] = {
+	{ "block_then_restore", block_then_restore, METH_NOARGS,
+	  "Release the GIL, block until woken at exit, then take the GIL back." },
+	{ "blocked", blocked, METH_NOARGS,
+	  "True once block_then_restore() is blocked." },
+	{ "arm_wake_at_exit", arm_wake_at_exit, METH_NOARGS,
+	  "Py_AtExit(): wake block_then_restore() at the end of Py_FinalizeEx(), then sleep 0.3 s." },
+	{ "start_native_waiter", start_native_waiter, METH_NOARGS,
+	  "Start a native thread that calls PyGILState_Ensure() once woken." },
+	{ "wake_native_waiter_and_wait", wake_native_waiter_and_wait, METH_VARARGS,
+	  "wake_native_waiter_and_wait(seconds): wake it, then sleep without the GIL." },
+	{ "use_after_delete", use_after_delete, METH_NOARGS,
+	  "Run a native thread that restores its thread state after deleting it." },
+	{ "exit_holding_gil", exit_holding_gil, METH_NOARGS,
+	  "Let a native thread exit holding the GIL; print 'joined' and _exit(0)." },
+	{ "spin_holding_gil", spin_holding_gil, METH_VARARGS,
+	  "spin_holding_gil(seconds): busy-wait with the GIL held, no eval-loop checks." },
+	{ "spin_at_thread_clear", spin_at_thread_clear, METH_VARARGS,
+	  "spin_at_thread_clear(seconds): spin that long when this thread's state is cleared." },
+	{ NULL, NULL, 0, NULL }
+};
+
+static struct PyModuleDef gtscenario_module = {
+	PyModuleDef_HEAD_INIT,
+	.m_name = "gtscenario",
+	.m_doc = "Native helpers for giltrace's shutdown scenarios.",
+	.m_size = -1,
+	.m_methods = gtscenario_methods,
+};
+
+PyMODINIT_FUNC PyInit_gtscenario(void)
+{
+	if (sem_init(&restore_sem, 0, 0) < 0 || sem_init(&waiter_sem, 0, 0) < 0)
+		return PyErr_SetFromErrno(PyExc_OSError);
+	if (PyType_Ready(&SpinnerType) < 0)
+		return NULL;
+	return PyModule_Create(&gtscenario_module);
+}
