@@ -166,8 +166,8 @@ static void patch_relocations(const struct object_layout *o, bool is_runtime, st
 			void *now = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
 			if (now == wrapper)
 				continue; /* bound to the preload already */
-			bool lazy_stub = (uintptr_t)now >= o->lo && (uintptr_t)now < o->hi;
-			if ((now == capi_real(fn) || lazy_stub) && store_slot(o, slot, wrapper))
+			bool unresolved_plt_entry = (uintptr_t)now >= o->lo && (uintptr_t)now < o->hi;
+			if ((now == capi_real(fn) || unresolved_plt_entry) && store_slot(o, slot, wrapper))
 				slots_routed++;
 		}
 	}
