@@ -36,7 +36,7 @@ print(json.dumps({
     "ext_suffix": v("EXT_SUFFIX"),
     "libdir": v("LIBDIR"),
     "multiarch": v("MULTIARCH") or "",
-    "executable": sys.executable,
+    "build": sys.version,
 }))
 """
 
@@ -92,8 +92,11 @@ def _check_headers(python, info, flags):
         raise _missing(python, info, "Python.h (looked in " + ", ".join(dirs or ["nowhere"]) + ")")
 
 
-def _cache_dir(python, outdir):
-    key = hashlib.sha256(os.path.abspath(python).encode()).hexdigest()[:16]
+def _cache_dir(python, info, outdir):
+    # Keyed on the path and the exact build, so a rebuilt pyenv version at
+    # the same path does not pick up a module built for its predecessor.
+    ident = os.path.abspath(python) + "\0" + info["build"]
+    key = hashlib.sha256(ident.encode()).hexdigest()[:16]
     path = os.path.join(outdir, key)
     os.makedirs(path, exist_ok=True)
     return path
@@ -136,12 +139,12 @@ def build_extension(python, outdir):
     _check_headers(python, info, includes)
     if not info["ext_suffix"]:
         raise RuntimeError(f"{python} reports no EXT_SUFFIX")
-    libdir = _cache_dir(python, outdir)
-    target = os.path.join(libdir, "gtscenario" + info["ext_suffix"])
+    moddir = _cache_dir(python, info, outdir)
+    target = os.path.join(moddir, "gtscenario" + info["ext_suffix"])
     if not _fresh(target, EXTENSION_SOURCE):
         _compile([CC, "-shared", "-fPIC", *WARNINGS, *includes, EXTENSION_SOURCE],
                  target, ["-lpthread"])
-    return libdir
+    return moddir
 
 
 def _system_libdir(libdir, info):
@@ -164,7 +167,7 @@ def build_embed(python, outdir):
         rpath = f"-Wl,-rpath,{libdir}"
         if rpath not in ldflags:
             ldflags.append(rpath)
-    target = os.path.join(_cache_dir(python, outdir), "embed_reinit")
+    target = os.path.join(_cache_dir(python, info, outdir), "embed_reinit")
     if not _fresh(target, EMBED_SOURCE):
         package = _debian_package(python, info)
         hint = f"install the Debian package {package} for libpython{info['version']}{info['abiflags']}.so" \

@@ -38,7 +38,8 @@ int main(int argc, char **argv)
 
 	Py_Initialize();
 	main_ts = PyThreadState_Get();
-	kept = PyThreadState_New(interp_of(main_ts));	/* freed by Py_FinalizeEx() */
+	/* A second thread state; Py_FinalizeEx() frees it. */
+	kept = PyThreadState_New(interp_of(main_ts));
 	if (!kept) {
 		fprintf(stderr, "embed_reinit: PyThreadState_New failed\n");
 		return 1;

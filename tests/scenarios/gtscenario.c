@@ -5,8 +5,9 @@
  * moment CPython gets wrong or only barely right: after Py_FinalizeEx()
  * freed its thread state (bpo-39877), from a native thread during
  * finalization (bpo-36475), with a freed thread state (use after
- * PyThreadState_DeleteCurrent()), dying while holding the GIL
- * (gh-87135), and leaving a stale GIL drop request behind (gh-96387).
+ * PyThreadState_DeleteCurrent()), dying while holding the GIL (gh-87135,
+ * bpo-36469's symptom), and leaving a stale GIL drop request behind
+ * (gh-96387).
  * The scripts next to this file drive them; each one says what it
  * reproduces.
  *
@@ -121,7 +122,8 @@ static PyObject *block_then_restore(PyObject *Py_UNUSED(self), PyObject *Py_UNUS
 	Py_BEGIN_ALLOW_THREADS
 	__atomic_store_n(&restore_blocked, 1, __ATOMIC_RELEASE);
 	sem_wait_retry(&restore_sem);
-	Py_END_ALLOW_THREADS	/* past finalization: the thread ends in here */
+	/* Woken after finalization: the thread never gets past this. */
+	Py_END_ALLOW_THREADS
 	Py_RETURN_NONE;
 }
 
@@ -139,7 +141,7 @@ static void wake_at_exit(void)
 static PyObject *arm_wake_at_exit(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
 {
 	if (Py_AtExit(wake_at_exit) < 0) {
-		PyErr_SetString(PyExc_RuntimeError, "Py_AtExit: no room for another callback");
+		PyErr_SetString(PyExc_RuntimeError, "Py_AtExit: no room left");
 		return NULL;
 	}
 	Py_RETURN_NONE;
@@ -235,9 +237,10 @@ static PyObject *use_after_delete(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED
  * ---- (d) exit_holding_gil: gh-87135 -----------------------------------
  *
  * A native thread takes the GIL and ends with pthread_exit() without
- * releasing it, as PyThread_exit_thread() could from inside CPython.
- * The caller joins it, reports, and leaves with _exit(): taking the GIL
- * back would wait forever.
+ * releasing it, the unwinding that gh-87135 calls unsafe in
+ * PyThread_exit_thread().  Whoever asks for the GIL next waits forever
+ * (the "stuck attempting to take the GIL" of bpo-36469), so the caller
+ * joins the thread, reports, and leaves with _exit() instead.
  */
 
 static void *exit_holding_gil_thread(void *arg)
@@ -302,7 +305,7 @@ static void spinner_dealloc(PyObject *op)
 	Py_BEGIN_ALLOW_THREADS	/* gh-96387: hangs here */
 	sleep_seconds(0.001);
 	Py_END_ALLOW_THREADS
-	PyObject_Free(op);
+	Py_TYPE(op)->tp_free(op);
 }
 
 static PyTypeObject SpinnerType = {
@@ -347,7 +350,7 @@ static PyMethodDef gtscenario_methods[] = {
 	{ "blocked", blocked, METH_NOARGS,
 	  "True once block_then_restore() is blocked." },
 	{ "arm_wake_at_exit", arm_wake_at_exit, METH_NOARGS,
-	  "Py_AtExit(): wake block_then_restore() at the end of Py_FinalizeEx(), then sleep 0.3 s." },
+	  "Wake block_then_restore() from a Py_AtExit() callback, then sleep 0.3 s." },
 	{ "start_native_waiter", start_native_waiter, METH_NOARGS,
 	  "Start a native thread that calls PyGILState_Ensure() once woken." },
 	{ "wake_native_waiter_and_wait", wake_native_waiter_and_wait, METH_VARARGS,
@@ -357,9 +360,9 @@ static PyMethodDef gtscenario_methods[] = {
 	{ "exit_holding_gil", exit_holding_gil, METH_NOARGS,
 	  "Let a native thread exit holding the GIL; print 'joined' and _exit(0)." },
 	{ "spin_holding_gil", spin_holding_gil, METH_VARARGS,
-	  "spin_holding_gil(seconds): busy-wait with the GIL held, no eval-loop checks." },
+	  "spin_holding_gil(seconds): busy-wait holding the GIL, no eval loop." },
 	{ "spin_at_thread_clear", spin_at_thread_clear, METH_VARARGS,
-	  "spin_at_thread_clear(seconds): spin that long when this thread's state is cleared." },
+	  "spin_at_thread_clear(seconds): spin when this thread's state is cleared." },
 	{ NULL, NULL, 0, NULL }
 };
 
