@@ -59,8 +59,10 @@ void exit_check_run(const char *trace_path)
 	/* its report goes to our stderr, never into the program's stdout */
 	posix_spawn_file_actions_t actions;
 	pid_t pid;
-	if (posix_spawn_file_actions_init(&actions) != 0)
+	if (posix_spawn_file_actions_init(&actions) != 0) {
+		errno = saved_errno;
 		return;
+	}
 	posix_spawn_file_actions_adddup2(&actions, 2, 1);
 	if (posix_spawn(&pid, program, &actions, NULL, argv, environ) == 0) {
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)

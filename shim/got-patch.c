@@ -11,7 +11,7 @@
  * -fno-plt calls and address-taken functions) of every loaded object that
  * imports a wrapped function, at activation and again after each dlopen().
  * A slot is rewritten only if it holds the interpreter's definition or a
- * lazy-binding stub of its own object: a slot someone else hooked is left
+ * PLT entry of its own object (not bound yet): a slot someone else hooked is left
  * alone.  Slots in a RELRO segment are made writable for the one store.
  *
  * The interpreter's own calls (take_gil's callers, t_bootstrap, ...) are

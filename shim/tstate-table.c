@@ -17,7 +17,7 @@
  * What it cannot see: thread states that no thread ever acquired the GIL
  * with and no wrapper saw (a thread created and destroyed without running
  * Python code on a static build), and more than TSTATE_KEYS / 2 live thread
- * states at once (further ones are not learned; counted in `refused`).
+ * states at once (further ones are not learned).
  * Allocations are not watched: a block of the thread-state size is not a
  * thread state until one of the above confirms it, and that confirmation
  * is all the detectors need.
@@ -40,7 +40,6 @@ static uint16_t home_count[TSTATE_KEYS];
 static unsigned slot_count;
 static unsigned seq;                 /* odd while a writer changes slots */
 static int writer_lock;
-static unsigned refused;
 
 /* Bumped on every removal: a thread's cached "known" tstate is stale then. */
 unsigned tstate_table_generation;
@@ -137,8 +136,6 @@ void tstate_table_learn(uintptr_t tstate)
 	if (slot_count + 2 <= TSTATE_KEYS_MAX) {
 		put(tstate, tstate);
 		put(tstate - DEBUG_ALLOC_HEADER, tstate);
-	} else {
-		refused++;
 	}
 	write_end();
 }

@@ -66,7 +66,7 @@ struct thread_state {
 	bool freed_own_tstate;       /* freed `tstate` itself since (a normal end) */
 	/* what started the watch */
 	unsigned capi;
-	uint64_t caller, watch_tstate, watch_ns;
+	uint64_t caller, watch_tstate;
 	bool reported_error;
 };
 
@@ -81,11 +81,10 @@ struct walk {
 	int fin_thread;
 	int drop_requester[MODEL_MAX_GILS];
 	int gil_holder[MODEL_MAX_GILS];
-	struct {
+	struct forced_switch {
 		bool pending;
 		uint64_t ns;
 		int thread, requester;
-		unsigned gil;
 	} forced_switch[MODEL_MAX_GILS];
 	bool oom;
 };
@@ -220,7 +219,7 @@ static void with_tstate(struct walk *w, struct finding *x, uint64_t tstate)
 static void describe_entry(const struct thread_state *ts, char *buf, size_t size)
 {
 	if (ts->capi)
-		snprintf(buf, size, "%s", gtr_capi_names[ts->capi < GTR_CAPI_COUNT ? ts->capi : 0] ?: "a C-API call");
+		snprintf(buf, size, "%s", trace_capi_name(ts->capi));
 	else
 		snprintf(buf, size, "take_gil");
 }
@@ -308,7 +307,7 @@ static void on_capi_call(struct walk *w, int thread, const struct trace_event *e
 		return; /* on the way out: the exit event decides */
 	if (in_watch && (ts->watch == WATCH_ACQUIRED || ts->watch == WATCH_RELEASED)) {
 		char how[96];
-		snprintf(how, sizeof how, "went on to call %s", gtr_capi_names[fn < GTR_CAPI_COUNT ? fn : 0] ?: "the C-API");
+		snprintf(how, sizeof how, "went on to call %s", trace_capi_name(fn));
 		kept_running(w, thread, e->ns, how);
 		return;
 	}
@@ -320,7 +319,7 @@ static void on_capi_call(struct walk *w, int thread, const struct trace_event *e
 			x->caller = caller;
 			with_tstate(w, x, subject);
 			snprintf(x->what, sizeof x->what, "called %s after finalization began, without checking Py_IsFinalizing()",
-			         gtr_capi_names[fn]);
+			         trace_capi_name(fn));
 		}
 	}
 	const struct tstate_life *freed = subject ? used_after_free(w, ts, subject) : NULL;
@@ -335,7 +334,7 @@ static void on_capi_call(struct walk *w, int thread, const struct trace_event *e
 			x->capi = fn;
 			x->caller = caller;
 			with_tstate(w, x, subject);
-			snprintf(x->what, sizeof x->what, "passed a freed thread state to %s%s", gtr_capi_names[fn],
+			snprintf(x->what, sizeof x->what, "passed a freed thread state to %s%s", trace_capi_name(fn),
 			         w->finalizing && e->ns >= w->fin_start ? "" : " while the runtime was not finalizing");
 		}
 		ts->reported_error = true;
@@ -347,7 +346,6 @@ static void on_capi_call(struct walk *w, int thread, const struct trace_event *e
 		ts->capi = fn;
 		ts->caller = caller;
 		ts->watch_tstate = subject;
-		ts->watch_ns = e->ns;
 	} else if (in_watch && takes_gil(fn) && ts->watch == WATCH_ENTERING && subject && !ts->watch_tstate) {
 		ts->watch_tstate = subject; /* PyGILState_Ensure -> PyEval_RestoreThread */
 	}
@@ -377,7 +375,7 @@ static void on_capi_return(struct walk *w, int thread, const struct trace_event 
 	if (takes_gil(fn) && watched(w, thread, e->ns) &&
 	    (ts->watch == WATCH_ACQUIRED || ts->watch == WATCH_ENTERING)) {
 		char how[96];
-		snprintf(how, sizeof how, "returned from %s to its caller", gtr_capi_names[fn]);
+		snprintf(how, sizeof how, "returned from %s to its caller", trace_capi_name(fn));
 		kept_running(w, thread, e->ns, how);
 	}
 	if (starts_new_runtime(fn))
@@ -396,7 +394,6 @@ static void on_acquire(struct walk *w, int thread, const struct trace_event *e)
 		if (ts->watch == WATCH_NONE) {
 			ts->capi = 0;
 			ts->caller = 0;
-			ts->watch_ns = e->ns;
 		}
 		if (!ts->watch_tstate)
 			ts->watch_tstate = tstate;
@@ -499,7 +496,6 @@ static void on_other(struct walk *w, int thread, const struct trace_event *e)
 			ts->capi = 0;
 			ts->caller = 0;
 			ts->watch_tstate = 0;
-			ts->watch_ns = e->ns;
 		} else if (ts->watch == WATCH_RELEASED) {
 			kept_running(w, thread, e->ns, "went back into take_gil");
 		}
@@ -563,7 +559,6 @@ static void walk_event(struct walk *w, const struct trace_event *e)
 		w->forced_switch[e->arg].ns = e->ns;
 		w->forced_switch[e->arg].thread = thread;
 		w->forced_switch[e->arg].requester = w->drop_requester[e->arg];
-		w->forced_switch[e->arg].gil = e->arg;
 		break;
 	case GTR_EV_GIL_FORCED_SWITCH_END:
 		w->forced_switch[e->arg].pending = false;
@@ -606,7 +601,7 @@ static void at_end(struct walk *w)
 		}
 	}
 	for (unsigned gi = 0; gi < MODEL_MAX_GILS; gi++) {
-		const typeof(w->forced_switch[0]) *fs = &w->forced_switch[gi];
+		const struct forced_switch *fs = &w->forced_switch[gi];
 		if (!fs->pending || fs->requester < 0)
 			continue;
 		const struct model_thread *r = &m->threads[fs->requester];

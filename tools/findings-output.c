@@ -75,10 +75,10 @@ void findings_print_text(FILE *out, const struct model *m, const struct findings
 		fprintf(out, "    at +%s, %s\n", format_duration(d, sizeof d, f->ns),
 		        relative_to_finalization(f, f->ns, b, sizeof b));
 		if (f->capi && detect_capi_takes_tstate(f->capi))
-			fprintf(out, "    C-API call: %s(0x%" PRIx64 ") from %s\n", gtr_capi_names[f->capi], f->tstate,
+			fprintf(out, "    C-API call: %s(0x%" PRIx64 ") from %s\n", trace_capi_name(f->capi), f->tstate,
 			        caller_label(m, f->caller, c, sizeof c));
 		else if (f->capi)
-			fprintf(out, "    C-API call: %s() from %s\n", gtr_capi_names[f->capi],
+			fprintf(out, "    C-API call: %s() from %s\n", trace_capi_name(f->capi),
 			        caller_label(m, f->caller, c, sizeof c));
 		if (f->tstate && f->freed) {
 			fprintf(out, "    thread state 0x%" PRIx64 " was freed by %s at +%s, %s\n", f->tstate,
@@ -127,7 +127,7 @@ void findings_json(struct json *j, const char *key, const struct model *m, const
 			json_null(j, "since_finalization_ns");
 		if (f->capi) {
 			json_object_begin(j, "call");
-			json_string(j, "function", gtr_capi_names[f->capi]);
+			json_string(j, "function", trace_capi_name(f->capi));
 			snprintf(buf, sizeof buf, "0x%" PRIx64, f->caller);
 			json_string(j, "caller", buf);
 			json_string(j, "caller_location", caller_label(m, f->caller, buf, sizeof buf));
