@@ -5,8 +5,12 @@ set -eu
 
 # gcc, make, libc headers: build; python3.11 (+ -dbg): the interpreters the
 # tests trace; python3-pytest: the integration tests.
-# python3.11-dev: headers and python3.11-config for the test scenarios' C code
-PACKAGES="gcc make libc6-dev python3.11 python3.11-dev python3.11-dbg python3-pytest"
+# python3.11-dev: headers and python3.11-config for the test scenarios' C code;
+# libdw-dev, libelf-dev: elfutils, with which giltrace symbolises stacks;
+# chromium, python3-pil: the HTML report's test loads it in a headless
+# browser and reads the screenshot.
+PACKAGES="gcc make libc6-dev python3.11 python3.11-dev python3.11-dbg python3-pytest
+libdw-dev libelf-dev chromium python3-pil"
 
 missing=""
 for p in $PACKAGES; do

@@ -25,13 +25,6 @@ static const char usage_text[] =
         "           of them when several traces are given)\n\n"
         "exit status: 0 every trace was read, 2 a trace was unusable\n";
 
-static const char *thread_name(const struct model_thread *th)
-{
-	if (th->info->name[0])
-		return th->info->name;
-	return th->is_main ? "main" : NULL;
-}
-
 static void build_string(const struct gtr_file_header *h, char *buf, size_t size)
 {
 	snprintf(buf, size, "%s%s%s%s", h->py_build & GTR_BUILD_SHARED ? "shared" : "static",
@@ -128,7 +121,7 @@ static void report_json(struct json *j, const struct trace *t, const struct mode
 		json_object_begin(j, NULL);
 		json_i64(j, "tid", th->info->tid);
 		json_u64(j, "serial", th->info->serial);
-		json_string(j, "name", thread_name(th));
+		json_string(j, "name", model_thread_name(m, (int)i));
 		json_bool(j, "main", th->is_main);
 		if (th->has_start)
 			json_i64(j, "parent_tid", th->parent_tid);
@@ -240,7 +233,7 @@ static void print_tid_list(const struct model *m, bool (*pick)(const struct mode
 		const struct model_thread *th = &m->threads[i];
 		if (!pick(th))
 			continue;
-		const char *name = thread_name(th);
+		const char *name = model_thread_name(m, (int)i);
 		printf("%s%d%s%s%s", any ? ", " : " ", th->info->tid, name ? " (" : "", name ? name : "",
 		       name ? ")" : "");
 		any = true;
@@ -283,7 +276,7 @@ static void report_text(const struct trace *t, const struct model *m, const stru
 	       "forced", "exit");
 	for (size_t i = 0; i < m->thread_count; i++) {
 		const struct model_thread *th = &m->threads[i];
-		const char *name = thread_name(th);
+		const char *name = model_thread_name(m, (int)i);
 		printf("  %-8d %-16s %10s %10s %8" PRIu64 " %8" PRIu64 " %7" PRIu64 "  %s%s\n", th->info->tid,
 		       name ? name : "-", format_duration(d1, sizeof d1, th->hold_ns),
 		       format_duration(d2, sizeof d2, th->wait_ns), th->acquisitions, th->drop_requests,

@@ -14,12 +14,6 @@
 
 #define DOCS "docs/findings.md#"
 
-static const char *name_of(const struct model *m, int thread)
-{
-	const struct model_thread *th = &m->threads[thread];
-	return th->info->name[0] ? th->info->name : th->is_main ? "main" : NULL;
-}
-
 /* "thread 1234 (main)" */
 static const char *thread_label(const struct model *m, int thread, char *buf, size_t size)
 {
@@ -27,7 +21,7 @@ static const char *thread_label(const struct model *m, int thread, char *buf, si
 		snprintf(buf, size, "an unknown thread");
 		return buf;
 	}
-	const char *name = name_of(m, thread);
+	const char *name = model_thread_name(m, thread);
 	if (name)
 		snprintf(buf, size, "thread %d (%s)", m->threads[thread].info->tid, name);
 	else
@@ -63,35 +57,38 @@ static const char *relative_to_finalization(const struct finding *f, uint64_t ns
 	return buf;
 }
 
-void findings_print_text(FILE *out, const struct model *m, const struct findings *fs)
+void finding_print_text(FILE *out, const struct model *m, const struct finding *f)
 {
 	char a[96], b[96], c[96], d[32];
-	for (size_t i = 0; i < fs->count; i++) {
-		const struct finding *f = &fs->items[i];
-		const struct detector_info *k = &detectors[f->kind];
-		fprintf(out, "==%d== giltrace %s: %s: %s\n", m->trace->header.pid,
-		        k->severity == SEVERITY_ERROR ? "ERROR" : "note", k->id, k->title);
-		fprintf(out, "    %s %s\n", thread_label(m, f->thread, a, sizeof a), f->what);
-		fprintf(out, "    at +%s, %s\n", format_duration(d, sizeof d, f->ns),
-		        relative_to_finalization(f, f->ns, b, sizeof b));
-		if (f->capi && detect_capi_takes_tstate(f->capi))
-			fprintf(out, "    C-API call: %s(0x%" PRIx64 ") from %s\n", trace_capi_name(f->capi), f->tstate,
-			        caller_label(m, f->caller, c, sizeof c));
-		else if (f->capi)
-			fprintf(out, "    C-API call: %s() from %s\n", trace_capi_name(f->capi),
-			        caller_label(m, f->caller, c, sizeof c));
-		if (f->tstate && f->freed) {
-			fprintf(out, "    thread state 0x%" PRIx64 " was freed by %s at +%s, %s\n", f->tstate,
-			        f->freed_by == f->thread ? "this thread" : thread_label(m, f->freed_by, a, sizeof a),
-			        format_duration(d, sizeof d, f->freed_ns),
-			        relative_to_finalization(f, f->freed_ns, b, sizeof b));
-		} else if (f->tstate) {
-			fprintf(out, "    thread state 0x%" PRIx64 " (not freed)\n", f->tstate);
-		}
-		if (f->other_thread >= 0)
-			fprintf(out, "    waiting for: %s\n", thread_label(m, f->other_thread, a, sizeof a));
-		fprintf(out, "    see " DOCS "%s\n", k->id);
+	const struct detector_info *k = &detectors[f->kind];
+	fprintf(out, "==%d== giltrace %s: %s: %s\n", m->trace->header.pid,
+	        k->severity == SEVERITY_ERROR ? "ERROR" : "note", k->id, k->title);
+	fprintf(out, "    %s %s\n", thread_label(m, f->thread, a, sizeof a), f->what);
+	fprintf(out, "    at +%s, %s\n", format_duration(d, sizeof d, f->ns),
+	        relative_to_finalization(f, f->ns, b, sizeof b));
+	if (f->capi && detect_capi_takes_tstate(f->capi))
+		fprintf(out, "    C-API call: %s(0x%" PRIx64 ") from %s\n", trace_capi_name(f->capi), f->tstate,
+		        caller_label(m, f->caller, c, sizeof c));
+	else if (f->capi)
+		fprintf(out, "    C-API call: %s() from %s\n", trace_capi_name(f->capi),
+		        caller_label(m, f->caller, c, sizeof c));
+	if (f->tstate && f->freed) {
+		fprintf(out, "    thread state 0x%" PRIx64 " was freed by %s at +%s, %s\n", f->tstate,
+		        f->freed_by == f->thread ? "this thread" : thread_label(m, f->freed_by, a, sizeof a),
+		        format_duration(d, sizeof d, f->freed_ns),
+		        relative_to_finalization(f, f->freed_ns, b, sizeof b));
+	} else if (f->tstate) {
+		fprintf(out, "    thread state 0x%" PRIx64 " (not freed)\n", f->tstate);
 	}
+	if (f->other_thread >= 0)
+		fprintf(out, "    waiting for: %s\n", thread_label(m, f->other_thread, a, sizeof a));
+	fprintf(out, "    see " DOCS "%s\n", k->id);
+}
+
+void findings_print_text(FILE *out, const struct model *m, const struct findings *fs)
+{
+	for (size_t i = 0; i < fs->count; i++)
+		finding_print_text(out, m, &fs->items[i]);
 }
 
 static void json_thread(struct json *j, const char *key, const struct model *m, int thread)
@@ -102,7 +99,7 @@ static void json_thread(struct json *j, const char *key, const struct model *m, 
 	}
 	json_object_begin(j, key);
 	json_i64(j, "tid", m->threads[thread].info->tid);
-	json_string(j, "name", name_of(m, thread));
+	json_string(j, "name", model_thread_name(m, thread));
 	json_object_end(j);
 }
 

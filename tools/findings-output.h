@@ -9,6 +9,8 @@
 #include "detect.h"
 #include "json.h"
 
+/* One finding's block (what findings_print_text prints for it). */
+void finding_print_text(FILE *out, const struct model *m, const struct finding *f);
 /* One block per finding, sanitizer style, in time order. */
 void findings_print_text(FILE *out, const struct model *m, const struct findings *fs);
 /* An array `key` of finding objects. */

@@ -33,6 +33,14 @@ __attribute__((format(printf, 2, 3))) static void model_error(struct model *m, c
 	va_end(ap);
 }
 
+const char *model_thread_name(const struct model *m, int thread)
+{
+	const struct model_thread *th = &m->threads[thread];
+	if (th->info->name[0])
+		return th->info->name;
+	return th->is_main ? "main" : NULL;
+}
+
 static int tid_of(const struct model *m, int thread)
 {
 	return thread >= 0 ? m->threads[thread].info->tid : -1;

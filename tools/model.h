@@ -100,6 +100,10 @@ struct model {
 int model_build(struct model *m, const struct trace *t);
 void model_free(struct model *m);
 
+/* A thread's display name: its name (THREAD_NAME), "main" for the main
+ * thread, else NULL (callers show the tid). */
+const char *model_thread_name(const struct model *m, int thread);
+
 /* "return", "pthread_exit", ... or NULL for MODEL_EXIT_NONE. */
 const char *model_exit_name(enum model_exit e);
 

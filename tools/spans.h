@@ -1,0 +1,66 @@
+/*
+ * spans.h: a trace as lanes of intervals and marks, for the renderers
+ * (timeline, the HTML report, the Chrome export).
+ *
+ * spans_walk() replays the merged events once and reports, per thread and
+ * in time order, contiguous non-overlapping intervals of one state:
+ *
+ *   HELD      it held a GIL (from its acquisition to its release)
+ *   WAITING   it was inside take_gil without the GIL (from its first lock of
+ *             the GIL mutex to the acquisition, or to leaving without it)
+ *   RELEASED  it was alive and neither
+ *
+ * A thread is alive from its first event to its exit or pause, else to the
+ * end of the trace.  It also reports every handoff: GIL g released by one
+ * thread and next acquired by another.
+ *
+ * marks_collect() lists the instants worth a mark on a lane: finalization
+ * starts, thread-state frees, thread exits and parks, findings.
+ */
+#ifndef GILTRACE_SPANS_H
+#define GILTRACE_SPANS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "detect.h"
+#include "model.h"
+
+enum lane_state { LANE_ABSENT = 0, LANE_RELEASED, LANE_WAITING, LANE_HELD, LANE_STATES };
+
+struct span_visitor {
+	void *ctx;
+	/* thread was in state during [start_ns, end_ns), start_ns < end_ns */
+	void (*span)(void *ctx, int thread, enum lane_state state, uint64_t start_ns, uint64_t end_ns);
+	/* `from` released GIL gil at released_ns; `to` acquired it next, at
+	 * acquired_ns.  May be NULL. */
+	void (*handoff)(void *ctx, unsigned gil, int from, uint64_t released_ns, int to, uint64_t acquired_ns);
+};
+
+/* Returns 0, or -1 when out of memory. */
+int spans_walk(const struct model *m, const struct span_visitor *v);
+
+enum mark_kind {
+	MARK_FINALIZE,      /* finalization began (thread: who noticed it first) */
+	MARK_TSTATE_FREE,   /* a thread state was freed by thread */
+	MARK_THREAD_EXIT,   /* the thread ended (return, pthread_exit, process exit) */
+	MARK_THREAD_PARK,   /* the thread parked in pause() */
+	MARK_FINDING,       /* findings->items[finding] */
+};
+
+struct mark {
+	enum mark_kind kind;
+	int thread;                /* model thread index */
+	uint64_t ns;
+	size_t event;              /* index into trace.events; SIZE_MAX for findings */
+	int finding;               /* index into findings->items, or -1 */
+};
+
+/* Every mark, in time order; `findings` may be NULL.  Returns 0 or -1 (out
+ * of memory); free *out with free(). */
+int marks_collect(const struct model *m, const struct findings *findings, struct mark **out, size_t *count);
+
+/* "finalize", "tstate-free", ... */
+const char *mark_kind_name(enum mark_kind k);
+
+#endif
