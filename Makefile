@@ -17,6 +17,8 @@ SHIM_CFLAGS := $(COMMON_CFLAGS) -O2 -fPIC -fvisibility=hidden -ftls-model=initia
 # a static interpreter's definitions of the same names.
 SHIM_LDFLAGS := -shared -Wl,--no-undefined -Wl,-z,now -Wl,-Bsymbolic
 TOOLS_CFLAGS := $(COMMON_CFLAGS) -O2
+# elfutils: symbolising native stacks (tools/symbolize.c)
+TOOLS_LIBS := -ldw -lelf -lm
 SAN_CFLAGS := $(COMMON_CFLAGS) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
 SHIM_SRC := $(wildcard shim/*.c)
@@ -34,20 +36,20 @@ $(BUILD)/libgiltrace.so: $(SHIM_SRC) $(SHIM_HDR) | $(BUILD)
 
 $(BUILD)/giltrace: $(TOOLS_SRC) $(TOOLS_HDR) | $(BUILD)
 	@echo "  CC/LD   $@"
-	$(Q)$(CC) $(TOOLS_CFLAGS) -o $@ $(TOOLS_SRC) -lm
+	$(Q)$(CC) $(TOOLS_CFLAGS) -o $@ $(TOOLS_SRC) $(TOOLS_LIBS)
 
 # The CLI under AddressSanitizer + UndefinedBehaviorSanitizer, for the
 # hostile-input tests.
 $(BUILD)/san/giltrace: $(TOOLS_SRC) $(TOOLS_HDR) | $(BUILD)
 	@mkdir -p $(dir $@)
 	@echo "  CC/LD   $@ (asan, ubsan)"
-	$(Q)$(CC) $(SAN_CFLAGS) -o $@ $(TOOLS_SRC) -lm
+	$(Q)$(CC) $(SAN_CFLAGS) -o $@ $(TOOLS_SRC) $(TOOLS_LIBS)
 
 # Unit tests of the reader and the model on hand-made traces.
 $(BUILD)/san/test-model: tests/unit/test-model.c $(TOOLS_LIB_SRC) $(TOOLS_HDR) | $(BUILD)
 	@mkdir -p $(dir $@)
 	@echo "  CC/LD   $@ (asan, ubsan)"
-	$(Q)$(CC) $(SAN_CFLAGS) -Itools -o $@ tests/unit/test-model.c $(TOOLS_LIB_SRC) -lm
+	$(Q)$(CC) $(SAN_CFLAGS) -Itools -o $@ tests/unit/test-model.c $(TOOLS_LIB_SRC) $(TOOLS_LIBS)
 
 $(BUILD)/bench-mutex: bench/mutex-pair.c | $(BUILD)
 	$(Q)$(CC) $(COMMON_CFLAGS) -O2 -rdynamic -o $@ $< -lpthread

@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #define GTR_MAGIC "GILTRACE"           /* 8 bytes, no terminator on disk */
-#define GTR_VERSION_MAJOR 2            /* readers refuse another major */
+#define GTR_VERSION_MAJOR 3            /* readers refuse another major */
 #define GTR_VERSION_MINOR 0            /* readers accept any minor */
 #define GTR_HEADER_SIZE 4096u          /* struct gtr_file_header, padded */
 #define GTR_CHUNK_MAGIC 0x4b435447u    /* "GTCK" */
@@ -150,7 +150,7 @@ struct gtr_chunk_header {
  *   bits  8..15  arg: GIL index for GIL events, else per-type argument
  *   bits 16..63  clock, low 48 bits
  *
- * followed by gtr_event_payload_words[type] 64-bit payload words.  Clocks
+ * followed by gtr_event_words(type, arg) 64-bit payload words.  Clocks
  * are unwrapped per thread: each event's clock is the smallest value not
  * below the previous one (the chunk's first_clock seeds it) with those low
  * 48 bits.  The writer emits GTR_EV_CLOCK before an event whose distance to
@@ -192,6 +192,11 @@ enum gtr_event_type {
 	GTR_EV_TSTATE_FREE,           /* free() of a known thread state;
 	                                 payload: the thread state */
 	GTR_EV_CLOCK,                 /* payload: full clock of the next event */
+	GTR_EV_STACK,                 /* the native stack of this thread's previous
+	                                 event, written right after it with the same
+	                                 clock; arg: frame count (1..GTR_STACK_MAX_FRAMES);
+	                                 payload: arg return addresses, innermost
+	                                 first, the shim's own frames left out */
 	GTR_EV_COUNT
 };
 
@@ -202,7 +207,10 @@ enum gtr_exit_how {
 };
 #define GTR_EXIT_HELD_GIL 0x80u       /* arg bit: the thread held a GIL */
 
-/* Payload words per event type; a type not listed here has none. */
+#define GTR_STACK_MAX_FRAMES 64u
+
+/* Payload words per event type; a type not listed here has none, and
+ * GTR_EV_STACK's count is its arg (gtr_event_words). */
 static const uint8_t gtr_event_payload_words[GTR_EV_COUNT] = {
 	[GTR_EV_GIL_ACQUIRE] = 2,
 	[GTR_EV_GIL_HELD_AT_FORK] = 1,
@@ -215,6 +223,12 @@ static const uint8_t gtr_event_payload_words[GTR_EV_COUNT] = {
 	[GTR_EV_TSTATE_FREE] = 1,
 	[GTR_EV_CLOCK] = 1,
 };
+
+/* Payload words of an event of `type` with `arg`. */
+static inline unsigned gtr_event_words(unsigned type, unsigned arg)
+{
+	return type == GTR_EV_STACK ? arg : gtr_event_payload_words[type];
+}
 
 /*
  * The C-API entry points the shim wraps (cpython-internals.md §5), in the
@@ -279,6 +293,24 @@ static const char *const gtr_capi_names[GTR_CAPI_COUNT] = {
 	[GTR_CAPI_Py_EndInterpreter] = "Py_EndInterpreter",
 	[GTR_CAPI_PyThread_exit_thread] = "PyThread_exit_thread",
 };
+
+/* Whether a CAPI_CALL's subject is a thread state (else an interpreter, a
+ * PyGILState_STATE, an int or 0). */
+static inline int gtr_capi_subject_is_tstate(unsigned fn)
+{
+	switch (fn) {
+	case GTR_CAPI_PyEval_RestoreThread:
+	case GTR_CAPI_PyEval_AcquireThread:
+	case GTR_CAPI_PyEval_ReleaseThread:
+	case GTR_CAPI_PyThreadState_Clear:
+	case GTR_CAPI_PyThreadState_Delete:
+	case GTR_CAPI_PyThreadState_Swap:
+	case GTR_CAPI_Py_EndInterpreter:
+		return 1;
+	default:
+		return 0;
+	}
+}
 
 static inline uint64_t gtr_event_word(unsigned type, unsigned arg, uint64_t clock)
 {

@@ -207,11 +207,17 @@ void gil_model_check_finalizing(void)
 	uintptr_t last = __atomic_load_n(&finalizing_last, __ATOMIC_RELAXED);
 	if ((now != 0) == (last != 0))
 		return;
+	/* Stamped before the exchange: a thread that sees the new value after
+	 * it stamps its own event later, so the flip comes first in the trace. */
+	uint64_t stamp = shim_clock_now();
 	if (!__atomic_compare_exchange_n(&finalizing_last, &last, now, false, __ATOMIC_ACQ_REL,
 	                                 __ATOMIC_RELAXED))
 		return; /* another thread recorded this flip */
 	uint64_t tstate = shim_python.finalizing_offset >= 0 ? now : 0;
-	recorder_emit(GTR_EV_FINALIZING, now != 0, &tstate);
+	if (now && stack_wanted(STACKS_FINALIZE))
+		stack_emit_at(GTR_EV_FINALIZING, 1, &tstate, stamp);
+	else
+		recorder_emit_at(GTR_EV_FINALIZING, now != 0, &tstate, stamp);
 }
 
 bool gil_model_finalizing(void)

@@ -173,6 +173,7 @@ bool shim_probe_python(void)
 bool shim_activate(void)
 {
 	shim_options_parse(getenv("GILTRACE_OPTIONS"));
+	stack_prepare(); /* before the module map is written: it loads libgcc_s */
 	if (!recorder_open()) {
 		shim_state = SHIM_STOPPED;
 		return false;

@@ -37,6 +37,38 @@ static bool parse_unsigned(const char *s, unsigned *out)
 	return true;
 }
 
+/* "suspect-capi,free" into enum stack_events bits; "none" is 0. */
+static bool parse_stack_events(const char *value, unsigned *out)
+{
+	static const struct {
+		const char *name;
+		unsigned bits;
+	} names[] = {
+		{ "none", 0 },
+		{ "suspect-capi", STACKS_SUSPECT_CAPI },
+		{ "all-capi", STACKS_ALL_CAPI | STACKS_SUSPECT_CAPI },
+		{ "free", STACKS_FREE },
+		{ "finalize", STACKS_FINALIZE },
+		{ "exit", STACKS_EXIT },
+		{ "all", STACKS_DEFAULT | STACKS_ALL_CAPI },
+	};
+	unsigned bits = 0;
+	const char *p = value;
+	do {
+		size_t len = strcspn(p, ",");
+		size_t i = 0;
+		while (i < sizeof names / sizeof names[0] &&
+		       !(strlen(names[i].name) == len && strncmp(names[i].name, p, len) == 0))
+			i++;
+		if (i == sizeof names / sizeof names[0])
+			return false;
+		bits |= names[i].bits;
+		p += len;
+	} while (*p++ == ',');
+	*out = bits;
+	return true;
+}
+
 static void set_option(const char *key, const char *value)
 {
 	if (strcmp(key, "output") == 0) {
@@ -74,9 +106,18 @@ static void set_option(const char *key, const char *value)
 			warn("giltrace", value, "the path of the giltrace program");
 		else
 			strcpy(shim_options.giltrace, value);
+	} else if (strcmp(key, "stacks") == 0) {
+		if (!parse_stack_events(value, &shim_options.stacks))
+			warn("stacks", value, "none, or a comma list of suspect-capi, all-capi, free, finalize, exit, all");
+	} else if (strcmp(key, "stack_depth") == 0) {
+		unsigned v;
+		if (parse_unsigned(value, &v) && v >= 1 && v <= GTR_STACK_MAX_FRAMES)
+			shim_options.stack_depth = v;
+		else
+			warn("stack_depth", value, "frames per stack, 1 to 64");
 	} else {
 		const char *parts[] = { "GILTRACE_OPTIONS: unknown option '", key,
-			                "' (valid: output, mode, ring_size, verbose, check, giltrace)" };
+			                "' (valid: output, mode, ring_size, verbose, check, giltrace, stacks, stack_depth)" };
 		shim_say("warning", parts, 3);
 	}
 }
@@ -90,6 +131,8 @@ void shim_options_parse(const char *text)
 	shim_options.verbose = 0;
 	shim_options.check = 1;
 	shim_options.giltrace[0] = '\0';
+	shim_options.stacks = STACKS_DEFAULT;
+	shim_options.stack_depth = 32;
 	if (!text || !*text)
 		return;
 	if (strlen(text) >= sizeof buf) {

@@ -441,16 +441,19 @@ static bool next_chunk(struct shim_thread *t, uint64_t now)
 }
 
 /* The hot path: one event for the calling thread, stamped `now` or later
- * (each thread's clock never goes back).  Returns the stamp used.  Called
- * inside shim_enter(); touches only this thread's chunk. */
-uint64_t recorder_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now)
+ * (each thread's clock never goes back), followed by its stack when
+ * nframes > 0 (in the same chunk, committed together).  Returns the stamp
+ * used.  Called inside shim_enter(); touches only this thread's chunk. */
+static uint64_t emit(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now, const uint64_t *frames,
+                     unsigned nframes)
 {
 	struct shim_thread *t = &shim_self;
 	unsigned words = 1u + gtr_event_payload_words[type];
+	unsigned stack_words = nframes ? 1u + nframes : 0;
 	if (unlikely(now < t->last_clock))
 		now = t->last_clock;
 	if (unlikely(!t->chunk || t->generation != rec.generation ||
-	             t->used + (words + 2) * 8 > EVENT_AREA)) {
+	             t->used + (words + stack_words + 2) * 8 > EVENT_AREA)) {
 		if (!next_chunk(t, now))
 			return now;
 	}
@@ -463,15 +466,34 @@ uint64_t recorder_emit_at(unsigned type, unsigned arg, const uint64_t *payload, 
 	*p = gtr_event_word(type, arg, now);
 	for (unsigned i = 1; i < words; i++)
 		p[i] = payload[i - 1];
-	t->used += words * 8;
+	if (unlikely(stack_words)) {
+		p += words;
+		*p = gtr_event_word(GTR_EV_STACK, nframes, now);
+		for (unsigned i = 0; i < nframes; i++)
+			p[1 + i] = frames[i];
+	}
+	t->used += (words + stack_words) * 8;
 	t->last_clock = now;
 	__atomic_store_n(&t->chunk->used, t->used, __ATOMIC_RELEASE);
 	return now;
 }
 
+uint64_t recorder_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now)
+{
+	return emit(type, arg, payload, now, NULL, 0);
+}
+
 void recorder_emit(unsigned type, unsigned arg, const uint64_t *payload)
 {
-	recorder_emit_at(type, arg, payload, shim_clock_now());
+	emit(type, arg, payload, shim_clock_now(), NULL, 0);
+}
+
+uint64_t recorder_emit_with_stack_at(unsigned type, unsigned arg, const uint64_t *payload, const uint64_t *frames,
+                                     unsigned nframes, uint64_t now)
+{
+	if (nframes > GTR_STACK_MAX_FRAMES)
+		nframes = GTR_STACK_MAX_FRAMES;
+	return emit(type, arg, payload, now, frames, nframes);
 }
 
 /* ---- metadata ----------------------------------------------------------------- */

@@ -12,6 +12,7 @@
  *   got-patch.c      routing loaded objects' C-API imports to those wrappers
  *   wrap-free.c      free(): when a known thread state dies
  *   tstate-table.c   the thread states the shim knows
+ *   stack.c          native stacks at the events that explain findings
  *   exit-check.c     findings on stderr when the process ends
  *   signal-safe.c    async-signal-safe output helpers
  */
@@ -78,6 +79,8 @@ struct shim_options {
 	unsigned verbose;          /* 0 quiet, 1 start/end lines on stderr */
 	unsigned check;            /* 1: print findings on stderr at exit */
 	char giltrace[4096];       /* the giltrace binary for `check`, or "" */
+	unsigned stacks;           /* enum stack_events: which events get a stack */
+	unsigned stack_depth;      /* frames per stack, 1..GTR_STACK_MAX_FRAMES */
 };
 extern struct shim_options shim_options;
 
@@ -138,6 +141,9 @@ void recorder_reopen_in_child(void);
 void recorder_emit(unsigned type, unsigned arg, const uint64_t *payload);
 /* The same, stamped no earlier than `now`; returns the stamp written. */
 uint64_t recorder_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now);
+/* recorder_emit_at() followed by a stack (stack.c). */
+uint64_t recorder_emit_with_stack_at(unsigned type, unsigned arg, const uint64_t *payload, const uint64_t *frames,
+                                     unsigned nframes, uint64_t now);
 /* Append a metadata record (module, GIL) to the log in the header area. */
 void recorder_add_meta(const void *record, size_t size);
 /* Record newly loaded objects (path, address, build-id); idempotent. */
@@ -221,6 +227,31 @@ void *capi_real(enum gtr_capi fn);
 /* Route the C-API imports of every loaded object not yet seen to the
  * wrappers; idempotent, called at activation and after each dlopen. */
 void got_patch_loaded_objects(void);
+
+/* ---- native stacks (stack.c) --------------------------------------------- */
+
+/* The events that may get a stack (option stacks=). */
+enum stack_events {
+	STACKS_SUSPECT_CAPI = 1u << 0, /* C-API calls while finalizing, or with a
+	                                  thread state not known to be alive */
+	STACKS_ALL_CAPI = 1u << 1,     /* every C-API call */
+	STACKS_FREE = 1u << 2,         /* thread-state frees */
+	STACKS_FINALIZE = 1u << 3,     /* Py_FinalizeEx entry, the finalizing flip */
+	STACKS_EXIT = 1u << 4,         /* thread exits and parks while finalizing
+	                                  or holding the GIL */
+};
+#define STACKS_DEFAULT (STACKS_SUSPECT_CAPI | STACKS_FREE | STACKS_FINALIZE | STACKS_EXIT)
+
+/* At activation: find the shim's own code, load the unwinder. */
+void stack_prepare(void);
+/* Whether any of `events` (enum stack_events) get a stack. */
+bool stack_wanted(unsigned events);
+/* recorder_emit() followed by the calling thread's stack, stamped with the
+ * time of the call, not of the end of the (slower) unwinding.  Inside
+ * shim_enter(). */
+void stack_emit(unsigned type, unsigned arg, const uint64_t *payload);
+/* The same, stamped no earlier than `now`. */
+void stack_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now);
 
 /* ---- findings at exit (exit-check.c) ------------------------------------ */
 

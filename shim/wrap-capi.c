@@ -77,6 +77,20 @@ void capi_resolve(void)
 #define REAL(fn, type) ((type)capi_real(GTR_CAPI_##fn))
 #define CALLER() ((uintptr_t)__builtin_return_address(0))
 
+/* Whether a call gets a stack (stack.c): the ones a finding may point at,
+ * made while finalizing or with a thread state not known to be alive (a
+ * freed one, or one the shim has not seen yet), and finalization's start. */
+static bool call_wants_stack(enum gtr_capi fn, uintptr_t subject)
+{
+	if (stack_wanted(STACKS_ALL_CAPI))
+		return true;
+	if (fn == GTR_CAPI_Py_FinalizeEx || fn == GTR_CAPI_Py_Finalize)
+		return stack_wanted(STACKS_FINALIZE);
+	if (!stack_wanted(STACKS_SUSPECT_CAPI))
+		return false;
+	return gil_model_finalizing() || (subject && gtr_capi_subject_is_tstate(fn) && !tstate_table_find((void *)subject));
+}
+
 static void record_call(enum gtr_capi fn, uintptr_t subject, uintptr_t caller)
 {
 	if (!shim_enter())
@@ -84,7 +98,10 @@ static void record_call(enum gtr_capi fn, uintptr_t subject, uintptr_t caller)
 	int saved_errno = errno;
 	gil_model_check_finalizing();
 	uint64_t payload[2] = { subject, caller };
-	recorder_emit(GTR_EV_CAPI_CALL, fn, payload);
+	if (unlikely(call_wants_stack(fn, subject)))
+		stack_emit(GTR_EV_CAPI_CALL, fn, payload);
+	else
+		recorder_emit(GTR_EV_CAPI_CALL, fn, payload);
 	errno = saved_errno;
 	shim_leave();
 }

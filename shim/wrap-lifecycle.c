@@ -33,13 +33,19 @@ struct thread_start {
 	int32_t parent_tid;
 };
 
-static void record_thread_exit(unsigned how)
+/* A thread's end (exit or park), with a stack when it may explain a
+ * finding: while finalizing (a must-exit check ended it) or holding a GIL. */
+static void record_thread_end(unsigned type, unsigned how)
 {
 	if (!shim_enter())
 		return;
 	int saved_errno = errno;
 	gil_model_check_finalizing();
-	recorder_emit(GTR_EV_THREAD_EXIT, how | (shim_self.gil_held ? GTR_EXIT_HELD_GIL : 0), NULL);
+	unsigned arg = how | (shim_self.gil_held ? GTR_EXIT_HELD_GIL : 0);
+	if ((gil_model_finalizing() || shim_self.gil_held) && stack_wanted(STACKS_EXIT))
+		stack_emit(type, arg, NULL);
+	else
+		recorder_emit(type, arg, NULL);
 	errno = saved_errno;
 	shim_leave();
 }
@@ -54,7 +60,7 @@ static void *thread_trampoline(void *p)
 		shim_leave();
 	}
 	void *result = start.start_routine(start.arg);
-	record_thread_exit(GTR_EXIT_RETURN);
+	record_thread_end(GTR_EV_THREAD_EXIT, GTR_EXIT_RETURN);
 	return result;
 }
 
@@ -83,20 +89,14 @@ SHIM_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr, vo
 SHIM_EXPORT void pthread_exit(void *retval)
 {
 	RESOLVED(exit);
-	record_thread_exit(GTR_EXIT_PTHREAD_EXIT);
+	record_thread_end(GTR_EV_THREAD_EXIT, GTR_EXIT_PTHREAD_EXIT);
 	shim_real.exit(retval);
 }
 
 SHIM_EXPORT int pause(void)
 {
 	RESOLVED(pause);
-	if (shim_enter()) {
-		int saved_errno = errno;
-		gil_model_check_finalizing();
-		recorder_emit(GTR_EV_THREAD_PAUSE, shim_self.gil_held ? GTR_EXIT_HELD_GIL : 0, NULL);
-		errno = saved_errno;
-		shim_leave();
-	}
+	record_thread_end(GTR_EV_THREAD_PAUSE, 0);
 	return shim_real.pause();
 }
 

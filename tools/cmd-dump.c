@@ -1,6 +1,7 @@
 /*
  * cmd-dump.c: `giltrace dump TRACE`: the header, then every event in time
- * order, one line each.  For debugging giltrace itself and for grep.
+ * order, one line each (with its raw stack, if it has one).  For debugging
+ * giltrace itself and for grep.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -108,6 +109,9 @@ int cmd_dump(int argc, char **argv)
 		const struct trace_event *e = &t.events[i];
 		printf("%14.9f %7d %s", (double)e->ns / 1e9, t.threads[e->thread].tid, trace_event_name(e->type));
 		print_details(e);
+		const struct trace_stack *st = trace_stack_of(&t, i);
+		for (uint32_t f = 0; st && f < st->count; f++)
+			printf("%s0x%" PRIx64, f ? "," : " stack=", t.stack_frames[st->first + f]);
 		putchar('\n');
 	}
 	trace_free(&t);

@@ -35,6 +35,9 @@ static const char usage_text[] =
         "  --check             exit with status 1 if a finding of severity error\n"
         "                      appeared (findings are printed on stderr either way)\n"
         "  --verbose           the shim says when it starts and stops tracing\n\n"
+        "GILTRACE_OPTIONS in the environment is passed on (e.g. stacks=all,\n"
+        "stack_depth=48; see README.md); run sets output, mode, ring_size,\n"
+        "verbose and check itself.\n\n"
         "exit status: CMD's own (128+N if a signal N killed it); with --check, 1\n"
         "when a trace has error findings; 2 usage error\n";
 
@@ -223,9 +226,13 @@ int cmd_run(int argc, char **argv)
 	snprintf(tmp, sizeof tmp, "%s/.giltrace-run.XXXXXX", dir);
 	if (!mkdtemp(tmp))
 		die("cannot create a directory for traces next to '%s': %s", output, strerror(errno));
-	char options[PATH_MAX + 128];
-	snprintf(options, sizeof options, "output=%s/%%p.gtr:mode=%s:ring_size=%lu:verbose=%d:check=0", tmp, mode,
-	         ring_size, verbose);
+	/* The user's GILTRACE_OPTIONS (stacks=, stack_depth=) come first: the
+	 * shim takes the last value of a key, so run's own keys win. */
+	const char *user = getenv("GILTRACE_OPTIONS");
+	char options[PATH_MAX + 8192];
+	if (snprintf(options, sizeof options, "%s%soutput=%s/%%p.gtr:mode=%s:ring_size=%lu:verbose=%d:check=0",
+	             user ? user : "", user && *user ? ":" : "", tmp, mode, ring_size, verbose) >= (int)sizeof options)
+		die("GILTRACE_OPTIONS is too long (%zu bytes)", strlen(user));
 
 	/* Like time(1): the terminal's SIGINT/SIGQUIT reach the child; we
 	 * stay to collect the traces and pass its status on. */

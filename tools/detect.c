@@ -54,6 +54,7 @@ struct tstate_life {
 	bool freed;
 	uint64_t freed_ns;
 	int freed_by;
+	size_t freed_event;
 };
 
 #define BINDINGS 8
@@ -67,12 +68,14 @@ struct thread_state {
 	/* what started the watch */
 	unsigned capi;
 	uint64_t caller, watch_tstate;
+	size_t watch_event;
 	bool reported_error;
 };
 
 struct walk {
 	const struct model *m;
 	struct findings *out;
+	size_t at;                   /* index of the event being walked, SIZE_MAX at the end */
 	struct tstate_life *lives;   /* open addressing, power-of-two size */
 	size_t life_cap, life_count;
 	struct thread_state *threads;
@@ -194,6 +197,8 @@ static struct finding *add(struct walk *w, enum detector kind, int thread, uint6
 	x->ns = ns;
 	x->freed_by = -1;
 	x->other_thread = -1;
+	x->stack_event = SIZE_MAX;
+	x->freed_event = SIZE_MAX;
 	x->finalizing = w->finalizing && ns >= w->fin_start;
 	x->fin_seen = w->fin_ever && ns >= w->fin_start;
 	x->fin_start_ns = w->fin_start;
@@ -212,7 +217,19 @@ static void with_tstate(struct walk *w, struct finding *x, uint64_t tstate)
 		x->freed = true;
 		x->freed_ns = l->freed_ns;
 		x->freed_by = l->freed_by;
+		x->freed_event = l->freed_event;
 	}
+}
+
+/* The first of two events (indices, SIZE_MAX none) that has a stack. */
+static size_t with_stack(const struct walk *w, size_t first, size_t second)
+{
+	const struct trace *t = w->m->trace;
+	if (first != SIZE_MAX && trace_stack_of(t, first))
+		return first;
+	if (second != SIZE_MAX && trace_stack_of(t, second))
+		return second;
+	return SIZE_MAX;
 }
 
 /* What a watched thread did, from what started its watch. */
@@ -234,6 +251,7 @@ static void watch_finding(struct walk *w, int thread, uint64_t ns, enum detector
 	describe_entry(ts, entry, sizeof entry);
 	x->capi = ts->capi;
 	x->caller = ts->caller;
+	x->stack_event = with_stack(w, ts->watch_event, w->at);
 	with_tstate(w, x, ts->watch_tstate ? ts->watch_tstate : ts->tstate);
 	snprintf(x->what, sizeof x->what, "entered %s%s after finalization began and %s", entry,
 	         x->freed ? " with a freed thread state" : "", how);
@@ -264,22 +282,6 @@ static bool takes_gil(unsigned fn)
 	       fn == GTR_CAPI_PyEval_AcquireLock || fn == GTR_CAPI_PyGILState_Ensure;
 }
 
-bool detect_capi_takes_tstate(unsigned fn)
-{
-	switch (fn) {
-	case GTR_CAPI_PyEval_RestoreThread:
-	case GTR_CAPI_PyEval_AcquireThread:
-	case GTR_CAPI_PyEval_ReleaseThread:
-	case GTR_CAPI_PyThreadState_Clear:
-	case GTR_CAPI_PyThreadState_Delete:
-	case GTR_CAPI_PyThreadState_Swap:
-	case GTR_CAPI_Py_EndInterpreter:
-		return true;
-	default:
-		return false;
-	}
-}
-
 /* The runtime's finalizing flag stays set after Py_FinalizeEx returns (the
  * must-exit checks still end daemon threads then); a new runtime starts
  * with these. */
@@ -300,7 +302,7 @@ static void on_capi_call(struct walk *w, int thread, const struct trace_event *e
 {
 	struct thread_state *ts = &w->threads[thread];
 	unsigned fn = e->arg;
-	uint64_t subject = detect_capi_takes_tstate(fn) ? e->payload[0] : 0, caller = e->payload[1];
+	uint64_t subject = gtr_capi_subject_is_tstate(fn) ? e->payload[0] : 0, caller = e->payload[1];
 	bool in_watch = watched(w, thread, e->ns);
 
 	if (fn == GTR_CAPI_PyThread_exit_thread)
@@ -317,6 +319,7 @@ static void on_capi_call(struct walk *w, int thread, const struct trace_event *e
 		if (x) {
 			x->capi = fn;
 			x->caller = caller;
+			x->stack_event = with_stack(w, w->at, SIZE_MAX);
 			with_tstate(w, x, subject);
 			snprintf(x->what, sizeof x->what, "called %s after finalization began, without checking Py_IsFinalizing()",
 			         trace_capi_name(fn));
@@ -333,6 +336,7 @@ static void on_capi_call(struct walk *w, int thread, const struct trace_event *e
 		if (x) {
 			x->capi = fn;
 			x->caller = caller;
+			x->stack_event = with_stack(w, w->at, SIZE_MAX);
 			with_tstate(w, x, subject);
 			snprintf(x->what, sizeof x->what, "passed a freed thread state to %s%s", trace_capi_name(fn),
 			         w->finalizing && e->ns >= w->fin_start ? "" : " while the runtime was not finalizing");
@@ -346,6 +350,7 @@ static void on_capi_call(struct walk *w, int thread, const struct trace_event *e
 		ts->capi = fn;
 		ts->caller = caller;
 		ts->watch_tstate = subject;
+		ts->watch_event = w->at;
 	} else if (in_watch && takes_gil(fn) && ts->watch == WATCH_ENTERING && subject && !ts->watch_tstate) {
 		ts->watch_tstate = subject; /* PyGILState_Ensure -> PyEval_RestoreThread */
 	}
@@ -394,6 +399,7 @@ static void on_acquire(struct walk *w, int thread, const struct trace_event *e)
 		if (ts->watch == WATCH_NONE) {
 			ts->capi = 0;
 			ts->caller = 0;
+			ts->watch_event = w->at;
 		}
 		if (!ts->watch_tstate)
 			ts->watch_tstate = tstate;
@@ -415,6 +421,7 @@ static void on_thread_exit(struct walk *w, int thread, const struct trace_event 
 	if (held && (how == GTR_EXIT_RETURN || how == GTR_EXIT_PTHREAD_EXIT)) {
 		struct finding *x = add(w, DETECT_EXIT_HOLDING_GIL, thread, e->ns);
 		if (x) {
+			x->stack_event = with_stack(w, w->at, SIZE_MAX);
 			with_tstate(w, x, ts->tstate);
 			snprintf(x->what, sizeof x->what, "%s while it held the GIL; no other thread can take it again",
 			         how == GTR_EXIT_RETURN ? "returned from its start routine" : "called pthread_exit()");
@@ -440,6 +447,7 @@ static void on_thread_exit(struct walk *w, int thread, const struct trace_event 
 		 * thread that freed its own thread state is ending normally */
 		if (how == GTR_EXIT_PTHREAD_EXIT && !ts->freed_own_tstate) {
 			ts->watch_tstate = ts->tstate;
+			ts->watch_event = SIZE_MAX;
 			watch_finding(w, thread, e->ns, DETECT_EXIT_IN_TAKE_GIL, "was ended there (pthread_exit)");
 		}
 		break;
@@ -453,8 +461,10 @@ static void on_pause(struct walk *w, int thread, const struct trace_event *e)
 	struct thread_state *ts = &w->threads[thread];
 	if (!watched(w, thread, e->ns))
 		return;
-	if (ts->watch == WATCH_NONE)
+	if (ts->watch == WATCH_NONE) {
 		ts->watch_tstate = ts->tstate;
+		ts->watch_event = SIZE_MAX;
+	}
 	watch_finding(w, thread, e->ns, DETECT_PARKED_AT_EXIT, "was parked there for good (pause)");
 }
 
@@ -496,6 +506,7 @@ static void on_other(struct walk *w, int thread, const struct trace_event *e)
 			ts->capi = 0;
 			ts->caller = 0;
 			ts->watch_tstate = 0;
+			ts->watch_event = w->at;
 		} else if (ts->watch == WATCH_RELEASED) {
 			kept_running(w, thread, e->ns, "went back into take_gil");
 		}
@@ -529,6 +540,7 @@ static void walk_event(struct walk *w, const struct trace_event *e)
 			l->freed = true;
 			l->freed_ns = e->ns;
 			l->freed_by = thread;
+			l->freed_event = w->at;
 		}
 		if (e->payload[0] == ts->tstate)
 			ts->freed_own_tstate = true;
@@ -645,8 +657,11 @@ int detect_run(const struct model *m, struct findings *out)
 	if (!w.lives || !w.threads)
 		w.oom = true;
 	const struct trace *t = m->trace;
-	for (size_t i = 0; i < t->event_count && !w.oom; i++)
+	for (size_t i = 0; i < t->event_count && !w.oom; i++) {
+		w.at = i;
 		walk_event(&w, &t->events[i]);
+	}
+	w.at = SIZE_MAX;
 	if (!w.oom)
 		at_end(&w);
 	free(w.lives);

@@ -49,6 +49,9 @@ struct finding {
 	bool finalizing;             /* finalization was under way at ns */
 	bool fin_seen;               /* a finalization began before ns: */
 	uint64_t fin_start_ns;       /* the latest one's start */
+	size_t stack_event;          /* the event whose stack shows the call or the
+	                                exit (trace_stack_of), SIZE_MAX none */
+	size_t freed_event;          /* the free of tstate, SIZE_MAX none */
 	char what[200];              /* what the thread did, one sentence */
 };
 
@@ -57,9 +60,6 @@ struct findings {
 	size_t count;
 	size_t errors, notes;
 };
-
-/* Whether a wrapped C-API function's CALL subject is a thread state. */
-bool detect_capi_takes_tstate(unsigned fn);
 
 /* Returns 0, or -1 when out of memory.  Free with findings_free(). */
 int detect_run(const struct model *m, struct findings *out);

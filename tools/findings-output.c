@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "format.h"
+#include "symbolize.h"
 
 #define DOCS "docs/findings.md#"
 
@@ -57,7 +58,35 @@ static const char *relative_to_finalization(const struct finding *f, uint64_t ns
 	return buf;
 }
 
-void finding_print_text(FILE *out, const struct model *m, const struct finding *f)
+/* "#3 0x7f.. in take_gil Python/ceval_gil.c:302 (libpython3.12.so.1.0+0x1a2b)" */
+static void print_frame(FILE *out, unsigned n, const struct frame_info *fi)
+{
+	fprintf(out, "      #%u 0x%" PRIx64, n, fi->address);
+	if (fi->function && fi->file)
+		fprintf(out, " in %s %s:%d", fi->function, fi->file, fi->line);
+	else if (fi->function)
+		fprintf(out, " in %s+0x%" PRIx64, fi->function, fi->function_offset);
+	if (fi->module)
+		fprintf(out, " (%s+0x%" PRIx64 ")", fi->module, fi->module_offset);
+	fputc('\n', out);
+}
+
+static void print_stack(FILE *out, const struct model *m, size_t event, struct symbolizer *sym)
+{
+	const struct trace *t = m->trace;
+	const struct trace_stack *st = event != SIZE_MAX ? trace_stack_of(t, event) : NULL;
+	for (uint32_t i = 0; st && i < st->count; i++) {
+		struct frame_info fi;
+		uint64_t address = t->stack_frames[st->first + i];
+		if (sym)
+			symbolizer_lookup(sym, address, &fi);
+		else
+			fi = (struct frame_info){ .address = address };
+		print_frame(out, i, &fi);
+	}
+}
+
+void finding_print_text(FILE *out, const struct model *m, const struct finding *f, struct symbolizer *sym)
 {
 	char a[96], b[96], c[96], d[32];
 	const struct detector_info *k = &detectors[f->kind];
@@ -66,17 +95,20 @@ void finding_print_text(FILE *out, const struct model *m, const struct finding *
 	fprintf(out, "    %s %s\n", thread_label(m, f->thread, a, sizeof a), f->what);
 	fprintf(out, "    at +%s, %s\n", format_duration(d, sizeof d, f->ns),
 	        relative_to_finalization(f, f->ns, b, sizeof b));
-	if (f->capi && detect_capi_takes_tstate(f->capi))
+	if (f->capi && gtr_capi_subject_is_tstate(f->capi))
 		fprintf(out, "    C-API call: %s(0x%" PRIx64 ") from %s\n", trace_capi_name(f->capi), f->tstate,
 		        caller_label(m, f->caller, c, sizeof c));
 	else if (f->capi)
 		fprintf(out, "    C-API call: %s() from %s\n", trace_capi_name(f->capi),
 		        caller_label(m, f->caller, c, sizeof c));
+	print_stack(out, m, f->stack_event, sym);
 	if (f->tstate && f->freed) {
-		fprintf(out, "    thread state 0x%" PRIx64 " was freed by %s at +%s, %s\n", f->tstate,
+		fprintf(out, "    thread state 0x%" PRIx64 " was freed by %s at +%s, %s%s\n", f->tstate,
 		        f->freed_by == f->thread ? "this thread" : thread_label(m, f->freed_by, a, sizeof a),
 		        format_duration(d, sizeof d, f->freed_ns),
-		        relative_to_finalization(f, f->freed_ns, b, sizeof b));
+		        relative_to_finalization(f, f->freed_ns, b, sizeof b),
+		        f->freed_event != SIZE_MAX && trace_stack_of(m->trace, f->freed_event) ? ":" : "");
+		print_stack(out, m, f->freed_event, sym);
 	} else if (f->tstate) {
 		fprintf(out, "    thread state 0x%" PRIx64 " (not freed)\n", f->tstate);
 	}
@@ -85,10 +117,57 @@ void finding_print_text(FILE *out, const struct model *m, const struct finding *
 	fprintf(out, "    see " DOCS "%s\n", k->id);
 }
 
+void findings_print_problems(FILE *out, struct symbolizer *sym)
+{
+	const char *const *lines;
+	size_t n = sym ? symbolizer_problems(sym, &lines) : 0;
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "giltrace: note: stack symbols: %s\n", lines[i]);
+}
+
 void findings_print_text(FILE *out, const struct model *m, const struct findings *fs)
 {
+	struct symbolizer *sym = fs->count ? symbolizer_new(m->trace) : NULL;
 	for (size_t i = 0; i < fs->count; i++)
-		finding_print_text(out, m, &fs->items[i]);
+		finding_print_text(out, m, &fs->items[i], sym);
+	findings_print_problems(out, sym);
+	symbolizer_free(sym);
+}
+
+static void json_stack(struct json *j, const char *key, const struct model *m, size_t event, struct symbolizer *sym)
+{
+	const struct trace *t = m->trace;
+	const struct trace_stack *st = event != SIZE_MAX ? trace_stack_of(t, event) : NULL;
+	if (!st) {
+		json_null(j, key);
+		return;
+	}
+	char buf[32];
+	json_array_begin(j, key);
+	for (uint32_t i = 0; i < st->count; i++) {
+		struct frame_info fi;
+		uint64_t address = t->stack_frames[st->first + i];
+		if (sym)
+			symbolizer_lookup(sym, address, &fi);
+		else
+			fi = (struct frame_info){ .address = address };
+		json_object_begin(j, NULL);
+		snprintf(buf, sizeof buf, "0x%" PRIx64, fi.address);
+		json_string(j, "address", buf);
+		json_string(j, "module", fi.module);
+		if (fi.module)
+			json_u64(j, "module_offset", fi.module_offset);
+		else
+			json_null(j, "module_offset");
+		json_string(j, "function", fi.function);
+		json_string(j, "file", fi.file);
+		if (fi.line)
+			json_i64(j, "line", fi.line);
+		else
+			json_null(j, "line");
+		json_object_end(j);
+	}
+	json_array_end(j);
 }
 
 static void json_thread(struct json *j, const char *key, const struct model *m, int thread)
@@ -106,6 +185,7 @@ static void json_thread(struct json *j, const char *key, const struct model *m, 
 void findings_json(struct json *j, const char *key, const struct model *m, const struct findings *fs)
 {
 	char buf[96];
+	struct symbolizer *sym = fs->count ? symbolizer_new(m->trace) : NULL;
 	json_array_begin(j, key);
 	for (size_t i = 0; i < fs->count; i++) {
 		const struct finding *f = &fs->items[i];
@@ -132,6 +212,7 @@ void findings_json(struct json *j, const char *key, const struct model *m, const
 		} else {
 			json_null(j, "call");
 		}
+		json_stack(j, "stack", m, f->stack_event, sym);
 		if (f->tstate) {
 			json_object_begin(j, "tstate");
 			snprintf(buf, sizeof buf, "0x%" PRIx64, f->tstate);
@@ -144,6 +225,7 @@ void findings_json(struct json *j, const char *key, const struct model *m, const
 					json_i64(j, "freed_since_finalization_ns", (int64_t)f->freed_ns - (int64_t)f->fin_start_ns);
 				else
 					json_null(j, "freed_since_finalization_ns");
+				json_stack(j, "freed_stack", m, f->freed_event, sym);
 			}
 			json_object_end(j);
 		} else {
@@ -153,4 +235,5 @@ void findings_json(struct json *j, const char *key, const struct model *m, const
 		json_object_end(j);
 	}
 	json_array_end(j);
+	symbolizer_free(sym);
 }

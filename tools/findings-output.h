@@ -9,9 +9,15 @@
 #include "detect.h"
 #include "json.h"
 
-/* One finding's block (what findings_print_text prints for it). */
-void finding_print_text(FILE *out, const struct model *m, const struct finding *f);
-/* One block per finding, sanitizer style, in time order. */
+struct symbolizer;
+
+/* One finding's block (what findings_print_text prints for it), its stacks
+ * symbolised with sym (symbolize.h), or raw addresses if sym is NULL. */
+void finding_print_text(FILE *out, const struct model *m, const struct finding *f, struct symbolizer *sym);
+/* One note per module whose frames could not be symbolised. */
+void findings_print_problems(FILE *out, struct symbolizer *sym);
+/* One block per finding, sanitizer style, in time order, with symbolised
+ * stacks (and the symbolisation's problems after them). */
 void findings_print_text(FILE *out, const struct model *m, const struct findings *fs);
 /* An array `key` of finding objects. */
 void findings_json(struct json *j, const char *key, const struct model *m, const struct findings *fs);

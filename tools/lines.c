@@ -18,6 +18,14 @@ void lines_vappend(char ***items, size_t *count, size_t max, const char *fmt, va
 		(*count)++;
 }
 
+void lines_append(char ***items, size_t *count, size_t max, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	lines_vappend(items, count, max, fmt, ap);
+	va_end(ap);
+}
+
 void lines_free(char **items, size_t count)
 {
 	for (size_t i = 0; i < count; i++)

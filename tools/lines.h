@@ -11,6 +11,8 @@
 /* Append vsnprintf(fmt, ap) to the list (*items, *count) unless it holds max
  * lines; out of memory drops the line. */
 void lines_vappend(char ***items, size_t *count, size_t max, const char *fmt, va_list ap);
+__attribute__((format(printf, 4, 5))) void lines_append(char ***items, size_t *count, size_t max, const char *fmt,
+                                                       ...);
 void lines_free(char **items, size_t count);
 
 #endif

@@ -102,6 +102,9 @@ int spans_walk(const struct model *m, const struct span_visitor *v)
 			g->holder = g->last_releaser = -1;
 			break;
 		case GTR_EV_THREAD_EXIT:
+			if ((e->arg & 0x7f) == GTR_EXIT_PROCESS)
+				break; /* it keeps what it holds until the process is gone */
+			/* fall through */
 		case GTR_EV_THREAD_PAUSE:
 			if (l->holding >= 0 && gils[l->holding].holder == thread)
 				gils[l->holding].holder = -1; /* the model reports it */

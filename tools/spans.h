@@ -11,7 +11,8 @@
  *   RELEASED  it was alive and neither
  *
  * A thread is alive from its first event to its exit or pause, else to the
- * end of the trace.  It also reports every handoff: GIL g released by one
+ * end of the trace (the thread that ends the process, too: like the model,
+ * it keeps the GIL it holds until the end).  It also reports every handoff: GIL g released by one
  * thread and next acquired by another.
  *
  * marks_collect() lists the instants worth a mark on a lane: finalization

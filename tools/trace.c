@@ -41,6 +41,7 @@ static const char *const event_names[GTR_EV_COUNT] = {
 	[GTR_EV_CAPI_RETURN] = "capi-return",
 	[GTR_EV_TSTATE_FREE] = "tstate-free",
 	[GTR_EV_CLOCK] = "clock",
+	[GTR_EV_STACK] = "stack",
 };
 
 const char *trace_capi_name(unsigned fn)
@@ -56,6 +57,19 @@ const struct trace_module *trace_module_of(const struct trace *t, uint64_t addre
 			return m;
 	}
 	return NULL;
+}
+
+const struct trace_stack *trace_stack_of(const struct trace *t, size_t event)
+{
+	size_t lo = 0, hi = t->stack_count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (t->stacks[mid].event < event)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < t->stack_count && t->stacks[lo].event == event ? &t->stacks[lo] : NULL;
 }
 
 const char *trace_event_name(unsigned type)
@@ -269,6 +283,29 @@ static int chunk_order(const void *a, const void *b)
 	return 0;
 }
 
+/* Append a stack's frames to the pool; payload gets { first, count }.
+ * False when out of memory (the stack is dropped, with a note). */
+static bool add_frames(struct trace *t, const unsigned char *p, unsigned count, uint64_t *payload)
+{
+	if (t->stack_frame_count + count > t->stack_frame_cap) {
+		size_t cap = t->stack_frame_cap ? 2 * t->stack_frame_cap : 1024;
+		while (cap < t->stack_frame_count + count)
+			cap *= 2;
+		uint64_t *grown = cap <= UINT32_MAX ? realloc(t->stack_frames, cap * sizeof *grown) : NULL;
+		if (!grown) {
+			note(t, "out of memory for stacks: some are left out");
+			return false;
+		}
+		t->stack_frames = grown;
+		t->stack_frame_cap = cap;
+	}
+	memcpy(t->stack_frames + t->stack_frame_count, p, count * 8);
+	payload[0] = t->stack_frame_count;
+	payload[1] = count;
+	t->stack_frame_count += count;
+	return true;
+}
+
 /* Decode one chunk's events into out (room for `used / 8` events). */
 static size_t decode_chunk(struct trace *t, const unsigned char *p, const struct chunk_ref *c, uint32_t thread,
                            struct trace_event *out)
@@ -284,7 +321,13 @@ static size_t decode_chunk(struct trace *t, const unsigned char *p, const struct
 			     c->h.thread_serial, type, (unsigned long long)c->index);
 			break;
 		}
-		unsigned words = gtr_event_payload_words[type];
+		unsigned arg = (unsigned)(word >> 8) & 0xff;
+		if (type == GTR_EV_STACK && (arg == 0 || arg > GTR_STACK_MAX_FRAMES)) {
+			note(t, "thread %u: a stack of %u frames in chunk %llu; the rest of the chunk is skipped",
+			     c->h.thread_serial, arg, (unsigned long long)c->index);
+			break;
+		}
+		unsigned words = gtr_event_words(type, arg);
 		if (off + 8 + words * 8 > used) {
 			note(t, "thread %u: event cut short at the end of chunk %llu", c->h.thread_serial,
 			     (unsigned long long)c->index);
@@ -294,8 +337,16 @@ static size_t decode_chunk(struct trace *t, const unsigned char *p, const struct
 		uint64_t clock = prev + ((low - prev) & GTR_CLOCK_MASK);
 		struct trace_event *e = &out[n];
 		e->payload[0] = e->payload[1] = 0;
-		memcpy(e->payload, p + off + 8, words * 8);
+		if (type == GTR_EV_STACK) {
+			/* kept in the pool; merge_threads() attaches it to its event */
+			if (!add_frames(t, p + off + 8, words, e->payload))
+				type = GTR_EV_NONE;
+		} else {
+			memcpy(e->payload, p + off + 8, words * 8);
+		}
 		off += 8 + words * 8;
+		if (type == GTR_EV_NONE)
+			continue;
 		if (type == GTR_EV_CLOCK) {
 			prev = e->payload[0];
 			continue;
@@ -305,7 +356,7 @@ static size_t decode_chunk(struct trace *t, const unsigned char *p, const struct
 		e->ns = to_ns(t, clock);
 		e->thread = thread;
 		e->type = (uint8_t)type;
-		e->arg = (uint8_t)(word >> 8);
+		e->arg = (uint8_t)arg;
 		if (type == GTR_EV_THREAD_NAME) {
 			memcpy(t->threads[thread].name, e->payload, 16);
 			t->threads[thread].name[16] = '\0';
@@ -419,10 +470,31 @@ static int merge_threads(struct trace *t, const struct trace_event *per_thread, 
 			i = (i - 1) / 2;
 		}
 	}
-	size_t out = 0;
+	size_t out = 0, orphans = 0, stack_cap = 0;
 	while (hn) {
 		size_t s = heap[0];
-		t->events[out++] = HEAD(s);
+		const struct trace_event *e = &HEAD(s);
+		if (e->type != GTR_EV_STACK) {
+			t->events[out++] = *e;
+		} else if (out && t->events[out - 1].thread == e->thread && t->events[out - 1].clock == e->clock) {
+			/* a stack follows its event in its thread's stream, with its
+			 * clock, so the merge puts it right after that event */
+			if (t->stack_count == stack_cap) {
+				size_t cap = stack_cap ? 2 * stack_cap : 64;
+				struct trace_stack *grown = realloc(t->stacks, cap * sizeof *grown);
+				if (!grown) {
+					free(heap);
+					free(pos);
+					return -1;
+				}
+				t->stacks = grown;
+				stack_cap = cap;
+			}
+			t->stacks[t->stack_count++] =
+			        (struct trace_stack){ out - 1, (uint32_t)e->payload[0], (uint32_t)e->payload[1] };
+		} else {
+			orphans++; /* its event was lost (ring mode, a corrupt chunk) */
+		}
 		if (++pos[s] == t->threads[s].event_count)
 			heap[0] = heap[--hn];
 		for (size_t i = 0;;) {
@@ -442,6 +514,8 @@ static int merge_threads(struct trace *t, const struct trace_event *per_thread, 
 #undef BEFORE
 #undef HEAD
 	t->event_count = out;
+	if (orphans)
+		note(t, "%zu stacks whose events were lost are left out", orphans);
 	free(heap);
 	free(pos);
 	return 0;
@@ -509,6 +583,8 @@ void trace_free(struct trace *t)
 	for (size_t i = 0; i < t->module_count; i++)
 		free(t->modules[i].path);
 	free(t->modules);
+	free(t->stacks);
+	free(t->stack_frames);
 	lines_free(t->notes, t->note_count);
 	memset(t, 0, sizeof *t);
 }

@@ -48,6 +48,13 @@ struct trace_module {
 	char *path;
 };
 
+/* The native stack recorded with an event (GTR_EV_STACK). */
+struct trace_stack {
+	size_t event;               /* index into trace.events */
+	uint32_t first;             /* index into trace.stack_frames */
+	uint32_t count;
+};
+
 struct trace {
 	const char *path;
 	struct gtr_file_header header;  /* copy; zero-filled past what was read */
@@ -63,6 +70,11 @@ struct trace {
 	size_t gil_count;
 	struct trace_module *modules;
 	size_t module_count;
+	/* stacks, in event order; frames are return addresses, innermost first */
+	struct trace_stack *stacks;
+	size_t stack_count;
+	uint64_t *stack_frames;
+	size_t stack_frame_count, stack_frame_cap;
 
 	bool truncated;             /* the process did not close the trace */
 	uint64_t last_event_ns;     /* the newest committed event */
@@ -88,6 +100,8 @@ void trace_sanitize_string(char *s);
 const char *trace_event_name(unsigned type);
 /* Name of a wrapped C-API function ("PyEval_RestoreThread"). */
 const char *trace_capi_name(unsigned fn);
+/* The stack recorded with events[event], or NULL. */
+const struct trace_stack *trace_stack_of(const struct trace *t, size_t event);
 /* The loaded object that contains `address`, or NULL. */
 const struct trace_module *trace_module_of(const struct trace *t, uint64_t address);
 

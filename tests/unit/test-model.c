@@ -9,7 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lanes.h"
 #include "model.h"
+#include "spans.h"
 #include "trace.h"
 
 static int passed, failed;
@@ -78,6 +80,14 @@ static void fake_event(struct gtr_chunk_header *c, unsigned type, unsigned arg, 
 	for (unsigned i = 0; i < words; i++)
 		p[1 + i] = payload[i];
 	c->used += 8 * (1 + words);
+}
+
+static void fake_stack(struct gtr_chunk_header *c, uint64_t clock, const uint64_t *frames, unsigned n)
+{
+	uint64_t *p = (uint64_t *)((char *)c + GTR_CHUNK_HEADER_SIZE + c->used);
+	p[0] = gtr_event_word(GTR_EV_STACK, n, clock);
+	memcpy(p + 1, frames, n * sizeof *frames);
+	c->used += 8 * (1 + n);
 }
 
 static const char *fake_write(struct fake *f, size_t size)
@@ -323,12 +333,158 @@ static int test_unusable_files(void)
 	return ok;
 }
 
+
+/* A stack belongs to the event before it on its thread, even when another
+ * thread has an event with the same clock; it is not an event itself. */
+static int test_stacks_attach_to_their_event(void)
+{
+	int ok = 1;
+	struct fake f;
+	fake_init(&f, GTR_FLAG_CLOSED);
+	const uint64_t frames[3] = { 0x401000, 0x402000, 0x403000 };
+	struct gtr_chunk_header *a = fake_chunk(&f, 1, 100, 0, 1000);
+	struct gtr_chunk_header *b = fake_chunk(&f, 2, 101, 0, 1000);
+	fake_event(a, GTR_EV_GIL_ACQUIRE, 0, 1000, 0xaaa, 1);
+	fake_event(a, GTR_EV_CAPI_CALL, GTR_CAPI_PyGILState_Ensure, 1500, 0, 0x401000);
+	fake_stack(a, 1500, frames, 3);
+	fake_event(b, GTR_EV_TSTATE_FREE, 0, 1500, 0xbbb, 0);
+	fake_stack(b, 1500, frames + 1, 2);
+	fake_event(a, GTR_EV_GIL_RELEASE, 0, 1600, 0, 0);
+	struct trace t;
+	char err[256];
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(t.event_count == 4 && t.stack_count == 2 && t.note_count == 0);
+	for (size_t i = 0; i < t.event_count; i++) {
+		const struct trace_stack *st = trace_stack_of(&t, i);
+		const struct trace_event *e = &t.events[i];
+		CHECK(e->type != GTR_EV_STACK);
+		if (e->type == GTR_EV_CAPI_CALL)
+			CHECK(st && st->count == 3 && t.stack_frames[st->first + 2] == 0x403000);
+		else if (e->type == GTR_EV_TSTATE_FREE)
+			CHECK(st && st->count == 2 && t.stack_frames[st->first] == 0x402000);
+		else
+			CHECK(!st);
+	}
+	trace_free(&t);
+	return ok;
+}
+
+/* Hostile stacks: a count of 0 or past the maximum ends the chunk; a stack
+ * whose event was lost (a ring chunk starting with it) is left out. */
+static int test_bad_stacks(void)
+{
+	int ok = 1;
+	struct fake f;
+	fake_init(&f, GTR_FLAG_CLOSED | GTR_FLAG_RING);
+	const uint64_t frames[2] = { 1, 2 };
+	struct gtr_chunk_header *a = fake_chunk(&f, 1, 100, 0, 1000);
+	fake_event(a, GTR_EV_GIL_ACQUIRE, 0, 1000, 0xaaa, 1);
+	fake_stack(a, 1000, frames, 0);
+	fake_event(a, GTR_EV_GIL_RELEASE, 0, 1100, 0, 0);
+	struct gtr_chunk_header *b = fake_chunk(&f, 2, 101, 0, 1000);
+	fake_event(b, GTR_EV_GIL_TAKE_BEGIN, 0, 1000, 0, 0);
+	fake_stack(b, 1000, frames, 2);
+	b->used -= 8;                                      /* cut inside the stack */
+	struct gtr_chunk_header *c = fake_chunk(&f, 3, 102, 4, 1200);
+	fake_stack(c, 1200, frames, 2);                    /* its event was overwritten */
+	fake_event(c, GTR_EV_GIL_TAKE_BEGIN, 0, 1300, 0, 0);
+	struct trace t;
+	char err[256];
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(t.event_count == 3 && t.stack_count == 0);
+	CHECK(t.note_count == 3);
+	trace_free(&t);
+	return ok;
+}
+
+struct span_check {
+	const struct model *m;
+	uint64_t last_end[2];
+	uint64_t held[2], waited[2];
+	uint64_t held_from[2], held_to[2];
+	int handoffs;
+	int ok;
+};
+
+static void check_span(void *ctx, int thread, enum lane_state state, uint64_t start, uint64_t end)
+{
+	struct span_check *c = ctx;
+	int ok = 1;
+	CHECK(thread >= 0 && thread < 2 && start < end);
+	CHECK(c->last_end[thread] == 0 || start == c->last_end[thread]); /* contiguous, in order */
+	c->last_end[thread] = end;
+	if (state == LANE_HELD) {
+		c->held[thread] += end - start;
+		/* never two holders at once */
+		int other = !thread;
+		CHECK(end <= c->held_from[other] || start >= c->held_to[other] || !c->held_to[other]);
+		c->held_from[thread] = start;
+		c->held_to[thread] = end;
+	}
+	if (state == LANE_WAITING)
+		c->waited[thread] += end - start;
+	c->ok &= ok;
+}
+
+static void check_handoff(void *ctx, unsigned gil, int from, uint64_t released, int to, uint64_t acquired)
+{
+	struct span_check *c = ctx;
+	int ok = 1;
+	CHECK(gil == 0 && from != to && released <= acquired);
+	CHECK((from == 0 && released == 1000 && acquired == 1100) || (from == 1 && released == 2000 && acquired == 2300));
+	c->handoffs++;
+	c->ok &= ok;
+}
+
+/* The renderers' intervals add up to the model's numbers. */
+static int test_spans_and_lanes_add_up(void)
+{
+	int ok = 1;
+	struct fake f = two_threads(GTR_FLAG_CLOSED);
+	f.h->end = (struct gtr_clock_pair){ 6000, 6000 };
+	struct trace t;
+	struct model m;
+	char err[256];
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(model_build(&m, &t) == 0);
+	struct span_check c = { .m = &m, .ok = 1 };
+	struct span_visitor v = { &c, check_span, check_handoff };
+	CHECK(spans_walk(&m, &v) == 0 && c.ok);
+	CHECK(c.held[0] == m.threads[0].hold_ns && c.held[1] == m.threads[1].hold_ns);
+	CHECK(c.waited[0] == m.threads[0].wait_ns && c.waited[1] == m.threads[1].wait_ns);
+	CHECK(c.handoffs == 2);
+	CHECK(c.last_end[0] == m.wall_ns && c.last_end[1] == 2500); /* 101 exits at 2500 */
+
+	struct mark *marks;
+	size_t n;
+	CHECK(marks_collect(&m, NULL, &marks, &n) == 0);
+	CHECK(n == 3 && marks[0].kind == MARK_THREAD_EXIT && marks[1].kind == MARK_FINALIZE &&
+	      marks[1].ns == 3000 && marks[2].kind == MARK_THREAD_EXIT);
+	free(marks);
+
+	/* 10 columns of 500 ns: column 2 ([1000,1500)) is 101's wait then hold */
+	struct lanes l;
+	CHECK(lanes_build(&l, &m, NULL, 0, 5000, 10) == 0);
+	CHECK(l.lane_count == 2 && l.thread_of_lane[0] == 0);
+	const struct lane_cell *cell = lanes_cell(&l, 1, 2);
+	CHECK(cell->share[LANE_WAITING] > 0.19f && cell->share[LANE_WAITING] < 0.21f);
+	CHECK(cell->share[LANE_HELD] > 0.79f && cell->share[LANE_HELD] < 0.81f);
+	CHECK(lanes_dominant(&l, 1, 2) == LANE_HELD && lanes_dominant(&l, 1, 9) == LANE_ABSENT);
+	CHECK(lanes_dominant(&l, 0, 9) == LANE_HELD);
+	CHECK(lanes_column_of(&l, 2600) == 5 && l.mark_count == 3);
+	lanes_free(&l);
+	model_free(&m);
+	trace_free(&t);
+	return ok;
+}
+
 int main(void)
 {
 	int (*const tests[])(void) = {
 		test_handoffs_and_holds, test_overlap_is_a_model_error, test_truncated_trace,
 		test_file_cut_short,     test_corrupt_event_keeps_earlier_ones, test_clock_wraps_past_48_bits,
 		test_ring_mode_lost_events, test_latency_percentiles, test_unusable_files,
+		test_stacks_attach_to_their_event, test_bad_stacks, test_spans_and_lanes_add_up,
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
 		tests[i]() ? passed++ : failed++;
