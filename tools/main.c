@@ -18,6 +18,7 @@ static const struct command commands[] = {
 	{ "run", cmd_run, "run a command with the shim preloaded and collect its traces" },
 	{ "check", cmd_check, "findings only, for CI: traces or folders of traces" },
 	{ "report", cmd_report, "GIL statistics, handoffs and the finalization timeline of traces" },
+	{ "timeline", cmd_timeline, "GIL lanes per thread in the terminal, around finalization by default" },
 	{ "dump", cmd_dump, "every event of a trace in time order, one per line" },
 };
 
@@ -34,7 +35,8 @@ static void print_help(FILE *out)
 	      "  run          the command's own status (128+N if signal N killed it);\n"
 	      "               with --check, 1 if a finding of severity error appeared\n"
 	      "  check        0 no error findings, 1 error findings, 2 unusable input\n"
-	      "  report, dump 0 success, 2 unusable input\n"
+	      "  report, timeline, dump\n"
+	      "               0 success, 2 unusable input\n"
 	      "  every command: 2 on a usage error\n",
 	      out);
 }
