@@ -251,7 +251,12 @@ static void watch_finding(struct walk *w, int thread, uint64_t ns, enum detector
 	describe_entry(ts, entry, sizeof entry);
 	x->capi = ts->capi;
 	x->caller = ts->caller;
-	x->stack_event = with_stack(w, ts->watch_event, w->at);
+	/* an exit or park shows where the must-exit check ended the thread
+	 * (its stack runs through the call); anything else, the call */
+	if (kind == DETECT_EXIT_IN_TAKE_GIL || kind == DETECT_PARKED_AT_EXIT)
+		x->stack_event = with_stack(w, w->at, ts->watch_event);
+	else
+		x->stack_event = with_stack(w, ts->watch_event, w->at);
 	with_tstate(w, x, ts->watch_tstate ? ts->watch_tstate : ts->tstate);
 	snprintf(x->what, sizeof x->what, "entered %s%s after finalization began and %s", entry,
 	         x->freed ? " with a freed thread state" : "", how);
