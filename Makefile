@@ -1,6 +1,6 @@
 # giltrace: one Makefile, layered flags (after uftrace).
 #   make            build build/libgiltrace.so and build/giltrace
-#   make demo       install what is missing, build, trace the bundled example, report
+#   make demo       install what is missing, build, trace the bundled example, report, timeline
 #   make check      install what is missing, build, run every test
 #   make bench      overhead and reader benchmarks (results: docs/performance.md)
 #   V=1             show the commands
@@ -63,6 +63,7 @@ deps:
 demo: deps all
 	$(Q)$(BUILD)/giltrace run -o $(BUILD)/demo.gtr -- /usr/bin/python3 examples/daemon_threads.py
 	$(Q)$(BUILD)/giltrace report $(BUILD)/demo.gtr
+	$(Q)$(BUILD)/giltrace timeline $(BUILD)/demo.gtr
 
 check: deps all $(BUILD)/san/giltrace $(BUILD)/san/test-model $(BUILD)/bench-mutex
 	$(Q)$(BUILD)/san/test-model
