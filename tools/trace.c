@@ -306,9 +306,10 @@ static bool add_frames(struct trace *t, const unsigned char *p, unsigned count, 
 	return true;
 }
 
-/* Decode one chunk's events into out (room for `used / 8` events). */
+/* Decode one chunk's events into out (room for `used / 8` events), none
+ * earlier than `floor` (the thread's previous event). */
 static size_t decode_chunk(struct trace *t, const unsigned char *p, const struct chunk_ref *c, uint32_t thread,
-                           struct trace_event *out)
+                           uint64_t floor, struct trace_event *out)
 {
 	uint64_t prev = c->h.first_clock;
 	size_t n = 0, off = 0, used = c->h.used;
@@ -350,6 +351,13 @@ static size_t decode_chunk(struct trace *t, const unsigned char *p, const struct
 		if (type == GTR_EV_CLOCK) {
 			prev = e->payload[0];
 			continue;
+		}
+		if (clock < floor) {
+			/* each thread's stream must run forward: the merge and
+			 * everything after it rely on that */
+			note(t, "thread %u: chunk %llu goes back in time; the rest of it is skipped", c->h.thread_serial,
+			     (unsigned long long)c->index);
+			break;
 		}
 		prev = clock;
 		e->clock = clock;
@@ -431,7 +439,8 @@ static int read_chunks(struct trace *t, const unsigned char *data, size_t size, 
 			t->threads[thread].events_lost = true;
 		}
 		const unsigned char *p = data + h->chunk_area_offset + r->index * h->chunk_size + GTR_CHUNK_HEADER_SIZE;
-		n += decode_chunk(t, p, r, (uint32_t)thread, events + n);
+		uint64_t floor = n > t->threads[thread].first_event ? events[n - 1].clock : 0;
+		n += decode_chunk(t, p, r, (uint32_t)thread, floor, events + n);
 	}
 	if (nrefs)
 		t->threads[thread].event_count = n - t->threads[thread].first_event;

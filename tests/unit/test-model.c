@@ -397,6 +397,26 @@ static int test_bad_stacks(void)
 	return ok;
 }
 
+/* A corrupt chunk whose clocks go back before its thread's previous chunk
+ * is cut there: each thread's stream stays in time order. */
+static int test_chunk_going_back_in_time(void)
+{
+	int ok = 1;
+	struct fake f;
+	fake_init(&f, GTR_FLAG_CLOSED);
+	struct gtr_chunk_header *a = fake_chunk(&f, 1, 100, 0, 5000);
+	fake_event(a, GTR_EV_GIL_ACQUIRE, 0, 5000, 0xaaa, 1);
+	fake_event(a, GTR_EV_GIL_RELEASE, 0, 6000, 0, 0);
+	struct gtr_chunk_header *b = fake_chunk(&f, 1, 100, 1, 2000);
+	fake_event(b, GTR_EV_GIL_ACQUIRE, 0, 2000, 0xaaa, 2);
+	struct trace t;
+	char err[256];
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(t.event_count == 2 && t.note_count == 1);
+	trace_free(&t);
+	return ok;
+}
+
 struct span_check {
 	const struct model *m;
 	uint64_t last_end[2];
@@ -485,6 +505,7 @@ int main(void)
 		test_file_cut_short,     test_corrupt_event_keeps_earlier_ones, test_clock_wraps_past_48_bits,
 		test_ring_mode_lost_events, test_latency_percentiles, test_unusable_files,
 		test_stacks_attach_to_their_event, test_bad_stacks, test_spans_and_lanes_add_up,
+		test_chunk_going_back_in_time,
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
 		tests[i]() ? passed++ : failed++;
