@@ -1,52 +1,44 @@
 /*
- * cmd-report.c: `giltrace report [--json] TRACE...`
+ * cmd-report.c: `giltrace report [--json] TRACE...` and
+ * `giltrace report --html OUT.html [--around ...] [--from T] [--to T] TRACE`
  *
  * Per thread: GIL hold and wait time, acquisitions, drop requests, forced
  * switches, how it ended.  Overall: handoffs with latency percentiles, the
  * contention ratio, the finalization timeline, the model's self-check and
- * the findings (detect.c).
+ * the findings (detect.c).  The HTML page is html-report.c's; this file
+ * only parses its options and chooses its window (window.h).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "builtin.h"
+#include "describe.h"
 #include "findings-output.h"
 #include "format.h"
+#include "html-report.h"
 #include "json.h"
 #include "model.h"
 #include "trace.h"
 #include "usage.h"
+#include "window.h"
 
 static const char usage_text[] =
-        "usage: giltrace report [--json] TRACE...\n\n"
-        "  --json   machine-readable output: one object per trace (an array\n"
-        "           of them when several traces are given)\n\n"
+        "usage: giltrace report [--json] TRACE...\n"
+        "       giltrace report --html OUT.html [--around finalize|whole] [--from TIME] [--to TIME] TRACE\n\n"
+        "  --json         machine-readable output: one object per trace (an array\n"
+        "                 of them when several traces are given)\n"
+        "  --html FILE    one self-contained page (no network): a zoomable\n"
+        "                 timeline, the statistics and the findings; '-' for stdout\n"
+        "  --around WHAT  the timeline's window: 'finalize' (the default when the\n"
+        "                 trace has a finalization) or 'whole'\n"
+        "  --from TIME, --to TIME\n"
+        "                 the timeline's window from/to this time after the trace's\n"
+        "                 start, with a unit: 12ms, 1.5s, 300us, 800ns\n\n"
         "exit status: 0 every trace was read, 2 a trace was unusable\n";
-
-static void build_string(const struct gtr_file_header *h, char *buf, size_t size)
-{
-	snprintf(buf, size, "%s%s%s%s", h->py_build & GTR_BUILD_SHARED ? "shared" : "static",
-	         h->py_build & GTR_BUILD_DEBUG ? ", debug" : "",
-	         h->py_build & GTR_BUILD_FREE_THREADED ? ", free-threaded" : "",
-	         h->py_build & GTR_BUILD_PLT_ROUTED ? ", internal C-API calls seen" : "");
-}
-
-/* "3.11.2" from "3.11.2 (main, ...)" */
-static void short_version(const struct gtr_file_header *h, char *buf, size_t size)
-{
-	size_t n = strcspn(h->py_version, " ");
-	snprintf(buf, size, "%.*s", (int)n, h->py_version);
-	if (!buf[0] && h->py_version_hex)
-		snprintf(buf, size, "%u.%u.%u", h->py_version_hex >> 24, h->py_version_hex >> 16 & 0xff,
-		         h->py_version_hex >> 8 & 0xff);
-}
-
-static double contention_ratio(const struct model *m)
-{
-	return m->acquisitions ? (double)m->contended_acquisitions / (double)m->acquisitions : 0.0;
-}
 
 /* ---- JSON ----------------------------------------------------------------- */
 
@@ -70,11 +62,10 @@ static void report_json(struct json *j, const struct trace *t, const struct mode
 	json_object_begin(j, NULL);
 	json_string(j, "trace", t->path);
 	json_object_begin(j, "interpreter");
-	short_version(h, buf, sizeof buf);
+	describe_python_version(h, buf, sizeof buf);
 	json_string(j, "version", buf[0] ? buf : NULL);
 	json_string(j, "version_full", h->py_version[0] ? h->py_version : NULL);
-	build_string(h, buf, sizeof buf);
-	json_string(j, "build", buf);
+	json_string(j, "build", describe_build(h, buf, sizeof buf));
 	json_bool(j, "shared", h->py_build & GTR_BUILD_SHARED);
 	json_bool(j, "debug", h->py_build & GTR_BUILD_DEBUG);
 	json_bool(j, "free_threaded", h->py_build & GTR_BUILD_FREE_THREADED);
@@ -168,7 +159,7 @@ static void report_json(struct json *j, const struct trace *t, const struct mode
 	}
 	json_array_end(j);
 	json_object_end(j);
-	json_double(j, "contention_ratio", contention_ratio(m));
+	json_double(j, "contention_ratio", describe_contention_ratio(m));
 
 	json_object_begin(j, "finalization");
 	if (m->finalization.seen)
@@ -216,16 +207,6 @@ static void report_json(struct json *j, const struct trace *t, const struct mode
 
 /* ---- text ---------------------------------------------------------------- */
 
-static const char *exit_text(const struct model_thread *th, char *buf, size_t size)
-{
-	char at[32];
-	if (th->exit == MODEL_EXIT_NONE)
-		return "running at end";
-	snprintf(buf, size, "%s%s at +%s", model_exit_name(th->exit), th->exit_held_gil ? " holding GIL" : "",
-	         format_duration(at, sizeof at, th->exit_ns));
-	return buf;
-}
-
 static void print_tid_list(const struct model *m, bool (*pick)(const struct model_thread *))
 {
 	bool any = false;
@@ -245,8 +226,8 @@ static void report_text(const struct trace *t, const struct model *m, const stru
 {
 	const struct gtr_file_header *h = &t->header;
 	char v[64], b[64], d1[32], d2[32], d3[32], d4[32], ex[96];
-	short_version(h, v, sizeof v);
-	build_string(h, b, sizeof b);
+	describe_python_version(h, v, sizeof v);
+	describe_build(h, b, sizeof b);
 	printf("trace %s\n", t->path);
 	printf("  python %s (%s), pid %d%s, %zu threads, %zu events, wall %s, %s mode\n", v[0] ? v : "?", b,
 	       h->pid, h->flags & GTR_FLAG_FORK_CHILD ? " (fork child)" : "", m->thread_count, t->event_count,
@@ -270,7 +251,7 @@ static void report_text(const struct trace *t, const struct model *m, const stru
 	printf("handoffs: %" PRIu64 ", latency p50 %s  p90 %s  p99 %s  max %s\n", m->handoff_count,
 	       format_duration(d1, sizeof d1, m->latency_p50), format_duration(d2, sizeof d2, m->latency_p90),
 	       format_duration(d3, sizeof d3, m->latency_p99), format_duration(d4, sizeof d4, m->latency_max));
-	printf("contention: %.1f%% of acquisitions waited for another holder\n", 100.0 * contention_ratio(m));
+	printf("contention: %.1f%% of acquisitions waited for another holder\n", 100.0 * describe_contention_ratio(m));
 
 	printf("\n  %-8s %-16s %10s %10s %8s %8s %7s  %s\n", "tid", "name", "hold", "wait", "acquire", "drop-req",
 	       "forced", "exit");
@@ -280,7 +261,7 @@ static void report_text(const struct trace *t, const struct model *m, const stru
 		printf("  %-8d %-16s %10s %10s %8" PRIu64 " %8" PRIu64 " %7" PRIu64 "  %s%s\n", th->info->tid,
 		       name ? name : "-", format_duration(d1, sizeof d1, th->hold_ns),
 		       format_duration(d2, sizeof d2, th->wait_ns), th->acquisitions, th->drop_requests,
-		       th->forced_switches, exit_text(th, ex, sizeof ex),
+		       th->forced_switches, describe_thread_exit(th, ex, sizeof ex),
 		       th->info->events_lost ? " (older events dropped)" : "");
 	}
 
@@ -315,19 +296,122 @@ static void report_text(const struct trace *t, const struct model *m, const stru
 	findings_print_text(stdout, m, fs);
 }
 
+/* ---- HTML ---------------------------------------------------------------- */
+
+/* How the window was chosen, in the page's words. */
+static const char *window_chosen_by(const struct model *m, const struct window_request *r)
+{
+	bool around_finalize = r->around == WINDOW_FINALIZE || (r->around == WINDOW_AUTO && m->finalization.seen);
+	if (r->has_from || r->has_to)
+		return around_finalize ? "around finalization, adjusted by --from/--to" : "chosen by --from/--to";
+	if (around_finalize)
+		return r->around == WINDOW_AUTO ? "around finalization (the default; --around whole for all of it)"
+		                                : "around finalization";
+	return "the whole run";
+}
+
+/* `report --html OUT TRACE`: returns the exit status.  A trace cut short
+ * gives a page of what could be read; OUT is not left behind half
+ * written. */
+static int report_html(const char *out_path, const char *trace_path, const struct window_request *wr)
+{
+	struct trace t;
+	struct model m;
+	struct findings fs = { 0 };
+	char err[512];
+	int status = EXIT_UNUSABLE;
+	if (trace_load(&t, trace_path, err, sizeof err) != 0) {
+		error("%s", err);
+		trace_free(&t);
+		return EXIT_UNUSABLE;
+	}
+	if (model_build(&m, &t) != 0 || detect_run(&m, &fs) != 0) {
+		error("out of memory analysing '%s'", trace_path);
+		goto out;
+	}
+	struct html_report_window w = { 0, 0, window_chosen_by(&m, wr) };
+	if (window_choose(&m, wr, &w.from_ns, &w.to_ns, err, sizeof err) != 0) {
+		if (m.wall_ns || wr->around != WINDOW_AUTO || wr->has_from || wr->has_to) {
+			error("%s", err);
+			goto out;
+		}
+		/* no events at all (a trace cut short at once): an empty timeline */
+		w.from_ns = 0;
+		w.to_ns = 1;
+		w.chosen_by = "no events were read";
+	}
+	bool to_stdout = !strcmp(out_path, "-");
+	struct gtr_file_header existing;
+	if (!to_stdout && trace_read_header(out_path, &existing) == 0) {
+		/* `report --html a.gtr b.gtr`: the page's name was forgotten */
+		error("'%s' is a trace, not overwriting it with the page: the page's file name comes first "
+		      "(giltrace report --html OUT.html TRACE)",
+		      out_path);
+		goto out;
+	}
+	FILE *out = to_stdout ? stdout : fopen(out_path, "w");
+	if (!out) {
+		error("cannot write '%s': %s", out_path, strerror(errno));
+		goto out;
+	}
+	int written = html_report_write(out, &m, &fs, &w);
+	int write_errno = ferror(out) ? (errno ? errno : EIO) : 0;
+	if ((to_stdout ? fflush(out) : fclose(out)) != 0 && !write_errno)
+		write_errno = errno ? errno : EIO;
+	if (written != 0)
+		error("out of memory writing '%s'", out_path);
+	else if (write_errno)
+		error("cannot write '%s': %s", out_path, strerror(write_errno));
+	else
+		status = EXIT_CLEAN;
+	if (status != EXIT_CLEAN && !to_stdout)
+		unlink(out_path);
+out:
+	findings_free(&fs);
+	model_free(&m);
+	trace_free(&t);
+	return status;
+}
+
 int cmd_report(int argc, char **argv)
 {
+	enum { OPT_HTML = 256, OPT_AROUND, OPT_FROM, OPT_TO };
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
+		{ "html", required_argument, NULL, OPT_HTML },
+		{ "around", required_argument, NULL, OPT_AROUND },
+		{ "from", required_argument, NULL, OPT_FROM },
+		{ "to", required_argument, NULL, OPT_TO },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool as_json = false;
+	bool as_json = false, around_given = false;
+	const char *html_path = NULL;
+	struct window_request wr = { .around = WINDOW_AUTO };
+	char err[256];
 	int c;
 	while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			as_json = true;
+			break;
+		case OPT_HTML:
+			html_path = optarg;
+			break;
+		case OPT_AROUND:
+			around_given = true;
+			if (window_parse_around(optarg, &wr, err, sizeof err) != 0) {
+				error("%s", err);
+				return EXIT_UNUSABLE;
+			}
+			break;
+		case OPT_FROM:
+		case OPT_TO:
+			if (window_parse_time(optarg, c == OPT_FROM ? &wr.from_ns : &wr.to_ns, err, sizeof err) != 0) {
+				error("%s %s", c == OPT_FROM ? "--from:" : "--to:", err);
+				return EXIT_UNUSABLE;
+			}
+			*(c == OPT_FROM ? &wr.has_from : &wr.has_to) = true;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -341,6 +425,22 @@ int cmd_report(int argc, char **argv)
 		fputs(usage_text, stderr);
 		return EXIT_UNUSABLE;
 	}
+	if (html_path && as_json) {
+		error("--html and --json cannot be combined: run report once with each");
+		return EXIT_UNUSABLE;
+	}
+	if (!html_path && (around_given || wr.has_from || wr.has_to)) {
+		error("--around, --from and --to choose the window of the HTML timeline: add --html OUT.html");
+		return EXIT_UNUSABLE;
+	}
+	if (html_path && argc - optind != 1) {
+		error("--html writes the page of one trace, and %d were given: run 'giltrace report --html OUT.html "
+		      "TRACE' once per trace",
+		      argc - optind);
+		return EXIT_UNUSABLE;
+	}
+	if (html_path)
+		return report_html(html_path, argv[optind], &wr);
 	int status = EXIT_CLEAN, n = argc - optind, reported = 0;
 	struct json j;
 	json_init(&j, stdout);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "builtin.h"
+#include "describe.h"
 #include "detect.h"
 #include "format.h"
 #include "lanes.h"
@@ -252,9 +253,10 @@ static void show(const struct trace *t, const struct model *m, const struct find
 	struct lanes l;
 	if (lanes_build(&l, m, fs, from, to, columns) != 0)
 		die("out of memory");
-	char a[32], b[32], c[32], d[32];
+	char a[32], b[32], c[32], d[32], v[64];
 	const struct gtr_file_header *h = &t->header;
-	printf("%s: pid %d, python %.*s, %s\n", t->path, h->pid, (int)strcspn(h->py_version, " "), h->py_version,
+	describe_python_version(h, v, sizeof v);
+	printf("%s: pid %d, python %s, %s\n", t->path, h->pid, v[0] ? v : "?",
 	       t->truncated ? "did not exit normally" : "exited normally");
 	printf("window +%s to +%s (%s, %s per column)", format_duration(a, sizeof a, l.from_ns),
 	       format_duration(b, sizeof b, l.to_ns), format_duration(c, sizeof c, l.to_ns - l.from_ns),

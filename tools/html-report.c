@@ -1,0 +1,881 @@
+/*
+ * html-report.c: `giltrace report --html`, one self-contained page.
+ *
+ * Notes about the implementation
+ * ------------------------------
+ *
+ * The page must open anywhere, offline, years later: it fetches nothing.
+ * CSS and JS are inline, fonts are the system's, and a Content-Security-
+ * Policy of default-src 'none' makes any fetch that slipped in fail
+ * visibly instead of leaking.  Every string that comes from the trace
+ * (thread names, paths, the interpreter's version, the reader's notes, the
+ * findings' text) goes through html_escape(), the only escaper; no trace
+ * string ever reaches the script, which reads the DOM.
+ *
+ * Size does not grow with the trace.  The timeline is the window of
+ * window.h binned by lanes_build() into HTML_REPORT_COLUMNS columns per
+ * thread lane; each run of consecutive columns with the same dominant
+ * state (lanes_dominant(): what took most of the column's time, so that
+ * what is below a column is aggregated, never dropped) is one <rect>.  A
+ * lane costs at most one rect per column, however many events it had.
+ * Marks other than findings that fall in the same lane, column and kind
+ * are drawn once with their count (a thread pool that frees thousands of
+ * thread states); findings are always drawn one by one, each has a link.
+ *
+ * Layout.  The timeline is the first thing in the page, at its top-left,
+ * so that an SVG coordinate is a page coordinate: the title band, the
+ * axis band, then one lane of LANE_H pixels per thread.  The plot is a
+ * nested <svg> whose viewBox is in columns horizontally and in pixels
+ * vertically with preserveAspectRatio="none": zooming and panning change
+ * only its viewBox's x and width, the lanes keep their height, and marks
+ * are lines with vector-effect: non-scaling-stroke so that they keep their
+ * width in pixels at any zoom.  The labels, the axis and the toolbar are
+ * outside the plot and are not scaled; the script redraws the axis at
+ * every change of the view.
+ *
+ * Findings.  The timeline mark of finding N is <a id="mark-finding-N">
+ * linking to its text block id="finding-N-text"; the text block links to
+ * "#finding-N", a fragment with no element of that id (so the browser
+ * does not scroll by itself): the script zooms to the mark, highlights it
+ * and scrolls the timeline into view, also when the page is opened at
+ * that fragment.  The text block is finding_print_text()'s, escaped.
+ *
+ * The script installs window.onerror first (errors are appended to
+ * body's data-errors) and sets body's data-ready="1" when its set-up has
+ * run, for tests and for anyone wondering whether the page is alive.
+ */
+#include "html-report.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "describe.h"
+#include "findings-output.h"
+#include "format.h"
+#include "lanes.h"
+#include "spans.h"
+#include "symbolize.h"
+
+/* Geometry of the timeline in CSS pixels; the script reads it back from
+ * the root <svg>'s data- attributes. */
+enum {
+	TITLE_H = 30,      /* title band; the toolbar floats over its right end */
+	AXIS_H = 32,       /* flags (finalization, the current finding), ticks */
+	PLOT_Y = TITLE_H + AXIS_H,
+	LANE_H = 22,
+	BAR_INSET = 3,     /* state bars leave this much of a lane free above and below */
+	LABEL_W = 220,     /* lane labels */
+	RIGHT_PAD = 12,
+	BOTTOM_PAD = 6,
+	DEFAULT_PLOT_W = 1000, /* until the script fits the plot to the window */
+};
+
+/* ---- escaping ---------------------------------------------------------------- */
+
+void html_escape(FILE *out, const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '&':
+			fputs("&amp;", out);
+			break;
+		case '<':
+			fputs("&lt;", out);
+			break;
+		case '>':
+			fputs("&gt;", out);
+			break;
+		case '"':
+			fputs("&quot;", out);
+			break;
+		case '\'':
+			fputs("&#39;", out);
+			break;
+		case '\t':
+		case '\n':
+			putc(*p, out);
+			break;
+		default:
+			if (*p < 0x20 || *p == 0x7f)
+				fputs("&#xFFFD;", out);
+			else
+				putc(*p, out);
+		}
+	}
+}
+
+/* html_escape() of a formatted string. */
+__attribute__((format(printf, 2, 3))) static void html_escapef(FILE *out, const char *fmt, ...)
+{
+	char buf[512], *text = buf;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof buf) {
+		text = malloc((size_t)n + 1);
+		if (!text) {
+			html_escape(out, buf); /* out of memory: the start of it */
+			return;
+		}
+		va_start(ap, fmt);
+		vsnprintf(text, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+	}
+	html_escape(out, text);
+	if (text != buf)
+		free(text);
+}
+
+/* ---- the page's fixed parts ----------------------------------------------------- */
+
+/* Colours: one per state and per mark kind; --finding is used for nothing
+ * else (the tests look for it in a screenshot). */
+static const char page_css[] =
+        ":root{--held:#2f9e44;--wait:#f59f00;--rel:#a5d8ff;--fin:#5f3dc4;--free:#1971c2;"
+        "--exit:#212529;--park:#868e96;--finding:#ff00ff;--ink:#212529;--muted:#6c757d}\n"
+        "*{box-sizing:border-box}\n"
+        "body{margin:0;color:var(--ink);background:#fff;"
+        "font:14px/1.45 system-ui,-apple-system,\"Segoe UI\",Roboto,\"Helvetica Neue\",Arial,sans-serif}\n"
+        "#tl-wrap{position:relative}\n"
+        "#timeline{display:block;user-select:none;-webkit-user-select:none}\n"
+        "#timeline .title{font-size:14px;font-weight:600;fill:var(--ink)}\n"
+        "#plot{cursor:grab;touch-action:none}\n"
+        "#plot.dragging{cursor:grabbing}\n"
+        ".stripe{fill:#f1f3f5}\n"
+        ".lname{font-size:12px;fill:var(--ink)}\n"
+        ".empty{font-size:12px;fill:var(--muted)}\n"
+        "[data-state=held] rect{fill:var(--held)}\n"
+        "[data-state=waiting] rect{fill:var(--wait)}\n"
+        "[data-state=released] rect{fill:var(--rel)}\n"
+        ".mark line{vector-effect:non-scaling-stroke}\n"
+        ".mark .v{stroke-width:2px}\n"
+        ".mark .hit{stroke:transparent;stroke-width:9px;pointer-events:stroke}\n"
+        ".finalize .v{stroke:var(--fin);stroke-dasharray:6 3}\n"
+        ".tstate-free .v{stroke:var(--free)}\n"
+        ".thread-exit .v{stroke:var(--exit)}\n"
+        ".thread-park .v{stroke:var(--park);stroke-dasharray:3 2}\n"
+        ".finding .v{stroke:var(--finding);stroke-width:3px}\n"
+        ".finding.note .v{stroke-dasharray:5 2}\n"
+        ".finding.hl .v{stroke-width:7px;stroke-dasharray:none}\n"
+        "#axis line{stroke:#adb5bd}\n"
+        "#axis text{font-size:11px;fill:#495057}\n"
+        "#axis .flag{font-weight:600;fill:var(--ink)}\n"
+        "#axis .flag.finalize{fill:var(--fin)}\n"
+        "#grid line{stroke:#dee2e6}\n"
+        "#toolbar{position:absolute;top:4px;right:12px;display:flex;gap:6px;align-items:center;font-size:12px}\n"
+        "#toolbar button{font:inherit;padding:1px 8px}\n"
+        "#range{color:var(--muted);margin-right:6px}\n"
+        "@media (max-width:900px){#range{display:none}}\n"
+        "#below{display:flex;flex-wrap:wrap;gap:4px 18px;padding:4px 16px 0 16px;font-size:12px}\n"
+        "#readout{color:var(--muted);min-width:20em}\n"
+        ".legend{display:flex;flex-wrap:wrap;gap:4px 14px;margin:0;padding:0;list-style:none}\n"
+        ".sw{display:inline-block;width:14px;height:12px;vertical-align:-1px;margin-right:4px}\n"
+        ".sw.held{background:var(--held)}.sw.waiting{background:var(--wait)}.sw.released{background:var(--rel)}\n"
+        ".sw.bar{width:3px;height:14px;vertical-align:-2px}\n"
+        ".sw.finalize{background:repeating-linear-gradient(var(--fin) 0 4px,transparent 4px 6px)}\n"
+        ".sw.tstate-free{background:var(--free);height:7px;vertical-align:-2px}\n"
+        ".sw.thread-exit{background:var(--exit)}\n"
+        ".sw.thread-park{background:repeating-linear-gradient(var(--park) 0 3px,transparent 3px 5px)}\n"
+        ".sw.finding{background:var(--finding)}\n"
+        "main{padding:0 16px 32px 16px;max-width:1400px}\n"
+        "h2{font-size:18px;margin:22px 0 8px 0}\n"
+        "h3{font-size:15px;margin:16px 0 6px 0}\n"
+        "dl.facts{display:grid;grid-template-columns:max-content auto;gap:2px 14px;margin:0}\n"
+        "dl.facts dt{color:var(--muted)}dl.facts dd{margin:0;overflow-wrap:anywhere}\n"
+        ".warn{border-left:4px solid #e8590c;background:#fff4e6;padding:6px 10px;margin:10px 0}\n"
+        ".bad{border-left:4px solid #e03131;background:#fff5f5;padding:6px 10px;margin:10px 0}\n"
+        "table{border-collapse:collapse;font-size:13px}\n"
+        "th,td{padding:3px 10px;border-bottom:1px solid #e9ecef;text-align:left;white-space:nowrap}\n"
+        "td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}\n"
+        ".finding-block{border-left:4px solid #adb5bd;margin:12px 0;padding:4px 12px}\n"
+        ".finding-block.error{border-left-color:#e03131}\n"
+        ".finding-block.current,.finding-block:target{background:#f8f0fc}\n"
+        ".finding-block pre{margin:4px 0;white-space:pre-wrap;overflow-wrap:anywhere;"
+        "font:12.5px/1.4 ui-monospace,\"DejaVu Sans Mono\",Menlo,Consolas,monospace}\n"
+        ".finding-block .off{color:var(--muted);font-size:12px}\n"
+        "footer{color:var(--muted);font-size:12px;margin-top:28px}\n";
+
+/* The first script of the body: errors of anything after it are kept. */
+static const char onerror_js[] =
+        "window.onerror=function(msg,src,line,col){var b=document.body;"
+        "b.dataset.errors=(b.dataset.errors?b.dataset.errors+'\\n':'')+msg+' (line '+line+':'+col+')';};\n";
+
+/* Zoom, pan, the axis, the readout, finding links.  Reads the geometry
+ * and the window from the timeline's data- attributes. */
+static const char page_js[] =
+        "(function(){\n"
+        "'use strict';\n"
+        "var SVGNS='http://www.w3.org/2000/svg';\n"
+        "var root=document.getElementById('timeline'),plot=document.getElementById('plot');\n"
+        "var axis=document.getElementById('axis'),grid=document.getElementById('grid');\n"
+        "var rangeText=document.getElementById('range'),readout=document.getElementById('readout');\n"
+        "var COLS=+plot.dataset.columns,FROM=+plot.dataset.fromNs,TO=+plot.dataset.toNs;\n"
+        "var H=+plot.getAttribute('height'),LABEL_W=+root.dataset.labelW,PLOT_Y=+root.dataset.plotY;\n"
+        "var AXIS_Y=+root.dataset.axisY,LANE_H=+root.dataset.laneH,RIGHT=+root.dataset.rightPad;\n"
+        "var NS_PER_COL=(TO-FROM)/COLS,MIN_W=Math.min(COLS,4),FOCUS_W=Math.max(MIN_W,COLS/16);\n"
+        "var view={x:0,w:COLS},plotW=+plot.getAttribute('width'),current=0,drag=null,eatClick=false;\n"
+        "function unit(ns){return ns>=1e9?[1e9,'s']:ns>=1e6?[1e6,'ms']:ns>=1e3?[1e3,'us']:[1,'ns'];}\n"
+        "function fmt(ns,step,scale){var u=unit(scale),d=0,s=step/u[0];\n"
+        "  if(s<1)d=Math.min(9,Math.ceil(-Math.log10(s)-1e-9));return (ns/u[0]).toFixed(d)+' '+u[1];}\n"
+        "function dur(ns){return ns<1e3?ns.toFixed(0)+' ns':ns<1e6?(ns/1e3).toFixed(1)+' us':\n"
+        "  ns<1e9?(ns/1e6).toFixed(2)+' ms':(ns/1e9).toFixed(3)+' s';}\n"
+        "function el(name,attrs,text){var e=document.createElementNS(SVGNS,name);\n"
+        "  for(var k in attrs)e.setAttribute(k,attrs[k]);if(text!=null)e.textContent=text;return e;}\n"
+        "function clear(g){while(g.firstChild)g.removeChild(g.firstChild);}\n"
+        "function clampView(){if(!(view.w>=MIN_W))view.w=MIN_W;if(view.w>COLS)view.w=COLS;\n"
+        "  if(!(view.x>=0))view.x=0;if(view.x>COLS-view.w)view.x=COLS-view.w;}\n"
+        "function xOf(c){return LABEL_W+(c-view.x)/view.w*plotW;}\n"
+        "function flag(c,text,cls,left){if(c<view.x||c>view.x+view.w)return;\n"
+        "  axis.appendChild(el('text',{x:xOf(c)+(left?-3:3),y:AXIS_Y+12,'text-anchor':left?'end':'start',\n"
+        "    'class':'flag '+cls},text));}\n"
+        "function drawAxis(){\n"
+        "  clear(axis);clear(grid);\n"
+        "  var t0=FROM+view.x*NS_PER_COL,t1=FROM+(view.x+view.w)*NS_PER_COL,span=t1-t0;\n"
+        "  var raw=span/Math.max(2,Math.floor(plotW/110)),p=Math.pow(10,Math.floor(Math.log10(raw))),r=raw/p;\n"
+        "  var step=(r<=1?1:r<=2?2:r<=5?5:10)*p;\n"
+        "  axis.appendChild(el('line',{x1:LABEL_W,x2:LABEL_W+plotW,y1:PLOT_Y-0.5,y2:PLOT_Y-0.5}));\n"
+        "  for(var i=Math.ceil(t0/step);i*step<=t1;i++){var t=i*step,x=LABEL_W+(t-t0)/span*plotW;\n"
+        "    axis.appendChild(el('line',{x1:x,x2:x,y1:PLOT_Y-6,y2:PLOT_Y}));\n"
+        "    grid.appendChild(el('line',{x1:x,x2:x,y1:PLOT_Y,y2:PLOT_Y+H}));\n"
+        "    axis.appendChild(el('text',{x:x+3,y:PLOT_Y-9},'+'+fmt(t,step,t1)));}\n"
+        "  var fins=plot.querySelectorAll('.mark.finalize');\n"
+        "  for(var j=0;j<fins.length;j++)flag(+fins[j].dataset.x,'finalization','finalize',true);\n"
+        "  var cur=current&&document.getElementById('mark-finding-'+current);\n"
+        "  if(cur)flag(+cur.dataset.x,'finding '+current,'finding',false);\n"
+        "  rangeText.textContent='+'+fmt(t0,span/1000,t1)+' to +'+fmt(t1,span/1000,t1)+' ('+dur(span)+')';}\n"
+        "function apply(){clampView();\n"
+        "  plot.setAttribute('viewBox',view.x+' 0 '+view.w+' '+H);\n"
+        "  root.dataset.view=Math.round(FROM+view.x*NS_PER_COL)+' '+Math.round(FROM+(view.x+view.w)*NS_PER_COL);\n"
+        "  drawAxis();}\n"
+        "function layout(){plotW=Math.max(50,Math.floor(root.getBoundingClientRect().width-LABEL_W-RIGHT));\n"
+        "  plot.setAttribute('width',plotW);}\n"
+        "function zoomAt(f,factor){var at=view.x+f*view.w,w=Math.min(COLS,Math.max(MIN_W,view.w*factor));\n"
+        "  view={x:at-f*w,w:w};apply();}\n"
+        "plot.addEventListener('wheel',function(e){e.preventDefault();\n"
+        "  var k=e.deltaMode===1?16:e.deltaMode===2?400:1,r=plot.getBoundingClientRect();\n"
+        "  if(Math.abs(e.deltaX)>Math.abs(e.deltaY)){view.x+=e.deltaX*k/r.width*view.w;apply();return;}\n"
+        "  zoomAt(Math.min(1,Math.max(0,(e.clientX-r.left)/r.width)),Math.pow(1.0015,e.deltaY*k));},{passive:false});\n"
+        "plot.addEventListener('pointerdown',function(e){if(e.button!==0)return;eatClick=false;\n"
+        "  drag={x:e.clientX,vx:view.x,moved:false};});\n"
+        "window.addEventListener('pointermove',function(e){\n"
+        "  if(drag){var dx=e.clientX-drag.x;\n"
+        "    if(!drag.moved&&Math.abs(dx)>3){drag.moved=true;plot.classList.add('dragging');}\n"
+        "    if(drag.moved){view.x=drag.vx-dx/plotW*view.w;apply();}}\n"
+        "  showReadout(e);});\n"
+        "window.addEventListener('pointerup',function(){if(drag&&drag.moved)eatClick=true;drag=null;\n"
+        "  plot.classList.remove('dragging');});\n"
+        "plot.addEventListener('click',function(e){if(eatClick){e.preventDefault();e.stopPropagation();}\n"
+        "  eatClick=false;},true);\n"
+        "function showReadout(e){var r=plot.getBoundingClientRect();\n"
+        "  if(e.clientX<r.left||e.clientX>r.right||e.clientY<r.top||e.clientY>r.bottom)return;\n"
+        "  var c=view.x+(e.clientX-r.left)/r.width*view.w,t=FROM+c*NS_PER_COL;\n"
+        "  var label=document.getElementById('lname-'+Math.floor((e.clientY-r.top)/LANE_H));\n"
+        "  var g=e.target&&e.target.parentNode,state=g&&g.dataset&&g.dataset.state;\n"
+        "  readout.textContent='+'+fmt(t,view.w*NS_PER_COL/1000,t)+(label?' \\u00b7 '+label.dataset.label:'')+\n"
+        "    (state?' \\u00b7 '+state:'');}\n"
+        "document.getElementById('zoom-in').addEventListener('click',function(){zoomAt(0.5,1/1.5);});\n"
+        "document.getElementById('zoom-out').addEventListener('click',function(){zoomAt(0.5,1.5);});\n"
+        "document.getElementById('reset').addEventListener('click',function(){view={x:0,w:COLS};apply();});\n"
+        "function focusFinding(n){var mark=document.getElementById('mark-finding-'+n);if(!mark)return;\n"
+        "  if(current){var om=document.getElementById('mark-finding-'+current),\n"
+        "    ob=document.getElementById('finding-'+current+'-text');\n"
+        "    if(om)om.classList.remove('hl');if(ob)ob.classList.remove('current');}\n"
+        "  var block=document.getElementById('finding-'+n+'-text');if(block)block.classList.add('current');\n"
+        "  mark.classList.add('hl');mark.parentNode.appendChild(mark);\n"
+        "  current=n;document.body.dataset.focus='finding-'+n;\n"
+        "  view={x:+mark.dataset.x-FOCUS_W/2,w:FOCUS_W};apply();\n"
+        "  document.getElementById('tl-wrap').scrollIntoView({block:'start'});}\n"
+        "function fromHash(){var m=/^#finding-(\\d+)$/.exec(location.hash);if(m)focusFinding(+m[1]);}\n"
+        "window.addEventListener('hashchange',fromHash);\n"
+        "var shows=document.querySelectorAll('a.show-finding');\n"
+        "for(var i=0;i<shows.length;i++)shows[i].addEventListener('click',function(e){\n"
+        "  if(location.hash===this.getAttribute('href')){e.preventDefault();focusFinding(+this.dataset.finding);}});\n"
+        "window.addEventListener('resize',function(){layout();apply();});\n"
+        "layout();apply();fromHash();\n"
+        "document.body.dataset.ready='1';\n"
+        "})();\n";
+
+/* ---- the page for one trace ------------------------------------------------------ */
+
+struct page {
+	FILE *out;
+	const struct trace *t;
+	const struct model *m;
+	const struct findings *fs;
+	const struct html_report_window *w;
+	struct lanes lanes;
+	unsigned plot_h;           /* lanes * LANE_H (one lane's worth if none) */
+	bool *finding_shown;       /* per finding: its mark is on the timeline */
+};
+
+/* A mark as drawn: the first of `count` of one kind in one lane and
+ * column (findings: always 1). */
+struct drawn_mark {
+	const struct mark *k;
+	size_t count;
+};
+
+/* "name (1234)" or "1234" */
+static const char *lane_label(const struct model *m, int thread, char *buf, size_t size)
+{
+	const char *name = model_thread_name(m, thread);
+	if (name)
+		snprintf(buf, size, "%s (%d)", name, m->threads[thread].info->tid);
+	else
+		snprintf(buf, size, "%d", m->threads[thread].info->tid);
+	return buf;
+}
+
+/* "thread 1234 (name)" */
+static const char *thread_label(const struct model *m, int thread, char *buf, size_t size)
+{
+	if (thread < 0) {
+		snprintf(buf, size, "an unknown thread");
+		return buf;
+	}
+	const char *name = model_thread_name(m, thread);
+	if (name)
+		snprintf(buf, size, "thread %d (%s)", m->threads[thread].info->tid, name);
+	else
+		snprintf(buf, size, "thread %d", m->threads[thread].info->tid);
+	return buf;
+}
+
+/* A time in the window as a fractional column: the plot's x. */
+static double column_x(const struct lanes *l, uint64_t ns)
+{
+	if (ns <= l->from_ns)
+		return 0;
+	return (double)(ns - l->from_ns) * (double)l->columns / (double)(l->to_ns - l->from_ns);
+}
+
+static void write_head(struct page *p)
+{
+	FILE *out = p->out;
+	const char *base = strrchr(p->t->path, '/');
+	fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+	      "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+	      "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n"
+	      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+	      "<meta name=\"generator\" content=\"giltrace report --html\">\n<title>giltrace: ",
+	      out);
+	html_escape(out, base ? base + 1 : p->t->path);
+	fputs("</title>\n<style>\n", out);
+	fputs(page_css, out);
+	fputs("</style>\n</head>\n<body>\n<script>\n", out);
+	fputs(onerror_js, out);
+	fputs("</script>\n", out);
+}
+
+static void write_lane_rects(struct page *p, size_t lane, enum lane_state *dominant)
+{
+	static const char *const state_names[LANE_STATES] = {
+		[LANE_RELEASED] = "released",
+		[LANE_WAITING] = "waiting",
+		[LANE_HELD] = "held",
+	};
+	const struct lanes *l = &p->lanes;
+	unsigned y = (unsigned)lane * LANE_H + BAR_INSET;
+	for (size_t c = 0; c < l->columns; c++)
+		dominant[c] = lanes_dominant(l, lane, c);
+	for (int s = LANE_RELEASED; s < LANE_STATES; s++) {
+		fprintf(p->out, "<g data-state=\"%s\">", state_names[s]);
+		for (size_t c = 0; c < l->columns;) {
+			if (dominant[c] != (enum lane_state)s) {
+				c++;
+				continue;
+			}
+			size_t run = 1;
+			while (c + run < l->columns && dominant[c + run] == (enum lane_state)s)
+				run++;
+			fprintf(p->out, "<rect x=\"%zu\" y=\"%u\" width=\"%zu\" height=\"%d\"/>", c, y, run,
+			        LANE_H - 2 * BAR_INSET);
+			c += run;
+		}
+		fputs("</g>\n", p->out);
+	}
+}
+
+/* The tooltip of a mark. */
+static void write_mark_title(struct page *p, const struct drawn_mark *d)
+{
+	const struct model *m = p->m;
+	const struct mark *k = d->k;
+	char who[96], at[32];
+	FILE *out = p->out;
+	thread_label(m, k->thread, who, sizeof who);
+	format_duration(at, sizeof at, k->ns);
+	fputs("<title>", out);
+	switch (k->kind) {
+	case MARK_FINALIZE:
+		html_escapef(out, "finalization began at +%s (first seen by %s)", at, who);
+		break;
+	case MARK_TSTATE_FREE: {
+		uint64_t tstate = k->event < p->t->event_count ? p->t->events[k->event].payload[0] : 0;
+		if (d->count > 1)
+			html_escapef(out, "%s freed %zu thread states here, the first (0x%" PRIx64 ") at +%s", who,
+			             d->count, tstate, at);
+		else
+			html_escapef(out, "%s freed thread state 0x%" PRIx64 " at +%s", who, tstate, at);
+		break;
+	}
+	case MARK_THREAD_EXIT: {
+		const struct model_thread *th = &m->threads[k->thread];
+		html_escapef(out, "%s ended at +%s (%s%s)", who, at,
+		             th->exit != MODEL_EXIT_NONE ? model_exit_name(th->exit) : "exit",
+		             th->exit_held_gil ? ", holding the GIL" : "");
+		break;
+	}
+	case MARK_THREAD_PARK:
+		html_escapef(out, "%s parked in pause() at +%s", who, at);
+		break;
+	case MARK_FINDING: {
+		const struct finding *f = &p->fs->items[k->finding];
+		const struct detector_info *di = &detectors[f->kind];
+		html_escapef(out, "finding %d: %s (%s), %s at +%s; click for its report", k->finding + 1, di->id,
+		             di->severity == SEVERITY_ERROR ? "error" : "note", who, at);
+		break;
+	}
+	}
+	fputs("</title>", out);
+}
+
+static void write_mark(struct page *p, const struct drawn_mark *d)
+{
+	const struct lanes *l = &p->lanes;
+	const struct mark *k = d->k;
+	FILE *out = p->out;
+	double x = column_x(l, k->ns);
+	int lane = k->thread >= 0 ? l->lane_of_thread[k->thread] : -1;
+	unsigned y1 = 0, y2 = p->plot_h;
+	if (lane >= 0 && k->kind != MARK_FINALIZE) {
+		y1 = (unsigned)lane * LANE_H + 1;
+		y2 = (unsigned)lane * LANE_H + LANE_H - 1;
+		if (k->kind == MARK_TSTATE_FREE)
+			y1 = (unsigned)lane * LANE_H + LANE_H / 2;
+	}
+	if (k->kind == MARK_FINDING) {
+		const struct finding *f = &p->fs->items[k->finding];
+		int n = k->finding + 1;
+		fprintf(out,
+		        "<a class=\"mark finding %s\" id=\"mark-finding-%d\" href=\"#finding-%d-text\" "
+		        "data-finding=\"%d\" data-x=\"%.3f\" data-lane=\"%d\" data-tid=\"%d\">",
+		        detectors[f->kind].severity == SEVERITY_ERROR ? "error" : "note", n, n, n, x, lane,
+		        k->thread >= 0 ? p->m->threads[k->thread].info->tid : 0);
+	} else {
+		fprintf(out, "<g class=\"mark %s\" data-x=\"%.3f\" data-lane=\"%d\"", mark_kind_name(k->kind), x, lane);
+		if (d->count > 1)
+			fprintf(out, " data-count=\"%zu\"", d->count);
+		fputs(">", out);
+	}
+	write_mark_title(p, d);
+	fprintf(out, "<line class=\"hit\" x1=\"%.3f\" x2=\"%.3f\" y1=\"%u\" y2=\"%u\"/>", x, x, y1, y2);
+	fprintf(out, "<line class=\"v\" x1=\"%.3f\" x2=\"%.3f\" y1=\"%u\" y2=\"%u\"/>", x, x, y1, y2);
+	fputs(k->kind == MARK_FINDING ? "</a>\n" : "</g>\n", out);
+}
+
+/* The marks to draw: findings one by one, the others once per lane,
+ * column and kind.  Returns the count, or -1 when out of memory. */
+static ssize_t collect_drawn_marks(struct page *p, struct drawn_mark **out)
+{
+	const struct lanes *l = &p->lanes;
+	enum { KINDS = MARK_FINDING + 1 };
+	size_t slots = (l->lane_count + 1) * KINDS; /* +1: marks of no lane */
+	size_t *last = malloc(slots * sizeof *last);
+	struct drawn_mark *drawn = malloc((l->mark_count ? l->mark_count : 1) * sizeof *drawn);
+	if (!last || !drawn) {
+		free(last);
+		free(drawn);
+		return -1;
+	}
+	for (size_t i = 0; i < slots; i++)
+		last[i] = SIZE_MAX;
+	size_t n = 0;
+	for (size_t i = 0; i < l->mark_count; i++) {
+		const struct mark *k = &l->marks[i];
+		if (k->kind == MARK_FINDING) {
+			if (k->finding < 0 || (size_t)k->finding >= p->fs->count)
+				continue;
+			p->finding_shown[k->finding] = true;
+			drawn[n++] = (struct drawn_mark){ k, 1 };
+			continue;
+		}
+		int lane = k->thread >= 0 ? p->lanes.lane_of_thread[k->thread] : -1;
+		size_t slot = (size_t)(lane + 1) * KINDS + k->kind;
+		size_t last_drawn = last[slot];
+		if (k->kind != MARK_FINALIZE && last_drawn != SIZE_MAX &&
+		    lanes_column_of(l, drawn[last_drawn].k->ns) == lanes_column_of(l, k->ns)) {
+			drawn[last_drawn].count++;
+			continue;
+		}
+		last[slot] = n;
+		drawn[n++] = (struct drawn_mark){ k, 1 };
+	}
+	free(last);
+	*out = drawn;
+	return (ssize_t)n;
+}
+
+static int write_timeline(struct page *p)
+{
+	FILE *out = p->out;
+	const struct lanes *l = &p->lanes;
+	unsigned height = PLOT_Y + p->plot_h + BOTTOM_PAD;
+	char label[96];
+
+	fprintf(out,
+	        "<div id=\"tl-wrap\">\n"
+	        "<svg id=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"100%%\" height=\"%u\" "
+	        "data-label-w=\"%d\" data-axis-y=\"%d\" data-plot-y=\"%d\" data-lane-h=\"%d\" "
+	        "data-right-pad=\"%d\" role=\"img\" aria-label=\"GIL timeline\">\n",
+	        height, LABEL_W, TITLE_H, PLOT_Y, LANE_H, RIGHT_PAD);
+	fprintf(out,
+	        "<defs><clipPath id=\"label-clip\"><rect x=\"0\" y=\"0\" width=\"%d\" height=\"%u\"/>"
+	        "</clipPath></defs>\n",
+	        LABEL_W - 8, height);
+	fputs("<text class=\"title\" x=\"8\" y=\"20\">giltrace report: ", out);
+	html_escape(out, p->t->path);
+	fputs("</text>\n", out);
+
+	/* stripes and labels, outside the plot: never scaled */
+	for (size_t lane = 0; lane < l->lane_count; lane++) {
+		unsigned y = PLOT_Y + (unsigned)lane * LANE_H;
+		if (lane % 2)
+			fprintf(out, "<rect class=\"stripe\" x=\"0\" y=\"%u\" width=\"100%%\" height=\"%d\"/>\n", y, LANE_H);
+		lane_label(p->m, l->thread_of_lane[lane], label, sizeof label);
+		fprintf(out, "<text class=\"lname\" id=\"lname-%zu\" x=\"8\" y=\"%u\" clip-path=\"url(#label-clip)\" data-label=\"",
+		        lane, y + LANE_H / 2 + 4);
+		html_escape(out, label);
+		fputs("\">", out);
+		html_escape(out, label);
+		fputs("</text>\n", out);
+	}
+	if (!l->lane_count)
+		fprintf(out, "<text class=\"empty\" x=\"%d\" y=\"%d\">no thread was alive in this window</text>\n",
+		        LABEL_W, PLOT_Y + LANE_H / 2 + 4);
+	fputs("<g id=\"grid\"></g>\n<g id=\"axis\"></g>\n", out);
+
+	fprintf(out,
+	        "<svg id=\"plot\" x=\"%d\" y=\"%d\" width=\"%d\" height=\"%u\" viewBox=\"0 0 %zu %u\" "
+	        "preserveAspectRatio=\"none\" data-columns=\"%zu\" data-from-ns=\"%" PRIu64 "\" data-to-ns=\"%" PRIu64
+	        "\">\n",
+	        LABEL_W, PLOT_Y, DEFAULT_PLOT_W, p->plot_h, l->columns, p->plot_h, l->columns, l->from_ns, l->to_ns);
+	enum lane_state *dominant = malloc(l->columns * sizeof *dominant);
+	if (!dominant)
+		return -1;
+	for (size_t lane = 0; lane < l->lane_count; lane++) {
+		int thread = l->thread_of_lane[lane];
+		const char *name = model_thread_name(p->m, thread);
+		fprintf(out, "<g class=\"lane\" id=\"lane-%zu\" data-lane=\"%zu\" data-tid=\"%d\" data-y=\"%u\"", lane,
+		        lane, p->m->threads[thread].info->tid, (unsigned)lane * LANE_H);
+		if (name) {
+			fputs(" data-name=\"", out);
+			html_escape(out, name);
+			fputs("\"", out);
+		}
+		fputs(">\n", out);
+		write_lane_rects(p, lane, dominant);
+		fputs("</g>\n", out);
+	}
+	free(dominant);
+
+	struct drawn_mark *drawn;
+	ssize_t n = collect_drawn_marks(p, &drawn);
+	if (n < 0)
+		return -1;
+	fputs("<g id=\"marks\">\n", out);
+	for (ssize_t i = 0; i < n; i++)
+		write_mark(p, &drawn[i]);
+	fputs("</g>\n</svg>\n</svg>\n", out);
+	free(drawn);
+
+	fputs("<div id=\"toolbar\"><span id=\"range\"></span>"
+	      "<button type=\"button\" id=\"zoom-in\" title=\"zoom in (or: mouse wheel over the lanes)\">+</button>"
+	      "<button type=\"button\" id=\"zoom-out\" title=\"zoom out\">&#8722;</button>"
+	      "<button type=\"button\" id=\"reset\" title=\"show the whole window\">reset</button></div>\n"
+	      "</div>\n",
+	      out);
+	return 0;
+}
+
+static void write_legend(struct page *p)
+{
+	FILE *out = p->out;
+	fputs("<div id=\"below\">\n<ul class=\"legend\">"
+	      "<li><span class=\"sw held\"></span>GIL held</li>"
+	      "<li><span class=\"sw waiting\"></span>waiting for the GIL</li>"
+	      "<li><span class=\"sw released\"></span>running without it</li>"
+	      "<li><span class=\"sw bar finalize\"></span>finalization began</li>"
+	      "<li><span class=\"sw bar tstate-free\"></span>thread state freed</li>"
+	      "<li><span class=\"sw bar thread-exit\"></span>thread ended</li>"
+	      "<li><span class=\"sw bar thread-park\"></span>thread parked</li>"
+	      "<li><span class=\"sw bar finding\"></span>finding</li></ul>\n",
+	      out);
+	fputs("<span id=\"readout\">wheel: zoom at the pointer, drag: pan; each bar shows what took most of its "
+	      "time</span>\n</div>\n",
+	      out);
+}
+
+static void write_summary(struct page *p)
+{
+	FILE *out = p->out;
+	const struct trace *t = p->t;
+	const struct model *m = p->m;
+	const struct gtr_file_header *h = &t->header;
+	const struct lanes *l = &p->lanes;
+	char v[64], b[96], d1[32], d2[32], d3[32];
+
+	fputs("<section id=\"trace\">\n<h2>Trace</h2>\n<dl class=\"facts\">\n<dt>file</dt><dd>", out);
+	html_escape(out, t->path);
+	fputs("</dd>\n<dt>python</dt><dd>", out);
+	describe_python_version(h, v, sizeof v);
+	html_escapef(out, "%s (%s)", v[0] ? v : "?", describe_build(h, b, sizeof b));
+	if (h->py_version[0]) {
+		fputs("<br>", out);
+		html_escape(out, h->py_version);
+	}
+	fputs("</dd>\n<dt>executable</dt><dd>", out);
+	html_escape(out, h->executable[0] ? h->executable : "?");
+	fputs("</dd>\n<dt>process</dt><dd>", out);
+	html_escapef(out, "pid %d%s, %zu threads, %zu events, wall %s, %s mode, %s clock", h->pid,
+	             h->flags & GTR_FLAG_FORK_CHILD ? " (fork child)" : "", m->thread_count, t->event_count,
+	             format_duration(d1, sizeof d1, m->wall_ns), h->flags & GTR_FLAG_RING ? "ring" : "full",
+	             t->clock_is_tsc ? "tsc" : "monotonic");
+	fputs("</dd>\n<dt>timeline</dt><dd>", out);
+	html_escapef(out, "+%s to +%s, %s; %zu columns of %s, %zu lanes",
+	             format_duration(d1, sizeof d1, l->from_ns), format_duration(d2, sizeof d2, l->to_ns),
+	             p->w->chosen_by, l->columns,
+	             format_duration(d3, sizeof d3, (l->to_ns - l->from_ns + l->columns - 1) / l->columns),
+	             l->lane_count);
+	fputs("</dd>\n</dl>\n", out);
+
+	if (t->truncated) {
+		fputs("<p class=\"warn\" id=\"truncated\">TRUNCATED: the process did not exit normally (crash, kill, "
+		      "or still running); every event up to ",
+		      out);
+		html_escapef(out, "+%s", format_duration(d1, sizeof d1, t->last_event_ns));
+		fputs(" (the last one committed) was read.</p>\n", out);
+	}
+	if (t->note_count) {
+		fputs("<div class=\"warn\" id=\"notes\">The reader's notes:\n<ul>\n", out);
+		for (size_t i = 0; i < t->note_count; i++) {
+			fputs("<li>", out);
+			html_escape(out, t->notes[i]);
+			fputs("</li>\n", out);
+		}
+		fputs("</ul>\n</div>\n", out);
+	}
+	if (m->error_count) {
+		fprintf(out, "<div class=\"bad\" id=\"model-errors\">%s\n<ul>\n",
+		        t->note_count ? "Model inconsistencies (expected: the trace is damaged, see the notes above):"
+		                      : "Model self-check FAILED (a giltrace bug, please report it with this trace):");
+		for (size_t i = 0; i < m->error_count; i++) {
+			fputs("<li>", out);
+			html_escape(out, m->errors[i]);
+			fputs("</li>\n", out);
+		}
+		fputs("</ul>\n</div>\n", out);
+	}
+	fputs("</section>\n", out);
+}
+
+static void write_tid_list(struct page *p, bool (*pick)(const struct model_thread *))
+{
+	const struct model *m = p->m;
+	char buf[96];
+	bool any = false;
+	for (size_t i = 0; i < m->thread_count; i++) {
+		if (!pick(&m->threads[i]))
+			continue;
+		if (any)
+			fputs(", ", p->out);
+		html_escape(p->out, lane_label(m, (int)i, buf, sizeof buf));
+		any = true;
+	}
+	if (!any)
+		fputs("none", p->out);
+}
+
+static bool pick_alive(const struct model_thread *th) { return th->alive_at_finalization; }
+static bool pick_held(const struct model_thread *th) { return th->held_after_finalization; }
+static bool pick_waited(const struct model_thread *th) { return th->waited_after_finalization; }
+
+static void write_statistics(struct page *p)
+{
+	FILE *out = p->out;
+	const struct model *m = p->m;
+	char d1[32], d2[32], d3[32], d4[32], ex[96];
+
+	fputs("<section id=\"statistics\">\n<h2>Statistics <small>(the whole run)</small></h2>\n", out);
+	for (unsigned gi = 0; gi < MODEL_MAX_GILS; gi++) {
+		const struct model_gil *g = &m->gils[gi];
+		if (!g->seen)
+			continue;
+		fputs("<p>", out);
+		html_escapef(out, "GIL %u%s at 0x%" PRIx64 ": held %s (%.1f%%), idle %s, %" PRIu64 " acquisitions", gi,
+		             g->in_runtime ? " (main)" : "", g->base, format_duration(d1, sizeof d1, g->held_ns),
+		             m->wall_ns ? 100.0 * (double)g->held_ns / (double)m->wall_ns : 0.0,
+		             format_duration(d2, sizeof d2, g->idle_ns), g->acquisitions);
+		fputs("</p>\n", out);
+	}
+	fputs("<p>", out);
+	html_escapef(out, "handoffs: %" PRIu64 ", latency p50 %s, p90 %s, p99 %s, max %s", m->handoff_count,
+	             format_duration(d1, sizeof d1, m->latency_p50), format_duration(d2, sizeof d2, m->latency_p90),
+	             format_duration(d3, sizeof d3, m->latency_p99), format_duration(d4, sizeof d4, m->latency_max));
+	fputs("<br>", out);
+	html_escapef(out, "contention: %.1f%% of acquisitions waited for another holder",
+	             100.0 * describe_contention_ratio(m));
+	fputs("</p>\n", out);
+
+	fputs("<table id=\"threads\">\n<thead><tr><th class=\"n\">tid</th><th>name</th><th class=\"n\">hold</th>"
+	      "<th class=\"n\">wait</th><th class=\"n\">acquisitions</th><th class=\"n\">drop requests</th>"
+	      "<th class=\"n\">forced switches</th><th>exit</th></tr></thead>\n<tbody>\n",
+	      out);
+	for (size_t i = 0; i < m->thread_count; i++) {
+		const struct model_thread *th = &m->threads[i];
+		const char *name = model_thread_name(m, (int)i);
+		fprintf(out, "<tr data-tid=\"%d\"><td class=\"n\">%d</td><td>", th->info->tid, th->info->tid);
+		html_escape(out, name ? name : "-");
+		fprintf(out,
+		        "</td><td class=\"n\">%s</td><td class=\"n\">%s</td><td class=\"n\">%" PRIu64
+		        "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64 "</td><td>",
+		        format_duration(d1, sizeof d1, th->hold_ns), format_duration(d2, sizeof d2, th->wait_ns),
+		        th->acquisitions, th->drop_requests, th->forced_switches);
+		html_escape(out, describe_thread_exit(th, ex, sizeof ex));
+		if (th->info->events_lost)
+			fputs(" (older events dropped)", out);
+		fputs("</td></tr>\n", out);
+	}
+	fputs("</tbody>\n</table>\n", out);
+
+	fputs("<h3>Finalization</h3>\n<p>", out);
+	if (!m->finalization.seen) {
+		fputs(m->finalization.enter_seen ? "not seen (Py_FinalizeEx entered, flag not observed)" : "not seen",
+		      out);
+	} else {
+		int ft = m->finalization.finalizing_thread;
+		html_escapef(out, "started at +%s", format_duration(d1, sizeof d1, m->finalization.start_ns));
+		if (ft >= 0) {
+			fputs(" by ", out);
+			html_escape(out, thread_label(m, ft, ex, sizeof ex));
+		}
+		if (m->finalization.enter_seen)
+			html_escapef(out, " (Py_FinalizeEx entered at +%s)",
+			             format_duration(d2, sizeof d2, m->finalization.enter_ns));
+		fputs("<br>alive then: ", out);
+		write_tid_list(p, pick_alive);
+		fputs("<br>held the GIL after it: ", out);
+		write_tid_list(p, pick_held);
+		fputs("<br>waited for the GIL after it: ", out);
+		write_tid_list(p, pick_waited);
+	}
+	fputs("</p>\n</section>\n", out);
+}
+
+/* One finding's block: finding_print_text()'s, escaped. */
+static int write_finding(struct page *p, size_t i, struct symbolizer *sym)
+{
+	FILE *out = p->out;
+	const struct finding *f = &p->fs->items[i];
+	const struct detector_info *di = &detectors[f->kind];
+	char *text = NULL, d[32];
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	if (!mem)
+		return -1;
+	finding_print_text(mem, p->m, f, sym);
+	if (fclose(mem) != 0) {
+		free(text);
+		return -1;
+	}
+	fprintf(out, "<div class=\"finding-block %s\" id=\"finding-%zu-text\" data-finding=\"%zu\">\n",
+	        di->severity == SEVERITY_ERROR ? "error" : "note", i + 1, i + 1);
+	if (p->finding_shown[i])
+		fprintf(out, "<a class=\"show-finding\" href=\"#finding-%zu\" data-finding=\"%zu\">finding %zu: show it on "
+		             "the timeline</a>\n",
+		        i + 1, i + 1, i + 1);
+	else
+		fprintf(out, "<span class=\"off\">finding %zu, at +%s: outside the timeline's window (render it with "
+		             "--around whole)</span>\n",
+		        i + 1, format_duration(d, sizeof d, f->ns));
+	fputs("<pre>", out);
+	html_escape(out, text);
+	fputs("</pre>\n</div>\n", out);
+	free(text);
+	return 0;
+}
+
+static int write_findings(struct page *p)
+{
+	FILE *out = p->out;
+	const struct findings *fs = p->fs;
+	fprintf(out, "<section id=\"findings\">\n<h2>Findings: %zu error%s, %zu note%s</h2>\n", fs->errors,
+	        fs->errors == 1 ? "" : "s", fs->notes, fs->notes == 1 ? "" : "s");
+	if (!fs->count) {
+		fputs("<p>None.</p>\n</section>\n", out);
+		return 0;
+	}
+	struct symbolizer *sym = symbolizer_new(p->t);
+	if (!sym)
+		return -1;
+	int status = 0;
+	for (size_t i = 0; i < fs->count && status == 0; i++)
+		status = write_finding(p, i, sym);
+	if (status == 0) {
+		/* modules whose frames could not be symbolised, as check says them */
+		char *text = NULL;
+		size_t len = 0;
+		FILE *mem = open_memstream(&text, &len);
+		if (!mem || (findings_print_problems(mem, sym), fclose(mem)) != 0) {
+			status = -1;
+		} else if (len) {
+			fputs("<pre class=\"off\" id=\"symbol-problems\">", out);
+			html_escape(out, text);
+			fputs("</pre>\n", out);
+		}
+		free(text);
+	}
+	symbolizer_free(sym);
+	fputs("</section>\n", out);
+	return status;
+}
+
+int html_report_write(FILE *out, const struct model *m, const struct findings *fs, const struct html_report_window *w)
+{
+	struct page p = { .out = out, .t = m->trace, .m = m, .fs = fs, .w = w };
+	int status = -1;
+	p.finding_shown = calloc(fs->count ? fs->count : 1, sizeof *p.finding_shown);
+	if (!p.finding_shown)
+		return -1;
+	if (lanes_build(&p.lanes, m, fs, w->from_ns, w->to_ns, HTML_REPORT_COLUMNS) != 0) {
+		free(p.finding_shown);
+		return -1;
+	}
+	p.plot_h = (unsigned)(p.lanes.lane_count ? p.lanes.lane_count : 1) * LANE_H;
+
+	write_head(&p);
+	if (write_timeline(&p) != 0)
+		goto out;
+	write_legend(&p);
+	fputs("<main>\n", out);
+	write_summary(&p);
+	write_statistics(&p);
+	if (write_findings(&p) != 0)
+		goto out;
+	fputs("<footer>Written by giltrace report --html. Self-contained: it loads nothing.</footer>\n</main>\n", out);
+	fputs("<script>\n", out);
+	fputs(page_js, out);
+	fputs("</script>\n</body>\n</html>\n", out);
+	status = 0;
+out:
+	lanes_free(&p.lanes);
+	free(p.finding_shown);
+	return status;
+}
