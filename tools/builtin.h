@@ -14,6 +14,7 @@ int cmd_report(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_timeline(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* check's work, shared with `run --check`: findings of the traces (or
  * folders) in paths, printed on out; returns check's exit status. */

@@ -1,6 +1,7 @@
 #include "json.h"
 
 #include <math.h>
+#include <string.h>
 
 void json_init(struct json *j, FILE *out)
 {
@@ -9,16 +10,79 @@ void json_init(struct json *j, FILE *out)
 	j->has_items[0] = false;
 }
 
+/* Length of the UTF-8 sequence that starts at p (at most `left` bytes), or
+ * 0 if it is not a valid one (overlong forms, surrogates and code points
+ * above U+10FFFF included). */
+static size_t utf8_sequence(const unsigned char *p, size_t left)
+{
+	unsigned c = p[0];
+	size_t n;
+	uint32_t cp;
+	if (c < 0xc2 || c > 0xf4)
+		return 0; /* ASCII is handled by the caller; 0x80-0xc1 never lead */
+	n = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+	if (n > left)
+		return 0;
+	cp = c & (0x7fu >> n);
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3fu);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return n;
+}
+
+char *json_escape(char *dst, const char *src, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)src, *end = p + len;
+	while (p < end) {
+		unsigned c = *p;
+		if (c == '"' || c == '\\') {
+			*dst++ = '\\';
+			*dst++ = (char)c;
+			p++;
+		} else if (c < 0x20 || c == 0x7f) {
+			memcpy(dst, "\\u00", 4);
+			dst[4] = hex[c >> 4];
+			dst[5] = hex[c & 0xf];
+			dst += 6;
+			p++;
+		} else if (c < 0x80) {
+			*dst++ = (char)c;
+			p++;
+		} else {
+			size_t n = utf8_sequence(p, (size_t)(end - p));
+			if (n) {
+				memcpy(dst, p, n);
+				dst += n;
+				p += n;
+			} else {
+				memcpy(dst, "\\ufffd", 6);
+				dst += 6;
+				p++;
+			}
+		}
+	}
+	return dst;
+}
+
 static void put_string(FILE *out, const char *s)
 {
+	char buf[JSON_ESCAPED_MAX(256)];
+	size_t len = strlen(s);
 	fputc('"', out);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(out, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			fprintf(out, "\\u%04x", *p);
-		else
-			fputc(*p, out);
+	while (len) {
+		/* whole UTF-8 sequences per chunk: back up over continuation
+		 * bytes (at most 3: a longer run is invalid anyway) */
+		size_t n = len < 256 ? len : 256;
+		for (size_t back = 0; n < len && back < 3 && ((unsigned char)s[n] & 0xc0) == 0x80; back++)
+			n--;
+		fwrite(buf, 1, (size_t)(json_escape(buf, s, n) - buf), out);
+		s += n;
+		len -= n;
 	}
 	fputc('"', out);
 }

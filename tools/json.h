@@ -9,6 +9,7 @@
 #define GILTRACE_JSON_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -33,5 +34,16 @@ void json_bool(struct json *j, const char *key, bool value);
 void json_null(struct json *j, const char *key);
 /* Ends the document with a newline. */
 void json_finish(struct json *j);
+
+/* The bytes json_escape() may write for `len` bytes of input. */
+#define JSON_ESCAPED_MAX(len) (6 * (size_t)(len))
+
+/* Writes the `len` bytes at src as the inside of a JSON string (no quotes)
+ * to dst, which must have room for JSON_ESCAPED_MAX(len) bytes, and returns
+ * the end of what it wrote.  '"' and '\\' are escaped, control characters
+ * and DEL become \u00XX, valid UTF-8 is copied, and every byte that does
+ * not start a valid UTF-8 sequence becomes \ufffd, so that the result is
+ * always valid JSON whatever the input (strings from a trace, paths). */
+char *json_escape(char *dst, const char *src, size_t len);
 
 #endif

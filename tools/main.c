@@ -19,6 +19,7 @@ static const struct command commands[] = {
 	{ "check", cmd_check, "findings only, for CI: traces or folders of traces" },
 	{ "report", cmd_report, "GIL statistics, handoffs and the finalization timeline of traces" },
 	{ "timeline", cmd_timeline, "GIL lanes per thread in the terminal, around finalization by default" },
+	{ "export", cmd_export, "a trace as Chrome trace-event JSON, for ui.perfetto.dev and chrome://tracing" },
 	{ "dump", cmd_dump, "every event of a trace in time order, one per line" },
 };
 
@@ -35,7 +36,7 @@ static void print_help(FILE *out)
 	      "  run          the command's own status (128+N if signal N killed it);\n"
 	      "               with --check, 1 if a finding of severity error appeared\n"
 	      "  check        0 no error findings, 1 error findings, 2 unusable input\n"
-	      "  report, timeline, dump\n"
+	      "  report, timeline, export, dump\n"
 	      "               0 success, 2 unusable input\n"
 	      "  every command: 2 on a usage error\n",
 	      out);
