@@ -60,23 +60,27 @@ $(BUILD):
 deps:
 	$(Q)scripts/install-deps.sh
 
+deps-tests:
+	$(Q)scripts/install-deps.sh --tests
+
 demo: deps all
 	$(Q)$(BUILD)/giltrace run -o $(BUILD)/demo.gtr -- /usr/bin/python3 examples/daemon_threads.py
 	$(Q)$(BUILD)/giltrace report $(BUILD)/demo.gtr
 	$(Q)$(BUILD)/giltrace timeline $(BUILD)/demo.gtr
 
-check: deps all $(BUILD)/san/giltrace $(BUILD)/san/test-model $(BUILD)/bench-mutex
+check: deps-tests all $(BUILD)/san/giltrace $(BUILD)/san/test-model $(BUILD)/bench-mutex
 	$(Q)$(BUILD)/san/test-model
 	$(Q)$(PYTHON_FOR_TESTS) -m pytest -q -rs tests
 
 # Run the integration tests many times: for intermittent failures.
-check-loop: all $(BUILD)/san/giltrace
+check-loop: deps-tests all $(BUILD)/san/giltrace
 	$(Q)for i in $$(seq 1 $${N:-20}); do $(PYTHON_FOR_TESTS) -m pytest -q -x tests || exit 1; done
 
 bench: deps all $(BUILD)/bench-mutex
 	$(Q)$(PYTHON_FOR_TESTS) bench/run.py
+	$(Q)$(PYTHON_FOR_TESTS) bench/render.py
 
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps demo check check-loop bench clean
+.PHONY: all deps deps-tests demo check check-loop bench clean

@@ -1,16 +1,24 @@
 #!/bin/sh
-# Install the Debian packages giltrace needs to build and test, if missing.
-# Used by `make demo` and `make check`; safe to run again (does nothing then).
+# Install the Debian packages giltrace needs, if missing: to build and run
+# it (`make demo`), and with --tests also to test it (`make check`).  Safe
+# to run again (does nothing then).
 set -eu
 
-# gcc, make, libc headers: build; python3.11 (+ -dbg): the interpreters the
-# tests trace; python3-pytest: the integration tests.
-# python3.11-dev: headers and python3.11-config for the test scenarios' C code;
-# libdw-dev, libelf-dev: elfutils, with which giltrace symbolises stacks;
-# chromium, python3-pil: the HTML report's test loads it in a headless
-# browser and reads the screenshot.
-PACKAGES="gcc make libc6-dev python3.11 python3.11-dev python3.11-dbg python3-pytest
-libdw-dev libelf-dev chromium python3-pil"
+# gcc, make, libc headers: build; libdw-dev, libelf-dev: elfutils, with
+# which giltrace symbolises stacks; python3.11 and python3: the demo's
+# interpreter.
+PACKAGES="gcc make libc6-dev libdw-dev libelf-dev python3 python3.11"
+# python3.11-dbg: the debug interpreter the tests trace; python3.11-dev:
+# headers and python3.11-config for the test scenarios' C code;
+# python3-pytest: the integration tests; chromium, python3-pil: the HTML
+# report's test loads it in a headless browser and reads the screenshot.
+TEST_PACKAGES="python3.11-dbg python3.11-dev python3-pytest chromium python3-pil"
+
+case "${1:-}" in
+--tests) PACKAGES="$PACKAGES $TEST_PACKAGES" ;;
+"") ;;
+*) echo "usage: $0 [--tests]" >&2; exit 2 ;;
+esac
 
 missing=""
 for p in $PACKAGES; do
