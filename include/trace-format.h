@@ -32,6 +32,10 @@
 #define GTR_CHUNK_MAGIC 0x4b435447u    /* "GTCK" */
 #define GTR_CHUNK_HEADER_SIZE 64u      /* struct gtr_chunk_header, padded */
 
+/* The other contract between the tools and the shim: GILTRACE_OPTIONS, which
+ * `giltrace run` builds, is read only if shorter than this. */
+#define GTR_OPTIONS_MAX 8192
+
 /* gtr_file_header.flags */
 enum gtr_file_flag {
 	GTR_FLAG_CLOSED = 1u << 0,       /* the process ended normally (exit) */
@@ -196,7 +200,8 @@ enum gtr_event_type {
 	                                 event, written right after it with the same
 	                                 clock; arg: frame count (1..GTR_STACK_MAX_FRAMES);
 	                                 payload: arg return addresses, innermost
-	                                 first, the shim's own frames left out */
+	                                 first, from the frame that called into the shim
+	                                 (the shim's leading frames left out) */
 	GTR_EV_COUNT
 };
 
@@ -224,7 +229,7 @@ static const uint8_t gtr_event_payload_words[GTR_EV_COUNT] = {
 	[GTR_EV_CLOCK] = 1,
 };
 
-/* Payload words of an event of `type` with `arg`. */
+/* Payload words of an event of `type` (< GTR_EV_COUNT) with `arg`. */
 static inline unsigned gtr_event_words(unsigned type, unsigned arg)
 {
 	return type == GTR_EV_STACK ? arg : gtr_event_payload_words[type];

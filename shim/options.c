@@ -37,6 +37,8 @@ static bool parse_unsigned(const char *s, unsigned *out)
 	return true;
 }
 
+_Static_assert(GTR_STACK_MAX_FRAMES == 64, "the stack_depth warning names the maximum");
+
 /* "suspect-capi,free" into enum stack_events bits; "none" is 0. */
 static bool parse_stack_events(const char *value, unsigned *out)
 {
@@ -124,7 +126,7 @@ static void set_option(const char *key, const char *value)
 
 void shim_options_parse(const char *text)
 {
-	char buf[8192];
+	char buf[GTR_OPTIONS_MAX];
 	strcpy(shim_options.output, DEFAULT_OUTPUT);
 	shim_options.mode = SHIM_MODE_FULL;
 	shim_options.ring_size_mib = DEFAULT_RING_MIB;

@@ -17,8 +17,10 @@
  * processes only and never inside free().  Afterwards a capture takes no
  * lock and allocates nothing: libgcc finds unwind tables through
  * _dl_find_object (glibc 2.35+).  tests/test_stacks.py checks that no
- * malloc happens in a capture.  Frames inside the shim are left out, so
- * frame 0 is the code that called into the shim.  Addresses are recorded
+ * malloc happens in a capture.  The leading frames inside the shim are
+ * left out, so frame 0 is the code that called into the shim; frames of
+ * the shim further down (a wrapper the interpreter called through, the
+ * thread trampoline) stay, since they are where the calls went.  Addresses are recorded
  * raw; giltrace symbolises them offline (tools/symbolize.c).
  *
  * What it cannot see: frames beyond code without unwind information
@@ -29,7 +31,8 @@
 
 #include "shim.h"
 
-/* The shim's own code, whose frames are left out of stacks. */
+/* The shim's own code, whose leading frames are left out of stacks; set by
+ * stack_prepare() (0, 0 if it was not found: nothing is left out). */
 static uintptr_t shim_lo, shim_hi;
 
 static int find_shim(struct dl_phdr_info *info, size_t size, void *data)

@@ -229,10 +229,13 @@ int cmd_run(int argc, char **argv)
 	/* The user's GILTRACE_OPTIONS (stacks=, stack_depth=) come first: the
 	 * shim takes the last value of a key, so run's own keys win. */
 	const char *user = getenv("GILTRACE_OPTIONS");
-	char options[PATH_MAX + 8192];
+	char options[GTR_OPTIONS_MAX];
 	if (snprintf(options, sizeof options, "%s%soutput=%s/%%p.gtr:mode=%s:ring_size=%lu:verbose=%d:check=0",
-	             user ? user : "", user && *user ? ":" : "", tmp, mode, ring_size, verbose) >= (int)sizeof options)
-		die("GILTRACE_OPTIONS is too long (%zu bytes)", strlen(user));
+	             user ? user : "", user && *user ? ":" : "", tmp, mode, ring_size, verbose) >= (int)sizeof options) {
+		rmdir(tmp);
+		die("GILTRACE_OPTIONS and the trace folder '%s' make options longer than the shim reads (%d bytes)",
+		    tmp, GTR_OPTIONS_MAX - 1);
+	}
 
 	/* Like time(1): the terminal's SIGINT/SIGQUIT reach the child; we
 	 * stay to collect the traces and pass its status on. */
