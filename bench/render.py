@@ -104,7 +104,7 @@ def main():
             per = (statistics.median(stacked) - statistics.median(base)) * 1e9 / stacks
             print(f"\n- a native stack (backtrace(), depth up to 32) costs about {per / 1000:.1f} us: "
                   f"{args.shared_python} storm of 4 x {n} time.sleep(0) with `stacks=all` records {stacks} "
-                  f"stacks (every PyEval_SaveThread/RestoreThread call) and takes "
+                  f"stacks (every PyEval_RestoreThread call; PyEval_SaveThread records only its return) and takes "
                   f"{statistics.median(stacked):.2f} s against {statistics.median(base):.2f} s with the "
                   f"default (median of {args.reps + 2}).")
 
