@@ -300,9 +300,12 @@ def test_handoffs_export(python, tmp_path):
     names = {e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
     assert ESCAPED_NAME in names
     assert '\\"' in out.read_text(encoding="utf-8")
-    # the end of each thread: an exit mark on its track
+    # the end of each thread: an exit mark on its track (not the process
+    # exit, which is the end of the trace)
     exits = {e["tid"] for e in instants(events, "thread")}
-    assert {t["tid"] for t in rep["threads"] if t["exit"]} <= exits
+    ended = {t["tid"] for t in rep["threads"] if t["exit"] and t["exit"]["how"] != "process_exit"}
+    assert ended and ended <= exits
+    assert rep["process"]["pid"] not in exits
     assert instants(events, "finding") == []
 
 

@@ -29,12 +29,8 @@ static void print_details(const struct trace_event *e)
 		break;
 	case GTR_EV_THREAD_EXIT:
 	case GTR_EV_THREAD_PAUSE: {
-		static const char *const how[] = { [GTR_EXIT_RETURN] = "return",
-			                           [GTR_EXIT_PTHREAD_EXIT] = "pthread_exit",
-			                           [GTR_EXIT_PROCESS] = "process_exit" };
-		unsigned h = e->arg & 0x7f;
 		if (e->type == GTR_EV_THREAD_EXIT)
-			printf(" how=%s", h < 4 && how[h] ? how[h] : "unknown");
+			printf(" how=%s", trace_exit_how_name(e->arg & ~GTR_EXIT_HELD_GIL));
 		printf(" held_gil=%s", e->arg & GTR_EXIT_HELD_GIL ? "yes" : "no");
 		break;
 	}

@@ -71,6 +71,7 @@ struct out {
 static void out_flush(struct out *o)
 {
 	size_t n = (size_t)(o->p - o->buf);
+	errno = 0;
 	if (n && !o->error && fwrite(o->buf, 1, n, o->file) != n)
 		o->error = errno ? errno : EIO;
 	o->p = o->buf;
@@ -148,10 +149,7 @@ static void out_string(struct out *o, const char *s)
 	*out_reserve(o, 1) = '"';
 	o->p++;
 	while (len) {
-		/* whole UTF-8 sequences per piece (see put_string in json.c) */
-		size_t n = len < 4096 ? len : 4096;
-		for (size_t back = 0; n < len && back < 3 && ((unsigned char)s[n] & 0xc0) == 0x80; back++)
-			n--;
+		size_t n = json_piece_length(s, len, 4096);
 		o->p = json_escape(out_reserve(o, JSON_ESCAPED_MAX(n)), s, n);
 		s += n;
 		len -= n;
@@ -398,13 +396,6 @@ static void on_handoff(void *ctx, unsigned gil, int from, uint64_t released_ns, 
 
 /* ---- instants and metadata ---------------------------------------------------- */
 
-/* a thread exit's `how` (enum gtr_exit_how, the event's arg) */
-static const char *const exit_how_names[] = {
-	[GTR_EXIT_RETURN] = "return",
-	[GTR_EXIT_PTHREAD_EXIT] = "pthread_exit",
-	[GTR_EXIT_PROCESS] = "process_exit",
-};
-
 /* {"ph":"i","s":scope,"name":name,"cat":cat,"pid":..,"tid":..,"ts":.. and
  * leaves the object open for args. */
 static void instant_begin(struct exporter *x, const struct mark *k, char scope, const char *name, const char *cat)
@@ -448,15 +439,13 @@ static void write_mark(struct exporter *x, const struct mark *k, const struct fi
 	}
 	case MARK_THREAD_EXIT:
 	case MARK_THREAD_PARK: {
-		unsigned arg = t->events[k->event].arg, how = arg & 0x7fu;
+		unsigned arg = t->events[k->event].arg;
 		bool park = k->kind == MARK_THREAD_PARK;
 		instant_begin(x, k, 't', park ? "thread parked" : "thread exit", "thread");
 		p = out_reserve(o, OUT_EVENT_MAX);
 		p = PUT_LIT(p, ",\"args\":{");
 		if (!park) {
-			const char *name = how < sizeof exit_how_names / sizeof exit_how_names[0] && exit_how_names[how]
-			                           ? exit_how_names[how]
-			                           : "unknown";
+			const char *name = trace_exit_how_name(arg & ~GTR_EXIT_HELD_GIL);
 			p = PUT_LIT(p, "\"how\":\"");
 			p = put_mem(p, name, strlen(name));
 			p = PUT_LIT(p, "\",");

@@ -33,7 +33,8 @@ static const char usage_text[] =
         "  --around whole      the whole run (the default otherwise)\n"
         "  --from, --to TIME   the window's ends, from the trace start: 12ms, 1.5s, 300us\n"
         "  --width N           columns of output (default: the terminal's, else 100)\n"
-        "  --color WHEN        auto (on a terminal, unless NO_COLOR is set), always, never\n\n"
+        "  --color WHEN        auto (on a terminal, unless NO_COLOR is set and not\n"
+        "                      empty), always, never\n\n"
         "exit status: 0 the trace was shown, 2 it was unusable or the window is empty\n";
 
 #define LABEL_WIDTH 22
@@ -90,13 +91,15 @@ static unsigned output_width(long requested)
 }
 
 /* Print s in exactly `width` terminal columns: cut or padded, counting
- * UTF-8 characters (the reader keeps only valid UTF-8 and printable text). */
+ * UTF-8 characters (trace_sanitize_string() left only valid ones). */
 static void print_fitted(const char *s, unsigned width)
 {
 	unsigned used = 0;
 	const unsigned char *p = (const unsigned char *)s;
 	while (*p && used < width) {
-		unsigned len = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : 4;
+		size_t len = *p < 0x80 ? 1 : trace_utf8_sequence(p, strlen((const char *)p));
+		if (!len)
+			len = 1; /* not from the reader: cannot happen, but never loop */
 		fwrite(p, 1, len, stdout);
 		p += len;
 		used++;
@@ -136,14 +139,16 @@ static void print_axis(const struct lanes *l)
 	memset(line, ' ', n);
 	line[n] = '\0';
 	uint64_t span = l->to_ns - l->from_ns;
-	/* a tick and its time every quarter, where they fit */
+	/* a tick and its time every quarter, where it fits whole */
+	size_t free_from = 0;
 	for (unsigned q = 0; q < 4; q++) {
 		size_t col = n * q / 4;
 		char t[32];
 		axis_time(t, sizeof t, l->from_ns + span * q / 4, span);
 		size_t len = strlen(t);
-		if (col + 1 + len > n)
-			break;
+		if (col < free_from || col + 1 + len > n)
+			continue;
+		free_from = col + 1 + len + 1;
 		line[col] = '|';
 		memcpy(line + col + 1, t, len);
 	}
@@ -284,8 +289,8 @@ static bool want_colour(const char *when)
 		return false;
 	if (strcmp(when, "auto") != 0)
 		die("--color takes auto, always or never, not '%s'", when);
-	const char *term = getenv("TERM");
-	return isatty(STDOUT_FILENO) && !getenv("NO_COLOR") && !(term && !strcmp(term, "dumb"));
+	const char *term = getenv("TERM"), *no_colour = getenv("NO_COLOR");
+	return isatty(STDOUT_FILENO) && !(no_colour && *no_colour) && !(term && !strcmp(term, "dumb"));
 }
 
 int cmd_timeline(int argc, char **argv)

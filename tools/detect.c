@@ -654,6 +654,8 @@ int detect_run(const struct model *m, struct findings *out)
 	w.life_cap = 64;
 	w.lives = calloc(w.life_cap, sizeof *w.lives);
 	w.threads = calloc(m->thread_count ? m->thread_count : 1, sizeof *w.threads);
+	for (size_t i = 0; w.threads && i < m->thread_count; i++)
+		w.threads[i].watch_event = SIZE_MAX;
 	for (unsigned gi = 0; gi < MODEL_MAX_GILS; gi++) {
 		w.drop_requester[gi] = -1;
 		w.gil_holder[gi] = -1;

@@ -15,21 +15,6 @@
 
 #define DOCS "docs/findings.md#"
 
-/* "thread 1234 (main)" */
-static const char *thread_label(const struct model *m, int thread, char *buf, size_t size)
-{
-	if (thread < 0) {
-		snprintf(buf, size, "an unknown thread");
-		return buf;
-	}
-	const char *name = model_thread_name(m, thread);
-	if (name)
-		snprintf(buf, size, "thread %d (%s)", m->threads[thread].info->tid, name);
-	else
-		snprintf(buf, size, "thread %d", m->threads[thread].info->tid);
-	return buf;
-}
-
 /* "0x7f...a0 (_bz2.cpython-311-x86_64-linux-gnu.so+0x1a2b)" */
 static const char *caller_label(const struct model *m, uint64_t caller, char *buf, size_t size)
 {
@@ -71,17 +56,24 @@ static void print_frame(FILE *out, unsigned n, const struct frame_info *fi)
 	fputc('\n', out);
 }
 
+/* Frame i of a recorded stack, symbolised when there is a symbolizer. */
+static void stack_frame(const struct trace *t, const struct trace_stack *st, uint32_t i, struct symbolizer *sym,
+                        struct frame_info *fi)
+{
+	uint64_t address = t->stack_frames[st->first + i];
+	if (sym)
+		symbolizer_lookup(sym, address, fi);
+	else
+		*fi = (struct frame_info){ .address = address };
+}
+
 static void print_stack(FILE *out, const struct model *m, size_t event, struct symbolizer *sym)
 {
 	const struct trace *t = m->trace;
 	const struct trace_stack *st = event != SIZE_MAX ? trace_stack_of(t, event) : NULL;
 	for (uint32_t i = 0; st && i < st->count; i++) {
 		struct frame_info fi;
-		uint64_t address = t->stack_frames[st->first + i];
-		if (sym)
-			symbolizer_lookup(sym, address, &fi);
-		else
-			fi = (struct frame_info){ .address = address };
+		stack_frame(t, st, i, sym, &fi);
 		print_frame(out, i, &fi);
 	}
 }
@@ -92,7 +84,7 @@ void finding_print_text(FILE *out, const struct model *m, const struct finding *
 	const struct detector_info *k = &detectors[f->kind];
 	fprintf(out, "==%d== giltrace %s: %s: %s\n", m->trace->header.pid,
 	        k->severity == SEVERITY_ERROR ? "ERROR" : "note", k->id, k->title);
-	fprintf(out, "    %s %s\n", thread_label(m, f->thread, a, sizeof a), f->what);
+	fprintf(out, "    %s %s\n", model_thread_label(m, f->thread, a, sizeof a), f->what);
 	fprintf(out, "    at +%s, %s\n", format_duration(d, sizeof d, f->ns),
 	        relative_to_finalization(f, f->ns, b, sizeof b));
 	if (f->capi && gtr_capi_subject_is_tstate(f->capi))
@@ -104,7 +96,7 @@ void finding_print_text(FILE *out, const struct model *m, const struct finding *
 	print_stack(out, m, f->stack_event, sym);
 	if (f->tstate && f->freed) {
 		fprintf(out, "    thread state 0x%" PRIx64 " was freed by %s at +%s, %s%s\n", f->tstate,
-		        f->freed_by == f->thread ? "this thread" : thread_label(m, f->freed_by, a, sizeof a),
+		        f->freed_by == f->thread ? "this thread" : model_thread_label(m, f->freed_by, a, sizeof a),
 		        format_duration(d, sizeof d, f->freed_ns),
 		        relative_to_finalization(f, f->freed_ns, b, sizeof b),
 		        f->freed_event != SIZE_MAX && trace_stack_of(m->trace, f->freed_event) ? ":" : "");
@@ -113,7 +105,7 @@ void finding_print_text(FILE *out, const struct model *m, const struct finding *
 		fprintf(out, "    thread state 0x%" PRIx64 " (not freed)\n", f->tstate);
 	}
 	if (f->other_thread >= 0)
-		fprintf(out, "    waiting for: %s\n", thread_label(m, f->other_thread, a, sizeof a));
+		fprintf(out, "    waiting for: %s\n", model_thread_label(m, f->other_thread, a, sizeof a));
 	fprintf(out, "    see " DOCS "%s\n", k->id);
 }
 
@@ -146,11 +138,7 @@ static void json_stack(struct json *j, const char *key, const struct model *m, s
 	json_array_begin(j, key);
 	for (uint32_t i = 0; i < st->count; i++) {
 		struct frame_info fi;
-		uint64_t address = t->stack_frames[st->first + i];
-		if (sym)
-			symbolizer_lookup(sym, address, &fi);
-		else
-			fi = (struct frame_info){ .address = address };
+		stack_frame(t, st, i, sym, &fi);
 		json_object_begin(j, NULL);
 		snprintf(buf, sizeof buf, "0x%" PRIx64, fi.address);
 		json_string(j, "address", buf);

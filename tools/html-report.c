@@ -18,7 +18,7 @@
  * state (lanes_dominant(): what took most of the column's time, so that
  * what is below a column is aggregated, never dropped) is one <rect>.  A
  * lane costs at most one rect per column, however many events it had.
- * Marks other than findings that fall in the same lane, column and kind
+ * Frees, exits and parks that fall in the same lane, column and kind
  * are drawn once with their count (a thread pool that frees thousands of
  * thread states); findings are always drawn one by one, each has a link.
  *
@@ -333,29 +333,6 @@ static const char *lane_label(const struct model *m, int thread, char *buf, size
 	return buf;
 }
 
-/* "thread 1234 (name)" */
-static const char *thread_label(const struct model *m, int thread, char *buf, size_t size)
-{
-	if (thread < 0) {
-		snprintf(buf, size, "an unknown thread");
-		return buf;
-	}
-	const char *name = model_thread_name(m, thread);
-	if (name)
-		snprintf(buf, size, "thread %d (%s)", m->threads[thread].info->tid, name);
-	else
-		snprintf(buf, size, "thread %d", m->threads[thread].info->tid);
-	return buf;
-}
-
-/* A time in the window as a fractional column: the plot's x. */
-static double column_x(const struct lanes *l, uint64_t ns)
-{
-	if (ns <= l->from_ns)
-		return 0;
-	return (double)(ns - l->from_ns) * (double)l->columns / (double)(l->to_ns - l->from_ns);
-}
-
 static void write_head(struct page *p)
 {
 	FILE *out = p->out;
@@ -410,7 +387,7 @@ static void write_mark_title(struct page *p, const struct drawn_mark *d)
 	const struct mark *k = d->k;
 	char who[96], at[32];
 	FILE *out = p->out;
-	thread_label(m, k->thread, who, sizeof who);
+	model_thread_label(m, k->thread, who, sizeof who);
 	format_duration(at, sizeof at, k->ns);
 	fputs("<title>", out);
 	switch (k->kind) {
@@ -452,7 +429,7 @@ static void write_mark(struct page *p, const struct drawn_mark *d)
 	const struct lanes *l = &p->lanes;
 	const struct mark *k = d->k;
 	FILE *out = p->out;
-	double x = column_x(l, k->ns);
+	double x = lanes_x(l, k->ns);
 	int lane = k->thread >= 0 ? l->lane_of_thread[k->thread] : -1;
 	unsigned y1 = 0, y2 = p->plot_h;
 	if (lane >= 0 && k->kind != MARK_FINALIZE) {
@@ -764,7 +741,7 @@ static void write_statistics(struct page *p)
 		html_escapef(out, "started at +%s", format_duration(d1, sizeof d1, m->finalization.start_ns));
 		if (ft >= 0) {
 			fputs(" by ", out);
-			html_escape(out, thread_label(m, ft, ex, sizeof ex));
+			html_escape(out, model_thread_label(m, ft, ex, sizeof ex));
 		}
 		if (m->finalization.enter_seen)
 			html_escapef(out, " (Py_FinalizeEx entered at +%s)",

@@ -1,5 +1,7 @@
 #include "json.h"
 
+#include "trace.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -8,30 +10,6 @@ void json_init(struct json *j, FILE *out)
 	j->out = out;
 	j->depth = 0;
 	j->has_items[0] = false;
-}
-
-/* Length of the UTF-8 sequence that starts at p (at most `left` bytes), or
- * 0 if it is not a valid one (overlong forms, surrogates and code points
- * above U+10FFFF included). */
-static size_t utf8_sequence(const unsigned char *p, size_t left)
-{
-	unsigned c = p[0];
-	size_t n;
-	uint32_t cp;
-	if (c < 0xc2 || c > 0xf4)
-		return 0; /* ASCII is handled by the caller; 0x80-0xc1 never lead */
-	n = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-	if (n > left)
-		return 0;
-	cp = c & (0x7fu >> n);
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3fu);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	return n;
 }
 
 char *json_escape(char *dst, const char *src, size_t len)
@@ -54,7 +32,7 @@ char *json_escape(char *dst, const char *src, size_t len)
 			*dst++ = (char)c;
 			p++;
 		} else {
-			size_t n = utf8_sequence(p, (size_t)(end - p));
+			size_t n = trace_utf8_sequence(p, (size_t)(end - p));
 			if (n) {
 				memcpy(dst, p, n);
 				dst += n;
@@ -69,17 +47,23 @@ char *json_escape(char *dst, const char *src, size_t len)
 	return dst;
 }
 
+size_t json_piece_length(const char *s, size_t len, size_t max)
+{
+	size_t n = len < max ? len : max;
+	/* back up over continuation bytes: at most 3, a longer run is
+	 * invalid anyway */
+	for (size_t back = 0; n < len && back < 3 && ((unsigned char)s[n] & 0xc0) == 0x80; back++)
+		n--;
+	return n;
+}
+
 static void put_string(FILE *out, const char *s)
 {
 	char buf[JSON_ESCAPED_MAX(256)];
 	size_t len = strlen(s);
 	fputc('"', out);
 	while (len) {
-		/* whole UTF-8 sequences per chunk: back up over continuation
-		 * bytes (at most 3: a longer run is invalid anyway) */
-		size_t n = len < 256 ? len : 256;
-		for (size_t back = 0; n < len && back < 3 && ((unsigned char)s[n] & 0xc0) == 0x80; back++)
-			n--;
+		size_t n = json_piece_length(s, len, 256);
 		fwrite(buf, 1, (size_t)(json_escape(buf, s, n) - buf), out);
 		s += n;
 		len -= n;

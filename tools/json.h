@@ -45,5 +45,9 @@ void json_finish(struct json *j);
  * not start a valid UTF-8 sequence becomes \ufffd, so that the result is
  * always valid JSON whatever the input (strings from a trace, paths). */
 char *json_escape(char *dst, const char *src, size_t len);
+/* How many of the `len` bytes at s to escape in one piece of at most
+ * `max` bytes (max >= 4): fewer when the piece would end inside a UTF-8
+ * sequence, which json_escape() would take for invalid. */
+size_t json_piece_length(const char *s, size_t len, size_t max);
 
 #endif

@@ -10,8 +10,11 @@
 struct binning {
 	struct lanes *l;
 	double ns_per_column;
-	bool *seen;                   /* per thread: alive in the window */
-	struct lane_cell *by_thread;  /* thread_count * columns, before lanes are chosen */
+	bool *seen;                   /* per thread: alive or marked in the window */
+	struct lane_cell **rows;      /* per thread, made at its first span in the
+	                                 window: a run of many short threads has
+	                                 few in any one window */
+	bool oom;
 };
 
 static void add_span(void *ctx, int thread, enum lane_state state, uint64_t start, uint64_t end)
@@ -25,7 +28,11 @@ static void add_span(void *ctx, int thread, enum lane_state state, uint64_t star
 	if (end > l->to_ns)
 		end = l->to_ns;
 	b->seen[thread] = true;
-	struct lane_cell *row = &b->by_thread[(size_t)thread * l->columns];
+	if (!b->rows[thread] && !(b->rows[thread] = calloc(l->columns, sizeof(struct lane_cell)))) {
+		b->oom = true;
+		return;
+	}
+	struct lane_cell *row = b->rows[thread];
 	double a = (double)(start - l->from_ns) / b->ns_per_column;
 	double z = (double)(end - l->from_ns) / b->ns_per_column;
 	size_t first = (size_t)a, last = (size_t)z;
@@ -39,6 +46,14 @@ static void add_span(void *ctx, int thread, enum lane_state state, uint64_t star
 		if (hi > lo)
 			row[c].share[state] += (float)(hi - lo);
 	}
+}
+
+static void free_rows(struct binning *b, size_t threads)
+{
+	for (size_t i = 0; b->rows && i < threads; i++)
+		free(b->rows[i]);
+	free(b->rows);
+	free(b->seen);
 }
 
 static int lane_order(const void *a, const void *b, void *model)
@@ -56,21 +71,20 @@ int lanes_build(struct lanes *l, const struct model *m, const struct findings *f
                 uint64_t to_ns, size_t columns)
 {
 	memset(l, 0, sizeof *l);
-	l->model = m;
 	l->from_ns = from_ns;
 	l->to_ns = to_ns > from_ns ? to_ns : from_ns + 1;
 	l->columns = columns ? columns : 1;
 	size_t threads = m->thread_count ? m->thread_count : 1;
 	struct binning b = { l, (double)(l->to_ns - l->from_ns) / (double)l->columns, calloc(threads, sizeof(bool)),
-		             calloc(threads * l->columns, sizeof(struct lane_cell)) };
+		             calloc(threads, sizeof(struct lane_cell *)), false };
 	struct mark *marks = NULL;
 	size_t mark_count = 0;
 	l->thread_of_lane = malloc(threads * sizeof(int));
 	l->lane_of_thread = malloc(threads * sizeof(int));
-	if (!b.seen || !b.by_thread || !l->thread_of_lane || !l->lane_of_thread)
+	if (!b.seen || !b.rows || !l->thread_of_lane || !l->lane_of_thread)
 		goto oom;
 	struct span_visitor v = { &b, add_span, NULL };
-	if (spans_walk(m, &v) != 0 || marks_collect(m, findings, &marks, &mark_count) != 0)
+	if (spans_walk(m, &v) != 0 || b.oom || marks_collect(m, findings, &marks, &mark_count) != 0)
 		goto oom;
 
 	/* the marks in the window; their threads get a lane too */
@@ -98,15 +112,15 @@ int lanes_build(struct lanes *l, const struct model *m, const struct findings *f
 	for (size_t lane = 0; lane < l->lane_count; lane++) {
 		int thread = l->thread_of_lane[lane];
 		l->lane_of_thread[thread] = (int)lane;
-		memcpy(&l->cells[lane * l->columns], &b.by_thread[(size_t)thread * l->columns],
-		       l->columns * sizeof *l->cells);
+		if (b.rows[thread]) /* else only marked: absent all along */
+			memcpy(&l->cells[lane * l->columns], b.rows[thread], l->columns * sizeof *l->cells);
+		else
+			memset(&l->cells[lane * l->columns], 0, l->columns * sizeof *l->cells);
 	}
-	free(b.seen);
-	free(b.by_thread);
+	free_rows(&b, m->thread_count);
 	return 0;
 oom:
-	free(b.seen);
-	free(b.by_thread);
+	free_rows(&b, m->thread_count);
 	free(marks);
 	lanes_free(l);
 	return -1;
@@ -134,10 +148,15 @@ enum lane_state lanes_dominant(const struct lanes *l, size_t lane, size_t column
 	return best;
 }
 
-size_t lanes_column_of(const struct lanes *l, uint64_t ns)
+double lanes_x(const struct lanes *l, uint64_t ns)
 {
 	if (ns <= l->from_ns)
 		return 0;
-	size_t c = (size_t)((double)(ns - l->from_ns) * (double)l->columns / (double)(l->to_ns - l->from_ns));
+	return (double)(ns - l->from_ns) * (double)l->columns / (double)(l->to_ns - l->from_ns);
+}
+
+size_t lanes_column_of(const struct lanes *l, uint64_t ns)
+{
+	size_t c = (size_t)lanes_x(l, ns);
 	return c < l->columns ? c : l->columns - 1;
 }

@@ -22,7 +22,6 @@ struct lane_cell {
 };
 
 struct lanes {
-	const struct model *model;
 	uint64_t from_ns, to_ns;      /* the window, to_ns > from_ns */
 	size_t columns;
 	size_t lane_count;
@@ -46,6 +45,9 @@ static inline const struct lane_cell *lanes_cell(const struct lanes *l, size_t l
 
 /* The state that took most of the cell's time (ABSENT if none). */
 enum lane_state lanes_dominant(const struct lanes *l, size_t lane, size_t column);
+/* A time inside the window as a fractional column (0 to columns): a
+ * plot's x. */
+double lanes_x(const struct lanes *l, uint64_t ns);
 /* The column of a time inside the window. */
 size_t lanes_column_of(const struct lanes *l, uint64_t ns);
 

@@ -12,17 +12,23 @@
 
 #define MAX_ERRORS 32
 
-static const char *const exit_names[] = {
-	[MODEL_EXIT_NONE] = NULL,
-	[MODEL_EXIT_RETURN] = "return",
-	[MODEL_EXIT_PTHREAD_EXIT] = "pthread_exit",
-	[MODEL_EXIT_PROCESS] = "process_exit",
-	[MODEL_EXIT_PAUSED] = "paused",
-};
-
+/* The names of the exits a trace records are the reader's, so that dump,
+ * report and export agree. */
 const char *model_exit_name(enum model_exit e)
 {
-	return exit_names[e];
+	switch (e) {
+	case MODEL_EXIT_NONE:
+		return NULL;
+	case MODEL_EXIT_RETURN:
+		return trace_exit_how_name(GTR_EXIT_RETURN);
+	case MODEL_EXIT_PTHREAD_EXIT:
+		return trace_exit_how_name(GTR_EXIT_PTHREAD_EXIT);
+	case MODEL_EXIT_PROCESS:
+		return trace_exit_how_name(GTR_EXIT_PROCESS);
+	case MODEL_EXIT_PAUSED:
+		return "paused";
+	}
+	return NULL;
 }
 
 __attribute__((format(printf, 2, 3))) static void model_error(struct model *m, const char *fmt, ...)
@@ -39,6 +45,20 @@ const char *model_thread_name(const struct model *m, int thread)
 	if (th->info->name[0])
 		return th->info->name;
 	return th->is_main ? "main" : NULL;
+}
+
+const char *model_thread_label(const struct model *m, int thread, char *buf, size_t size)
+{
+	if (thread < 0) {
+		snprintf(buf, size, "an unknown thread");
+		return buf;
+	}
+	const char *name = model_thread_name(m, thread);
+	if (name)
+		snprintf(buf, size, "thread %d (%s)", m->threads[thread].info->tid, name);
+	else
+		snprintf(buf, size, "thread %d", m->threads[thread].info->tid);
+	return buf;
 }
 
 static int tid_of(const struct model *m, int thread)

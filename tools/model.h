@@ -104,6 +104,10 @@ void model_free(struct model *m);
  * thread, else NULL (callers show the tid). */
 const char *model_thread_name(const struct model *m, int thread);
 
+/* "thread 1234 (main)", "thread 1235", or "an unknown thread" for -1;
+ * returns buf. */
+const char *model_thread_label(const struct model *m, int thread, char *buf, size_t size);
+
 /* "return", "pthread_exit", ... or NULL for MODEL_EXIT_NONE. */
 const char *model_exit_name(enum model_exit e);
 

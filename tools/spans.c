@@ -181,7 +181,9 @@ int marks_collect(const struct model *m, const struct findings *findings, struct
 				k.kind = MARK_FINALIZE;
 			} else if (e->type == GTR_EV_TSTATE_FREE) {
 				k.kind = MARK_TSTATE_FREE;
-			} else if (e->type == GTR_EV_THREAD_EXIT) {
+			} else if (e->type == GTR_EV_THREAD_EXIT && (e->arg & 0x7f) != GTR_EXIT_PROCESS) {
+				/* the thread that ends the process keeps its lane to the
+				 * end of the trace (spans_walk): no mark inside it */
 				k.kind = MARK_THREAD_EXIT;
 			} else if (e->type == GTR_EV_THREAD_PAUSE) {
 				k.kind = MARK_THREAD_PARK;

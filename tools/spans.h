@@ -44,7 +44,8 @@ int spans_walk(const struct model *m, const struct span_visitor *v);
 enum mark_kind {
 	MARK_FINALIZE,      /* finalization began (thread: who noticed it first) */
 	MARK_TSTATE_FREE,   /* a thread state was freed by thread */
-	MARK_THREAD_EXIT,   /* the thread ended (return, pthread_exit, process exit) */
+	MARK_THREAD_EXIT,   /* the thread ended (return, pthread_exit; not the
+	                       process exit, which ends the trace) */
 	MARK_THREAD_PARK,   /* the thread parked in pause() */
 	MARK_FINDING,       /* findings->items[finding] */
 };

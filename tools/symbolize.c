@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lines.h"
@@ -76,9 +77,17 @@ enum file_match { FILE_ABSENT, FILE_OTHER_BUILD, FILE_MATCHES };
  * Returns the descriptor, or -1 with *why set. */
 static int open_matching(const char *path, const char *want, enum file_match *why)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* the path comes from the trace: never open a FIFO or a device */
+	struct stat st;
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+		return -1;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -1;
+	}
 	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 	bool ok = elf && elf_kind(elf) == ELF_K_ELF;
 	if (ok && want[0]) {
@@ -101,13 +110,13 @@ static int open_matching(const char *path, const char *want, enum file_match *wh
 	return fd;
 }
 
-/* dir/.build-id/ab/cdef...[suffix] */
-static int open_in_build_id_tree(const char *dir, const char *id, const char *suffix, enum file_match *why)
+/* dir/.build-id/ab/cdef...[suffix], its path left in `path` */
+static int open_in_build_id_tree(const char *dir, const char *id, const char *suffix, enum file_match *why,
+                                 char *path, size_t path_size)
 {
 	if (strlen(id) < 4)
 		return -1;
-	char path[4096];
-	snprintf(path, sizeof path, "%s/.build-id/%.2s/%s%s", dir, id, id + 2, suffix);
+	snprintf(path, path_size, "%s/.build-id/%.2s/%s%s", dir, id, id + 2, suffix);
 	enum file_match ignored;
 	int fd = open_matching(path, id, &ignored);
 	if (fd >= 0)
@@ -133,21 +142,16 @@ static int find_file(const struct trace_module *tm, const char *name, enum file_
 		enum file_match here = FILE_ABSENT;
 		fd = open_matching(found, tm->build_id, &here);
 		if (fd < 0 && tm->build_id[0])
-			fd = open_in_build_id_tree(dir, tm->build_id, "", &here);
+			fd = open_in_build_id_tree(dir, tm->build_id, "", &here, found, found_size);
 		if (fd < 0 && tm->build_id[0])
-			fd = open_in_build_id_tree(dir, tm->build_id, ".debug", &here);
+			fd = open_in_build_id_tree(dir, tm->build_id, ".debug", &here, found, found_size);
 		if (fd >= 0) {
 			*why = FILE_MATCHES;
 			return fd;
 		}
 	}
-	if (tm->build_id[0]) {
-		fd = open_in_build_id_tree("/usr/lib/debug", tm->build_id, ".debug", why);
-		if (fd >= 0) {
-			snprintf(found, found_size, "/usr/lib/debug/.build-id/%s", tm->build_id);
-			return fd;
-		}
-	}
+	if (tm->build_id[0])
+		return open_in_build_id_tree("/usr/lib/debug", tm->build_id, ".debug", why, found, found_size);
 	return -1;
 }
 
@@ -177,9 +181,11 @@ static struct module_state *module_for(struct symbolizer *s, const struct trace_
 		             why == FILE_OTHER_BUILD ? "the file there has another build-id than the traced one "
 		                                       "(rebuilt or upgraded since): its frames show module+offset; "
 		                                       "put the traced binary in GILTRACE_SYMBOL_PATH"
-		             : fd >= 0 ? "elfutils could not read it: its frames show module+offset"
-		                       : "not found with the traced build-id: its frames show module+offset; "
-		                         "put the traced binary in GILTRACE_SYMBOL_PATH");
+		             : fd >= 0         ? "elfutils could not read it: its frames show module+offset"
+		             : tm->build_id[0] ? "not found with the traced build-id: its frames show module+offset; "
+		                                 "put the traced binary in GILTRACE_SYMBOL_PATH"
+		                               : "not found: its frames show module+offset; put the traced binary in "
+		                                 "GILTRACE_SYMBOL_PATH");
 	return ms;
 }
 

@@ -49,6 +49,16 @@ const char *trace_capi_name(unsigned fn)
 	return fn < GTR_CAPI_COUNT && gtr_capi_names[fn] ? gtr_capi_names[fn] : "unknown-c-api";
 }
 
+const char *trace_exit_how_name(unsigned how)
+{
+	static const char *const names[] = {
+		[GTR_EXIT_RETURN] = "return",
+		[GTR_EXIT_PTHREAD_EXIT] = "pthread_exit",
+		[GTR_EXIT_PROCESS] = "process_exit",
+	};
+	return how < sizeof names / sizeof names[0] && names[how] ? names[how] : "unknown";
+}
+
 const struct trace_module *trace_module_of(const struct trace *t, uint64_t address)
 {
 	for (size_t i = 0; i < t->module_count; i++) {
@@ -77,21 +87,40 @@ const char *trace_event_name(unsigned type)
 	return type < GTR_EV_COUNT && event_names[type] ? event_names[type] : "unknown";
 }
 
+size_t trace_utf8_sequence(const unsigned char *p, size_t left)
+{
+	unsigned c = p[0];
+	if (c < 0xc2 || c > 0xf4)
+		return 0; /* ASCII is the caller's; 0x80-0xc1 never lead */
+	size_t n = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+	if (n > left)
+		return 0;
+	uint32_t cp = c & (0x7fu >> n);
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3fu);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return n;
+}
+
 void trace_sanitize_string(char *s)
 {
 	unsigned char *p = (unsigned char *)s;
+	size_t left = strlen(s);
 	while (*p) {
-		unsigned len = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : (*p & 0xf8) == 0xf0 ? 4 : 0;
-		bool valid = len > 0 && !(len == 1 && (*p < 0x20 || *p == 0x7f));
-		for (unsigned i = 1; valid && i < len; i++)
-			valid = (p[i] & 0xc0) == 0x80;
-		if (len == 2 && *p < 0xc2)
-			valid = false; /* overlong */
-		if (!valid) {
+		size_t len = *p < 0x80 ? (*p >= 0x20 && *p != 0x7f) : trace_utf8_sequence(p, left);
+		if (len == 2 && p[0] == 0xc2 && p[1] < 0xa0)
+			len = 0; /* C1 controls: some terminals act on them */
+		if (!len) {
 			*p++ = '?';
+			left--;
 			continue;
 		}
 		p += len;
+		left -= len;
 	}
 }
 
@@ -339,9 +368,16 @@ static size_t decode_chunk(struct trace *t, const unsigned char *p, const struct
 		struct trace_event *e = &out[n];
 		e->payload[0] = e->payload[1] = 0;
 		if (type == GTR_EV_STACK) {
-			/* kept in the pool; merge_threads() attaches it to its event */
-			if (!add_frames(t, p + off + 8, words, e->payload))
+			/* The writer puts a stack right after its event, in the
+			 * same chunk: any other stack is damage.  Kept in the pool;
+			 * merge_threads() attaches it to its event. */
+			if (n == 0 || out[n - 1].type == GTR_EV_STACK) {
+				note(t, "thread %u: a stack without its event in chunk %llu; left out", c->h.thread_serial,
+				     (unsigned long long)c->index);
 				type = GTR_EV_NONE;
+			} else if (!add_frames(t, p + off + 8, words, e->payload)) {
+				type = GTR_EV_NONE;
+			}
 		} else {
 			memcpy(e->payload, p + off + 8, words * 8);
 		}
@@ -502,7 +538,7 @@ static int merge_threads(struct trace *t, const struct trace_event *per_thread, 
 			t->stacks[t->stack_count++] =
 			        (struct trace_stack){ out - 1, (uint32_t)e->payload[0], (uint32_t)e->payload[1] };
 		} else {
-			orphans++; /* its event was lost (ring mode, a corrupt chunk) */
+			orphans++; /* its event was cut (a corrupt chunk) */
 		}
 		if (++pos[s] == t->threads[s].event_count)
 			heap[0] = heap[--hn];

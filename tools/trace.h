@@ -92,14 +92,23 @@ void trace_free(struct trace *t);
 /* Read and check only the header; 0 or -1. */
 int trace_read_header(const char *path, struct gtr_file_header *h);
 
-/* Strings from a trace may be anything: keep valid UTF-8 and printable
- * ASCII, replace every other byte with '?', in place. */
+/* Strings from a trace may be anything: keep printable ASCII and valid
+ * UTF-8 other than C1 controls, replace every other byte with '?', in
+ * place. */
 void trace_sanitize_string(char *s);
+/* The length of the valid UTF-8 sequence of 2-4 bytes at p (at most
+ * `left` bytes), or 0: overlong forms, surrogates and code points past
+ * U+10FFFF are not valid. */
+size_t trace_utf8_sequence(const unsigned char *p, size_t left);
 
 /* Name of an event type for dump and messages ("gil-acquire"). */
 const char *trace_event_name(unsigned type);
 /* Name of a wrapped C-API function ("PyEval_RestoreThread"). */
 const char *trace_capi_name(unsigned fn);
+/* How a thread ended, from a thread-exit event's arg without
+ * GTR_EXIT_HELD_GIL ("return", "pthread_exit", "process_exit", else
+ * "unknown"). */
+const char *trace_exit_how_name(unsigned how);
 /* The stack recorded with events[event], or NULL. */
 const struct trace_stack *trace_stack_of(const struct trace *t, size_t event);
 /* The loaded object that contains `address`, or NULL. */

@@ -72,8 +72,6 @@ int window_choose(const struct model *m, const struct window_request *r, uint64_
 		from = r->from_ns;
 	if (r->has_to)
 		to = r->to_ns;
-	if (to > end && !r->has_to)
-		to = end;
 	if (from >= to) {
 		char a[32], b[32];
 		snprintf(a, sizeof a, "%.3f ms", (double)from / 1e6);
