@@ -28,8 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "builtin.h"
 #include "describe.h"
@@ -37,6 +35,7 @@
 #include "format.h"
 #include "json.h"
 #include "model.h"
+#include "output.h"
 #include "spans.h"
 #include "trace.h"
 #include "usage.h"
@@ -616,12 +615,6 @@ static int export_chrome(struct exporter *x, const struct findings *fs)
 
 /* ---- the command ---------------------------------------------------------------- */
 
-static bool same_file(const char *a, const char *b)
-{
-	struct stat sa, sb;
-	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
 static void print_trace_notes(const struct trace *t)
 {
 	char d[32];
@@ -675,9 +668,6 @@ int cmd_export(int argc, char **argv)
 		die("export: %s; usage: giltrace export [--format chrome] -o OUT.json TRACE",
 		    argc == optind ? "no TRACE given" : "give exactly one TRACE (export them one at a time)");
 	const char *path = argv[optind];
-	bool to_stdout = !strcmp(output, "-");
-	if (!to_stdout && same_file(output, path))
-		die("export: the output '%s' is the trace itself; choose another file with -o", output);
 
 	struct trace t;
 	char err[512];
@@ -701,28 +691,20 @@ int cmd_export(int argc, char **argv)
 		die("out of memory exporting '%s'", path);
 	x.out.p = x.out.buf;
 	x.out.end = x.out.buf + OUT_BUFFER_SIZE;
-	x.out.file = to_stdout ? stdout : fopen(output, "w");
-	if (!x.out.file)
-		die("cannot create '%s': %s", output, strerror(errno));
-	/* only a regular file is removed after a failure (never /dev/full) */
-	struct stat st;
-	bool regular = !to_stdout && fstat(fileno(x.out.file), &st) == 0 && S_ISREG(st.st_mode);
+	struct output out;
+	if (output_open(&out, output, path, "name the export with -o OUT.json") != 0)
+		exit(EXIT_UNUSABLE);
+	x.out.file = out.file;
 
-	int status = EXIT_CLEAN;
+	bool failed = false;
 	if (export_chrome(&x, &fs) != 0) {
 		error("out of memory exporting '%s'", path);
-		status = EXIT_UNUSABLE;
+		failed = true;
+	} else if (x.out.error) {
+		error("cannot write '%s': %s", out.file == stdout ? "standard output" : output, strerror(x.out.error));
+		failed = true;
 	}
-	if (!x.out.error && fflush(x.out.file) != 0)
-		x.out.error = errno;
-	if (!to_stdout && fclose(x.out.file) != 0 && !x.out.error)
-		x.out.error = errno;
-	if (x.out.error) {
-		error("cannot write '%s': %s", to_stdout ? "standard output" : output, strerror(x.out.error));
-		status = EXIT_UNUSABLE;
-	}
-	if (status != EXIT_CLEAN && regular)
-		unlink(output); /* no half-written file that looks like an export */
+	int status = output_close(&out, failed) == 0 ? EXIT_CLEAN : EXIT_UNUSABLE;
 
 	for (size_t i = 0; i < m.thread_count; i++)
 		free(x.lanes[i].pending);

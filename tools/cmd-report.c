@@ -8,12 +8,10 @@
  * the findings (detect.c).  The HTML page is html-report.c's; this file
  * only parses its options and chooses its window (window.h).
  */
-#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "builtin.h"
 #include "describe.h"
@@ -22,6 +20,7 @@
 #include "html-report.h"
 #include "json.h"
 #include "model.h"
+#include "output.h"
 #include "trace.h"
 #include "usage.h"
 #include "window.h"
@@ -311,8 +310,8 @@ static const char *window_chosen_by(const struct model *m, const struct window_r
 }
 
 /* `report --html OUT TRACE`: returns the exit status.  A trace cut short
- * gives a page of what could be read; OUT is not left behind half
- * written. */
+ * gives a page of what could be read; OUT is written whole or not at all
+ * (output.h). */
 static int report_html(const char *out_path, const char *trace_path, const struct window_request *wr)
 {
 	struct trace t;
@@ -340,32 +339,15 @@ static int report_html(const char *out_path, const char *trace_path, const struc
 		w.to_ns = 1;
 		w.chosen_by = "no events were read";
 	}
-	bool to_stdout = !strcmp(out_path, "-");
-	struct gtr_file_header existing;
-	if (!to_stdout && trace_read_header(out_path, &existing) == 0) {
-		/* `report --html a.gtr b.gtr`: the page's name was forgotten */
-		error("'%s' is a trace, not overwriting it with the page: the page's file name comes first "
-		      "(giltrace report --html OUT.html TRACE)",
-		      out_path);
+	struct output out;
+	if (output_open(&out, out_path, trace_path,
+	                "the page's file name comes first (giltrace report --html OUT.html TRACE)") != 0)
 		goto out;
-	}
-	FILE *out = to_stdout ? stdout : fopen(out_path, "w");
-	if (!out) {
-		error("cannot write '%s': %s", out_path, strerror(errno));
-		goto out;
-	}
-	int written = html_report_write(out, &m, &fs, &w);
-	int write_errno = ferror(out) ? (errno ? errno : EIO) : 0;
-	if ((to_stdout ? fflush(out) : fclose(out)) != 0 && !write_errno)
-		write_errno = errno ? errno : EIO;
-	if (written != 0)
+	bool failed = html_report_write(out.file, &m, &fs, &w) != 0;
+	if (failed)
 		error("out of memory writing '%s'", out_path);
-	else if (write_errno)
-		error("cannot write '%s': %s", out_path, strerror(write_errno));
-	else
+	if (output_close(&out, failed) == 0)
 		status = EXIT_CLEAN;
-	if (status != EXIT_CLEAN && !to_stdout)
-		unlink(out_path);
 out:
 	findings_free(&fs);
 	model_free(&m);
