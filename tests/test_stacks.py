@@ -171,6 +171,7 @@ def test_symbols_found_by_build_id_elsewhere(python, extension, tmp_path, monkey
     result, _ = check_json(trace)
     top = of(result, "gilstate-after-finalize")[0]["stack"][0]
     assert top["module"] == so and top["function"] is None and top["file"] is None
+    assert f"{ext}/{so}: the file there has another build-id" in " ".join(result["symbol_problems"])
     text = subprocess.run([GILTRACE, "check", trace], capture_output=True, text=True, timeout=120).stdout
     assert f"stack symbols: {ext}/{so}: the file there has another build-id" in text
 
@@ -179,3 +180,4 @@ def test_symbols_found_by_build_id_elsewhere(python, extension, tmp_path, monkey
     top = of(result, "gilstate-after-finalize")[0]["stack"][0]
     assert top["function"] == "native_waiter"
     assert top["line"] == source_line(r"state = PyGILState_Ensure\(\)")
+    assert not [p for p in result["symbol_problems"] if so in p]

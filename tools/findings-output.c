@@ -223,5 +223,11 @@ void findings_json(struct json *j, const char *key, const struct model *m, const
 		json_object_end(j);
 	}
 	json_array_end(j);
+	const char *const *lines;
+	size_t n = sym ? symbolizer_problems(sym, &lines) : 0;
+	json_array_begin(j, "symbol_problems");
+	for (size_t i = 0; i < n; i++)
+		json_string(j, NULL, lines[i]);
+	json_array_end(j);
 	symbolizer_free(sym);
 }

@@ -19,7 +19,8 @@ void findings_print_problems(FILE *out, struct symbolizer *sym);
 /* One block per finding, sanitizer style, in time order, with symbolised
  * stacks (and the symbolisation's problems after them). */
 void findings_print_text(FILE *out, const struct model *m, const struct findings *fs);
-/* An array `key` of finding objects. */
+/* Two members of the open object: an array `key` of finding objects, then
+ * "symbol_problems", the notes of findings_print_problems() as strings. */
 void findings_json(struct json *j, const char *key, const struct model *m, const struct findings *fs);
 
 #endif
