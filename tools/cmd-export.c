@@ -638,8 +638,7 @@ int cmd_export(int argc, char **argv)
 	};
 	const char *format = "chrome", *output = NULL;
 	int c;
-	opterr = 0; /* the messages below name the fix */
-	while ((c = getopt_long(argc, argv, ":f:o:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "f:o:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
 			format = optarg;
@@ -650,22 +649,19 @@ int cmd_export(int argc, char **argv)
 		case 'h':
 			fputs(usage_text, stdout);
 			return EXIT_CLEAN;
-		case ':':
-			die("export: option '%s' needs a value; see 'giltrace export --help'", argv[optind - 1]);
-		default:
-			if (optopt)
-				die("export: unknown option '-%c'; see 'giltrace export --help'", optopt);
-			die("export: unknown option '%s'; see 'giltrace export --help'", argv[optind - 1]);
+		default: /* getopt said which option */
+			fputs(usage_text, stderr);
+			return EXIT_UNUSABLE;
 		}
 	}
 	if (strcmp(format, "chrome") != 0)
-		die("export: unknown format '%s': the only format is 'chrome' (Chrome trace-event JSON, "
+		die("unknown format '%s': the only format is 'chrome' (Chrome trace-event JSON, "
 		    "for ui.perfetto.dev and chrome://tracing)",
 		    format);
 	if (!output)
-		die("export: no output file: add -o OUT.json (or -o - for standard output)");
+		die("no output file: add -o OUT.json (or -o - for standard output)");
 	if (argc - optind != 1)
-		die("export: %s; usage: giltrace export [--format chrome] -o OUT.json TRACE",
+		die("%s; usage: giltrace export [--format chrome] -o OUT.json TRACE",
 		    argc == optind ? "no TRACE given" : "give exactly one TRACE (export them one at a time)");
 	const char *path = argv[optind];
 
