@@ -186,37 +186,40 @@ static void print_lanes(const struct lanes *l, const struct model *m, const stru
 {
 	size_t n = l->columns;
 	enum cell_kind *row = malloc(n * sizeof *row);
-	if (!row)
-		die("out of memory");
-	/* columns where a finalization began: a bar through every lane */
+	/* the marks of every lane, placed once (a pool of thousands of
+	 * threads has thousands of lanes and of marks), and the columns where
+	 * a finalization began: a bar through every lane */
+	enum cell_kind *marked = calloc(l->lane_count * n + 1, sizeof *marked); /* CELL_ABSENT */
 	bool *fin_col = calloc(n, sizeof *fin_col);
-	if (!fin_col)
+	if (!row || !marked || !fin_col)
 		die("out of memory");
-	for (size_t i = 0; i < l->mark_count; i++)
-		if (l->marks[i].kind == MARK_FINALIZE)
-			fin_col[lanes_column_of(l, l->marks[i].ns)] = true;
+	for (size_t i = 0; i < l->mark_count; i++) {
+		const struct mark *k = &l->marks[i];
+		size_t c = lanes_column_of(l, k->ns);
+		enum cell_kind kind = mark_cell(k, fs);
+		int lane = k->thread >= 0 ? l->lane_of_thread[k->thread] : -1;
+		if (kind == CELL_FINALIZE)
+			fin_col[c] = true;
+		else if (lane >= 0 && kind > marked[(size_t)lane * n + c])
+			marked[(size_t)lane * n + c] = kind;
+	}
 	for (size_t lane = 0; lane < l->lane_count; lane++) {
-		int thread = l->thread_of_lane[lane];
 		for (size_t c = 0; c < n; c++) {
 			row[c] = (enum cell_kind)lanes_dominant(l, lane, c); /* LANE_* == CELL_* up to HELD */
 			if (fin_col[c])
 				row[c] = CELL_FINALIZE;
-		}
-		for (size_t i = 0; i < l->mark_count; i++) {
-			const struct mark *k = &l->marks[i];
-			size_t c = lanes_column_of(l, k->ns);
-			enum cell_kind kind = mark_cell(k, fs);
-			if (k->thread == thread && kind != CELL_FINALIZE && kind > row[c])
-				row[c] = kind;
+			if (marked[lane * n + c] > row[c])
+				row[c] = marked[lane * n + c];
 		}
 		char label[64];
-		lane_label(m, thread, label, sizeof label);
+		lane_label(m, l->thread_of_lane[lane], label, sizeof label);
 		print_fitted(label, LABEL_WIDTH - 1);
 		putchar(' ');
 		paint_row(row, n, colour);
 		putchar('\n');
 	}
 	free(row);
+	free(marked);
 	free(fin_col);
 }
 
