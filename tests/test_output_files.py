@@ -66,6 +66,9 @@ def test_a_new_result_appears_only_whole(command, trace, tmp_path):
     subprocess.run([GILTRACE_SAN, *COMMANDS[command](out, trace)], check=True, capture_output=True, timeout=120,
                    preexec_fn=lambda: os.umask(0o027))
     assert stat.S_IMODE(out.stat().st_mode) == 0o640  # as fopen() would have made it
+    out.chmod(0o604)
+    subprocess.run([GILTRACE_SAN, *COMMANDS[command](out, trace)], check=True, capture_output=True, timeout=120)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o604  # as fopen() would have left it
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -19,8 +19,9 @@ static bool same_file(const struct stat *a, const char *b)
 }
 
 /* A new file next to `path` (so that rename() can replace path), with the
- * permissions a plain fopen() would have given it. */
-static FILE *open_temporary(const char *path, char **name)
+ * permissions a plain fopen() would have left it: those of the file it
+ * replaces (`old`, or NULL), else 0666 less the umask. */
+static FILE *open_temporary(const char *path, const struct stat *old, char **name)
 {
 	size_t n = strlen(path) + sizeof ".giltrace-XXXXXX";
 	char *tmp = malloc(n);
@@ -32,9 +33,13 @@ static FILE *open_temporary(const char *path, char **name)
 		free(tmp);
 		return NULL;
 	}
-	mode_t mask = umask(0);
-	umask(mask);
-	FILE *f = fchmod(fd, 0666 & ~mask) == 0 ? fdopen(fd, "w") : NULL;
+	mode_t mode = old ? old->st_mode & 07777 : 0666;
+	if (!old) {
+		mode_t mask = umask(0);
+		umask(mask);
+		mode &= ~mask;
+	}
+	FILE *f = fchmod(fd, mode) == 0 ? fdopen(fd, "w") : NULL;
 	if (!f) {
 		int saved = errno;
 		close(fd);
@@ -62,9 +67,10 @@ int output_open(struct output *o, const char *path, const char *input_path, cons
 	if (exists && trace_read_header(path, &header) == 0)
 		return error("the output '%s' is a trace, not overwriting it: %s", path, fix), -1;
 	if (!exists || S_ISREG(st.st_mode))
-		o->file = open_temporary(path, &o->temporary);
-	else
-		o->file = fopen(path, "w"); /* a device, fifo or symbolic link: in place */
+		o->file = open_temporary(path, exists ? &st : NULL, &o->temporary);
+	if (!o->file && exists && (!S_ISREG(st.st_mode) || errno == EACCES || errno == EPERM))
+		o->file = fopen(path, "w"); /* a device, fifo or symbolic link, or a
+		                              * file in a folder we may not write: in place */
 	if (!o->file)
 		return error("cannot write '%s': %s", path, strerror(errno)), -1;
 	return 0;

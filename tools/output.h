@@ -5,9 +5,10 @@
  * Nothing is lost when a command fails: a regular file is written under a
  * temporary name next to it and renamed over the old one only once it is
  * whole, so a failed run leaves the previous result (or nothing) and never
- * a half-written file that looks whole.  What is not a regular file (a
- * device such as /dev/full, a fifo, a symbolic link) is written in place
- * and never removed.  A giltrace trace is never overwritten: a command
+ * a half-written file that looks whole; the result keeps the old file's
+ * permissions.  What is not a regular file (a device such as /dev/full, a
+ * fifo, a symbolic link), or a file in a folder that cannot be written, is
+ * written in place and never removed.  A giltrace trace is never overwritten: a command
  * line with the output's name forgotten (`report --html a.gtr b.gtr`)
  * would otherwise destroy a trace.
  */
