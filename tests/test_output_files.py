@@ -1,8 +1,9 @@
 """The files `report --html` and `export -o` write: whole or not at all.
 
 A failed write leaves the previous result as it was (and no temporary file
-beside it), a device is written in place and never removed, and a trace is
-never overwritten.
+beside it); a link's target is what is replaced; devices, fifos and files
+with other names (hard links) are written in place and never removed; a
+trace is never overwritten.
 """
 import os
 import resource
@@ -90,9 +91,86 @@ def test_a_device_is_written_in_place_and_kept(command, trace, tmp_path):
 def test_a_trace_is_never_the_output(command, trace, tmp_path):
     other = tmp_path / "other.gtr"
     other.write_bytes(trace.read_bytes())
-    for out, says in [(other, "is a trace"), (trace, "the trace itself")]:
+    link = tmp_path / "link.gtr"
+    link.symlink_to(trace)
+    for out, says in [(other, "is a trace"), (trace, "the trace itself"), (link, "the trace itself")]:
         before = out.read_bytes()
         proc = subprocess.run([GILTRACE, *COMMANDS[command](out, trace)], capture_output=True, text=True,
                               timeout=60)
         assert proc.returncode == 2 and says in proc.stderr and "not overwriting" in proc.stderr, proc.stderr
         assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_link_is_followed_and_its_target_replaced_whole(command, trace, tmp_path):
+    target, link = tmp_path / "target", tmp_path / "link"
+    target.write_bytes(b"old result\n")
+    link.symlink_to(target)
+    proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](link, trace)], capture_output=True, text=True,
+                          timeout=120, preexec_fn=limit_file_size)
+    assert proc.returncode == 2 and "File too large" in proc.stderr, proc.stderr
+    assert target.read_bytes() == b"old result\n" and link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
+
+    subprocess.run([GILTRACE_SAN, *COMMANDS[command](link, trace)], check=True, capture_output=True, timeout=120)
+    assert link.is_symlink() and len(target.read_bytes()) > 4096
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_hard_linked_file_is_written_in_place(command, trace, tmp_path):
+    """A rename would leave the other name with the old result."""
+    one, other = tmp_path / "one", tmp_path / "other"
+    one.write_bytes(b"old result, longer than nothing\n" * 1000)
+    os.link(one, other)
+    subprocess.run([GILTRACE_SAN, *COMMANDS[command](one, trace)], check=True, capture_output=True, timeout=120)
+    assert one.read_bytes() == other.read_bytes() and b"old result" not in one.read_bytes()
+    assert one.stat().st_nlink == 2
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_fifo_is_written_in_place(command, trace, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    try:
+        proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](fifo, trace)], capture_output=True, text=True,
+                              timeout=60)
+        data = reader.communicate(timeout=60)[0]
+    finally:
+        reader.kill()
+    assert proc.returncode == 0, proc.stderr
+    assert data.startswith(b"<!DOCTYPE html>" if command.startswith("report") else b"{")
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_unusable_trace_leaves_the_old_result(command, tmp_path):
+    bad = tmp_path / "bad.gtr"
+    bad.write_bytes(b"not a trace\n")
+    out = tmp_path / "result"
+    out.write_bytes(b"old result\n")
+    proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](out, bad)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "bad.gtr" in proc.stderr, proc.stderr
+    assert out.read_bytes() == b"old result\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.gtr", "result"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_name_as_long_as_the_system_allows(command, trace, tmp_path):
+    out = tmp_path / ("a" * (os.pathconf(tmp_path, "PC_NAME_MAX") - 5) + ".json")
+    subprocess.run([GILTRACE_SAN, *COMMANDS[command](out, trace)], check=True, capture_output=True, timeout=120)
+    assert len(out.read_bytes()) > 4096
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_dev_stdout_is_standard_output(command, trace, tmp_path):
+    """`... /dev/stdout >> log` appends, as `-` does: not a file replaced by name."""
+    log = tmp_path / "log"
+    log.write_bytes(b"first line\n")
+    with open(log, "ab") as out:
+        proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command]("/dev/stdout", trace)], stdout=out,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data = log.read_bytes()
+    assert data.startswith(b"first line\n") and len(data) > 4096
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log"]

@@ -628,6 +628,56 @@ static void print_trace_notes(const struct trace *t)
 		        t->path, format_duration(d, sizeof d, t->last_event_ns));
 }
 
+/* The trace at `path` as Chrome JSON to `file` (named out_name):
+ * 0, or -1 after a message. */
+static int export_trace(FILE *file, const char *out_name, const char *path)
+{
+	struct trace t;
+	char err[512];
+	if (trace_load(&t, path, err, sizeof err) != 0) {
+		trace_free(&t);
+		return error("%s", err), -1;
+	}
+	print_trace_notes(&t);
+	struct model m;
+	struct findings fs = { 0 };
+	struct exporter x = { .m = &m, .free_flow = NO_FLOW, .next_flow_id = 1 };
+	int ret = -1;
+	if (model_build(&m, &t) != 0 || detect_run(&m, &fs) != 0) {
+		error("out of memory analysing '%s'", path);
+		goto out;
+	}
+	if (m.error_count)
+		warning("'%s': %zu model inconsistenc%s (see 'giltrace report %s')", path, m.error_count,
+		        m.error_count == 1 ? "y" : "ies", path);
+
+	x.lanes = calloc(m.thread_count ? m.thread_count : 1, sizeof *x.lanes);
+	x.out.buf = malloc(OUT_BUFFER_SIZE);
+	if (!x.lanes || !x.out.buf) {
+		error("out of memory exporting '%s'", path);
+		goto out;
+	}
+	x.out.p = x.out.buf;
+	x.out.end = x.out.buf + OUT_BUFFER_SIZE;
+	x.out.file = file;
+	if (export_chrome(&x, &fs) != 0)
+		error("out of memory exporting '%s'", path);
+	else if (x.out.error)
+		error("cannot write '%s': %s", file == stdout ? "standard output" : out_name, strerror(x.out.error));
+	else
+		ret = 0;
+out:
+	for (size_t i = 0; x.lanes && i < m.thread_count; i++)
+		free(x.lanes[i].pending);
+	free(x.lanes);
+	free(x.flows);
+	free(x.out.buf);
+	findings_free(&fs);
+	model_free(&m);
+	trace_free(&t);
+	return ret;
+}
+
 int cmd_export(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -665,50 +715,9 @@ int cmd_export(int argc, char **argv)
 		    argc == optind ? "no TRACE given" : "give exactly one TRACE (export them one at a time)");
 	const char *path = argv[optind];
 
-	struct trace t;
-	char err[512];
-	if (trace_load(&t, path, err, sizeof err) != 0) {
-		trace_free(&t);
-		die("%s", err);
-	}
-	print_trace_notes(&t);
-	struct model m;
-	struct findings fs = { 0 };
-	if (model_build(&m, &t) != 0 || detect_run(&m, &fs) != 0)
-		die("out of memory analysing '%s'", path);
-	if (m.error_count)
-		warning("'%s': %zu model inconsistenc%s (see 'giltrace report %s')", path, m.error_count,
-		        m.error_count == 1 ? "y" : "ies", path);
-
-	struct exporter x = { .m = &m, .free_flow = NO_FLOW, .next_flow_id = 1 };
-	x.lanes = calloc(m.thread_count ? m.thread_count : 1, sizeof *x.lanes);
-	x.out.buf = malloc(OUT_BUFFER_SIZE);
-	if (!x.lanes || !x.out.buf)
-		die("out of memory exporting '%s'", path);
-	x.out.p = x.out.buf;
-	x.out.end = x.out.buf + OUT_BUFFER_SIZE;
 	struct output out;
 	if (output_open(&out, output, path, "name the export with -o OUT.json") != 0)
-		exit(EXIT_UNUSABLE);
-	x.out.file = out.file;
-
-	bool failed = false;
-	if (export_chrome(&x, &fs) != 0) {
-		error("out of memory exporting '%s'", path);
-		failed = true;
-	} else if (x.out.error) {
-		error("cannot write '%s': %s", out.file == stdout ? "standard output" : output, strerror(x.out.error));
-		failed = true;
-	}
-	int status = output_close(&out, failed) == 0 ? EXIT_CLEAN : EXIT_UNUSABLE;
-
-	for (size_t i = 0; i < m.thread_count; i++)
-		free(x.lanes[i].pending);
-	free(x.lanes);
-	free(x.flows);
-	free(x.out.buf);
-	findings_free(&fs);
-	model_free(&m);
-	trace_free(&t);
-	return status;
+		return EXIT_UNUSABLE;
+	bool failed = export_trace(out.file, output, path) != 0;
+	return output_close(&out, failed) == 0 ? EXIT_CLEAN : EXIT_UNUSABLE;
 }

@@ -309,20 +309,19 @@ static const char *window_chosen_by(const struct model *m, const struct window_r
 	return "the whole run";
 }
 
-/* `report --html OUT TRACE`: returns the exit status.  A trace cut short
- * gives a page of what could be read; OUT is written whole or not at all
- * (output.h). */
-static int report_html(const char *out_path, const char *trace_path, const struct window_request *wr)
+/* The page of the trace at trace_path, to out: 0, or -1 after a message.
+ * A trace cut short gives a page of what could be read. */
+static int write_page(FILE *out, const char *out_path, const char *trace_path, const struct window_request *wr)
 {
 	struct trace t;
 	struct model m;
 	struct findings fs = { 0 };
 	char err[512];
-	int status = EXIT_UNUSABLE;
+	int ret = -1;
 	if (trace_load(&t, trace_path, err, sizeof err) != 0) {
 		error("%s", err);
 		trace_free(&t);
-		return EXIT_UNUSABLE;
+		return -1;
 	}
 	if (model_build(&m, &t) != 0 || detect_run(&m, &fs) != 0) {
 		error("out of memory analysing '%s'", trace_path);
@@ -339,20 +338,26 @@ static int report_html(const char *out_path, const char *trace_path, const struc
 		w.to_ns = 1;
 		w.chosen_by = "no events were read";
 	}
-	struct output out;
-	if (output_open(&out, out_path, trace_path,
-	                "the page's file name comes first (giltrace report --html OUT.html TRACE)") != 0)
-		goto out;
-	bool failed = html_report_write(out.file, &m, &fs, &w) != 0;
-	if (failed)
+	ret = html_report_write(out, &m, &fs, &w);
+	if (ret != 0)
 		error("out of memory writing '%s'", out_path);
-	if (output_close(&out, failed) == 0)
-		status = EXIT_CLEAN;
 out:
 	findings_free(&fs);
 	model_free(&m);
 	trace_free(&t);
-	return status;
+	return ret;
+}
+
+/* `report --html OUT TRACE`: returns the exit status.  OUT is written
+ * whole or not at all (output.h). */
+static int report_html(const char *out_path, const char *trace_path, const struct window_request *wr)
+{
+	struct output out;
+	if (output_open(&out, out_path, trace_path,
+	                "the page's file name comes first (giltrace report --html OUT.html TRACE)") != 0)
+		return EXIT_UNUSABLE;
+	bool failed = write_page(out.file, out_path, trace_path, wr) != 0;
+	return output_close(&out, failed) == 0 ? EXIT_CLEAN : EXIT_UNUSABLE;
 }
 
 int cmd_report(int argc, char **argv)

@@ -12,8 +12,7 @@
 
 #define MAX_ERRORS 32
 
-/* The names of the exits a trace records are the reader's, so that dump,
- * report and export agree. */
+/* The names of the exits a trace records are the reader's. */
 const char *model_exit_name(enum model_exit e)
 {
 	switch (e) {
