@@ -13,6 +13,8 @@ import subprocess
 
 import pytest
 
+import scenario_build
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
 GILTRACE = os.path.join(BUILD, "giltrace")
@@ -65,6 +67,18 @@ def python(request):
     return request.param
 
 
+@pytest.fixture(scope="session")
+def build_dir(tmp_path_factory):
+    """Where the test scenarios' C code is built, once per interpreter."""
+    return str(tmp_path_factory.mktemp("scenario-builds"))
+
+
+@pytest.fixture
+def extension(python, build_dir):
+    """The folder holding gtscenario built for `python` (tests/scenarios)."""
+    return scenario_build.build_extension(python, build_dir)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def built():
     for path in (GILTRACE, GILTRACE_SAN, SHIM):
@@ -84,6 +98,21 @@ def giltrace_run(python, script, tmp_path, *args, extra=(), timeout=120):
     proc = subprocess.run([GILTRACE, "run", "-o", out, *args, "--", python, script, *extra],
                           capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
     return proc, out
+
+
+@pytest.fixture(scope="session")
+def simple_trace(tmp_path_factory):
+    """A trace of three threads summing, under Debian's python3.11."""
+    python = "/usr/bin/python3.11"
+    if not os.access(python, os.X_OK):
+        pytest.skip(f"{python} not installed (apt-get install python3.11)")
+    tmp = tmp_path_factory.mktemp("simple")
+    script = write_script(tmp, "import threading\nts=[threading.Thread(target=sum, args=(range(300000),))"
+                               " for _ in range(3)]\n[t.start() for t in ts]; [t.join() for t in ts]\n")
+    trace = tmp / "t.gtr"
+    subprocess.run([GILTRACE, "run", "-o", str(trace), "--", python, script], check=True, timeout=60,
+                   capture_output=True)
+    return trace
 
 
 def report(trace, binary=GILTRACE):

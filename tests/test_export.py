@@ -21,8 +21,7 @@ from decimal import Decimal
 import pytest
 
 from conftest import GILTRACE, GILTRACE_SAN, giltrace_run, report, write_script
-import scenario_build
-from test_findings import SCENARIOS, check_json, of, run_scenario
+from test_findings import check_json, of, run_scenario
 
 INTERPRETER = "/usr/bin/python3.11"
 
@@ -47,16 +46,6 @@ for t in ts: t.join()
 print("handoffs ok")
 """
 ESCAPED_NAME = 'q"b\\s\u00e9'
-
-
-@pytest.fixture(scope="module")
-def build_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("export-scenario-builds"))
-
-
-@pytest.fixture
-def extension(python, build_dir):
-    return scenario_build.build_extension(python, build_dir)
 
 
 def export(trace, out, *args, binary=GILTRACE):

@@ -20,16 +20,6 @@ import scenario_build
 SCENARIOS = os.path.join(ROOT, "tests", "scenarios")
 
 
-@pytest.fixture(scope="session")
-def build_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("scenario-builds"))
-
-
-@pytest.fixture
-def extension(python, build_dir):
-    return scenario_build.build_extension(python, build_dir)
-
-
 def version_of(python):
     out = subprocess.run([python, "-c", "import sys; print(sys.version_info[:3])"],
                          capture_output=True, text=True, check=True).stdout

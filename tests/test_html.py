@@ -24,7 +24,6 @@ import subprocess
 import pytest
 
 from conftest import GILTRACE, GILTRACE_SAN, ROOT, report, write_script
-import scenario_build
 
 SCENARIOS = os.path.join(ROOT, "tests", "scenarios")
 CHROMIUM = shutil.which("chromium")
@@ -36,16 +35,6 @@ FINDING_RGB = (0xff, 0x00, 0xff)  # --finding in html-report.c: used for nothing
 
 
 # ---- helpers ----------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def build_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("html-scenario-builds"))
-
-
-@pytest.fixture
-def extension(python, build_dir):
-    return scenario_build.build_extension(python, build_dir)
-
 
 def render(trace, out, *args, binary=GILTRACE):
     """giltrace report --html out [args] trace; returns the page's text."""
@@ -393,21 +382,6 @@ WHEEL_PROBE = """
 """
 
 
-@pytest.fixture(scope="module")
-def simple_trace(tmp_path_factory):
-    """Three threads summing, under Debian's python3.11."""
-    python = "/usr/bin/python3.11"
-    if not os.access(python, os.X_OK):
-        pytest.skip(f"{python} not installed (apt-get install python3.11)")
-    tmp = tmp_path_factory.mktemp("simple")
-    script = write_script(tmp, "import threading\nts=[threading.Thread(target=sum, args=(range(300000),))"
-                               " for _ in range(3)]\n[t.start() for t in ts]; [t.join() for t in ts]\n")
-    trace = tmp / "t.gtr"
-    subprocess.run([GILTRACE, "run", "-o", str(trace), "--", python, script], check=True, timeout=60,
-                   capture_output=True)
-    return trace
-
-
 def test_wheel_zooms_at_the_pointer_drag_pans_reset_restores(simple_trace, tmp_path):
     """The page's own handlers, driven by synthetic events appended to a copy."""
     page = tmp_path / "t.html"
@@ -503,14 +477,3 @@ def test_unusable_trace_and_usage_errors(tmp_path):
         assert proc.returncode == 2, (args, proc.stderr)
         assert says in proc.stderr, (args, proc.stderr)
         assert not out.exists()
-
-
-def test_a_trace_is_never_overwritten(simple_trace, tmp_path):
-    """`report --html a.gtr b.gtr` (the page's name forgotten) keeps a.gtr."""
-    other = tmp_path / "other.gtr"
-    shutil.copy(simple_trace, other)
-    before = other.read_bytes()
-    proc = subprocess.run([GILTRACE, "report", "--html", str(other), str(simple_trace)], capture_output=True,
-                          text=True, timeout=60)
-    assert proc.returncode == 2 and "is a trace" in proc.stderr, proc.stderr
-    assert other.read_bytes() == before

@@ -13,26 +13,12 @@ import subprocess
 
 import pytest
 
-from conftest import GILTRACE, GILTRACE_SAN, write_script
+from conftest import GILTRACE, GILTRACE_SAN
 
 COMMANDS = {
     "report --html": lambda out, trace: ["report", "--html", str(out), str(trace)],
     "export": lambda out, trace: ["export", "-o", str(out), str(trace)],
 }
-
-
-@pytest.fixture(scope="module")
-def trace(tmp_path_factory):
-    python = "/usr/bin/python3.11"
-    if not os.access(python, os.X_OK):
-        pytest.skip(f"{python} not installed (apt-get install python3.11)")
-    tmp = tmp_path_factory.mktemp("output")
-    script = write_script(tmp, "import threading\nts=[threading.Thread(target=sum, args=(range(300000),))"
-                               " for _ in range(3)]\n[t.start() for t in ts]; [t.join() for t in ts]\n")
-    path = tmp / "t.gtr"
-    subprocess.run([GILTRACE, "run", "-o", str(path), "--", python, script], check=True, timeout=60,
-                   capture_output=True)
-    return path
 
 
 def limit_file_size():
@@ -42,13 +28,13 @@ def limit_file_size():
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_failed_write_keeps_the_previous_result(command, trace, tmp_path):
+def test_a_failed_write_keeps_the_previous_result(command, simple_trace, tmp_path):
     out = tmp_path / "result"
-    subprocess.run([GILTRACE_SAN, *COMMANDS[command](out, trace)], check=True, capture_output=True, timeout=120)
+    subprocess.run([GILTRACE_SAN, *COMMANDS[command](out, simple_trace)], check=True, capture_output=True, timeout=120)
     good = out.read_bytes()
     assert len(good) > 4096
 
-    proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](out, trace)], capture_output=True, text=True,
+    proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](out, simple_trace)], capture_output=True, text=True,
                           timeout=120, preexec_fn=limit_file_size)
     assert proc.returncode == 2, proc.stderr
     assert f"cannot write '{out}': File too large" in proc.stderr, proc.stderr
@@ -57,29 +43,29 @@ def test_a_failed_write_keeps_the_previous_result(command, trace, tmp_path):
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_new_result_appears_only_whole(command, trace, tmp_path):
+def test_a_new_result_appears_only_whole(command, simple_trace, tmp_path):
     out = tmp_path / "result"
-    proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](out, trace)], capture_output=True, text=True,
+    proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](out, simple_trace)], capture_output=True, text=True,
                           timeout=120, preexec_fn=limit_file_size)
     assert proc.returncode == 2 and "File too large" in proc.stderr, proc.stderr
     assert list(tmp_path.iterdir()) == []
 
-    subprocess.run([GILTRACE_SAN, *COMMANDS[command](out, trace)], check=True, capture_output=True, timeout=120,
+    subprocess.run([GILTRACE_SAN, *COMMANDS[command](out, simple_trace)], check=True, capture_output=True, timeout=120,
                    preexec_fn=lambda: os.umask(0o027))
     assert stat.S_IMODE(out.stat().st_mode) == 0o640  # as fopen() would have made it
     out.chmod(0o604)
-    subprocess.run([GILTRACE_SAN, *COMMANDS[command](out, trace)], check=True, capture_output=True, timeout=120)
+    subprocess.run([GILTRACE_SAN, *COMMANDS[command](out, simple_trace)], check=True, capture_output=True, timeout=120)
     assert stat.S_IMODE(out.stat().st_mode) == 0o604  # as fopen() would have left it
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_device_is_written_in_place_and_kept(command, trace, tmp_path):
+def test_a_device_is_written_in_place_and_kept(command, simple_trace, tmp_path):
     full = tmp_path / "full"
     try:
         os.mknod(full, 0o666 | stat.S_IFCHR, os.makedev(1, 7))  # /dev/full's twin
     except PermissionError:
         pytest.skip("making a device node needs root")
-    proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](full, trace)], capture_output=True, text=True,
+    proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](full, simple_trace)], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "No space left on device" in proc.stderr, proc.stderr
@@ -88,52 +74,52 @@ def test_a_device_is_written_in_place_and_kept(command, trace, tmp_path):
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_trace_is_never_the_output(command, trace, tmp_path):
+def test_a_trace_is_never_the_output(command, simple_trace, tmp_path):
     other = tmp_path / "other.gtr"
-    other.write_bytes(trace.read_bytes())
+    other.write_bytes(simple_trace.read_bytes())
     link = tmp_path / "link.gtr"
-    link.symlink_to(trace)
-    for out, says in [(other, "is a trace"), (trace, "the trace itself"), (link, "the trace itself")]:
+    link.symlink_to(simple_trace)
+    for out, says in [(other, "is a trace"), (simple_trace, "the trace itself"), (link, "the trace itself")]:
         before = out.read_bytes()
-        proc = subprocess.run([GILTRACE, *COMMANDS[command](out, trace)], capture_output=True, text=True,
+        proc = subprocess.run([GILTRACE, *COMMANDS[command](out, simple_trace)], capture_output=True, text=True,
                               timeout=60)
         assert proc.returncode == 2 and says in proc.stderr and "not overwriting" in proc.stderr, proc.stderr
         assert out.read_bytes() == before
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_link_is_followed_and_its_target_replaced_whole(command, trace, tmp_path):
+def test_a_link_is_followed_and_its_target_replaced_whole(command, simple_trace, tmp_path):
     target, link = tmp_path / "target", tmp_path / "link"
     target.write_bytes(b"old result\n")
     link.symlink_to(target)
-    proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](link, trace)], capture_output=True, text=True,
+    proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](link, simple_trace)], capture_output=True, text=True,
                           timeout=120, preexec_fn=limit_file_size)
     assert proc.returncode == 2 and "File too large" in proc.stderr, proc.stderr
     assert target.read_bytes() == b"old result\n" and link.is_symlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
 
-    subprocess.run([GILTRACE_SAN, *COMMANDS[command](link, trace)], check=True, capture_output=True, timeout=120)
+    subprocess.run([GILTRACE_SAN, *COMMANDS[command](link, simple_trace)], check=True, capture_output=True, timeout=120)
     assert link.is_symlink() and len(target.read_bytes()) > 4096
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_hard_linked_file_is_written_in_place(command, trace, tmp_path):
+def test_a_hard_linked_file_is_written_in_place(command, simple_trace, tmp_path):
     """A rename would leave the other name with the old result."""
     one, other = tmp_path / "one", tmp_path / "other"
     one.write_bytes(b"old result, longer than nothing\n" * 1000)
     os.link(one, other)
-    subprocess.run([GILTRACE_SAN, *COMMANDS[command](one, trace)], check=True, capture_output=True, timeout=120)
+    subprocess.run([GILTRACE_SAN, *COMMANDS[command](one, simple_trace)], check=True, capture_output=True, timeout=120)
     assert one.read_bytes() == other.read_bytes() and b"old result" not in one.read_bytes()
     assert one.stat().st_nlink == 2
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_fifo_is_written_in_place(command, trace, tmp_path):
+def test_a_fifo_is_written_in_place(command, simple_trace, tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
     try:
-        proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](fifo, trace)], capture_output=True, text=True,
+        proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](fifo, simple_trace)], capture_output=True, text=True,
                               timeout=60)
         data = reader.communicate(timeout=60)[0]
     finally:
@@ -156,19 +142,19 @@ def test_an_unusable_trace_leaves_the_old_result(command, tmp_path):
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_name_as_long_as_the_system_allows(command, trace, tmp_path):
+def test_a_name_as_long_as_the_system_allows(command, simple_trace, tmp_path):
     out = tmp_path / ("a" * (os.pathconf(tmp_path, "PC_NAME_MAX") - 5) + ".json")
-    subprocess.run([GILTRACE_SAN, *COMMANDS[command](out, trace)], check=True, capture_output=True, timeout=120)
+    subprocess.run([GILTRACE_SAN, *COMMANDS[command](out, simple_trace)], check=True, capture_output=True, timeout=120)
     assert len(out.read_bytes()) > 4096
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_dev_stdout_is_standard_output(command, trace, tmp_path):
+def test_dev_stdout_is_standard_output(command, simple_trace, tmp_path):
     """`... /dev/stdout >> log` appends, as `-` does: not a file replaced by name."""
     log = tmp_path / "log"
     log.write_bytes(b"first line\n")
     with open(log, "ab") as out:
-        proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command]("/dev/stdout", trace)], stdout=out,
+        proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command]("/dev/stdout", simple_trace)], stdout=out,
                               stderr=subprocess.PIPE, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     data = log.read_bytes()

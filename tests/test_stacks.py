@@ -4,7 +4,6 @@ symbolised by giltrace with elfutils, shown in check, report and on stderr.
 The scenarios' C code (tests/scenarios/gtscenario.c) is built with -g, so
 the frame that made the fatal call must come out as function, file and line.
 """
-import json
 import os
 import re
 import shutil
@@ -17,16 +16,6 @@ from test_findings import SCENARIOS, check_json, of, run_scenario
 import scenario_build
 
 GTSCENARIO_C = os.path.join(SCENARIOS, "gtscenario.c")
-
-
-@pytest.fixture(scope="session")
-def build_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("scenario-builds"))
-
-
-@pytest.fixture
-def extension(python, build_dir):
-    return scenario_build.build_extension(python, build_dir)
 
 
 def source_line(pattern):

@@ -7,20 +7,9 @@ import pytest
 
 from conftest import GILTRACE, GILTRACE_SAN, giltrace_run, write_script
 from test_findings import check_json, of, run_scenario
-import scenario_build
 
 WIDTH = 110
 LABEL = 22
-
-
-@pytest.fixture(scope="session")
-def build_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("scenario-builds"))
-
-
-@pytest.fixture
-def extension(python, build_dir):
-    return scenario_build.build_extension(python, build_dir)
 
 
 def timeline(trace, *args, binary=GILTRACE, status=0):
