@@ -12,20 +12,7 @@ import subprocess
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHIM = os.path.join(ROOT, "build", "libgiltrace.so")
-GILTRACE = os.path.join(ROOT, "build", "giltrace")
-
-STORM = """
-import sys, threading, time
-N = int(sys.argv[1])
-def loop():
-    for _ in range(N):
-        time.sleep(0)
-ts = [threading.Thread(target=loop) for _ in range(4)]
-for t in ts: t.start()
-for t in ts: t.join()
-"""
+from run import GILTRACE, SHIM, STORM  # the same storm as the tracing benchmark
 
 
 def event_count(trace):
