@@ -70,26 +70,37 @@ def test_truncated_inside_header(tmp_path, real_trace):
     assert_unusable(tmp_path / "h.gtr")
 
 
+def every_reader(tmp_path):
+    """Each command that reads a whole trace, with the exit statuses it may
+    give for a damaged one (check: 1 when the damage reads as a finding)."""
+    page = str(tmp_path / "page.html")
+    return [(["report", "--json"], (0,)), (["dump"], (0,)), (["check"], (0, 1)), (["check", "--json"], (0, 1)),
+            (["timeline", "--around", "whole"], (0,)), (["report", "--html", page, "--around", "whole"], (0,)),
+            (["export", "-o", str(tmp_path / "x.json")], (0,))]
+
+
 @pytest.mark.parametrize("keep", [4096, 4096 + 70000, 4096 + 65536 + 65536 + 1000])
 def test_cut_short_reads_what_is_there(tmp_path, real_trace, keep):
     (tmp_path / "c.gtr").write_bytes(real_trace[:keep])
-    proc = run_tool("report", "--json", str(tmp_path / "c.gtr"))
-    assert proc.returncode == 0, proc.stderr
-    assert "runtime error" not in proc.stderr
+    for cmd, statuses in every_reader(tmp_path):
+        proc = run_tool(*cmd, str(tmp_path / "c.gtr"))
+        assert proc.returncode in statuses, (cmd, proc.stderr)
+        assert "AddressSanitizer" not in proc.stderr and "runtime error" not in proc.stderr, (cmd, proc.stderr)
 
 
 @pytest.mark.parametrize("seed", range(8))
 def test_corrupted_chunks_read_what_is_there(tmp_path, real_trace, seed):
-    """Random bytes flipped after the header: never a crash; exit 0 or 2."""
+    """Random bytes flipped after the header: never a crash; the usual exit
+    status or 2."""
     rnd = random.Random(seed)
     data = bytearray(real_trace)
     for _ in range(200):
         data[rnd.randrange(4096, len(data))] = rnd.getrandbits(8)
     (tmp_path / "x.gtr").write_bytes(bytes(data))
-    for cmd in (["report", "--json"], ["dump"]):
+    for cmd, statuses in every_reader(tmp_path):
         proc = run_tool(*cmd, str(tmp_path / "x.gtr"))
-        assert proc.returncode in (0, 2), proc.stderr
-        assert "AddressSanitizer" not in proc.stderr and "runtime error" not in proc.stderr
+        assert proc.returncode in statuses + (2,), (cmd, proc.stderr)
+        assert "AddressSanitizer" not in proc.stderr and "runtime error" not in proc.stderr, (cmd, proc.stderr)
 
 
 def test_several_traces_one_bad(tmp_path, real_trace):
@@ -106,3 +117,29 @@ def test_usage_errors_exit_2():
     for args in ([], ["frobnicate"], ["report"], ["dump"], ["run"], ["report", "--bogus", "x"]):
         proc = subprocess.run([GILTRACE, *args], capture_output=True, text=True, timeout=30)
         assert proc.returncode == 2, args
+
+
+def test_corrupted_stacks_read_what_is_there(python, tmp_path, monkeypatch):
+    """A trace dense with stacks (stacks=all: every wrapped C-API call), its
+    stack records among the bytes flipped: never a crash, symbolising
+    included."""
+    monkeypatch.setenv("GILTRACE_OPTIONS", "stacks=all:stack_depth=64")
+    script = write_script(tmp_path, "import threading, time\n"
+                          "def loop():\n"
+                          "    for _ in range(300): time.sleep(0)\n"
+                          "ts = [threading.Thread(target=loop) for _ in range(3)]\n"
+                          "[t.start() for t in ts]; [t.join() for t in ts]\n")
+    proc, trace = giltrace_run(python, script, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    real = open(trace, "rb").read()
+    assert "stack=" in run_tool("dump", trace).stdout
+    for seed in range(3):
+        rnd = random.Random(seed)
+        data = bytearray(real)
+        for _ in range(500):
+            data[rnd.randrange(4096, len(data))] = rnd.getrandbits(8)
+        (tmp_path / "x.gtr").write_bytes(bytes(data))
+        for cmd, statuses in every_reader(tmp_path):
+            proc = run_tool(*cmd, str(tmp_path / "x.gtr"))
+            assert proc.returncode in statuses + (2,), (seed, cmd, proc.stderr)
+            assert "AddressSanitizer" not in proc.stderr and "runtime error" not in proc.stderr, (seed, cmd, proc.stderr)
