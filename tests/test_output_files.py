@@ -104,13 +104,93 @@ def test_a_link_is_followed_and_its_target_replaced_whole(command, simple_trace,
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_hard_linked_file_is_written_in_place(command, simple_trace, tmp_path):
-    """A rename would leave the other name with the old result."""
+    """A rename would leave the other name with the old result.  In place,
+    the file is truncated only at the end: an unusable trace leaves it whole,
+    a result shorter than the old file leaves none of it behind."""
     one, other = tmp_path / "one", tmp_path / "other"
-    one.write_bytes(b"old result, longer than nothing\n" * 1000)
+    old = b"old result, longer than the new one\n" * 100000
+    one.write_bytes(old)
     os.link(one, other)
+    bad = tmp_path / "bad.gtr"
+    bad.write_bytes(b"not a trace\n")
+    proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](one, bad)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and one.read_bytes() == old, proc.stderr
+
     subprocess.run([GILTRACE_SAN, *COMMANDS[command](one, simple_trace)], check=True, capture_output=True, timeout=120)
     assert one.read_bytes() == other.read_bytes() and b"old result" not in one.read_bytes()
     assert one.stat().st_nlink == 2
+
+
+def as_root_only():
+    if os.geteuid() != 0:
+        pytest.skip("changing a file's owner or group, or mounting, needs root")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_owner_and_group_are_kept(command, simple_trace, tmp_path):
+    """Someone else's file is written in place (a rename would make it ours);
+    our own file with another group keeps the group."""
+    as_root_only()
+    theirs, ours = tmp_path / "theirs", tmp_path / "ours"
+    for f in (theirs, ours):
+        f.write_bytes(b"old result\n")
+        f.chmod(0o664)
+    os.chown(theirs, 65534, 65534)
+    os.chown(ours, 0, 100)
+    for f in (theirs, ours):
+        subprocess.run([GILTRACE_SAN, *COMMANDS[command](f, simple_trace)], check=True, capture_output=True,
+                       timeout=120)
+        assert len(f.read_bytes()) > 4096
+    assert (theirs.stat().st_uid, theirs.stat().st_gid) == (65534, 65534)
+    assert (ours.stat().st_uid, ours.stat().st_gid) == (0, 100)
+    assert stat.S_IMODE(ours.stat().st_mode) == 0o664
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_dangling_link_gets_its_destination(command, simple_trace, tmp_path):
+    link, dest = tmp_path / "link", tmp_path / "dest"
+    link.symlink_to("dest")  # relative to the link's folder
+    proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](link, simple_trace)], capture_output=True, text=True,
+                          timeout=120, preexec_fn=limit_file_size)
+    assert proc.returncode == 2 and "File too large" in proc.stderr, proc.stderr
+    assert link.is_symlink() and not dest.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link"]
+
+    subprocess.run([GILTRACE_SAN, *COMMANDS[command](link, simple_trace)], check=True, capture_output=True,
+                   timeout=120, cwd="/")
+    assert link.is_symlink() and len(dest.read_bytes()) > 4096
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_bind_mounted_file_is_filled(command, simple_trace, tmp_path):
+    """A file mounted over another (a container's `-v out.json:/x/out.json`)
+    cannot be renamed over: it is filled in place."""
+    as_root_only()
+    source, mounted = tmp_path / "source", tmp_path / "dir" / "mounted"
+    mounted.parent.mkdir()
+    source.write_bytes(b"old result\n" * 100000)
+    mounted.write_bytes(b"")
+    if subprocess.run(["mount", "--bind", str(source), str(mounted)], capture_output=True).returncode != 0:
+        pytest.skip("mount --bind is not allowed here")
+    try:
+        subprocess.run([GILTRACE_SAN, *COMMANDS[command](mounted, simple_trace)], check=True, capture_output=True,
+                       timeout=120)
+        assert mounted.read_bytes() == source.read_bytes() and b"old result" not in source.read_bytes()
+        assert sorted(p.name for p in mounted.parent.iterdir()) == ["mounted"]
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_not_a_file_name(command, simple_trace, tmp_path):
+    (tmp_path / "file").write_bytes(b"old result\n")
+    for out in ("", f"{tmp_path}/", f"{tmp_path}/missing/", f"{tmp_path}/file/x"):
+        proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](out, simple_trace)], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 2, (out, proc.stderr)
+        assert len(proc.stderr.splitlines()) == 1, (out, proc.stderr)
+        assert ("not a file name" if out == "" or out.endswith("/") else "Not a directory") in proc.stderr, out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -149,14 +229,42 @@ def test_a_name_as_long_as_the_system_allows(command, simple_trace, tmp_path):
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_dev_stdout_is_standard_output(command, simple_trace, tmp_path):
+@pytest.mark.parametrize("stream", ["/dev/stdout", "/dev/stderr", "/dev/fd/1"])
+def test_a_standard_stream_by_name_is_written_through(command, stream, simple_trace, tmp_path):
     """`... /dev/stdout >> log` appends, as `-` does: not a file replaced by name."""
     log = tmp_path / "log"
     log.write_bytes(b"first line\n")
     with open(log, "ab") as out:
-        proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command]("/dev/stdout", simple_trace)], stdout=out,
-                              stderr=subprocess.PIPE, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+        proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](stream, simple_trace)],
+                              stdout=out if stream != "/dev/stderr" else subprocess.PIPE,
+                              stderr=out if stream == "/dev/stderr" else subprocess.PIPE, timeout=120)
+    assert proc.returncode == 0
     data = log.read_bytes()
     assert data.startswith(b"first line\n") and len(data) > 4096
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_no_room_for_a_temporary_keeps_the_old_result(command, simple_trace, tmp_path):
+    """A folder with no free inode: the command fails and the old result
+    stays whole (it is not written in place instead)."""
+    as_root_only()
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,nr_inodes=3", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs is not allowed here")
+    try:
+        out = disk / "result"
+        out.write_bytes(b"old result\n")
+        for i in range(10):  # use up the inodes
+            try:
+                (disk / f"filler{i}").write_bytes(b"")
+            except OSError:
+                break
+        proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](out, simple_trace)], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 2 and "No space left on device" in proc.stderr, proc.stderr
+        assert out.read_bytes() == b"old result\n"
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)

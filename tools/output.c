@@ -12,18 +12,65 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
-static bool same_file(const struct stat *a, const char *b)
+static bool same_file(const struct stat *a, const struct stat *b)
 {
-	struct stat sb;
-	return stat(b, &sb) == 0 && a->st_dev == sb.st_dev && a->st_ino == sb.st_ino;
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/* The standard stream that `st` is (/dev/stdout, /dev/fd/2, a `>>log`
+ * given by name), or NULL: written through, keeping its position and
+ * append mode. */
+static FILE *standard_stream(const struct stat *st)
+{
+	struct stat s;
+	if (fstat(STDOUT_FILENO, &s) == 0 && same_file(st, &s))
+		return stdout;
+	if (fstat(STDERR_FILENO, &s) == 0 && same_file(st, &s))
+		return stderr;
+	return NULL;
+}
+
+/* Where the dangling symbolic link `link` points, as a path from here, or
+ * NULL with errno set. */
+static char *link_destination(const char *link)
+{
+	char dest[PATH_MAX];
+	ssize_t n = readlink(link, dest, sizeof dest);
+	if (n < 0)
+		return NULL;
+	if ((size_t)n == sizeof dest) {
+		errno = ENAMETOOLONG;
+		return NULL;
+	}
+	dest[n] = '\0';
+	const char *slash = strrchr(link, '/');
+	size_t dir_len = dest[0] != '/' && slash ? (size_t)(slash - link) + 1 : 0;
+	char *path = malloc(dir_len + (size_t)n + 1);
+	if (path) {
+		memcpy(path, link, dir_len);
+		memcpy(path + dir_len, dest, (size_t)n + 1);
+	}
+	return path;
+}
+
+/* Whether replacing the existing regular file `target` (`st`) by a new one
+ * keeps what a user would expect of writing it: the owner (a rename would
+ * make it ours), the other hard links, ACLs and other extended attributes;
+ * and whether we may write it at all (a rename needs only the folder). */
+static bool replaceable(const char *target, const struct stat *st)
+{
+	return st->st_uid == geteuid() && st->st_nlink == 1 && faccessat(AT_FDCWD, target, W_OK, AT_EACCESS) == 0 &&
+	       listxattr(target, NULL, 0) <= 0;
 }
 
 /* A new file in the folder of `target` (so that rename() can replace it),
- * with the permissions a plain fopen() would have left: those of the file
- * it replaces (`old`, or NULL), else 0666 less the umask.  The name is
- * short, so that a target whose own name is near NAME_MAX still has one. */
+ * with the permissions and group a plain fopen() would have left: those
+ * of the file it replaces (`old`, or NULL), else 0666 less the umask.  The
+ * name is short, so that a target whose own name is near NAME_MAX still
+ * has one. */
 static FILE *open_temporary(const char *target, const struct stat *old, char **name)
 {
 	const char *slash = strrchr(target, '/');
@@ -44,7 +91,9 @@ static FILE *open_temporary(const char *target, const struct stat *old, char **n
 		umask(mask);
 		mode &= ~mask;
 	}
-	FILE *f = fchmod(fd, mode) == 0 ? fdopen(fd, "w") : NULL;
+	FILE *f = NULL;
+	if (fchmod(fd, mode) == 0 && (!old || fchown(fd, (uid_t)-1, old->st_gid) == 0))
+		f = fdopen(fd, "w");
 	if (!f) {
 		int saved = errno;
 		close(fd);
@@ -80,74 +129,124 @@ int output_open(struct output *o, const char *path, const char *input_path, cons
 		o->file = stdout;
 		return 0;
 	}
-	struct stat st, link;
+	if (!path[0] || path[strlen(path) - 1] == '/')
+		return error("'%s' is not a file name: %s", path, fix), -1;
+	struct stat st, in, link;
 	bool exists = stat(path, &st) == 0; /* through a link, to what is written */
-	if (exists && same_file(&st, input_path))
+	if (!exists && errno != ENOENT)
+		return error("cannot write '%s': %s", path, strerror(errno)), -1;
+	if (exists && stat(input_path, &in) == 0 && same_file(&st, &in))
 		return error("the output '%s' is the trace itself, not overwriting it: %s", path, fix), -1;
-	struct stat out_st;
-	if (exists && fstat(STDOUT_FILENO, &out_st) == 0 && st.st_dev == out_st.st_dev && st.st_ino == out_st.st_ino) {
-		o->file = stdout; /* /dev/stdout: as '-', keeping the shell's >> */
+	if (exists && (o->file = standard_stream(&st)))
 		return 0;
-	}
-	struct gtr_file_header header;
 	bool regular = exists && S_ISREG(st.st_mode);
+	struct gtr_file_header header;
 	/* only a regular file is read: opening a fifo or a terminal would block */
 	if (regular && trace_read_header(path, &header) == 0)
 		return error("the output '%s' is a trace, not overwriting it: %s", path, fix), -1;
 
+	/* what is written: a link's destination for a regular file or none
+	 * yet; anything else (a device, a fifo) by its name */
 	bool is_link = lstat(path, &link) == 0 && S_ISLNK(link.st_mode);
-	/* a regular file is replaced where it is; anything else is opened by
-	 * its name */
-	o->target = regular && is_link ? realpath(path, NULL) : strdup(path);
+	bool target_exists = exists;
+	if (regular && is_link) {
+		o->target = realpath(path, NULL);
+	} else if (!exists && is_link) {
+		o->target = link_destination(path);
+		target_exists = o->target && lstat(o->target, &link) == 0; /* a chain of links */
+	} else {
+		o->target = strdup(path);
+	}
 	if (!o->target)
 		return error("cannot write '%s': %s", path, strerror(errno)), -1;
-	/* a rename would hand someone else's file to us, split hard links, or
-	 * put a file where a dangling link was */
-	bool replace = exists ? regular && st.st_uid == geteuid() && st.st_nlink == 1 &&
-	                                faccessat(AT_FDCWD, o->target, W_OK, AT_EACCESS) == 0
-	                      : !is_link;
-	if (replace)
+
+	bool replace = regular ? replaceable(o->target, &st) : !target_exists;
+	if (replace) {
 		o->file = open_temporary(o->target, exists ? &st : NULL, &o->temporary);
+		/* no temporary where it would have to be: the folder may not be
+		 * written, or the group not kept */
+		if (!o->file && errno != EACCES && errno != EPERM && errno != ENAMETOOLONG)
+			goto fail;
+	}
 	if (!o->file) {
-		/* a device, fifo, shared file or dangling link; or no temporary
-		 * could be made in the folder */
 		o->file = open_in_place(o->target);
-		o->created = o->file && !exists;
+		o->created = !target_exists;
 	}
-	if (!o->file) {
-		error("cannot write '%s': %s", path, strerror(errno));
-		free(o->target);
-		return -1;
+	if (o->file)
+		return 0;
+fail:
+	error("cannot write '%s': %s", path, strerror(errno));
+	free(o->target);
+	return -1;
+}
+
+/* Copy the file `from` into the existing `to`, in place; 0 or an errno. */
+static int copy_into(const char *from, const char *to)
+{
+	int in = open(from, O_RDONLY | O_CLOEXEC), out = in < 0 ? -1 : open(to, O_WRONLY | O_CLOEXEC);
+	int e = in < 0 || out < 0 ? errno : 0;
+	char buf[65536];
+	off_t total = 0;
+	ssize_t n;
+	while (!e && (n = read(in, buf, sizeof buf)) != 0) {
+		for (ssize_t done = 0, w; !e && n > 0 && done < n; done += w)
+			if ((w = write(out, buf + done, (size_t)(n - done))) < 0)
+				e = errno;
+		if (n < 0)
+			e = errno;
+		total += n > 0 ? n : 0;
 	}
-	return 0;
+	if (!e && ftruncate(out, total) != 0)
+		e = errno;
+	if (out >= 0 && close(out) != 0 && !e)
+		e = errno;
+	if (in >= 0)
+		close(in);
+	return e;
+}
+
+/* The whole temporary becomes the target: 0 or an errno. */
+static int put_in_place(const struct output *o)
+{
+	if (rename(o->temporary, o->target) == 0)
+		return 0;
+	int e = errno;
+	if (e == EBUSY || e == EXDEV) /* a file bind-mounted there: fill it */
+		e = copy_into(o->temporary, o->target);
+	unlink(o->temporary);
+	return e;
 }
 
 int output_close(struct output *o, bool failed)
 {
-	const char *name = o->file == stdout ? "standard output" : o->path;
+	bool standard = o->file == stdout || o->file == stderr;
+	const char *name = o->file == stdout ? "standard output" : o->file == stderr ? "standard error" : o->path;
 	/* what is still buffered is written now, so errno names the failure
 	 * (ENOSPC, EFBIG, EPIPE); a failure of an earlier write whose data
 	 * stdio dropped is known only as EIO */
 	errno = 0;
 	int write_errno = fflush(o->file) != 0 || ferror(o->file) ? (errno ? errno : EIO) : 0;
-	struct stat st;
-	if (!failed && !write_errno && o->file != stdout && !o->temporary && fstat(fileno(o->file), &st) == 0 &&
-	    S_ISREG(st.st_mode) && ftruncate(fileno(o->file), ftello(o->file)) != 0)
-		write_errno = errno; /* in place: what the old file had beyond the result */
-	if (o->file != stdout && fclose(o->file) != 0 && !write_errno)
-		write_errno = errno ? errno : EIO;
+	if (!standard) {
+		struct stat st;
+		int fd = fileno(o->file);
+		/* in place: drop what the old file had beyond the result */
+		if (!failed && !write_errno && !o->temporary && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		    ftruncate(fd, ftello(o->file)) != 0)
+			write_errno = errno;
+		if (fclose(o->file) != 0 && !write_errno)
+			write_errno = errno ? errno : EIO;
+	}
 	o->file = NULL;
 	if (write_errno && !failed) {
 		error("cannot write '%s': %s", name, strerror(write_errno));
 		failed = true;
 	}
 	if (o->temporary) {
-		if (!failed && rename(o->temporary, o->target) != 0) {
-			error("cannot write '%s': %s", o->path, strerror(errno));
+		int e = failed ? (unlink(o->temporary), 0) : put_in_place(o);
+		if (e) {
+			error("cannot write '%s': %s", o->path, strerror(e));
 			failed = true;
 		}
-		if (failed)
-			unlink(o->temporary);
 		free(o->temporary);
 		o->temporary = NULL;
 	} else if (failed && o->created) {

@@ -6,16 +6,22 @@
  * under a temporary name in the same folder and renamed over the old file
  * at the end, so a failed run leaves the previous result (or nothing), not
  * a half-written file that looks whole.  The new file keeps the old one's
- * permissions; a symbolic link is followed and its target replaced.
+ * permissions and group; a symbolic link is followed and its destination
+ * replaced (or created).  A file bind-mounted in place, which cannot be
+ * renamed over, is filled from the temporary instead.  Nothing is synced
+ * to disk: after a power failure the file may be empty.
  *
  * Where a rename would change more than the contents (a file owned by
- * someone else or with other hard links), or cannot be done (a folder that
- * cannot be written, a name too long for a temporary beside it), the file
- * is written in place, as fopen() would; a failed run then leaves it
- * partly written.  Devices and fifos are written in place and never
- * removed.  A giltrace trace is never overwritten: a command line with the
- * output's name forgotten (`report --html a.gtr b.gtr`) would otherwise
- * destroy a trace.
+ * someone else, with other hard links, ACLs or other extended attributes)
+ * or no temporary can be made beside it (a folder that cannot be written),
+ * the file is written in place, as fopen() would, but truncated only at
+ * the end: a run that fails before writing leaves it as it was, one that
+ * fails while writing leaves it partly overwritten.  Devices and fifos are
+ * written in place and never removed.  A name that is the command's
+ * standard output or error (/dev/stdout, /dev/fd/2, `>>log` given by
+ * name) is written through that stream.  A giltrace trace is never
+ * overwritten: a command line with the output's name forgotten
+ * (`report --html a.gtr b.gtr`) would otherwise destroy a trace.
  */
 #ifndef GILTRACE_OUTPUT_H
 #define GILTRACE_OUTPUT_H
@@ -28,13 +34,15 @@ struct output {
 	const char *path;      /* as given, for messages; "-" is standard output */
 	char *target;          /* the file the result goes to (a link's target) */
 	char *temporary;       /* the name written to until output_close(), or NULL */
-	bool created;          /* written in place to a file that did not exist */
+	bool created;          /* written in place to a file that did not exist:
+	                          removed again on failure */
 };
 
 /* Open `path` for a result to be made from the trace at input_path.
- * Refuses input_path itself and any other trace, adding `fix` (how to name
- * the output) to the message.  Call it before reading the trace: it
- * neither reads nor changes an existing file.  Returns 0, or -1 after an
+ * Refuses input_path itself, any other trace and what is not a file name,
+ * adding `fix` (how to name the output) to the message.  Call it before
+ * reading the trace: it changes no existing file (it reads the first
+ * bytes of a regular one, to tell a trace).  Returns 0, or -1 after an
  * error message. */
 int output_open(struct output *o, const char *path, const char *input_path, const char *fix);
 
