@@ -268,3 +268,21 @@ def test_no_room_for_a_temporary_keeps_the_old_result(command, simple_trace, tmp
         assert out.read_bytes() == b"old result\n"
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_another_descriptor_by_name_is_written_through(command, simple_trace, tmp_path):
+    """`... /dev/fd/N N>>log` appends; a descriptor not open is an error."""
+    log = tmp_path / "log"
+    log.write_bytes(b"first line\n")
+    with open(log, "ab") as out:
+        fd = out.fileno()
+        proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command](f"/dev/fd/{fd}", simple_trace)], pass_fds=(fd,),
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data = log.read_bytes()
+    assert data.startswith(b"first line\n") and len(data) > 4096
+
+    proc = subprocess.run([GILTRACE_SAN, *COMMANDS[command]("/dev/fd/99", simple_trace)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "Bad file descriptor" in proc.stderr, proc.stderr

@@ -20,17 +20,27 @@ static bool same_file(const struct stat *a, const struct stat *b)
 	return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
 }
 
-/* The standard stream that `st` is (/dev/stdout, /dev/fd/2, a `>>log`
- * given by name), or NULL: written through, keeping its position and
- * append mode. */
-static FILE *standard_stream(const struct stat *st)
+/* The descriptor a name stands for (/dev/stdout, /dev/stderr, /dev/fd/N,
+ * /proc/self/fd/N), or -1.  Such a name is written through the
+ * descriptor, keeping its position and append mode (`3>>log`): opened
+ * anew by name, the file would be written from its start, or replaced. */
+static int descriptor_named(const char *path)
 {
-	struct stat s;
-	if (fstat(STDOUT_FILENO, &s) == 0 && same_file(st, &s))
-		return stdout;
-	if (fstat(STDERR_FILENO, &s) == 0 && same_file(st, &s))
-		return stderr;
-	return NULL;
+	if (!strcmp(path, "/dev/stdout"))
+		return STDOUT_FILENO;
+	if (!strcmp(path, "/dev/stderr"))
+		return STDERR_FILENO;
+	static const char *const prefixes[] = { "/dev/fd/", "/proc/self/fd/" };
+	for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+		size_t len = strlen(prefixes[i]);
+		if (strncmp(path, prefixes[i], len) != 0 || path[len] < '0' || path[len] > '9')
+			continue;
+		char *end;
+		errno = 0;
+		long fd = strtol(path + len, &end, 10);
+		return *end || errno || fd > INT_MAX ? -1 : (int)fd;
+	}
+	return -1;
 }
 
 /* Where the dangling symbolic link `link` points, as a path from here, or
@@ -137,8 +147,23 @@ int output_open(struct output *o, const char *path, const char *input_path, cons
 		return error("cannot write '%s': %s", path, strerror(errno)), -1;
 	if (exists && stat(input_path, &in) == 0 && same_file(&st, &in))
 		return error("the output '%s' is the trace itself, not overwriting it: %s", path, fix), -1;
-	if (exists && (o->file = standard_stream(&st)))
+	int fd = descriptor_named(path);
+	if (fd >= 0) {
+		if (fd == STDOUT_FILENO || fd == STDERR_FILENO) {
+			o->file = fd == STDOUT_FILENO ? stdout : stderr;
+			return 0;
+		}
+		int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		o->file = copy >= 0 ? fdopen(copy, "w") : NULL;
+		if (!o->file) {
+			int saved = errno;
+			if (copy >= 0)
+				close(copy);
+			return error("cannot write '%s': %s", path, strerror(saved)), -1;
+		}
+		o->through_descriptor = true;
 		return 0;
+	}
 	bool regular = exists && S_ISREG(st.st_mode);
 	struct gtr_file_header header;
 	/* only a regular file is read: opening a fifo or a terminal would block */
@@ -230,8 +255,8 @@ int output_close(struct output *o, bool failed)
 		struct stat st;
 		int fd = fileno(o->file);
 		/* in place: drop what the old file had beyond the result */
-		if (!failed && !write_errno && !o->temporary && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-		    ftruncate(fd, ftello(o->file)) != 0)
+		if (!failed && !write_errno && !o->temporary && !o->through_descriptor && fstat(fd, &st) == 0 &&
+		    S_ISREG(st.st_mode) && ftruncate(fd, ftello(o->file)) != 0)
 			write_errno = errno;
 		if (fclose(o->file) != 0 && !write_errno)
 			write_errno = errno ? errno : EIO;

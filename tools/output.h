@@ -17,9 +17,9 @@
  * the file is written in place, as fopen() would, but truncated only at
  * the end: a run that fails before writing leaves it as it was, one that
  * fails while writing leaves it partly overwritten.  Devices and fifos are
- * written in place and never removed.  A name that is the command's
- * standard output or error (/dev/stdout, /dev/fd/2, `>>log` given by
- * name) is written through that stream.  A giltrace trace is never
+ * written in place and never removed.  /dev/stdout, /dev/stderr and
+ * /dev/fd/N are written through the command's own descriptor, so that
+ * `3>>log` appends.  A giltrace trace is never
  * overwritten: a command line with the output's name forgotten
  * (`report --html a.gtr b.gtr`) would otherwise destroy a trace.
  */
@@ -36,6 +36,7 @@ struct output {
 	char *temporary;       /* the name written to until output_close(), or NULL */
 	bool created;          /* written in place to a file that did not exist:
 	                          removed again on failure */
+	bool through_descriptor; /* /dev/fd/N: written through a copy of N */
 };
 
 /* Open `path` for a result to be made from the trace at input_path.
