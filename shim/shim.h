@@ -246,11 +246,11 @@ enum stack_events {
 void stack_prepare(void);
 /* Whether any of `events` (enum stack_events) get a stack. */
 bool stack_wanted(unsigned events);
-/* recorder_emit() followed by the calling thread's stack, stamped with the
- * time of the call, not of the end of the (slower) unwinding.  Inside
- * shim_enter(). */
-void stack_emit(unsigned type, unsigned arg, const uint64_t *payload);
-/* The same, stamped no earlier than `now`. */
+/* recorder_emit(), followed by the calling thread's stack when
+ * `with_stack`, stamped with the time of the call, not of the end of the
+ * (slower) unwinding.  Inside shim_enter(). */
+void stack_emit_if(bool with_stack, unsigned type, unsigned arg, const uint64_t *payload);
+/* An event and its stack, stamped no earlier than `now`. */
 void stack_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now);
 
 /* ---- findings at exit (exit-check.c) ------------------------------------ */

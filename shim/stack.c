@@ -70,9 +70,12 @@ bool stack_wanted(unsigned events)
 	return (shim_options.stacks & events) != 0;
 }
 
-void stack_emit(unsigned type, unsigned arg, const uint64_t *payload)
+void stack_emit_if(bool with_stack, unsigned type, unsigned arg, const uint64_t *payload)
 {
-	stack_emit_at(type, arg, payload, shim_clock_now());
+	if (unlikely(with_stack))
+		stack_emit_at(type, arg, payload, shim_clock_now());
+	else
+		recorder_emit(type, arg, payload);
 }
 
 void stack_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now)

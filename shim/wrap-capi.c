@@ -98,10 +98,7 @@ static void record_call(enum gtr_capi fn, uintptr_t subject, uintptr_t caller)
 	int saved_errno = errno;
 	gil_model_check_finalizing();
 	uint64_t payload[2] = { subject, caller };
-	if (unlikely(call_wants_stack(fn, subject)))
-		stack_emit(GTR_EV_CAPI_CALL, fn, payload);
-	else
-		recorder_emit(GTR_EV_CAPI_CALL, fn, payload);
+	stack_emit_if(call_wants_stack(fn, subject), GTR_EV_CAPI_CALL, fn, payload);
 	errno = saved_errno;
 	shim_leave();
 }

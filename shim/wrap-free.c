@@ -34,10 +34,7 @@ static void tstate_freed(uintptr_t tstate)
 	int saved_errno = errno;
 	gil_model_check_finalizing();
 	uint64_t payload = tstate;
-	if (stack_wanted(STACKS_FREE))
-		stack_emit(GTR_EV_TSTATE_FREE, 0, &payload);
-	else
-		recorder_emit(GTR_EV_TSTATE_FREE, 0, &payload);
+	stack_emit_if(stack_wanted(STACKS_FREE), GTR_EV_TSTATE_FREE, 0, &payload);
 	tstate_table_forget(tstate);
 	errno = saved_errno;
 	shim_leave();

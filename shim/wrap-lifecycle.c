@@ -42,10 +42,7 @@ static void record_thread_end(unsigned type, unsigned how)
 	int saved_errno = errno;
 	gil_model_check_finalizing();
 	unsigned arg = how | (shim_self.gil_held ? GTR_EXIT_HELD_GIL : 0);
-	if ((gil_model_finalizing() || shim_self.gil_held) && stack_wanted(STACKS_EXIT))
-		stack_emit(type, arg, NULL);
-	else
-		recorder_emit(type, arg, NULL);
+	stack_emit_if((gil_model_finalizing() || shim_self.gil_held) && stack_wanted(STACKS_EXIT), type, arg, NULL);
 	errno = saved_errno;
 	shim_leave();
 }
