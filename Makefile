@@ -76,6 +76,27 @@ check: deps-tests all $(BUILD)/san/giltrace $(BUILD)/san/test-model $(BUILD)/ben
 check-loop: deps-tests all $(BUILD)/san/giltrace
 	$(Q)for i in $$(seq 1 $${N:-20}); do $(PYTHON_FOR_TESTS) -m pytest -q -x tests || exit 1; done
 
+# Fuzzing (docs/fuzzing.md): libFuzzer, ASan, UBSan and LeakSanitizer
+# over every command that reads a trace, for FUZZ_TIME seconds, from the
+# seeds in tests/fuzz/seeds; findings land in build/fuzz/crashes/.
+FUZZ_TIME ?= 600
+FUZZ_CFLAGS := $(COMMON_CFLAGS) -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=all -Itools -Dexit=giltrace_fuzz_exit
+
+$(BUILD)/fuzz/fuzz-readers: tests/fuzz/fuzz-readers.c $(filter-out tools/main.c,$(TOOLS_SRC)) $(TOOLS_HDR) | $(BUILD)
+	@mkdir -p $(dir $@)
+	@echo "  CC/LD   $@ (libfuzzer, asan, ubsan)"
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(TOOLS_LIBS)
+
+fuzz: deps-fuzz $(BUILD)/fuzz/fuzz-readers
+	$(Q)mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/crashes
+	$(Q)$(BUILD)/fuzz/fuzz-readers -max_total_time=$(FUZZ_TIME) -timeout=60 -max_len=1048576 \
+		-close_fd_mask=2 -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/crashes/ \
+		$(BUILD)/fuzz/corpus tests/fuzz/seeds
+
+deps-fuzz:
+	$(Q)scripts/install-deps.sh --fuzz
+
 bench: deps all $(BUILD)/bench-mutex
 	$(Q)$(PYTHON_FOR_TESTS) bench/run.py
 	$(Q)$(PYTHON_FOR_TESTS) bench/render.py
@@ -83,4 +104,4 @@ bench: deps all $(BUILD)/bench-mutex
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps deps-tests demo check check-loop bench clean
+.PHONY: all deps deps-tests demo check check-loop bench clean fuzz deps-fuzz

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the Debian packages giltrace needs, if missing: to build and run
-# it (`make demo`), and with --tests also to test it (`make check`).  Safe
-# to run again (does nothing then).
+# it (`make demo`), with --tests also to test it (`make check`), with --fuzz
+# to fuzz its readers (`make fuzz`).  Safe to run again (does nothing then).
 set -eu
 
 # gcc, make, libc headers: build; libdw-dev, libelf-dev: elfutils, with
@@ -13,11 +13,15 @@ PACKAGES="gcc make libc6-dev libdw-dev libelf-dev python3 python3.11"
 # python3-pytest: the integration tests; chromium, python3-pil: the HTML
 # report's test loads it in a headless browser and reads the screenshot.
 TEST_PACKAGES="python3.11-dbg python3.11-dev python3-pytest chromium python3-pil"
+# clang, libclang-rt-14-dev: libFuzzer and the sanitizer runtimes of
+# -fsanitize=fuzzer,address,undefined (bookworm's clang is clang-14).
+FUZZ_PACKAGES="clang libclang-rt-14-dev"
 
 case "${1:-}" in
 --tests) PACKAGES="$PACKAGES $TEST_PACKAGES" ;;
+--fuzz) PACKAGES="$PACKAGES $FUZZ_PACKAGES" ;;
 "") ;;
-*) echo "usage: $0 [--tests]" >&2; exit 2 ;;
+*) echo "usage: $0 [--tests|--fuzz]" >&2; exit 2 ;;
 esac
 
 missing=""
