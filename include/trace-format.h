@@ -44,6 +44,9 @@ enum gtr_file_flag {
 	GTR_FLAG_CLOCK_TSC = 1u << 3,    /* timestamps are TSC ticks, else ns */
 	GTR_FLAG_META_FULL = 1u << 4,    /* metadata log overflowed */
 	GTR_FLAG_FORK_CHILD = 1u << 5,   /* written by a fork child (no exec) */
+	GTR_FLAG_FILE_LOST = 1u << 6,    /* the trace's name led to another file
+	                                    (renamed, replaced, removed): growth
+	                                    stopped, later events lost */
 };
 
 /* gtr_file_header.py_build: what kind of interpreter was traced */

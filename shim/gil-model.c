@@ -348,17 +348,35 @@ void gil_model_on_signal(const pthread_cond_t *c)
 	hook_leave(saved_errno);
 }
 
+/* The GIL the forking thread held, to be announced as the first event of
+ * the child's trace, which opens only when the child records something. */
+static struct {
+	bool pending;
+	unsigned gil;
+	uint64_t tstate;
+} held_at_fork;
+
 void gil_model_after_fork_child(void)
 {
 	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
 	recognition_lock = fresh; /* another parent thread may have held it */
+	held_at_fork.pending = false;
 	if (!shim_enter())
 		return;
 	if (shim_self.gil_held) {
 		unsigned i = shim_self.gil_held - 1u;
-		uint64_t tstate = *gils[i].last_holder;
-		recorder_emit(GTR_EV_GIL_HELD_AT_FORK, i, &tstate);
-		shim_know_tstate(tstate);
+		held_at_fork.gil = i;
+		held_at_fork.tstate = *gils[i].last_holder;
+		held_at_fork.pending = true;
+		shim_know_tstate(held_at_fork.tstate);
 	}
 	shim_leave();
+}
+
+void gil_model_child_trace_opened(void)
+{
+	if (held_at_fork.pending) {
+		held_at_fork.pending = false;
+		recorder_emit(GTR_EV_GIL_HELD_AT_FORK, held_at_fork.gil, &held_at_fork.tstate);
+	}
 }

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -80,6 +81,11 @@ static void resolve_all(void)
 	r.exit = resolve("pthread_exit");
 	r.setname_np = resolve("pthread_setname_np");
 	r.fork = resolve("fork");
+	r.execve = resolve("execve");
+	r.execv = resolve("execv");
+	r.execvp = resolve("execvp");
+	r.execvpe = resolve("execvpe");
+	r.fexecve = resolve("fexecve");
 	r._exit = resolve("_exit");
 	r._Exit = resolve("_Exit");
 	r.pause = resolve("pause");
@@ -188,6 +194,12 @@ bool shim_activate(void)
 	return true;
 }
 
+/* The exit event of the thread that ends the process. */
+static uint64_t process_exit_how(void)
+{
+	return GTR_EXIT_PROCESS | (shim_self.gil_held ? GTR_EXIT_HELD_GIL : 0);
+}
+
 void shim_finish(void)
 {
 	/* A vfork child shares our memory: it must not touch the parent's
@@ -197,8 +209,7 @@ void shim_finish(void)
 	int saved_errno = errno;
 	if (shim_enter()) {
 		gil_model_check_finalizing();
-		uint64_t how = GTR_EXIT_PROCESS | (shim_self.gil_held ? GTR_EXIT_HELD_GIL : 0);
-		recorder_emit(GTR_EV_THREAD_EXIT, (unsigned)how, NULL);
+		recorder_emit(GTR_EV_THREAD_EXIT, (unsigned)process_exit_how(), NULL);
 		shim_leave();
 	}
 	recorder_close();
@@ -210,7 +221,38 @@ void shim_finish(void)
 		shim_say("info", parts, 4);
 	}
 	if (shim_options.check)
-		exit_check_run(recorder_path());
+		exit_check_run();
+	errno = saved_errno;
+}
+
+/* async-signal-safe.  _exit() is reachable from a signal handler that
+ * interrupted this thread anywhere, holding the recorder's lock included:
+ * only stores into the mapping, no lock, no child process. */
+void shim_finish_signal_safe(void)
+{
+	if (shim_state != SHIM_ACTIVE || !recorder_owned_by_this_process())
+		return;
+	int saved_errno = errno;
+	if (shim_enter()) {
+		recorder_emit_signal_safe(GTR_EV_THREAD_EXIT, (unsigned)process_exit_how(), NULL);
+		shim_leave();
+	}
+	recorder_close_signal_safe();
+	shim_state = SHIM_STOPPED;
+	errno = saved_errno;
+}
+
+void shim_before_exec(void)
+{
+	if (shim_state != SHIM_ACTIVE || !recorder_owned_by_this_process())
+		return;
+	int saved_errno = errno;
+	if (shim_enter()) {
+		recorder_emit_signal_safe(GTR_EV_THREAD_EXIT, (unsigned)process_exit_how(), NULL);
+		shim_leave();
+	}
+	recorder_close_before_exec();
+	shim_state = SHIM_STOPPED;
 	errno = saved_errno;
 }
 
@@ -219,7 +261,13 @@ __attribute__((constructor)) static void shim_constructor(void)
 	int saved_errno = errno;
 	free_resolve();
 	shim_resolve_early();
-	if (shim_real.mutex_lock && shim_real.cond_timedwait && shim_real.create)
+	/* Secure execution (set-uid, set-gid, file capabilities: AT_SECURE):
+	 * the environment belongs to a less privileged caller, who must not
+	 * choose the files written or the program run at exit.  The shim
+	 * stays out of the way entirely, as ld.so drops LD_* variables. */
+	if (getauxval(AT_SECURE))
+		shim_state = SHIM_STOPPED;
+	else if (shim_real.mutex_lock && shim_real.cond_timedwait && shim_real.create)
 		shim_state = SHIM_DORMANT;
 	else
 		shim_state = SHIM_STOPPED;

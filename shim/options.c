@@ -8,6 +8,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "shim.h"
 
@@ -17,6 +18,7 @@ struct shim_options shim_options;
 #define DEFAULT_OUTPUT "giltrace.%p.gtr"
 #define DEFAULT_RING_MIB 4u
 #define MAX_RING_MIB 4096u
+#define DEFAULT_CHECK_TIMEOUT 10u
 
 static void warn(const char *key, const char *value, const char *valid)
 {
@@ -103,6 +105,24 @@ static void set_option(const char *key, const char *value)
 			shim_options.check = v;
 		else
 			warn("check", value, "0, 1");
+	} else if (strcmp(key, "check_severity") == 0) {
+		if (strcmp(value, "error") == 0)
+			shim_options.check_severity = CHECK_SEVERITY_ERROR;
+		else if (strcmp(value, "note") == 0)
+			shim_options.check_severity = CHECK_SEVERITY_NOTE;
+		else
+			warn("check_severity", value, "error, note");
+	} else if (strcmp(key, "check_timeout") == 0) {
+		unsigned v;
+		if (parse_unsigned(value, &v) && v >= 1 && v <= 3600)
+			shim_options.check_timeout = v;
+		else
+			warn("check_timeout", value, "seconds, 1 to 3600");
+	} else if (strcmp(key, "log_path") == 0) {
+		if (!*value || strlen(value) >= sizeof shim_options.log_path)
+			warn("log_path", value, "a non-empty path, %p for the pid");
+		else
+			strcpy(shim_options.log_path, value);
 	} else if (strcmp(key, "giltrace") == 0) {
 		if (!*value || strlen(value) >= sizeof shim_options.giltrace)
 			warn("giltrace", value, "the path of the giltrace program");
@@ -119,7 +139,7 @@ static void set_option(const char *key, const char *value)
 			warn("stack_depth", value, "frames per stack, 1 to 64");
 	} else {
 		const char *parts[] = { "GILTRACE_OPTIONS: unknown option '", key,
-			                "' (valid: output, mode, ring_size, verbose, check, giltrace, stacks, stack_depth)" };
+			                "' (valid: output, mode, ring_size, verbose, check, check_severity, check_timeout, log_path, giltrace, stacks, stack_depth)" };
 		shim_say("warning", parts, 3);
 	}
 }
@@ -132,6 +152,9 @@ void shim_options_parse(const char *text)
 	shim_options.ring_size_mib = DEFAULT_RING_MIB;
 	shim_options.verbose = 0;
 	shim_options.check = 1;
+	shim_options.check_severity = CHECK_SEVERITY_ERROR;
+	shim_options.check_timeout = DEFAULT_CHECK_TIMEOUT;
+	shim_options.log_path[0] = '\0';
 	shim_options.giltrace[0] = '\0';
 	shim_options.stacks = STACKS_DEFAULT;
 	shim_options.stack_depth = 32;
@@ -154,4 +177,29 @@ void shim_options_parse(const char *text)
 		*eq = '\0';
 		set_option(item, eq + 1);
 	}
+}
+
+void shim_expand_log_path(char *out, size_t size)
+{
+	const char *tmpl = shim_options.log_path;
+	char pid[24];
+	shim_format_u64(pid, (uint64_t)getpid());
+	size_t n = 0;
+	bool had_pid = false;
+	for (const char *s = tmpl; *s && n + 1 < size; s++) {
+		if (s[0] == '%' && (s[1] == 'p' || s[1] == '%')) {
+			const char *piece = s[1] == 'p' ? pid : "%";
+			had_pid |= s[1] == 'p';
+			for (; *piece && n + 1 < size; piece++)
+				out[n++] = *piece;
+			s++;
+		} else {
+			out[n++] = *s;
+		}
+	}
+	if (!had_pid && n + 1 < size)
+		out[n++] = '.';
+	for (const char *piece = pid; !had_pid && *piece && n + 1 < size; piece++)
+		out[n++] = *piece;
+	out[n] = '\0';
 }

@@ -40,14 +40,15 @@
 #define RESERVE_MIN (256ull << 20)
 #define EVENT_AREA (CHUNK_SIZE - GTR_CHUNK_HEADER_SIZE)
 #define MAX_MODULES 1024
+#define MAX_FREE_RINGS 4096
 
 /* The open trace of this process.  Everything but `generation` is written
  * under `lock` (or before activation, single-threaded); see each field. */
 static struct {
 	pthread_mutex_t lock;         /* allocation lock: chunks, growth, meta */
-	int fd;                       /* trace file, -1 when closed */
+	bool open;                    /* a trace is mapped and not yet closed */
 	pid_t pid;                    /* process the trace belongs to */
-	char path[4096];              /* where the trace is */
+	struct trace_file file;       /* where the trace is (no descriptor kept) */
 	char *base;                   /* start of the reserved address range */
 	size_t reserved;              /* bytes reserved at base */
 	size_t mapped;                /* bytes of the file mapped (= file size) */
@@ -56,10 +57,18 @@ static struct {
 	uint32_t generation;          /* bumped in a fork child; TLS compares */
 	uint32_t next_serial;         /* thread serials handed out */
 	bool closed;                  /* no more chunks are handed out */
+	bool child_pending;           /* fork child: open a trace at the first event */
 	bool use_tsc;                 /* clock source, fixed at open */
+	/* Ring mode: blocks of threads that ended, oldest first, for threads
+	 * that start later, so that the file follows the threads alive at
+	 * once, not every thread ever started.  A FIFO: the blocks of threads
+	 * that ended last (during finalization, the ones that matter) are
+	 * overwritten last. */
+	uint32_t free_rings[MAX_FREE_RINGS];
+	uint32_t free_head, free_count;
 	uintptr_t modules[MAX_MODULES]; /* load addresses already recorded */
 	unsigned module_count;
-} rec = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
+} rec = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* ---- clock --------------------------------------------------------------- */
 
@@ -95,128 +104,63 @@ static struct gtr_clock_pair clock_pair(void)
 	return (struct gtr_clock_pair){ .clock = c0 + (c1 - c0) / 2, .mono_ns = ns };
 }
 
-/* ---- file naming ----------------------------------------------------------- */
-
-static void expand_template(char *out, size_t size, const char *tmpl, pid_t pid)
-{
-	size_t n = 0;
-	for (const char *s = tmpl; *s && n + 1 < size; s++) {
-		if (s[0] == '%' && s[1] == 'p') {
-			n += (size_t)snprintf(out + n, size - n, "%d", (int)pid);
-			s++;
-		} else if (s[0] == '%' && s[1] == '%') {
-			out[n++] = '%';
-			s++;
-		} else {
-			out[n++] = *s;
-		}
-	}
-	out[n < size ? n : size - 1] = '\0';
-}
-
-/* "dir/name.gtr" + tag -> "dir/name.<tag>.gtr" (before the extension);
- * false if the result does not fit. */
-static bool insert_tag(char *out, size_t size, const char *path, const char *tag)
-{
-	const char *slash = strrchr(path, '/');
-	const char *dot = strrchr(slash ? slash : path, '.');
-	int n;
-	if (!dot || dot == (slash ? slash + 1 : path))
-		n = snprintf(out, size, "%s.%s", path, tag);
-	else
-		n = snprintf(out, size, "%.*s.%s%s", (int)(dot - path), path, tag, dot);
-	return n > 0 && (size_t)n < size;
-}
-
-static void make_parent_dirs(const char *path)
-{
-	char dir[4096];
-	snprintf(dir, sizeof dir, "%s", path);
-	for (char *p = dir + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		mkdir(dir, 0777);
-		*p = '/';
-	}
-}
-
-/* Never overwrite: try the expanded template, then (without %p) a name
- * with the pid, then numbered variants. */
-static int create_trace_file(char *path, size_t size)
-{
-	char first[4096], candidate[4096], tag[48];
-	pid_t pid = getpid();
-	expand_template(first, sizeof first, shim_options.output, pid);
-	make_parent_dirs(first);
-	bool has_pid = strstr(shim_options.output, "%p") != NULL;
-	for (int attempt = 0; attempt < 1000; attempt++) {
-		if (attempt == 0)
-			snprintf(candidate, sizeof candidate, "%s", first);
-		else {
-			if (has_pid)
-				snprintf(tag, sizeof tag, "%d", attempt);
-			else if (attempt == 1)
-				snprintf(tag, sizeof tag, "%d", (int)pid);
-			else
-				snprintf(tag, sizeof tag, "%d.%d", (int)pid, attempt - 1);
-			if (!insert_tag(candidate, sizeof candidate, first, tag))
-				break;
-		}
-		int fd = open(candidate, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (fd >= 0) {
-			snprintf(path, size, "%s", candidate);
-			return fd;
-		}
-		if (errno != EEXIST) {
-			const char *parts[] = { "cannot create trace '", candidate, "': ", strerror(errno),
-				                "; tracing is off (set output= in GILTRACE_OPTIONS to a writable path)" };
-			shim_say("error", parts, 5);
-			return -1;
-		}
-	}
-	const char *parts[] = { "no free trace file name near '", first, "'; tracing is off" };
-	shim_say("error", parts, 3);
-	return -1;
-}
-
 /* ---- growth ------------------------------------------------------------------ */
 
-/* Preallocate and map the file up to new_size.  Called with rec.lock held
- * (or before activation). */
-static bool grow_to(size_t new_size)
+/* Preallocate and map the file up to new_size: 0, or an errno (ESTALE:
+ * the trace's name leads to another file now).  Called with rec.lock held
+ * (or before activation).  The descriptor lives only for this call. */
+static int grow_to(size_t new_size)
 {
 	if (new_size <= rec.mapped)
-		return true;
+		return 0;
 	if (new_size > rec.reserved)
-		return false;
-	int r = fallocate(rec.fd, 0, (off_t)rec.mapped, (off_t)(new_size - rec.mapped));
-	if (r != 0 && (errno == EOPNOTSUPP || errno == ENOSYS))
-		r = ftruncate(rec.fd, (off_t)new_size); /* no preallocation here */
-	if (r != 0)
-		return false;
-	void *p = mmap(rec.base + rec.mapped, new_size - rec.mapped, PROT_READ | PROT_WRITE,
-	               MAP_SHARED | MAP_FIXED, rec.fd, (off_t)rec.mapped);
-	if (p == MAP_FAILED)
-		return false;
+		return ENOMEM;
+	int fd = trace_file_reopen(&rec.file, O_RDWR);
+	if (fd < 0)
+		return errno;
+	int err = trace_file_preallocate(fd, (off_t)rec.mapped, (off_t)(new_size - rec.mapped));
+	if (!err && mmap(rec.base + rec.mapped, new_size - rec.mapped, PROT_READ | PROT_WRITE,
+	                 MAP_SHARED | MAP_FIXED, fd, (off_t)rec.mapped) == MAP_FAILED)
+		err = errno;
+	close(fd);
+	if (err)
+		return err;
 	rec.mapped = new_size;
 	rec.chunk_capacity = (new_size - rec.hdr->chunk_area_offset) / CHUNK_SIZE;
-	return true;
+	return 0;
 }
 
-/* Make room for chunks [0, need); called with rec.lock held. */
+/* Recording stops for good: mark why in the header and say so in one line
+ * (the program runs on).  Called with rec.lock held. */
+static void stop_growing(int err)
+{
+	uint32_t flag = err == ESTALE || err == ENOENT ? GTR_FLAG_FILE_LOST : GTR_FLAG_OUT_OF_SPACE;
+	__atomic_or_fetch(&rec.hdr->flags, flag, __ATOMIC_RELEASE);
+	const char *why = err == ESTALE ? "its name leads to another file now (renamed or replaced)"
+	                  : err == ENOMEM ? "the address range reserved for it is full"
+	                  : strerror(err);
+	const char *parts[] = { "trace '", rec.file.path, "': ", why, "; recording stopped, the program runs on" };
+	shim_say("warning", parts, 5);
+}
+
+/* Make room for chunks [0, need); called with rec.lock held.  Grows by
+ * doubling (at most MAX_GROWTH_CHUNKS at a time), else by what is needed. */
 static bool ensure_chunks(uint64_t need)
 {
 	if (need <= rec.chunk_capacity)
 		return true;
+	if (rec.hdr->flags & (GTR_FLAG_OUT_OF_SPACE | GTR_FLAG_FILE_LOST))
+		return false;
 	uint64_t step = rec.chunk_capacity < MAX_GROWTH_CHUNKS ? rec.chunk_capacity : MAX_GROWTH_CHUNKS;
 	uint64_t target = rec.chunk_capacity + (step ? step : INITIAL_CHUNKS);
 	if (target < need)
 		target = need;
-	if (grow_to(rec.hdr->chunk_area_offset + target * CHUNK_SIZE))
-		return true;
-	__atomic_or_fetch(&rec.hdr->flags, GTR_FLAG_OUT_OF_SPACE, __ATOMIC_RELEASE);
-	return false;
+	int err = grow_to(rec.hdr->chunk_area_offset + target * CHUNK_SIZE);
+	if (err == ENOSPC || err == EFBIG || err == EDQUOT)
+		err = grow_to(rec.hdr->chunk_area_offset + need * CHUNK_SIZE);
+	if (err)
+		stop_growing(err);
+	return err == 0;
 }
 
 static struct gtr_chunk_header *chunk_at(uint64_t index)
@@ -267,8 +211,8 @@ static void fill_header(uint32_t extra_flags)
 
 static bool open_trace(uint32_t extra_flags)
 {
-	rec.fd = create_trace_file(rec.path, sizeof rec.path);
-	if (rec.fd < 0)
+	int fd = trace_file_create(&rec.file, shim_options.output, getpid());
+	if (fd < 0)
 		return false;
 	rec.pid = getpid();
 	if (!rec.base) {
@@ -285,23 +229,29 @@ static bool open_trace(uint32_t extra_flags)
 	rec.hdr = (struct gtr_file_header *)rec.base;
 	rec.mapped = 0;
 	rec.chunk_capacity = 0;
-	bool sized = rec.base && (fallocate(rec.fd, 0, 0, (off_t)initial) == 0 ||
-	                          ftruncate(rec.fd, (off_t)initial) == 0);
-	if (!sized || mmap(rec.base, initial, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, rec.fd, 0) == MAP_FAILED) {
-		const char *parts[] = { "cannot preallocate trace '", rec.path, "': ", strerror(errno),
+	int err = rec.base ? trace_file_preallocate(fd, 0, (off_t)initial) : ENOMEM;
+	if (!err && mmap(rec.base, initial, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
+		err = errno;
+	close(fd);
+	if (err) {
+		const char *parts[] = { "cannot preallocate trace '", rec.file.path, "': ", strerror(err),
 			                "; tracing is off" };
 		shim_say("error", parts, 5);
-		close(rec.fd);
-		unlink(rec.path);
-		rec.fd = -1;
+		fd = trace_file_reopen(&rec.file, O_RDONLY); /* remove it only if it is still ours */
+		if (fd >= 0) {
+			unlink(rec.file.path);
+			close(fd);
+		}
 		return false;
 	}
 	rec.mapped = initial;
 	fill_header(extra_flags);
 	rec.chunk_capacity = INITIAL_CHUNKS;
+	rec.open = true;
 	rec.closed = false;
 	rec.generation++;
 	rec.next_serial = 0;
+	rec.free_head = rec.free_count = 0;
 	rec.module_count = 0;
 	return true;
 }
@@ -318,39 +268,98 @@ bool recorder_open(void)
 void recorder_close(void)
 {
 	shim_real.mutex_lock(&rec.lock);
-	if (!rec.closed && rec.fd >= 0) {
+	if (rec.open && !rec.closed) {
 		rec.closed = true;
 		rec.hdr->end = clock_pair();
 		uint64_t used = rec.hdr->chunk_area_offset + rec.hdr->chunks_allocated * CHUNK_SIZE;
 		__atomic_or_fetch(&rec.hdr->flags, GTR_FLAG_CLOSED, __ATOMIC_RELEASE);
 		/* Threads still running keep writing into chunks below `used`;
-		 * no chunk beyond it is handed out once closed is set. */
-		if (ftruncate(rec.fd, (off_t)used) != 0) {
-			/* the unused preallocation stays; the trace is still valid */
+		 * no chunk beyond it is handed out once closed is set.  The
+		 * unused preallocation is trimmed only if the name still leads
+		 * to our file: never truncate someone else's. */
+		int fd = trace_file_reopen(&rec.file, O_RDWR);
+		if (fd >= 0) {
+			if (ftruncate(fd, (off_t)used) != 0) {
+				/* the unused preallocation stays; the trace is still valid */
+			}
+			close(fd);
 		}
-		close(rec.fd);
-		rec.fd = -1;
 	}
 	shim_real.mutex_unlock(&rec.lock);
 }
 
+/* async-signal-safe: stores only.  For _exit(), which a signal handler
+ * may call while this thread holds rec.lock: the trace is marked closed
+ * with its end clock, and the unused tail stays (readers ignore it). */
+void recorder_close_signal_safe(void)
+{
+	if (!rec.open || rec.closed)
+		return;
+	rec.closed = true;
+	rec.hdr->end = clock_pair();
+	__atomic_or_fetch(&rec.hdr->flags, GTR_FLAG_CLOSED, __ATOMIC_RELEASE);
+}
+
+/* async-signal-safe (open, fstat, unlink, close).  Before exec: a fork
+ * child's trace covers only the moments between fork and exec, which a
+ * child that execs (subprocess with preexec_fn, os.fork + os.exec*) spends
+ * in CPython's own after-fork code: removed, so that such children leave
+ * nothing.  Any other trace is closed as at _exit. */
+void recorder_close_before_exec(void)
+{
+	if (!rec.open || rec.closed)
+		return;
+	if (!(rec.hdr->flags & GTR_FLAG_FORK_CHILD)) {
+		recorder_close_signal_safe();
+		return;
+	}
+	rec.closed = true;
+	int fd = trace_file_reopen(&rec.file, O_RDONLY);
+	if (fd >= 0) {
+		unlink(rec.file.path);
+		close(fd);
+	}
+}
+
+int recorder_reopen_for_reading(void)
+{
+	return rec.open ? trace_file_reopen(&rec.file, O_RDONLY) : -1;
+}
+
 /* In a fork child (one thread, the one that forked): the parent's mapping
- * and file belong to the parent; start a trace of our own. */
-void recorder_reopen_in_child(void)
+ * and file stay the parent's.  The child gets a trace of its own only when
+ * it records its first event (it does GIL work): a child that execs at
+ * once, as subprocess's do, costs nothing and leaves no file. */
+void recorder_forget_parent_in_child(void)
 {
 	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
 	rec.lock = fresh; /* another parent thread may have held it at fork */
-	if (rec.fd >= 0)
-		close(rec.fd);
-	rec.fd = -1;
+	rec.open = false;
+	rec.child_pending = true;
 	munmap(rec.base, rec.reserved);
 	rec.base = NULL;
-	if (!open_trace(GTR_FLAG_FORK_CHILD)) {
+	rec.hdr = NULL;
+	rec.generation++; /* every thread's chunk was the parent's */
+}
+
+/* Open the fork child's trace at its first event; true once a trace is
+ * open.  The first caller opens it; a thread racing it (the child started
+ * threads before any GIL work) drops its event. */
+static bool open_child_trace(bool *opened)
+{
+	if (!__atomic_exchange_n(&rec.child_pending, false, __ATOMIC_ACQ_REL))
+		return __atomic_load_n(&rec.open, __ATOMIC_ACQUIRE);
+	shim_real.mutex_lock(&rec.lock);
+	bool ok = open_trace(GTR_FLAG_FORK_CHILD);
+	shim_real.mutex_unlock(&rec.lock);
+	if (!ok) {
 		shim_state = SHIM_STOPPED;
-		return;
+		return false;
 	}
 	gil_model_write_meta();
 	recorder_note_modules();
+	*opened = true;
+	return true;
 }
 
 void recorder_note_capi_routing(uint32_t build_flags, uint32_t got_slots)
@@ -370,7 +379,7 @@ bool recorder_owned_by_this_process(void)
 
 const char *recorder_path(void)
 {
-	return rec.path;
+	return rec.file.path;
 }
 
 uint64_t recorder_bytes_used(void)
@@ -394,9 +403,12 @@ static void start_chunk(struct shim_thread *t, struct gtr_chunk_header *c, uint6
 	t->last_clock = now;
 }
 
-/* Give the thread a chunk to write to; false if tracing cannot go on. */
-static bool next_chunk(struct shim_thread *t, uint64_t now)
+/* Give the thread a chunk to write to; false if tracing cannot go on.
+ * *child_opened: this call opened a fork child's trace. */
+static bool next_chunk(struct shim_thread *t, uint64_t now, bool *child_opened)
 {
+	if (unlikely(!rec.open) && !open_child_trace(child_opened))
+		return false;
 	if (t->generation != rec.generation) {
 		/* first event of this thread (in this process) */
 		t->generation = rec.generation;
@@ -420,7 +432,13 @@ static bool next_chunk(struct shim_thread *t, uint64_t now)
 	uint64_t index = 0;
 	bool ok = false;
 	shim_real.mutex_lock(&rec.lock);
-	if (!rec.closed) {
+	if (!rec.closed && ring && rec.free_count) {
+		index = rec.free_rings[rec.free_head];
+		rec.free_head = (rec.free_head + 1) % MAX_FREE_RINGS;
+		rec.free_count--;
+		t->ring_first = (uint32_t)index;
+		ok = true;
+	} else if (!rec.closed) {
 		index = rec.hdr->chunks_allocated;
 		ok = ensure_chunks(index + want);
 		if (ok) {
@@ -440,6 +458,25 @@ static bool next_chunk(struct shim_thread *t, uint64_t now)
 	return true;
 }
 
+void recorder_thread_ends(void)
+{
+	struct shim_thread *t = &shim_self;
+	if (!rec.open || t->generation != rec.generation || t->lost)
+		return;
+	if (rec.hdr->ring_chunks && t->next_seq > 0) {
+		shim_real.mutex_lock(&rec.lock);
+		if (rec.free_count < MAX_FREE_RINGS) {
+			rec.free_rings[(rec.free_head + rec.free_count) % MAX_FREE_RINGS] = t->ring_first;
+			rec.free_count++;
+		}
+		shim_real.mutex_unlock(&rec.lock);
+	}
+	/* Whatever runs on this thread after its end (TLS destructors) must not
+	 * write into a block another thread may own now. */
+	t->lost = 1;
+	t->chunk = NULL;
+}
+
 /* The hot path: one event for the calling thread, stamped `now` or later
  * (each thread's clock never goes back), followed by its stack when
  * nframes > 0 (in the same chunk, committed together).  Returns the stamp
@@ -454,8 +491,14 @@ static uint64_t emit(unsigned type, unsigned arg, const uint64_t *payload, uint6
 		now = t->last_clock;
 	if (unlikely(!t->chunk || t->generation != rec.generation ||
 	             t->used + (words + stack_words + 2) * 8 > EVENT_AREA)) {
-		if (!next_chunk(t, now))
+		bool child_opened = false;
+		if (!next_chunk(t, now, &child_opened))
 			return now;
+		if (unlikely(child_opened)) {
+			gil_model_child_trace_opened(); /* its first events, before this one */
+			if (now < t->last_clock)
+				now = t->last_clock;
+		}
 	}
 	uint64_t *p = (uint64_t *)((char *)t->chunk + GTR_CHUNK_HEADER_SIZE + t->used);
 	if (unlikely(now - t->last_clock >= UINT64_C(1) << (GTR_CLOCK_BITS - 1))) {
@@ -476,6 +519,16 @@ static uint64_t emit(unsigned type, unsigned arg, const uint64_t *payload, uint6
 	t->last_clock = now;
 	__atomic_store_n(&t->chunk->used, t->used, __ATOMIC_RELEASE);
 	return now;
+}
+
+bool recorder_emit_signal_safe(unsigned type, unsigned arg, const uint64_t *payload)
+{
+	struct shim_thread *t = &shim_self;
+	unsigned words = 1u + gtr_event_payload_words[type];
+	if (!t->chunk || t->generation != rec.generation || t->used + (words + 2) * 8 > EVENT_AREA)
+		return false; /* emit() would take the allocation lock */
+	emit(type, arg, payload, shim_clock_now(), NULL, 0);
+	return true;
 }
 
 uint64_t recorder_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now)

@@ -4,7 +4,8 @@
  * The shim is split by concern:
  *   init.c           lifecycle state, constructor/destructor, interpreter probe
  *   options.c        GILTRACE_OPTIONS parsing
- *   recorder.c       the trace file: mapping, growth, chunks, event writing
+ *   trace-file.c     the trace file: creation, permissions, identity, space
+ *   recorder.c       the trace: mapping, growth, chunks, event writing
  *   gil-model.c      recognising GIL objects and deriving GIL transitions
  *   wrap-pthread.c   pthread mutex/cond interposers (the primary signal)
  *   wrap-lifecycle.c threads, fork, exit, pause, dlopen interposers
@@ -62,9 +63,14 @@ bool shim_probe_python(void);
  * recognition lock held.  Returns false and stays dormant on failure. */
 bool shim_activate(void);
 /* End tracing for the whole process: the calling thread records that the
- * process exits, then the trace is closed.  Used by the destructor and by
- * _exit; does nothing in a vfork child (recorder_close checks the pid). */
+ * process exits, then the trace is closed and checked.  Used by the
+ * destructor; does nothing in a vfork child. */
 void shim_finish(void);
+/* async-signal-safe: the same with stores only, no check; for _exit(). */
+void shim_finish_signal_safe(void);
+/* async-signal-safe: tracing ends before exec (a fork child's trace is
+ * removed); if exec fails the process goes on untraced. */
+void shim_before_exec(void);
 /* Resolve the real functions if the constructor has not run yet. */
 void shim_resolve_early(void);
 
@@ -72,12 +78,18 @@ void shim_resolve_early(void);
 
 enum shim_mode { SHIM_MODE_FULL = 0, SHIM_MODE_RING };
 
+/* What the at-exit check prints (option check_severity=). */
+enum check_severity { CHECK_SEVERITY_ERROR = 0, CHECK_SEVERITY_NOTE };
+
 struct shim_options {
 	char output[4096];         /* path template, %p = pid */
 	enum shim_mode mode;
 	unsigned ring_size_mib;    /* ring mode: MiB kept per thread */
 	unsigned verbose;          /* 0 quiet, 1 start/end lines on stderr */
-	unsigned check;            /* 1: print findings on stderr at exit */
+	unsigned check;            /* 1: report findings at exit */
+	enum check_severity check_severity; /* the least severe finding reported */
+	unsigned check_timeout;    /* seconds the at-exit check may take */
+	char log_path[4096];       /* at-exit report file (%p = pid), "" = stderr */
 	char giltrace[4096];       /* the giltrace binary for `check`, or "" */
 	unsigned stacks;           /* enum stack_events: which events get a stack */
 	unsigned stack_depth;      /* frames per stack, 1..GTR_STACK_MAX_FRAMES */
@@ -86,6 +98,9 @@ extern struct shim_options shim_options;
 
 /* Parse GILTRACE_OPTIONS into shim_options; warnings go to stderr. */
 void shim_options_parse(const char *text);
+/* log_path= for this process: %p expanded, else ".PID" appended (the
+ * sanitizers' log_path). */
+void shim_expand_log_path(char *out, size_t size);
 
 /* ---- per-thread state ---------------------------------------------------- */
 
@@ -128,22 +143,59 @@ static inline void shim_leave(void)
 	shim_self.in_shim = 0;
 }
 
+/* ---- the trace file (trace-file.c) -------------------------------------- */
+
+/* The trace file, known by name and identity; no descriptor is kept. */
+struct trace_file {
+	char path[4096];           /* absolute */
+	dev_t dev;                 /* identity of the file created */
+	ino_t ino;
+};
+
+/* Create this process's trace from the output template (%p = pid): never
+ * an existing file, mode 0600, missing folders 0700.  Returns a descriptor
+ * (close-on-exec) for the caller to close, or -1 after one error line. */
+int trace_file_create(struct trace_file *f, const char *tmpl, pid_t pid);
+/* Open the trace again (open(2) flags), only if its name still leads to
+ * the file created; -1 with errno (ESTALE: the name leads elsewhere). */
+int trace_file_reopen(const struct trace_file *f, int flags);
+/* Give [offset, offset+len) real blocks, never a sparse extension: 0 or an
+ * errno (ENOSPC, EFBIG: beyond RLIMIT_FSIZE). */
+int trace_file_preallocate(int fd, off_t offset, off_t len);
+
 /* ---- recorder (recorder.c) --------------------------------------------- */
 
 /* Open the trace file for this process; false if it could not be made. */
 bool recorder_open(void);
 /* Write the end-of-run clock pair, mark the trace closed, trim the file. */
 void recorder_close(void);
-/* In a fork child: drop the parent's mapping and open a fresh trace. */
-void recorder_reopen_in_child(void);
+/* async-signal-safe: the end clock pair and the closed mark, stores only
+ * (no lock, no trimming); for _exit(). */
+void recorder_close_signal_safe(void);
+/* async-signal-safe: before exec, close the trace (remove it if this is a
+ * fork child's). */
+void recorder_close_before_exec(void);
+/* A read-only descriptor of this process's trace, if its name still leads
+ * to it; -1 otherwise. */
+int recorder_reopen_for_reading(void);
+/* In a fork child: drop the parent's mapping; the child's own trace opens
+ * at its first event (never, if it execs at once). */
+void recorder_forget_parent_in_child(void);
 /* Append one event for the calling thread.  Must be called inside
  * shim_enter()/shim_leave().  Drops the event if no space can be had. */
 void recorder_emit(unsigned type, unsigned arg, const uint64_t *payload);
+/* async-signal-safe: the same, only if the thread's current chunk has room
+ * (never takes the allocation lock); false if the event was not written. */
+bool recorder_emit_signal_safe(unsigned type, unsigned arg, const uint64_t *payload);
 /* The same, stamped no earlier than `now`; returns the stamp written. */
 uint64_t recorder_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now);
 /* recorder_emit_at() followed by a stack (stack.c). */
 uint64_t recorder_emit_with_stack_at(unsigned type, unsigned arg, const uint64_t *payload, const uint64_t *frames,
                                      unsigned nframes, uint64_t now);
+/* The calling thread ends (after its exit event): in ring mode its block
+ * of chunks goes to threads that start later.  It records nothing more.
+ * Inside shim_enter(). */
+void recorder_thread_ends(void);
 /* Append a metadata record (module, GIL) to the log in the header area. */
 void recorder_add_meta(const void *record, size_t size);
 /* Record newly loaded objects (path, address, build-id); idempotent. */
@@ -184,8 +236,11 @@ void gil_model_on_signal(const pthread_cond_t *c);
 void gil_model_check_finalizing(void);
 /* The finalizing flag as last sampled by gil_model_check_finalizing(). */
 bool gil_model_finalizing(void);
-/* After fork in the child: re-announce the GIL table and the held GIL. */
+/* After fork in the child: note the GIL the forking thread holds. */
 void gil_model_after_fork_child(void);
+/* The child's trace was just opened (recorder): announce that GIL first.
+ * Inside shim_enter(). */
+void gil_model_child_trace_opened(void);
 /* Re-emit the GIL table into a fresh trace (fork child). */
 void gil_model_write_meta(void);
 
@@ -255,8 +310,9 @@ void stack_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_
 
 /* ---- findings at exit (exit-check.c) ------------------------------------ */
 
-/* Run `giltrace check` on the closed trace and let it print on stderr. */
-void exit_check_run(const char *trace_path);
+/* Run `giltrace check` on the closed trace; its report goes to stderr or
+ * to log_path=.  From the destructor only. */
+void exit_check_run(void);
 
 /* ---- real functions (resolved in init.c) ------------------------------- */
 
@@ -274,6 +330,11 @@ struct shim_real {
 	void (*exit)(void *) __attribute__((noreturn));
 	int (*setname_np)(pthread_t, const char *);
 	pid_t (*fork)(void);
+	int (*execve)(const char *, char *const[], char *const[]);
+	int (*execv)(const char *, char *const[]);
+	int (*execvp)(const char *, char *const[]);
+	int (*execvpe)(const char *, char *const[], char *const[]);
+	int (*fexecve)(int, char *const[], char *const[]);
 	void (*_exit)(int) __attribute__((noreturn));
 	void (*_Exit)(int) __attribute__((noreturn));
 	int (*pause)(void);

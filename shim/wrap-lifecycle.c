@@ -7,8 +7,12 @@
  * pthread_create installs), pthread_exit() (PyThread_exit_thread in 3.8 ..
  * 3.13.7, the must-exit path of take_gil), pause() (PyThread_hang_thread,
  * 3.13.8+ and 3.14: the thread parks forever), _exit()/_Exit() and the
- * library destructor (the process ends).  fork() without exec gives the
- * child a trace of its own; the parent records the child's pid.  dlopen()
+ * library destructor (the process ends).  A fork child gets a trace of its
+ * own when it first records something (recorder.c), so that a child that
+ * execs at once leaves none; the parent records the child's pid.  The exec
+ * family closes the trace of a process that had one, and removes a fork
+ * child's (async-signal-safe: exec may follow fork in a threaded program,
+ * or run in a handler); if the exec fails the process goes on untraced.  dlopen()
  * adds newly loaded objects to the module map, and pthread_setname_np()
  * gives threads their names (CPython 3.14 names its threads).
  *
@@ -20,6 +24,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -43,6 +48,8 @@ static void record_thread_end(unsigned type, unsigned how)
 	gil_model_check_finalizing();
 	unsigned arg = how | (shim_self.gil_held ? GTR_EXIT_HELD_GIL : 0);
 	stack_emit_if((gil_model_finalizing() || shim_self.gil_held) && stack_wanted(STACKS_EXIT), type, arg, NULL);
+	if (type == GTR_EV_THREAD_EXIT)
+		recorder_thread_ends();
 	errno = saved_errno;
 	shim_leave();
 }
@@ -120,7 +127,7 @@ SHIM_EXPORT pid_t fork(void)
 	int saved_errno = errno;
 	if (pid == 0) {
 		tstate_table_reset_in_child();
-		recorder_reopen_in_child();
+		recorder_forget_parent_in_child();
 		gil_model_after_fork_child();
 	} else if (pid > 0 && shim_enter()) {
 		uint64_t child = (uint64_t)pid;
@@ -148,13 +155,109 @@ SHIM_EXPORT void *dlopen(const char *file, int mode)
 SHIM_EXPORT void _exit(int status)
 {
 	RESOLVED(_exit);
-	shim_finish();
+	shim_finish_signal_safe();
 	shim_real._exit(status);
 }
 
 SHIM_EXPORT void _Exit(int status)
 {
 	RESOLVED(_Exit);
-	shim_finish();
+	shim_finish_signal_safe();
 	shim_real._Exit(status);
+}
+
+/* ---- exec ---------------------------------------------------------------------
+ * glibc's execl* and execv* call __execve internally, not through the PLT,
+ * so each entry point is wrapped; the variadic ones collect their
+ * arguments and go through the vector ones. */
+
+SHIM_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	RESOLVED(execve);
+	shim_before_exec();
+	return shim_real.execve(path, argv, envp);
+}
+
+SHIM_EXPORT int execv(const char *path, char *const argv[])
+{
+	RESOLVED(execv);
+	shim_before_exec();
+	return shim_real.execv(path, argv);
+}
+
+SHIM_EXPORT int execvp(const char *file, char *const argv[])
+{
+	RESOLVED(execvp);
+	shim_before_exec();
+	return shim_real.execvp(file, argv);
+}
+
+SHIM_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	RESOLVED(execvpe);
+	shim_before_exec();
+	return shim_real.execvpe(file, argv, envp);
+}
+
+SHIM_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	RESOLVED(fexecve);
+	shim_before_exec();
+	return shim_real.fexecve(fd, argv, envp);
+}
+
+/* Count the arguments of an execl* call after arg0, up to the NULL. */
+#define COUNT_ARGS(arg0, n)                                                                                \
+	do {                                                                                               \
+		va_list count;                                                                             \
+		va_start(count, arg0);                                                                     \
+		for (n = 1; va_arg(count, const char *); n++)                                              \
+			;                                                                                  \
+		va_end(count);                                                                             \
+	} while (0)
+
+/* Fill argv[0..n] from arg0 and the variadic list (async-signal-safe: on
+ * the stack, as glibc's own execl does). */
+static void collect_args(const char **argv, size_t n, const char *arg0, va_list ap)
+{
+	argv[0] = arg0;
+	for (size_t i = 1; i <= n; i++)
+		argv[i] = va_arg(ap, const char *);
+}
+
+SHIM_EXPORT int execl(const char *path, const char *arg0, ...)
+{
+	size_t n;
+	COUNT_ARGS(arg0, n);
+	const char *argv[n + 1];
+	va_list ap;
+	va_start(ap, arg0);
+	collect_args(argv, n, arg0, ap);
+	va_end(ap);
+	return execv(path, (char *const *)argv);
+}
+
+SHIM_EXPORT int execlp(const char *file, const char *arg0, ...)
+{
+	size_t n;
+	COUNT_ARGS(arg0, n);
+	const char *argv[n + 1];
+	va_list ap;
+	va_start(ap, arg0);
+	collect_args(argv, n, arg0, ap);
+	va_end(ap);
+	return execvp(file, (char *const *)argv);
+}
+
+SHIM_EXPORT int execle(const char *path, const char *arg0, ...)
+{
+	size_t n;
+	COUNT_ARGS(arg0, n);
+	const char *argv[n + 1];
+	va_list ap;
+	va_start(ap, arg0);
+	collect_args(argv, n, arg0, ap);
+	char *const *envp = va_arg(ap, char *const *);
+	va_end(ap);
+	return execve(path, (char *const *)argv, envp);
 }
