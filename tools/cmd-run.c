@@ -2,21 +2,45 @@
  * cmd-run.c: `giltrace run [-o PATH] [--mode full|ring] -- CMD...`
  *
  * Runs CMD with libgiltrace.so preloaded, passes its exit status through,
- * and says where the traces went, then prints their findings on stderr
- * (with --check, error findings make the exit status 1).  Every python process of the run writes
- * its trace into a private directory next to PATH; afterwards the first
- * python (the command itself, else the earliest started) gets PATH and the
- * others PATH with their pid before the extension (trace.4242.gtr).  A
- * PATH containing %p names every trace by its pid instead.
+ * says where the traces went and prints their findings on stderr (with
+ * --check, error findings make the exit status 1).
+ *
+ * Where traces go.  The shim writes every trace straight to its final
+ * name: run hands it PATH made absolute against run's own folder (so a
+ * child that changes folder still writes there), and the shim creates the
+ * first trace as PATH and every later one as PATH with its pid before the
+ * extension (trace.4242.gtr), never over an existing file; %p in PATH, in
+ * the file name or in a folder name, is the pid.  Nothing is moved
+ * afterwards, so a trace is where -o says even when run itself dies of
+ * SIGKILL (a CI timeout), and run never renames a file a process still
+ * writes (the shim stops growing a trace whose name has moved).  Afterwards
+ * run finds the traces of the run by name: those matching PATH that did not
+ * exist before CMD started.  An existing PATH is refused, not replaced.
+ *
+ * Signals.  CMD starts with the signal dispositions and mask run was given
+ * (nothing ignored that was not ignored before: python's Ctrl-C works).
+ * run catches SIGINT, SIGQUIT, SIGTERM and SIGHUP (unless they were
+ * ignored when it started), so that it outlives CMD and lists its traces:
+ * - one sent by the terminal (si_code SI_KERNEL) went to the whole
+ *   foreground process group, CMD included: run only waits;
+ * - one sent to run by a process (kill, a CI timeout) is forwarded to CMD.
+ * If CMD then dies of that signal, run dies of it too once the traces are
+ * listed (the calling shell or CI sees an interrupted or terminated job,
+ * as without giltrace); if CMD handles it and exits, run exits as CMD did.
+ * A signal sent by a process to run's whole process group reaches CMD
+ * twice (directly and forwarded): run cannot tell it from one sent to run
+ * alone.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <glob.h>
 #include <limits.h>
+#include <regex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,19 +53,28 @@ static const char usage_text[] =
         "usage: giltrace run [-o PATH] [--mode full|ring] [--ring-size MIB] [--check] [--verbose] -- CMD [ARGS...]\n\n"
         "  -o, --output PATH   trace of the first python process (default giltrace.gtr);\n"
         "                      other python processes get PATH with their pid added;\n"
-        "                      %p in PATH names every trace by its pid\n"
+        "                      %p in PATH (also in a folder name) names every trace\n"
+        "                      by its pid; a relative PATH is relative to the\n"
+        "                      current folder, whatever folder CMD changes to; an\n"
+        "                      existing PATH is never replaced: run refuses to start\n"
         "  --mode full|ring    full: keep every event (default); ring: keep the last\n"
         "                      --ring-size MiB per thread (default 4)\n"
         "  --check             exit with status 1 if a finding of severity error\n"
         "                      appeared (findings are printed on stderr either way)\n"
         "  --verbose           the shim says when it starts and stops tracing\n\n"
+        "Traces are written in place while CMD runs, so they are at PATH even if\n"
+        "run is killed.  CMD gets the terminal's signals as without giltrace;\n"
+        "SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to run are passed on to CMD.\n\n"
         "GILTRACE_OPTIONS in the environment is passed on (e.g. stacks=all,\n"
         "stack_depth=48; see README.md); run sets output, mode, ring_size,\n"
         "verbose and check itself.\n\n"
-        "exit status: CMD's own (128+N if a signal N killed it); with --check, 1\n"
-        "when a trace has error findings; 2 usage error\n";
+        "exit status: CMD's own (128+N if a signal N killed it; if run was sent\n"
+        "that signal itself, run dies of it too); with --check, 1 when a trace\n"
+        "has error findings; 2 usage error\n";
 
 #define SHIM_NAME "libgiltrace.so"
+/* the shim's limit for output= (shim_options.output) */
+#define OUTPUT_MAX 4096
 
 /* libgiltrace.so: $GILTRACE_SHIM, next to this executable, or in
  * ../lib/giltrace relative to it (an installed layout). */
@@ -70,78 +103,283 @@ static int find_shim(char out[PATH_MAX])
 	return error("cannot find %s next to %s; set GILTRACE_SHIM to its path", SHIM_NAME, exe);
 }
 
-static void split_dir(const char *path, char *dir, size_t size)
+/* ---- where the traces go --------------------------------------------------- */
+
+/* -o made absolute against our folder: the shim would resolve a relative
+ * one against the folder of each process when it starts tracing. */
+static void absolute_template(char *out, size_t size, const char *output)
 {
-	const char *slash = strrchr(path, '/');
-	if (!slash)
-		snprintf(dir, size, ".");
-	else if (slash == path)
-		snprintf(dir, size, "/");
+	char cwd[PATH_MAX];
+	int n;
+	if (output[0] == '/')
+		n = snprintf(out, size, "%s", output);
+	else if (!getcwd(cwd, sizeof cwd))
+		die("-o '%s': cannot name the current folder (%s); give an absolute path", output, strerror(errno));
 	else
-		snprintf(dir, size, "%.*s", (int)(slash - path), path);
+		n = snprintf(out, size, "%s/%s", cwd, output);
+	if (n < 0 || (size_t)n >= size)
+		die("-o '%s': the trace path is longer than the shim takes (%d bytes)", output, OUTPUT_MAX - 1);
+	if (strchr(out, ':'))
+		die("-o '%s': the trace path '%s' contains ':', which separates GILTRACE_OPTIONS; "
+		    "give a path without ':'", output, out);
 }
 
-/* PATH with %p replaced, or with ".<pid>" before the extension. */
-static void final_name(char *out, size_t size, const char *tmpl, int pid, bool first)
+/* The template without %p, as the shim names the file (%% is %). */
+static void expand_fixed(char *out, size_t size, const char *tmpl)
 {
-	if (strstr(tmpl, "%p")) {
-		size_t n = 0;
-		for (const char *s = tmpl; *s && n + 16 < size; s++) {
-			if (s[0] == '%' && s[1] == 'p') {
-				n += (size_t)snprintf(out + n, size - n, "%d", pid);
-				s++;
-			} else {
-				out[n++] = *s;
-			}
-		}
-		out[n] = '\0';
-		return;
+	size_t n = 0;
+	for (const char *s = tmpl; *s && n + 1 < size; s++) {
+		if (s[0] == '%' && s[1] == '%')
+			s++;
+		out[n++] = *s;
 	}
-	if (first) {
-		snprintf(out, size, "%s", tmpl);
-		return;
-	}
+	out[n] = '\0';
+}
+
+/* Where the shim inserts its tag (pid or number) into a name made from
+ * tmpl: before the extension of the last component, else at the end (the
+ * shim's insert_tag; %p expands to digits, which moves neither). */
+static size_t tag_position(const char *tmpl)
+{
 	const char *slash = strrchr(tmpl, '/');
 	const char *dot = strrchr(slash ? slash : tmpl, '.');
 	if (!dot || dot == (slash ? slash + 1 : tmpl))
-		snprintf(out, size, "%s.%d", tmpl, pid);
-	else
-		snprintf(out, size, "%.*s.%d%s", (int)(dot - tmpl), tmpl, pid, dot);
+		return strlen(tmpl);
+	return (size_t)(dot - tmpl);
 }
 
+struct pattern_buf {
+	char *s;
+	size_t len, size;
+};
+
+static void put(struct pattern_buf *b, const char *s)
+{
+	size_t n = strlen(s);
+	if (b->len + n + 1 > b->size) {
+		b->size = (b->len + n + 1) * 2;
+		b->s = realloc(b->s, b->size);
+		if (!b->s)
+			die("out of memory");
+	}
+	memcpy(b->s + b->len, s, n + 1);
+	b->len += n;
+}
+
+/* tmpl[from, to) as a glob pattern (want_regex false) or an extended
+ * regular expression: %p is any digits, %% is %, the rest literal. */
+static void put_template(struct pattern_buf *b, const char *tmpl, size_t from, size_t to, bool want_regex)
+{
+	for (size_t i = from; i < to; i++) {
+		char c[3] = { tmpl[i], 0, 0 };
+		if (tmpl[i] == '%' && i + 1 < to && (tmpl[i + 1] == 'p' || tmpl[i + 1] == '%')) {
+			i++;
+			if (tmpl[i] == 'p') {
+				put(b, want_regex ? "[0-9]+" : "[0-9]*");
+				continue;
+			}
+			c[0] = '%';
+		}
+		if (strchr(want_regex ? "\\.[]()*+?{}|^$" : "\\*?[", c[0])) {
+			c[1] = c[0];
+			c[0] = '\\';
+		}
+		put(b, c);
+	}
+}
+
+/* A file that may be a trace of this run. */
 struct found_trace {
-	char path[PATH_MAX];
+	char *path;
+	dev_t dev;
+	ino_t ino;
+	bool have_header;
 	struct gtr_file_header header;
 };
 
-static size_t collect_traces(const char *dir, struct found_trace **out)
+struct trace_list {
+	struct found_trace *items;
+	size_t n;
+};
+
+static void trace_list_free(struct trace_list *l)
 {
-	DIR *d = opendir(dir);
-	size_t n = 0;
-	*out = NULL;
-	if (!d)
-		return 0;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		size_t len = strlen(de->d_name);
-		if (len < 5 || strcmp(de->d_name + len - 4, ".gtr"))
-			continue;
-		struct found_trace *grown = realloc(*out, (n + 1) * sizeof *grown);
-		if (!grown)
-			break;
-		*out = grown;
-		int len_path = snprintf(grown[n].path, sizeof grown[n].path, "%s/%s", dir, de->d_name);
-		if (len_path < 0 || (size_t)len_path >= sizeof grown[n].path)
-			continue;
-		if (trace_read_header(grown[n].path, &grown[n].header) != 0)
-			memset(&grown[n].header, 0, sizeof grown[n].header);
-		n++;
-	}
-	closedir(d);
-	return n;
+	for (size_t i = 0; i < l->n; i++)
+		free(l->items[i].path);
+	free(l->items);
+	l->items = NULL;
+	l->n = 0;
 }
 
-static int run_child(char **cmd, const char *shim, const char *options)
+static bool trace_list_has(const struct trace_list *l, const struct found_trace *t)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l->items[i].dev == t->dev && l->items[i].ino == t->ino && !strcmp(l->items[i].path, t->path))
+			return true;
+	return false;
+}
+
+/* Every regular file the shim could have created from tmpl: the name
+ * itself (%p any pid) and its numbered neighbours (name.<pid>.gtr,
+ * name.<pid>.<n>.gtr; with %p name.<n>.gtr), minus those in `skip`. */
+static void list_traces(const char *tmpl, const struct trace_list *skip, struct trace_list *out)
+{
+	bool has_pid = strstr(tmpl, "%p") != NULL;
+	size_t tag = tag_position(tmpl), end = strlen(tmpl);
+	struct pattern_buf g = { 0 }, r = { 0 };
+	put_template(&g, tmpl, 0, tag, false);
+	put(&g, "*");
+	put_template(&g, tmpl, tag, end, false);
+	put(&r, "^");
+	put_template(&r, tmpl, 0, tag, true);
+	put(&r, has_pid ? "(\\.[0-9]+)?" : "(\\.[0-9]+(\\.[0-9]+)?)?");
+	put_template(&r, tmpl, tag, end, true);
+	put(&r, "$");
+
+	regex_t re;
+	if (regcomp(&re, r.s, REG_EXTENDED | REG_NOSUB) != 0)
+		die("cannot make a pattern of the trace path '%s'", tmpl);
+	glob_t gl;
+	out->items = NULL;
+	out->n = 0;
+	if (glob(g.s, GLOB_NOSORT | GLOB_PERIOD, NULL, &gl) == 0) {
+		for (size_t i = 0; i < gl.gl_pathc; i++) {
+			const char *path = gl.gl_pathv[i];
+			struct stat st;
+			if (regexec(&re, path, 0, NULL, 0) != 0 || lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+				continue;
+			struct found_trace t = { .path = (char *)path, .dev = st.st_dev, .ino = st.st_ino };
+			if (skip && trace_list_has(skip, &t))
+				continue;
+			struct found_trace *grown = realloc(out->items, (out->n + 1) * sizeof *grown);
+			if (!grown || !(t.path = strdup(path)))
+				die("out of memory");
+			out->items = grown;
+			out->items[out->n++] = t;
+		}
+		globfree(&gl);
+	}
+	regfree(&re);
+	free(g.s);
+	free(r.s);
+}
+
+/* The command's own trace first, then by start time. */
+static pid_t sort_first_pid;
+
+static int compare_traces(const void *a, const void *b)
+{
+	const struct found_trace *x = a, *y = b;
+	bool xf = x->have_header && x->header.pid == sort_first_pid;
+	bool yf = y->have_header && y->header.pid == sort_first_pid;
+	if (xf != yf)
+		return xf ? -1 : 1;
+	if (x->have_header != y->have_header)
+		return x->have_header ? -1 : 1;
+	if (x->header.start_realtime_ns != y->header.start_realtime_ns)
+		return x->header.start_realtime_ns < y->header.start_realtime_ns ? -1 : 1;
+	return strcmp(x->path, y->path);
+}
+
+/* Refuse a PATH that would not be a new trace file. */
+static void refuse_unusable_output(const char *output, const char *tmpl)
+{
+	size_t len = strlen(tmpl);
+	if (tmpl[len - 1] == '/')
+		die("-o '%s' names a folder; give a file name in it (e.g. '%s%%p.gtr')", output, output);
+	if (strstr(tmpl, "%p"))
+		return; /* a name taken by another pid gets a numbered neighbour */
+	char path[OUTPUT_MAX];
+	struct stat st;
+	expand_fixed(path, sizeof path, tmpl);
+	if (lstat(path, &st) != 0)
+		return;
+	if (S_ISDIR(st.st_mode))
+		die("-o '%s' is a folder; give a file name in it (e.g. '%s/%%p.gtr')", output, output);
+	die("-o '%s' exists; run never replaces it: remove it, or choose another name "
+	    "(%%p in the name makes one per process id)", output);
+}
+
+/* ---- signals ------------------------------------------------------------------ */
+
+static const int forwarded_signals[] = { SIGINT, SIGQUIT, SIGTERM, SIGHUP };
+#define N_FORWARDED (sizeof forwarded_signals / sizeof forwarded_signals[0])
+
+/* The command's pid while it can be signalled (0 before it starts and once
+ * it is reaped); read by the handler. */
+static volatile sig_atomic_t child_pid;
+/* Bit 1<<sig for each forwarded signal run itself was sent; set by the
+ * handler, read after the command ended. */
+static volatile sig_atomic_t received_signals;
+
+/* async-signal-safe */
+static void on_signal(int sig, siginfo_t *info, void *context)
+{
+	(void)context;
+	int saved = errno;
+	received_signals |= 1 << sig;
+	/* The terminal (SI_KERNEL) signalled the whole foreground process
+	 * group, the command included; a second copy would interrupt its
+	 * KeyboardInterrupt handling. */
+	if (info->si_code != SI_KERNEL && child_pid > 0)
+		kill((pid_t)child_pid, sig);
+	errno = saved;
+}
+
+static void block_forwarded(sigset_t *old)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	for (size_t i = 0; i < N_FORWARDED; i++)
+		sigaddset(&set, forwarded_signals[i]);
+	sigprocmask(SIG_BLOCK, &set, old);
+}
+
+/* Catch the forwarded signals that were not ignored when we started (an
+ * ignored one stays ignored, for us and, inherited, for the command).
+ * Called with them blocked. */
+static void catch_forwarded(bool caught[N_FORWARDED])
+{
+	for (size_t i = 0; i < N_FORWARDED; i++) {
+		struct sigaction old, sa = { .sa_sigaction = on_signal, .sa_flags = SA_SIGINFO | SA_RESTART };
+		caught[i] = false;
+		if (sigaction(forwarded_signals[i], NULL, &old) != 0 || old.sa_handler == SIG_IGN)
+			continue;
+		sigemptyset(&sa.sa_mask);
+		for (size_t j = 0; j < N_FORWARDED; j++)
+			sigaddset(&sa.sa_mask, forwarded_signals[j]);
+		caught[i] = sigaction(forwarded_signals[i], &sa, NULL) == 0;
+	}
+}
+
+/* Back to the default action, for the time run spends on the traces after
+ * the command ended: they are in place, nothing is lost if run dies. */
+static void release_forwarded(const bool caught[N_FORWARDED])
+{
+	for (size_t i = 0; i < N_FORWARDED; i++)
+		if (caught[i])
+			signal(forwarded_signals[i], SIG_DFL);
+}
+
+/* Die of sig as the command did, without a core file of our own. */
+static void die_of_signal(int sig)
+{
+	fflush(stdout);
+	fflush(stderr);
+	struct rlimit no_core = { 0, 0 };
+	setrlimit(RLIMIT_CORE, &no_core);
+	signal(sig, SIG_DFL);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	raise(sig);
+	exit(128 + sig);
+}
+
+/* Start the command with the signal mask run was started with (the caller
+ * blocked the forwarded signals) and the dispositions it inherited. */
+static pid_t run_child(char **cmd, const char *shim, const char *options, const sigset_t *mask)
 {
 	const char *old = getenv("LD_PRELOAD");
 	char *preload = NULL;
@@ -155,6 +393,7 @@ static int run_child(char **cmd, const char *shim, const char *options)
 	if (pid < 0)
 		die("cannot fork: %s", strerror(errno));
 	if (pid == 0) {
+		sigprocmask(SIG_SETMASK, mask, NULL);
 		setenv("LD_PRELOAD", preload ? preload : shim, 1);
 		setenv("GILTRACE_OPTIONS", options, 1);
 		execvp(cmd[0], cmd);
@@ -164,6 +403,26 @@ static int run_child(char **cmd, const char *shim, const char *options)
 	free(preload);
 	return pid;
 }
+
+/* Wait for the command to end and reap it; no signal is forwarded to its
+ * pid once it is reaped (the pid may be reused).  Returns the wait status. */
+static int wait_child(pid_t pid)
+{
+	siginfo_t info;
+	/* WNOWAIT: a zombie keeps its pid, so the handler may still kill() it */
+	while (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT) != 0 && errno == EINTR)
+		;
+	sigset_t old;
+	block_forwarded(&old);
+	int wstatus = 0;
+	while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+		;
+	child_pid = 0;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return wstatus;
+}
+
+/* ---- the command -------------------------------------------------------------- */
 
 int cmd_run(int argc, char **argv)
 {
@@ -219,67 +478,75 @@ int cmd_run(int argc, char **argv)
 	if (!*output || strchr(output, ':'))
 		die("-o '%s': the trace path must be non-empty and contain no ':'", output);
 
-	char shim[PATH_MAX], dir[PATH_MAX], tmp[PATH_MAX + 32];
+	char shim[PATH_MAX], tmpl[OUTPUT_MAX];
 	if (find_shim(shim) != 0)
 		return EXIT_UNUSABLE;
-	split_dir(output, dir, sizeof dir);
-	snprintf(tmp, sizeof tmp, "%s/.giltrace-run.XXXXXX", dir);
-	if (!mkdtemp(tmp))
-		die("cannot create a directory for traces next to '%s': %s", output, strerror(errno));
+	absolute_template(tmpl, sizeof tmpl, output);
+	refuse_unusable_output(output, tmpl);
 	/* The user's GILTRACE_OPTIONS (stacks=, stack_depth=) come first: the
 	 * shim takes the last value of a key, so run's own keys win. */
 	const char *user = getenv("GILTRACE_OPTIONS");
 	char options[GTR_OPTIONS_MAX];
-	if (snprintf(options, sizeof options, "%s%soutput=%s/%%p.gtr:mode=%s:ring_size=%lu:verbose=%d:check=0",
-	             user ? user : "", user && *user ? ":" : "", tmp, mode, ring_size, verbose) >= (int)sizeof options) {
-		rmdir(tmp);
-		die("GILTRACE_OPTIONS and the trace folder '%s' make options longer than the shim reads (%d bytes)",
-		    tmp, GTR_OPTIONS_MAX - 1);
-	}
+	if (snprintf(options, sizeof options, "%s%soutput=%s:mode=%s:ring_size=%lu:verbose=%d:check=0",
+	             user ? user : "", user && *user ? ":" : "", tmpl, mode, ring_size, verbose) >= (int)sizeof options)
+		die("GILTRACE_OPTIONS and the trace path '%s' make options longer than the shim reads (%d bytes)",
+		    tmpl, GTR_OPTIONS_MAX - 1);
 
-	/* Like time(1): the terminal's SIGINT/SIGQUIT reach the child; we
-	 * stay to collect the traces and pass its status on. */
-	signal(SIGINT, SIG_IGN);
-	signal(SIGQUIT, SIG_IGN);
-	pid_t pid = run_child(argv + optind, shim, options);
-	int wstatus = 0;
-	while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
-		;
+	/* Traces of earlier runs that match the name are not this run's. */
+	struct trace_list before;
+	list_traces(tmpl, NULL, &before);
+
+	/* Blocked across fork, so a signal sent meanwhile is forwarded once
+	 * the handler knows the command's pid. */
+	sigset_t mask;
+	bool caught[N_FORWARDED];
+	block_forwarded(&mask);
+	pid_t pid = run_child(argv + optind, shim, options, &mask);
+	catch_forwarded(caught);
+	child_pid = pid;
+	sigprocmask(SIG_SETMASK, &mask, NULL);
+
+	int wstatus = wait_child(pid);
+	release_forwarded(caught);
 	int status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
 	if (WIFSIGNALED(wstatus))
 		fprintf(stderr, "giltrace: '%s' was killed by signal %d\n", argv[optind], WTERMSIG(wstatus));
 
-	struct found_trace *traces;
-	size_t n = collect_traces(tmp, &traces);
-	size_t first = 0;
-	for (size_t i = 0; i < n; i++) {
-		const struct gtr_file_header *h = &traces[i].header, *f = &traces[first].header;
-		if (h->pid == pid || (f->pid != pid && h->start_realtime_ns < f->start_realtime_ns))
-			first = i;
-	}
-	char **written = calloc(n ? n : 1, sizeof *written);
-	size_t written_count = 0;
-	for (size_t i = 0; i < n; i++) {
-		char dest[PATH_MAX + 32];
-		final_name(dest, sizeof dest, output, traces[i].header.pid, i == first);
-		if (rename(traces[i].path, dest) != 0) {
-			error("cannot move trace '%s' to '%s': %s", traces[i].path, dest, strerror(errno));
+	struct trace_list traces;
+	list_traces(tmpl, &before, &traces);
+	trace_list_free(&before);
+	for (size_t i = 0; i < traces.n; i++)
+		traces.items[i].have_header = trace_read_header(traces.items[i].path, &traces.items[i].header) == 0;
+	sort_first_pid = pid;
+	if (traces.n > 1)
+		qsort(traces.items, traces.n, sizeof *traces.items, compare_traces);
+	char **paths = calloc(traces.n ? traces.n : 1, sizeof *paths);
+	if (!paths)
+		die("out of memory");
+	for (size_t i = 0; i < traces.n; i++) {
+		const struct found_trace *t = &traces.items[i];
+		paths[i] = t->path;
+		if (!t->have_header) {
+			fprintf(stderr, "giltrace: trace written to %s (its header is unreadable)\n", t->path);
 			continue;
 		}
-		if (written && (written[written_count] = strdup(dest)))
-			written_count++;
-		fprintf(stderr, "giltrace: trace of pid %d (python %.*s) written to %s\n", traces[i].header.pid,
-		        (int)strcspn(traces[i].header.py_version, " "), traces[i].header.py_version, dest);
+		const struct gtr_file_header *h = &t->header;
+		bool running = !(h->flags & GTR_FLAG_CLOSED) && h->pid > 0 &&
+		               (kill((pid_t)h->pid, 0) == 0 || errno == EPERM);
+		fprintf(stderr, "giltrace: trace of pid %d (python %.*s) written to %s%s\n", (int)h->pid,
+		        (int)strcspn(h->py_version, " "), h->py_version, t->path,
+		        running ? " (the process still runs: the trace is still being written)" : "");
 	}
-	if (n == 0)
+	if (traces.n == 0)
 		fprintf(stderr, "giltrace: no python process ran under '%s'; no trace written\n", argv[optind]);
-	if (rmdir(tmp) != 0)
-		fprintf(stderr, "giltrace: traces of processes still running stay in %s\n", tmp);
-	free(traces);
 	/* the findings, like the shim prints them at exit when run without us */
-	int findings = written_count ? check_paths(written, written_count, stderr, false, true) : EXIT_CLEAN;
-	for (size_t i = 0; i < written_count; i++)
-		free(written[i]);
-	free(written);
+	int findings = traces.n ? check_paths(paths, traces.n, stderr, false, true) : EXIT_CLEAN;
+	free(paths);
+	trace_list_free(&traces);
+
+	/* Sent the signal that ended the command: end the same way, so that a
+	 * shell or CI job sees an interrupted or terminated job. */
+	if (WIFSIGNALED(wstatus) && (received_signals & (1 << WTERMSIG(wstatus))))
+		die_of_signal(WTERMSIG(wstatus));
 	return check && findings == EXIT_FINDINGS ? EXIT_FINDINGS : status;
 }
