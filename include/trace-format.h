@@ -27,7 +27,7 @@
 
 #define GTR_MAGIC "GILTRACE"           /* 8 bytes, no terminator on disk */
 #define GTR_VERSION_MAJOR 3            /* readers refuse another major */
-#define GTR_VERSION_MINOR 0            /* readers accept any minor */
+#define GTR_VERSION_MINOR 1            /* readers accept any minor; 1: TSTATE_REUSE */
 #define GTR_HEADER_SIZE 4096u          /* struct gtr_file_header, padded */
 #define GTR_CHUNK_MAGIC 0x4b435447u    /* "GTCK" */
 #define GTR_CHUNK_HEADER_SIZE 64u      /* struct gtr_chunk_header, padded */
@@ -205,6 +205,10 @@ enum gtr_event_type {
 	                                 payload: arg return addresses, innermost
 	                                 first, from the frame that called into the shim
 	                                 (the shim's leading frames left out) */
+	GTR_EV_TSTATE_REUSE,          /* malloc/calloc returned the block of a freed
+	                                 thread state again, with its usable size: a
+	                                 new thread state may start there (minor 1);
+	                                 payload: the thread state, bytes asked for */
 	GTR_EV_COUNT
 };
 
@@ -230,6 +234,7 @@ static const uint8_t gtr_event_payload_words[GTR_EV_COUNT] = {
 	[GTR_EV_CAPI_RETURN] = 1,
 	[GTR_EV_TSTATE_FREE] = 1,
 	[GTR_EV_CLOCK] = 1,
+	[GTR_EV_TSTATE_REUSE] = 2,
 };
 
 /* Payload words of an event of `type` (< GTR_EV_COUNT) with `arg`. */

@@ -58,6 +58,9 @@ static void print_details(const struct trace_event *e)
 	case GTR_EV_TSTATE_FREE:
 		printf(" tstate=0x%" PRIx64, e->payload[0]);
 		break;
+	case GTR_EV_TSTATE_REUSE:
+		printf(" tstate=0x%" PRIx64 " size=%" PRIu64, e->payload[0], e->payload[1]);
+		break;
 	default:
 		if (e->type <= GTR_EV_GIL_HELD_AT_FORK)
 			printf(" gil=%u", e->arg);

@@ -42,6 +42,7 @@ static const char *const event_names[GTR_EV_COUNT] = {
 	[GTR_EV_TSTATE_FREE] = "tstate-free",
 	[GTR_EV_CLOCK] = "clock",
 	[GTR_EV_STACK] = "stack",
+	[GTR_EV_TSTATE_REUSE] = "tstate-reuse",
 };
 
 const char *trace_capi_name(unsigned fn)
