@@ -12,6 +12,7 @@
  *   wrap-capi.c      CPython C-API wrappers (PyEval_*, PyThreadState_*, ...)
  *   got-patch.c      routing loaded objects' C-API imports to those wrappers
  *   wrap-free.c      free(): when a known thread state dies
+ *   wrap-alloc.c     malloc/calloc: when a freed thread state's block is reused
  *   tstate-table.c   the thread states the shim knows
  *   stack.c          native stacks at the events that explain findings
  *   exit-check.c     findings on stderr when the process ends
@@ -357,5 +358,36 @@ extern struct shim_real shim_real;
 void shim_say(const char *level, const char *const *parts, size_t n);
 /* Format v in decimal into buf (at least 21 bytes); returns buf. */
 char *shim_format_u64(char *buf, uint64_t v);
+
+/* ---- thread-state reuse (tstate-table.c, wrap-alloc.c) ------------------- */
+
+/* Freed thread states waiting for their block to be allocated again, as
+ * one bit per bucket of blocks: the allocation wrappers do nothing more
+ * while it is zero, and claim a block only if its bucket's bit is set. */
+extern uint64_t tstate_reuse_buckets;
+
+static inline unsigned tstate_reuse_bucket_of(const void *block)
+{
+	return (unsigned)(((uint64_t)(uintptr_t)block >> 4) * UINT64_C(0x9e3779b97f4a7c15) >> 58);
+}
+
+/* Lock-free, for a block whose bucket bit is set: whether it waits (then
+ * claim it). */
+bool tstate_table_awaits(const void *block);
+
+/* free() of the known thread state `tstate` whose block is `block`: wait
+ * for that block's reuse.  Before the real free. */
+void tstate_table_await_reuse(const void *block, uintptr_t tstate);
+/* The thread state whose block was just allocated again with the same
+ * usable size (no longer waiting then), or 0. */
+uintptr_t tstate_table_claim_reuse(const void *block);
+/* Blocks served while malloc and calloc were being resolved (wrap-alloc.c);
+ * free() must never hand them to the real free. */
+#define ALLOC_EARLY_ARENA_SIZE 16384u
+extern unsigned char alloc_early_arena[ALLOC_EARLY_ARENA_SIZE];
+static inline bool alloc_is_early(const void *block)
+{
+	return unlikely((uintptr_t)block - (uintptr_t)alloc_early_arena < ALLOC_EARLY_ARENA_SIZE);
+}
 
 #endif /* GILTRACE_SHIM_H */

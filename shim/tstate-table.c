@@ -18,10 +18,30 @@
  * with and no wrapper saw (a thread created and destroyed without running
  * Python code on a static build), and more than TSTATE_KEYS / 2 live thread
  * states at once (further ones are not learned).
- * Allocations are not watched: a block of the thread-state size is not a
- * thread state until one of the above confirms it, and that confirmation
- * is all the detectors need.
+ *
+ * Reuse.  A block of the thread-state size is not a thread state until one
+ * of the above confirms it, except in one case: an allocation that returns
+ * the block of a thread state freed earlier, with the same usable size.
+ * CPython makes thread states that no wrapper sees (_PyThreadState_NewBound,
+ * _PyThreadState_New: not exported), and malloc hands the block just freed
+ * to the next request of its size, so a new thread state often starts where
+ * the last one ended, on the same thread: 3.13's import_run_extension()
+ * deletes a temporary thread state of the main interpreter and makes the
+ * next one at the same address for every single-phase module a
+ * subinterpreter imports.  Without seeing that allocation, the next
+ * PyThreadState_Swap() with the new one looks like a use of the freed one.
+ * So each freed thread state waits here (its block and usable size, a
+ * bounded set) until malloc/calloc (wrap-alloc.c) return that block again
+ * with the same usable size: that is recorded (GTR_EV_TSTATE_REUSE) and the
+ * block is known as a thread state again, so that its next free is recorded
+ * too.  CPython's new_threadstate() callocs a block and frees it unused when
+ * an interpreter's first thread state is its embedded one (gh-96071): such a
+ * block gets a REUSE and a FREE.  The set keeps REUSE_BUCKETS * REUSE_WAYS
+ * freed thread states; when a bucket is full the oldest entry of it is
+ * dropped, and a reuse of that block goes unseen.
  */
+#include <malloc.h>
+
 #include "shim.h"
 
 #define TSTATE_KEYS 4096u            /* power of two */
@@ -149,9 +169,118 @@ void tstate_table_forget(uintptr_t tstate)
 	write_end();
 }
 
+/* ---- freed thread states awaiting reuse (see "Reuse" above) ------------------ */
+
+#define REUSE_BUCKETS 64u            /* one bit each in tstate_reuse_buckets */
+#define REUSE_WAYS 4u
+
+/* The freed blocks, by bucket: 0 empty.  Read without the lock
+ * (tstate_table_awaits) by allocations whose bucket bit is set. */
+static uintptr_t reuse_block[REUSE_BUCKETS][REUSE_WAYS] __attribute__((aligned(32)));
+/* What each freed block was: the thread state (the block, or 16 bytes
+ * above it under the debug allocator) and malloc_usable_size() of it. */
+static struct reuse_info {
+	uintptr_t tstate;
+	size_t usable;
+	uint64_t age;                /* reuse_clock at insertion: the oldest goes */
+} reuse_info[REUSE_BUCKETS][REUSE_WAYS];
+static uint64_t reuse_clock;
+/* Serialises changes of the set (rare: a thread-state free, a reuse). */
+static int reuse_lock;
+
+/* Bit b set: bucket b holds a block.  The allocation wrappers read only
+ * this while it is zero, and test their block's bit otherwise. */
+uint64_t tstate_reuse_buckets __attribute__((aligned(64)));
+
+static inline unsigned reuse_bucket_of(uintptr_t block)
+{
+	return tstate_reuse_bucket_of((const void *)block);
+}
+
+/* With reuse_lock held. */
+static void reuse_bucket_changed(unsigned b)
+{
+	bool used = false;
+	for (unsigned w = 0; w < REUSE_WAYS; w++)
+		used |= reuse_block[b][w] != 0;
+	uint64_t bit = UINT64_C(1) << b, now = tstate_reuse_buckets;
+	__atomic_store_n(&tstate_reuse_buckets, used ? now | bit : now & ~bit, __ATOMIC_RELAXED);
+}
+
+static void reuse_lock_take(void)
+{
+	while (__atomic_exchange_n(&reuse_lock, 1, __ATOMIC_ACQUIRE))
+		__builtin_ia32_pause();
+}
+
+static void reuse_lock_drop(void)
+{
+	__atomic_store_n(&reuse_lock, 0, __ATOMIC_RELEASE);
+}
+
+/* Called by free() before the real free, so that the entry is in place
+ * before any allocation can return the block (the allocator's own
+ * synchronisation orders the two). */
+void tstate_table_await_reuse(const void *block, uintptr_t tstate)
+{
+	uintptr_t key = (uintptr_t)block;
+	size_t usable = malloc_usable_size((void *)block);
+	unsigned b = reuse_bucket_of(key), way = REUSE_WAYS, oldest = 0;
+	reuse_lock_take();
+	for (unsigned w = 0; w < REUSE_WAYS && way == REUSE_WAYS; w++)
+		if (reuse_block[b][w] == key)
+			way = w;
+	for (unsigned w = 0; w < REUSE_WAYS && way == REUSE_WAYS; w++)
+		if (!reuse_block[b][w])
+			way = w;
+	if (way == REUSE_WAYS) { /* full: the oldest entry goes */
+		for (unsigned w = 1; w < REUSE_WAYS; w++)
+			if (reuse_info[b][w].age < reuse_info[b][oldest].age)
+				oldest = w;
+		way = oldest;
+	}
+	reuse_info[b][way] = (struct reuse_info){ tstate, usable, ++reuse_clock };
+	__atomic_store_n(&reuse_block[b][way], key, __ATOMIC_RELAXED);
+	reuse_bucket_changed(b);
+	reuse_lock_drop();
+}
+
+bool tstate_table_awaits(const void *block)
+{
+	uintptr_t key = (uintptr_t)block;
+	const uintptr_t *ways = reuse_block[reuse_bucket_of(key)];
+	bool hit = false;
+	for (unsigned w = 0; w < REUSE_WAYS; w++)
+		hit |= __atomic_load_n(&ways[w], __ATOMIC_RELAXED) == key;
+	return hit;
+}
+
+uintptr_t tstate_table_claim_reuse(const void *block)
+{
+	uintptr_t key = (uintptr_t)block, tstate = 0;
+	size_t usable = malloc_usable_size((void *)block);
+	unsigned b = reuse_bucket_of(key);
+	reuse_lock_take();
+	for (unsigned w = 0; w < REUSE_WAYS; w++) {
+		if (reuse_block[b][w] != key)
+			continue;
+		/* Another size: the block holds something else now; the entry
+		 * stays for when it is freed and allocated again. */
+		if (reuse_info[b][w].usable == usable) {
+			tstate = reuse_info[b][w].tstate;
+			__atomic_store_n(&reuse_block[b][w], 0, __ATOMIC_RELAXED);
+			reuse_bucket_changed(b);
+		}
+		break;
+	}
+	reuse_lock_drop();
+	return tstate;
+}
+
 void tstate_table_reset_in_child(void)
 {
 	writer_lock = 0; /* the fork may have caught another thread writing */
 	if (seq & 1)
 		seq++;
+	reuse_lock = 0;
 }

@@ -9,9 +9,14 @@
  * the finalizing flag is sampled first, so the trace pins the start of
  * finalization no later than the first thread state it frees.
  *
+ * The freed block then waits for its reuse (tstate-table.c, "Reuse"): a
+ * new thread state that CPython makes where the freed one was, which
+ * wrap-alloc.c sees allocated.
+ *
  * The cost on every other free() is one load and compare in a table that
- * stays in cache (bench/: "free() pass-through").  Nothing else is
- * interposed: allocations are not needed to know thread states.
+ * stays in cache (bench/: "free() pass-through"), and one compare for the
+ * blocks wrap-alloc.c handed out while it resolved malloc and calloc: those
+ * came from a static arena and never reach the real free().
  *
  * Bootstrap: dlsym() may itself free memory while the shim is resolving
  * the real free().  Such a block is leaked (once per process, a few bytes)
@@ -27,7 +32,7 @@ static void (*real_free)(void *);
  * cannot see this static, but it calls back into free()). */
 static SHIM_TLS volatile int resolving_free;
 
-static void tstate_freed(uintptr_t tstate)
+static void tstate_freed(void *block, uintptr_t tstate)
 {
 	if (!shim_enter())
 		return;
@@ -36,6 +41,7 @@ static void tstate_freed(uintptr_t tstate)
 	uint64_t payload = tstate;
 	stack_emit_if(stack_wanted(STACKS_FREE), GTR_EV_TSTATE_FREE, 0, &payload);
 	tstate_table_forget(tstate);
+	tstate_table_await_reuse(block, tstate);
 	errno = saved_errno;
 	shim_leave();
 }
@@ -62,7 +68,9 @@ SHIM_EXPORT void free(void *block)
 	if (shim_state == SHIM_ACTIVE && block) {
 		uintptr_t tstate = tstate_table_find(block);
 		if (unlikely(tstate))
-			tstate_freed(tstate);
+			tstate_freed(block, tstate);
 	}
+	if (unlikely(alloc_is_early(block)))
+		return; /* see wrap-alloc.c, "Bootstrap" */
 	real_free(block);
 }
