@@ -18,9 +18,12 @@
  * did so with a freed thread state).
  *
  * A freed thread state stays "freed" until something shows a new one at the
- * same address: PyThreadState_New or Py_NewInterpreter returning it, or,
- * outside finalization, a thread acquiring the GIL with it (the interpreter
- * made a thread state that no wrapper saw, in a block malloc reused).  A
+ * same address: PyThreadState_New or Py_NewInterpreter returning it, the
+ * shim seeing malloc/calloc return its block again with the same usable
+ * size (TSTATE_REUSE: how 3.13 makes the thread states of subinterpreter
+ * imports, docs/findings.md), or, outside finalization, a thread acquiring
+ * the GIL with it (the interpreter made a thread state that no wrapper saw,
+ * in a block malloc reused, in a trace without REUSE events).  A
  * C-API call with a freed thread state is a use of it only if the calling
  * thread had used that thread state before it was freed: a thread passing
  * an address it never held before got a new thread state there.
@@ -552,6 +555,9 @@ static void walk_event(struct walk *w, const struct trace_event *e)
 		on_other(w, thread, e);
 		break;
 	}
+	case GTR_EV_TSTATE_REUSE:
+		life_renewed(w, e->payload[0]);
+		break;
 	case GTR_EV_CAPI_CALL:
 		on_capi_call(w, thread, e);
 		break;

@@ -1,0 +1,210 @@
+"""Subinterpreters must not give a false freed-tstate-use (issue 10, item 10).
+
+CPython 3.13's import_run_extension() deletes a temporary thread state of
+the main interpreter and _PyThreadState_NewBound() (no wrapper sees it)
+callocs the next one at the same address, on the same thread, for each
+single-phase module a subinterpreter imports.  The shim sees that
+allocation (shim/wrap-alloc.c) and records it as tstate-reuse; the
+detector starts a new thread-state life there.  The real errors stay
+errors: tests/test_findings.py (use_after_delete, embed_reinit stale) and
+the hand-made traces below, where nothing reallocated the block.
+"""
+import ctypes
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import GILTRACE, ROOT, dump
+
+FORMAT_HEADER = os.path.join(ROOT, "include", "trace-format.h")
+
+
+def check_json(trace):
+    proc = subprocess.run([GILTRACE, "check", "--json", trace], capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    (result,) = json.loads(proc.stdout)
+    assert result["usable"], result
+    return result, proc.returncode
+
+
+def errors(result):
+    return [f for f in result["findings"] if f["severity"] == "error"]
+
+
+def has_module(python, name):
+    return subprocess.run([python, "-c", f"import {name}"], capture_output=True).returncode == 0
+
+
+def traced(python, code, tmp_path, name):
+    trace = str(tmp_path / f"{name}.gtr")
+    proc = subprocess.run([GILTRACE, "run", "-o", trace, "--", python, "-c", code], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "done" in proc.stdout, proc.stdout + proc.stderr
+    return trace
+
+
+def assert_no_error_and_reuse_explains(python, trace):
+    result, status = check_json(trace)
+    assert errors(result) == [] and status == 0, result["findings"]
+    # Where a thread state was freed and a thread passed that address to the
+    # C-API again afterwards, the trace must show its reallocation between
+    # the two: that is the evidence the detector relied on.
+    freed, reused, explained = {}, set(), 0
+    for ts, tid, name, details in dump(trace):
+        fields = dict(d.split("=", 1) for d in details if "=" in d)
+        if name == "tstate-free":
+            freed[fields["tstate"]] = ts
+            reused.discard(fields["tstate"])
+        elif name == "tstate-reuse":
+            assert int(fields["size"]) > 0
+            reused.add(fields["tstate"])
+        elif name == "capi-call" and fields.get("subject") in freed and fields["fn"] == "PyThreadState_Swap":
+            assert fields["subject"] in reused, f"Swap({fields['subject']}) at {ts} with no reuse since its free"
+            explained += 1
+    if "/3.13." in python:
+        assert explained > 0, "3.13 makes subinterpreter import thread states where the last one was freed"
+
+
+SUBINTERP_WORK = ("import threading, array, math\n"
+                  "t = threading.Thread(target=sum, args=(range(1000),)); t.start(); t.join()\n")
+ISOLATED_WORK = "import array, math, json\njson.dumps([math.pi])\n"
+
+
+def test_create_and_destroy_subinterpreters(python, tmp_path):
+    """The issue's minimal case, with some work inside, twice."""
+    work = SUBINTERP_WORK
+    if has_module(python, "_interpreters"):
+        code = ("import _interpreters as I\n"
+                "for _ in range(2):\n"
+                "    i = I.create(); I.exec(i, {work!r}); I.destroy(i)\n"
+                "print('done')\n")
+    elif has_module(python, "_xxsubinterpreters"):
+        code = ("import _xxsubinterpreters as I\n"
+                "for _ in range(2):\n"
+                "    i = I.create(); I.run_string(i, {work!r}); I.destroy(i)\n"
+                "print('done')\n")
+        work = ISOLATED_WORK  # 3.8-3.12: no threads in these (isolated) interpreters
+    else:
+        pytest.skip(f"{python} has neither _interpreters nor _xxsubinterpreters")
+    trace = traced(python, code.format(work=work), tmp_path, "create")
+    assert_no_error_and_reuse_explains(python, trace)
+
+
+def test_testcapi_run_in_subinterp(python, tmp_path):
+    if not has_module(python, "_testcapi"):
+        pytest.skip(f"{python} has no _testcapi (Debian: libpython3.x-testsuite)")
+    code = ("import _testcapi\n"
+            "for _ in range(3):\n"
+            "    assert _testcapi.run_in_subinterp({work!r}) == 0\n"
+            "print('done')\n")
+    trace = traced(python, code.format(work=SUBINTERP_WORK), tmp_path, "capi")
+    assert_no_error_and_reuse_explains(python, trace)
+
+
+# ---- the detector on hand-made traces ---------------------------------------------
+
+def format_enum(name):
+    """The values of `enum name` in include/trace-format.h."""
+    text = open(FORMAT_HEADER).read()
+    body = re.search(r"enum %s \{(.*?)\};" % name, text, re.S).group(1)
+    body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
+    values, next_value = {}, 0
+    for item in (x.strip() for x in body.split(",")):
+        if not item:
+            continue
+        key, _, value = (p.strip() for p in item.partition("="))
+        next_value = int(value, 0) if value else next_value
+        values[key] = next_value
+        next_value += 1
+    return values
+
+
+EV = format_enum("gtr_event_type")
+CAPI = format_enum("gtr_capi")
+PAYLOAD_WORDS = {EV["GTR_EV_GIL_ACQUIRE"]: 2, EV["GTR_EV_CAPI_CALL"]: 2, EV["GTR_EV_CAPI_RETURN"]: 1,
+                 EV["GTR_EV_TSTATE_FREE"]: 1, EV["GTR_EV_TSTATE_REUSE"]: 2}
+
+
+class Header(ctypes.Structure):
+    _fields_ = [("magic", ctypes.c_char * 8), ("version_major", ctypes.c_uint16),
+                ("version_minor", ctypes.c_uint16), ("header_size", ctypes.c_uint32),
+                ("flags", ctypes.c_uint32), ("chunk_size", ctypes.c_uint32),
+                ("chunk_area_offset", ctypes.c_uint64), ("meta_capacity", ctypes.c_uint64),
+                ("meta_used", ctypes.c_uint64), ("chunks_allocated", ctypes.c_uint64),
+                ("ring_chunks", ctypes.c_uint32), ("pid", ctypes.c_int32), ("ppid", ctypes.c_int32),
+                ("reserved0", ctypes.c_uint32), ("start_realtime_ns", ctypes.c_uint64),
+                ("start", ctypes.c_uint64 * 2), ("calib", ctypes.c_uint64 * 2), ("end", ctypes.c_uint64 * 2)]
+
+
+def write_trace(path, events):
+    """One thread (tid 100), events (type name, arg, clock ns, payload...)."""
+    chunk = bytearray(4096)
+    used = 64
+    for name, arg, clock, *payload in events:
+        ev = EV["GTR_EV_" + name]
+        words = [ev | arg << 8 | clock << 16] + list(payload)
+        assert len(payload) == PAYLOAD_WORDS.get(ev, 0), name
+        for w in words:
+            chunk[used:used + 8] = w.to_bytes(8, "little")
+            used += 8
+    # struct gtr_chunk_header: magic, used, thread_serial, tid, seq, reserved, first_clock
+    chunk[0:32] = (0x4b435447).to_bytes(4, "little") + (used - 64).to_bytes(4, "little") + \
+        (1).to_bytes(4, "little") + (100).to_bytes(4, "little") + bytes(8) + events[0][2].to_bytes(8, "little")
+    h = Header(magic=b"GILTRACE", version_major=3, version_minor=1, header_size=4096, flags=1,
+               chunk_size=4096, chunk_area_offset=8192, meta_capacity=4096, chunks_allocated=1, pid=100)
+    h.start[:] = [1000, 1000]
+    h.end[:] = [events[-1][2] + 1000, events[-1][2] + 1000]
+    with open(path, "wb") as f:
+        f.write(bytes(h).ljust(4096, b"\0") + bytes(4096) + bytes(chunk))
+
+
+OLD, NEW = 0x7f0000001000, 0x55550000b00  # the main tstate; the one freed and made again
+SWAP, DELETE = CAPI["GTR_CAPI_PyThreadState_Swap"], CAPI["GTR_CAPI_PyThreadState_Delete"]
+
+
+def import_cycle(t, reuse):
+    """import_run_extension() on 3.13: switch to a new thread state, delete it."""
+    return ([("TSTATE_REUSE", 0, t, NEW, 336)] if reuse else []) + [
+        ("CAPI_CALL", SWAP, t + 10, NEW, 0),
+        ("GIL_RELEASE", 0, t + 20), ("GIL_TAKE_BEGIN", 0, t + 30), ("GIL_ACQUIRE", 0, t + 40, NEW, 2),
+        ("CAPI_RETURN", SWAP, t + 50, OLD),
+        ("CAPI_CALL", SWAP, t + 60, OLD, 0),
+        ("GIL_RELEASE", 0, t + 70), ("GIL_TAKE_BEGIN", 0, t + 80), ("GIL_ACQUIRE", 0, t + 90, OLD, 3),
+        ("CAPI_RETURN", SWAP, t + 100, NEW),
+        ("CAPI_CALL", DELETE, t + 110, NEW, 0), ("TSTATE_FREE", 0, t + 120, NEW)]
+
+
+def hand_made(tmp_path, middle):
+    events = [("GIL_TAKE_BEGIN", 0, 1000), ("GIL_ACQUIRE", 0, 1010, OLD, 1)] + middle + \
+        [("THREAD_EXIT", 3 | 0x80, 90000)]
+    path = str(tmp_path / "hand.gtr")
+    write_trace(path, events)
+    return check_json(path)[0]
+
+
+def test_reuse_starts_a_new_thread_state_life(tmp_path):
+    result = hand_made(tmp_path, import_cycle(2000, False) + import_cycle(3000, True) + import_cycle(4000, True))
+    assert result["findings"] == []
+
+
+def test_without_reuse_the_same_sequence_is_an_error(tmp_path):
+    """No allocation seen between the free and the next Swap: the thread
+    handed the freed thread state back (what the old traces of 3.13 showed)."""
+    result = hand_made(tmp_path, import_cycle(2000, False) + import_cycle(3000, False))
+    (f,) = errors(result)
+    assert f["id"] == "freed-tstate-use" and f["call"]["function"] == "PyThreadState_Swap"
+    assert f["tstate"]["freed"]
+
+
+def test_a_reused_block_freed_again_is_freed(tmp_path):
+    """A reuse ends only the life it follows: freed again, the address is
+    freed again, and a use is an error."""
+    result = hand_made(tmp_path, import_cycle(2000, False) + import_cycle(3000, True) +
+                       [("CAPI_CALL", SWAP, 5000, NEW, 0)])
+    (f,) = errors(result)
+    assert f["id"] == "freed-tstate-use"
+    assert f["tstate"]["freed_at_ns"] == 3120 - 1000
