@@ -137,7 +137,8 @@ def assert_model_sound(rep):
     """The model's own invariants, and an independent check of them."""
     assert rep["model_errors"] == []
     for g in rep["gils"]:
-        assert g["held_ns"] + g["idle_ns"] == rep["wall_ns"]
+        # lost_ns: time across events the trace lost (ring mode, a cut copy)
+        assert g["held_ns"] + g["idle_ns"] + g["lost_ns"] == rep["wall_ns"]
     for t in rep["threads"]:
         assert t["gil_hold_ns"] <= rep["wall_ns"]
     assert sum(t["gil_hold_ns"] for t in rep["threads"]) == sum(g["held_ns"] for g in rep["gils"])

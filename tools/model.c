@@ -93,35 +93,96 @@ static void end_hold(struct model *m, int thread, uint64_t ns)
 	th->holding = -1;
 }
 
-static void end_take(struct model_thread *th, uint64_t ns)
+static void end_take(const struct model *m, struct model_thread *th, uint64_t ns)
 {
-	if (th->taking)
+	/* a wait across a gap in the thread's own events is not known */
+	if (th->taking && !(th->info->events_lost && trace_lost_within(m->trace, th->take_since, ns, false)))
 		th->wait_ns += ns - th->take_since;
 	th->taking = false;
 	th->attempt_waited = false;
 }
 
-/* A thread starts holding GIL `gi` at ns (ACQUIRE or HELD_AT_FORK). */
-static int begin_hold(struct model *m, int thread, unsigned gi, uint64_t ns, uint64_t tstate, bool acquired)
+static int note_gap(struct model *m, struct model_gil *g, size_t event)
+{
+	g->gaps++;
+	m->gil_gaps++;
+	if (!(m->gap_event_count & (m->gap_event_count + 1))) { /* grow at powers of two */
+		size_t *grown = realloc(m->gap_events, (2 * m->gap_event_count + 1) * sizeof *grown);
+		if (!grown)
+			return -1;
+		m->gap_events = grown;
+	}
+	m->gap_events[m->gap_event_count++] = event;
+	return 0;
+}
+
+/* Whether GIL events may be missing before e (an acquisition of g), since
+ * `since_ns`, the GIL's last known state.  The switch numbers of two kept
+ * acquisitions say it best: more than one apart, others came between them
+ * (and how many).  At most one apart, the only acquisitions they can hide
+ * are by a thread state that moves no switch number: the last holder's
+ * taking the GIL again, or the new holder's taking it twice; so only a
+ * loss in those two threads' own events counts.  Without a switch number
+ * (the first acquisition, after a fork) any loss counts. */
+static bool gil_gap_before(struct model *m, struct model_gil *g, const struct trace_event *e, uint64_t since_ns)
+{
+	const struct trace *t = m->trace;
+	bool gap;
+	if (e->type == GTR_EV_GIL_ACQUIRE && g->switch_known) {
+		uint64_t step = e->payload[1] - g->last_switch;
+		gap = step > 1 || trace_thread_lost_within(t, e->thread, since_ns, e->ns) ||
+		      (g->last_acquirer >= 0 && trace_thread_lost_within(t, (uint32_t)g->last_acquirer, since_ns, e->ns));
+		if (step > 1 && step <= UINT32_MAX) /* else not a count: went back */
+			g->acquisitions_missing += step - 1;
+	} else {
+		gap = trace_lost_within(t, since_ns, e->ns, true);
+	}
+	g->switch_known = e->type == GTR_EV_GIL_ACQUIRE;
+	g->last_switch = e->payload[1];
+	g->last_acquirer = (int)e->thread;
+	return gap;
+}
+
+/* A thread starts holding GIL e->arg at e->ns (ACQUIRE or HELD_AT_FORK);
+ * e is trace.events[index]. */
+static int begin_hold(struct model *m, int thread, const struct trace_event *e, size_t index)
 {
 	struct model_thread *th = &m->threads[thread];
+	unsigned gi = e->arg;
+	uint64_t ns = e->ns;
+	bool acquired = e->type == GTR_EV_GIL_ACQUIRE;
 	struct model_gil *g = &m->gils[gi];
-	if (th->holding >= 0)
-		end_hold(m, thread, ns); /* the trace lost its release (ring mode) */
-	if (g->holder >= 0 && g->holder != thread) {
-		model_error(m,
-		            "GIL %u acquired by thread %d at %llu ns while thread %d held it (since %llu ns)",
-		            gi, tid_of(m, thread), (unsigned long long)ns, tid_of(m, g->holder),
-		            (unsigned long long)g->hold_since);
-		end_hold(m, g->holder, ns);
+	bool gap = gil_gap_before(m, g, e, g->holder >= 0 ? g->hold_since : g->last_hold_end);
+	if (g->holder >= 0) {
+		/* its release is not in the trace: across a gap, the holder is
+		 * known to hold it only up to its last event; else the trace
+		 * contradicts itself */
+		int holder = g->holder;
+		uint64_t end = ns;
+		if (gap) {
+			uint64_t last = m->threads[holder].last_event_ns;
+			end = last < g->hold_since ? g->hold_since : last > ns ? ns : last;
+		} else if (holder != thread) {
+			model_error(m, "GIL %u acquired by thread %d at %llu ns while thread %d held it (since %llu ns)",
+			            gi, tid_of(m, thread), (unsigned long long)ns, tid_of(m, holder),
+			            (unsigned long long)g->hold_since);
+		}
+		end_hold(m, holder, end);
 	}
-	if (g->holder < 0)
+	if (th->holding >= 0)
+		end_hold(m, thread, ns); /* another GIL, its release lost */
+	if (gap) {
+		g->lost_ns += ns - g->last_hold_end;
+		if (note_gap(m, g, index) != 0)
+			return -1;
+	} else {
 		g->idle_ns += ns - g->last_hold_end;
+	}
 	g->holder = thread;
 	g->hold_since = ns;
 	th->holding = (int)gi;
 	th->hold_since = ns;
-	th->last_tstate = tstate;
+	th->last_tstate = e->payload[0];
 	if (!acquired)
 		return 0;
 	g->acquisitions++;
@@ -134,8 +195,10 @@ static int begin_hold(struct model *m, int thread, unsigned gi, uint64_t ns, uin
 	if (th->drop_pending)
 		th->drop_requests++;
 	th->drop_pending = false;
-	end_take(th, ns);
-	if (g->last_releaser >= 0 && g->last_releaser != thread) {
+	end_take(m, th, ns);
+	if (g->last_releaser >= 0 && g->last_releaser != thread && gap) {
+		m->handoffs_not_counted++;
+	} else if (g->last_releaser >= 0 && g->last_releaser != thread) {
 		uint64_t *lat = m->handoff_latencies;
 		if (!(m->handoff_count & (m->handoff_count + 1))) { /* grow at powers of two */
 			lat = realloc(lat, (2 * m->handoff_count + 1) * sizeof *lat);
@@ -149,6 +212,26 @@ static int begin_hold(struct model *m, int thread, unsigned gi, uint64_t ns, uin
 	}
 	g->last_releaser = -1;
 	return 0;
+}
+
+/* A release by a thread that does not hold the GIL: its acquisition was
+ * lost (ring mode), so the GIL was held, by it, for an unknown part of the
+ * time since it was last known free. */
+static void release_unheld(struct model *m, int thread, const struct trace_event *e)
+{
+	struct model_thread *th = &m->threads[thread];
+	struct model_gil *g = &m->gils[e->arg];
+	if (!th->info->events_lost) {
+		model_error(m, "thread %d released GIL %u at %llu ns without holding it", th->info->tid, e->arg,
+		            (unsigned long long)e->ns);
+		return;
+	}
+	if (g->holder >= 0)
+		return; /* the holder's release is what is missing; its next acquirer settles it */
+	g->lost_ns += e->ns - g->last_hold_end;
+	g->last_hold_end = e->ns;
+	g->last_releaser = thread;
+	g->last_release_ns = e->ns;
 }
 
 /* A GIL event's arg is its index (< MODEL_MAX_GILS by its 8-bit width). */
@@ -218,7 +301,7 @@ static int replay(struct model *m)
 		case GTR_EV_GIL_ACQUIRE:
 		case GTR_EV_GIL_HELD_AT_FORK:
 			mark_gil_seen(m, e);
-			if (begin_hold(m, thread, e->arg, e->ns, e->payload[0], e->type == GTR_EV_GIL_ACQUIRE) != 0)
+			if (begin_hold(m, thread, e, i) != 0)
 				return -1;
 			if (after_fin)
 				th->held_after_finalization = true;
@@ -229,15 +312,14 @@ static int replay(struct model *m)
 				end_hold(m, thread, e->ns);
 				m->gils[e->arg].last_releaser = thread;
 				m->gils[e->arg].last_release_ns = e->ns;
-			} else if (!th->info->events_lost) {
-				model_error(m, "thread %d released GIL %u at %llu ns without holding it",
-				            th->info->tid, e->arg, (unsigned long long)e->ns);
+			} else {
+				release_unheld(m, thread, e);
 			}
 			break;
 		case GTR_EV_GIL_TAKE_ABANDON:
 			th->drop_pending = false;
 			th->takes_abandoned++;
-			end_take(th, e->ns);
+			end_take(m, th, e->ns);
 			break;
 		case GTR_EV_GIL_FORCED_SWITCH_BEGIN:
 			th->forced_switches++;
@@ -248,6 +330,7 @@ static int replay(struct model *m)
 			if (g->holder >= 0)
 				end_hold(m, g->holder, e->ns);
 			g->last_releaser = -1;
+			g->switch_known = false;
 			break;
 		}
 		case GTR_EV_THREAD_START:
@@ -286,6 +369,7 @@ static int replay(struct model *m)
 		default:
 			break;
 		}
+		th->last_event_ns = e->ns;
 	}
 	return 0;
 }
@@ -337,11 +421,17 @@ static uint64_t percentile(uint64_t *v, size_t n, size_t from, unsigned pct, siz
 static void finish(struct model *m)
 {
 	uint64_t end = m->wall_ns;
+	const struct trace *t = m->trace;
 	for (size_t i = 0; i < m->thread_count; i++) {
 		struct model_thread *th = &m->threads[i];
+		/* a hold to the end, unless the thread's later events are lost:
+		 * then only to its last one */
 		if (th->holding >= 0)
-			end_hold(m, (int)i, end);
-		end_take(th, end);
+			end_hold(m, (int)i,
+			         th->info->events_lost && trace_lost_within(t, th->hold_since, end, false)
+			                 ? (th->last_event_ns > th->hold_since ? th->last_event_ns : th->hold_since)
+			                 : end);
+		end_take(m, th, end);
 		if (th->hold_ns > m->wall_ns)
 			model_error(m, "thread %d held the GIL %llu ns, longer than the run (%llu ns)",
 			            th->info->tid, (unsigned long long)th->hold_ns, (unsigned long long)m->wall_ns);
@@ -350,11 +440,17 @@ static void finish(struct model *m)
 		struct model_gil *g = &m->gils[gi];
 		if (!g->seen)
 			continue;
-		g->idle_ns += end - g->last_hold_end;
-		if (g->held_ns + g->idle_ns != m->wall_ns)
-			model_error(m, "GIL %u: held %llu ns + idle %llu ns != wall %llu ns", gi,
+		/* no acquisition follows to give a switch number: any loss counts */
+		if (end > g->last_hold_end && trace_lost_within(t, g->last_hold_end, end, true))
+			g->lost_ns += end - g->last_hold_end;
+		else
+			g->idle_ns += end - g->last_hold_end;
+		m->lost_ns += g->lost_ns;
+		m->acquisitions_missing += g->acquisitions_missing;
+		if (g->held_ns + g->idle_ns + g->lost_ns != m->wall_ns)
+			model_error(m, "GIL %u: held %llu ns + idle %llu ns + lost %llu ns != wall %llu ns", gi,
 			            (unsigned long long)g->held_ns, (unsigned long long)g->idle_ns,
-			            (unsigned long long)m->wall_ns);
+			            (unsigned long long)g->lost_ns, (unsigned long long)m->wall_ns);
 	}
 	if (m->finalization.seen) {
 		uint64_t start = m->finalization.start_ns;
@@ -401,6 +497,7 @@ int model_build(struct model *m, const struct trace *t)
 	for (unsigned gi = 0; gi < MODEL_MAX_GILS; gi++) {
 		m->gils[gi].holder = -1;
 		m->gils[gi].last_releaser = -1;
+		m->gils[gi].last_acquirer = -1;
 	}
 	for (size_t i = 0; i < t->gil_count; i++) {
 		struct model_gil *g = &m->gils[t->gils[i].index % MODEL_MAX_GILS];
@@ -419,6 +516,7 @@ void model_free(struct model *m)
 	free(m->threads);
 	free(m->handoff_latencies);
 	free(m->pairs);
+	free(m->gap_events);
 	lines_free(m->errors, m->error_count);
 	memset(m, 0, sizeof *m);
 }

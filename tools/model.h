@@ -6,9 +6,18 @@
  * thread to the next acquirer, how each thread ended, and what happened
  * after finalization began.  It checks its own invariants while doing so
  * (no two threads hold one GIL at once; a thread's hold time never exceeds
- * the run's wall time; held + idle == wall for each GIL) and lists any
- * violation in model.errors: a violation is a bug in giltrace, not in the
- * traced program.
+ * the run's wall time; held + idle + lost == wall for each GIL) and lists
+ * any violation in model.errors: a violation is a bug in giltrace, not in
+ * the traced program.
+ *
+ * Lost events (ring mode's overwritten chunks, a cut copy, a full disk)
+ * are never papered over: where GIL events may be missing between two
+ * kept ones, no handoff is counted across them and the time in between
+ * is neither held nor idle but lost.  The model knows they are missing
+ * from the switch number of each acquisition (CPython's take_gil adds one
+ * whenever the holder changes, so two kept acquisitions more than one
+ * apart had others between them) and from the reader's losses
+ * (trace_lost_within) where no switch number answers.
  */
 #ifndef GILTRACE_MODEL_H
 #define GILTRACE_MODEL_H
@@ -51,6 +60,7 @@ struct model_thread {
 	bool taking, attempt_waited, drop_pending;
 	uint64_t take_since;
 	uint64_t last_tstate;      /* tstate of its last acquisition */
+	uint64_t last_event_ns;    /* its latest event replayed so far */
 };
 
 struct model_gil {
@@ -60,9 +70,16 @@ struct model_gil {
 	int holder;                /* thread index, -1 none */
 	uint64_t hold_since;
 	uint64_t held_ns, idle_ns, last_hold_end;
+	uint64_t lost_ns;          /* time whose state the trace does not know */
 	uint64_t acquisitions;
+	uint64_t acquisitions_missing; /* switch numbers skipped between kept
+	                                  acquisitions: at least this many are lost */
+	uint64_t gaps;             /* places where its events are missing */
 	int last_releaser;         /* thread index, -1; cleared by the next acquisition */
 	uint64_t last_release_ns;
+	int last_acquirer;         /* thread index of its last acquisition, -1 */
+	uint64_t last_switch;      /* switch_number of its last acquisition */
+	bool switch_known;         /* last_switch is valid */
 };
 
 struct model_handoff_pair {
@@ -83,6 +100,17 @@ struct model {
 	uint64_t latency_p50, latency_p90, latency_p99, latency_max;
 	struct model_handoff_pair *pairs;
 	size_t pair_count;
+
+	/* Lost events, summed over the GILs (see model_gil) */
+	uint64_t lost_ns;
+	uint64_t acquisitions_missing;
+	uint64_t gil_gaps;
+	uint64_t handoffs_not_counted; /* acquisitions by another thread than the
+	                                  last releaser, across a gap */
+	/* indices into trace.events of the acquisitions right after a gap, in
+	 * order: spans.c draws no handoff into them either */
+	size_t *gap_events;
+	size_t gap_event_count;
 
 	struct {
 		bool seen;

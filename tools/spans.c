@@ -3,6 +3,8 @@
  *
  * The replay is the model's (model.c) reduced to what a picture needs: it
  * keeps no statistics, only where each thread's current interval began.
+ * Where the model found GIL events missing (model.gap_events), no handoff
+ * is drawn across the gap, as the model counts none.
  */
 #include "spans.h"
 
@@ -51,10 +53,13 @@ int spans_walk(const struct model *m, const struct span_visitor *v)
 	for (unsigned g = 0; g < MODEL_MAX_GILS; g++)
 		gils[g] = (struct gil_replay){ -1, -1, 0 };
 
+	size_t next_gap = 0; /* into m->gap_events, which is in event order */
 	for (size_t i = 0; i < t->event_count; i++) {
 		const struct trace_event *e = &t->events[i];
 		int thread = (int)e->thread;
 		struct lane_replay *l = &lanes[thread];
+		bool after_gap = next_gap < m->gap_event_count && m->gap_events[next_gap] == i;
+		next_gap += after_gap;
 		if (l->ended)
 			continue; /* nothing after an exit counts (a fork child's copy) */
 		if (!l->alive)
@@ -78,7 +83,7 @@ int spans_walk(const struct model *m, const struct span_visitor *v)
 				change(v, other, g->holder, settled(other), e->ns);
 			}
 			if (e->type == GTR_EV_GIL_ACQUIRE && v->handoff && g->last_releaser >= 0 &&
-			    g->last_releaser != thread)
+			    g->last_releaser != thread && !after_gap)
 				v->handoff(v->ctx, e->arg, g->last_releaser, g->released_ns, thread, e->ns);
 			g->last_releaser = -1;
 			g->holder = thread;
@@ -86,7 +91,9 @@ int spans_walk(const struct model *m, const struct span_visitor *v)
 			l->taking = false;
 			break;
 		case GTR_EV_GIL_RELEASE:
-			if (l->holding == (int)e->arg) {
+			if (l->holding == (int)e->arg || (g->holder < 0 && m->threads[thread].info->events_lost)) {
+				/* the second: its acquisition was lost, as model.c's
+				 * release_unheld() says */
 				l->holding = -1;
 				g->holder = -1;
 				g->last_releaser = thread;

@@ -251,6 +251,7 @@ static void read_meta(struct trace *t, const unsigned char *data, size_t size)
 	uint64_t start = h->header_size, end = start + h->meta_used;
 	if (end > size) {
 		note(t, "metadata log cut short by the end of the file");
+		t->cut_short = true;
 		end = size;
 	}
 	uint64_t off = start;
@@ -412,6 +413,124 @@ static size_t decode_chunk(struct trace *t, const unsigned char *p, const struct
 	return n;
 }
 
+/* ---- losses ------------------------------------------------------------------ */
+
+/* Losses are added thread by thread, each thread's in time order. */
+static int add_loss(struct trace *t, struct trace_loss loss)
+{
+	struct trace_thread *th = &t->threads[loss.thread];
+	if (!th->loss_count)
+		th->first_loss = t->loss_count;
+	th->loss_count++;
+	if ((t->loss_count & (t->loss_count - 1)) == 0) { /* grow at powers of two */
+		struct trace_loss *grown = realloc(t->losses, (t->loss_count ? 2 * t->loss_count : 1) * sizeof *grown);
+		if (!grown)
+			return -1;
+		t->losses = grown;
+	}
+	t->losses[t->loss_count++] = loss;
+	t->chunks_lost += loss.chunks;
+	return 0;
+}
+
+static int by_from(const void *a, const void *b)
+{
+	const struct trace_loss *x = a, *y = b;
+	return (x->from_ns > y->from_ns) - (x->from_ns < y->from_ns);
+}
+
+/* The union of the losses (all, or all but LEADING ones), as disjoint
+ * intervals sorted by time. */
+static int build_union(const struct trace *t, bool leading_too, struct trace_loss_union *u)
+{
+	struct trace_loss *sorted = malloc((t->loss_count ? t->loss_count : 1) * sizeof *sorted);
+	u->items = malloc((t->loss_count ? t->loss_count : 1) * sizeof *u->items);
+	if (!u->items || !sorted) {
+		free(sorted);
+		return -1;
+	}
+	if (t->loss_count) {
+		memcpy(sorted, t->losses, t->loss_count * sizeof *sorted);
+		qsort(sorted, t->loss_count, sizeof *sorted, by_from);
+	}
+	u->count = 0;
+	for (size_t i = 0; i < t->loss_count; i++) {
+		const struct trace_loss *l = &sorted[i];
+		if (l->kind == TRACE_LOSS_LEADING && !leading_too)
+			continue;
+		struct trace_loss *last = u->count ? &u->items[u->count - 1] : NULL;
+		if (last && l->from_ns < last->to_ns) {
+			if (l->to_ns > last->to_ns)
+				last->to_ns = l->to_ns;
+		} else {
+			u->items[u->count++] = *l;
+		}
+	}
+	free(sorted);
+	return 0;
+}
+
+static bool union_overlaps(const struct trace_loss_union *u, uint64_t from_ns, uint64_t to_ns)
+{
+	/* the first interval ending after from_ns */
+	size_t lo = 0, hi = u->count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (u->items[mid].to_ns <= from_ns)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < u->count && u->items[lo].from_ns < to_ns;
+}
+
+bool trace_lost_within(const struct trace *t, uint64_t from_ns, uint64_t to_ns, bool leading_too)
+{
+	return union_overlaps(leading_too ? &t->loss_all : &t->loss_gaps, from_ns, to_ns);
+}
+
+bool trace_thread_lost_within(const struct trace *t, uint32_t thread, uint64_t from_ns, uint64_t to_ns)
+{
+	const struct trace_thread *th = &t->threads[thread];
+	for (size_t i = th->first_loss; i < th->first_loss + th->loss_count; i++)
+		if (t->losses[i].from_ns < to_ns && from_ns < t->losses[i].to_ns)
+			return true;
+	return false;
+}
+
+const char *trace_loss_kind_name(enum trace_loss_kind kind)
+{
+	switch (kind) {
+	case TRACE_LOSS_LEADING:
+		return "leading";
+	case TRACE_LOSS_GAP:
+		return "gap";
+	case TRACE_LOSS_TRAILING:
+		return "trailing";
+	}
+	return "unknown";
+}
+
+/* The largest record the shim writes (an event of 3 words and a stack of
+ * GTR_STACK_MAX_FRAMES), plus the 2 words of slack it keeps: a chunk with
+ * less room than this left may have been given up for a new one. */
+#define MAX_RECORD_BYTES (8u * (3u + 1u + GTR_STACK_MAX_FRAMES + 2u))
+
+/* After a thread's last kept chunk: were later events of it lost?  Only
+ * where chunks are known to be missing (a cut copy: a thread moves to a
+ * new chunk only when its current one is full) or the shim stopped
+ * recording (out of space: any thread that had not ended). */
+static bool lost_after_last_chunk(const struct trace *t, const struct chunk_ref *last, const struct trace_event *events,
+                                  size_t first, size_t n)
+{
+	if (n > first && (events[n - 1].type == GTR_EV_THREAD_EXIT || events[n - 1].type == GTR_EV_THREAD_PAUSE))
+		return false;
+	if (t->out_of_space)
+		return true;
+	uint32_t room = t->header.chunk_size - GTR_CHUNK_HEADER_SIZE;
+	return t->chunks_in_file < t->header.chunks_allocated && room - last->h.used < MAX_RECORD_BYTES;
+}
+
 static int read_chunks(struct trace *t, const unsigned char *data, size_t size, struct trace_event **per_thread,
                        size_t *total)
 {
@@ -421,8 +540,10 @@ static int read_chunks(struct trace *t, const unsigned char *data, size_t size, 
 	if (count > in_file) {
 		note(t, "the file ends after %llu of %llu chunks: it was cut short", (unsigned long long)in_file,
 		     (unsigned long long)count);
+		t->cut_short = true;
 		count = in_file;
 	}
+	t->chunks_in_file = count;
 	struct chunk_ref *refs = calloc(count ? count : 1, sizeof *refs);
 	if (!refs)
 		return -1;
@@ -459,29 +580,80 @@ static int read_chunks(struct trace *t, const unsigned char *data, size_t size, 
 		return -1;
 	}
 	size_t n = 0, thread = 0;
-	for (size_t i = 0; i < nrefs; i++) {
+	/* a loss waiting for the thread's next kept event, its to_ns */
+	struct trace_loss pending = { 0 };
+	bool has_pending = false;
+	int rc = 0;
+	for (size_t i = 0; i < nrefs && rc == 0; i++) {
 		const struct chunk_ref *r = &refs[i];
+		struct trace_thread *th = &t->threads[thread];
 		if (i == 0 || r->h.thread_serial != refs[i - 1].h.thread_serial) {
 			if (i > 0) {
-				t->threads[thread].event_count = n - t->threads[thread].first_event;
-				thread++;
+				th->event_count = n - th->first_event;
+				if (has_pending || lost_after_last_chunk(t, &refs[i - 1], events, th->first_event, n)) {
+					if (!has_pending)
+						pending = (struct trace_loss){ TRACE_LOSS_TRAILING, (uint32_t)thread,
+							                       n > th->first_event ? events[n - 1].ns : 0, 0, 0 };
+					pending.to_ns = UINT64_MAX;
+					rc = add_loss(t, pending);
+					th->events_lost = true;
+				}
+				has_pending = false;
+				th = &t->threads[++thread];
 			}
-			struct trace_thread *th = &t->threads[thread];
 			th->serial = r->h.thread_serial;
 			th->tid = r->h.tid;
 			th->pthread_id = r->h.pthread_id;
 			th->first_event = n;
 			th->events_lost = r->h.seq != 0;
+			if (r->h.seq != 0) {
+				pending = (struct trace_loss){ TRACE_LOSS_LEADING, (uint32_t)thread, 0, 0, r->h.seq };
+				has_pending = true;
+			}
 		} else if (r->h.seq != refs[i - 1].h.seq + 1) {
-			t->threads[thread].events_lost = true;
+			th->events_lost = true;
+			uint64_t missing = r->h.seq > refs[i - 1].h.seq ? r->h.seq - refs[i - 1].h.seq - 1u : 0;
+			if (has_pending) {
+				pending.chunks += missing; /* after chunks that held no event */
+			} else {
+				pending = (struct trace_loss){ TRACE_LOSS_GAP, (uint32_t)thread,
+					                       n > th->first_event ? events[n - 1].ns : 0, 0, missing };
+				has_pending = true;
+			}
 		}
 		const unsigned char *p = data + h->chunk_area_offset + r->index * h->chunk_size + GTR_CHUNK_HEADER_SIZE;
-		uint64_t floor = n > t->threads[thread].first_event ? events[n - 1].clock : 0;
-		n += decode_chunk(t, p, r, (uint32_t)thread, floor, events + n);
+		uint64_t floor = n > th->first_event ? events[n - 1].clock : 0;
+		size_t decoded = decode_chunk(t, p, r, (uint32_t)thread, floor, events + n);
+		if (has_pending && decoded) {
+			pending.to_ns = events[n].ns;
+			rc = add_loss(t, pending);
+			has_pending = false;
+		}
+		n += decoded;
 	}
-	if (nrefs)
-		t->threads[thread].event_count = n - t->threads[thread].first_event;
+	if (nrefs && rc == 0) {
+		struct trace_thread *th = &t->threads[thread];
+		th->event_count = n - th->first_event;
+		if (has_pending || lost_after_last_chunk(t, &refs[nrefs - 1], events, th->first_event, n)) {
+			if (!has_pending)
+				pending = (struct trace_loss){ TRACE_LOSS_TRAILING, (uint32_t)thread,
+					                       n > th->first_event ? events[n - 1].ns : 0, 0, 0 };
+			pending.to_ns = UINT64_MAX;
+			rc = add_loss(t, pending);
+			th->events_lost = true;
+		}
+	}
 	free(refs);
+	if (rc != 0) {
+		free(events);
+		return -1;
+	}
+	for (size_t i = 0; i < t->thread_count; i++)
+		t->threads_with_loss += t->threads[i].events_lost;
+	if (build_union(t, false, &t->loss_gaps) != 0 || build_union(t, true, &t->loss_all) != 0) {
+		free(events);
+		return -1;
+	}
 	*per_thread = events;
 	*total = n;
 	return 0;
@@ -580,6 +752,9 @@ int trace_load(struct trace *t, const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	setup_clock(t);
+	t->not_closed = !(t->header.flags & GTR_FLAG_CLOSED);
+	t->out_of_space = t->header.flags & (GTR_FLAG_OUT_OF_SPACE | GTR_FLAG_FILE_LOST);
+	t->truncated = t->not_closed || t->out_of_space;
 	read_meta(t, data, size);
 	struct trace_event *per_thread = NULL;
 	size_t total = 0;
@@ -593,14 +768,56 @@ int trace_load(struct trace *t, const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	const struct gtr_file_header *h = &t->header;
-	t->truncated = !(h->flags & GTR_FLAG_CLOSED) || (h->flags & GTR_FLAG_OUT_OF_SPACE);
 	if (h->flags & GTR_FLAG_OUT_OF_SPACE)
 		note(t, "the traced process ran out of trace space: later events were not recorded");
+	if (h->flags & GTR_FLAG_FILE_LOST)
+		note(t, "the traced process lost its trace file (renamed, replaced or removed): later events were "
+		        "not recorded");
 	t->last_event_ns = t->event_count ? t->events[t->event_count - 1].ns : 0;
 	t->end_ns = t->last_event_ns;
 	if ((h->flags & GTR_FLAG_CLOSED) && h->end.clock > h->start.clock && to_ns(t, h->end.clock) > t->end_ns)
 		t->end_ns = to_ns(t, h->end.clock);
 	return 0;
+}
+
+bool trace_incomplete(const struct trace *t)
+{
+	return t->cut_short || t->not_closed || t->out_of_space;
+}
+
+size_t trace_incomplete_reasons(const struct trace *t, const char *ids[3])
+{
+	size_t n = 0;
+	if (t->cut_short)
+		ids[n++] = "cut_short";
+	if (t->not_closed)
+		ids[n++] = "not_closed";
+	if (t->out_of_space)
+		ids[n++] = "out_of_space";
+	return n;
+}
+
+const char *trace_incomplete_why(const struct trace *t, char *buf, size_t size)
+{
+	char cut[128] = "";
+	if (t->cut_short && t->chunks_in_file < t->header.chunks_allocated)
+		snprintf(cut, sizeof cut, "the file is cut short (%llu of its %llu chunks are in it: a partial copy?)",
+		         (unsigned long long)t->chunks_in_file, (unsigned long long)t->header.chunks_allocated);
+	else if (t->cut_short)
+		snprintf(cut, sizeof cut, "the file is cut short (inside its metadata: a partial copy?)");
+	const char *parts[] = {
+		cut,
+		t->not_closed ? "the process did not exit normally (crash, kill, or still running)" : "",
+		t->out_of_space ? "the process could not go on recording (out of trace space, or its trace file was "
+		                  "lost): later events were not recorded"
+		                : "",
+	};
+	size_t len = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof parts / sizeof parts[0] && len < size; i++)
+		if (parts[i][0])
+			len += (size_t)snprintf(buf + len, size - len, "%s%s", len ? "; " : "", parts[i]);
+	return buf;
 }
 
 int trace_read_header(const char *path, struct gtr_file_header *h)
@@ -631,6 +848,9 @@ void trace_free(struct trace *t)
 	free(t->modules);
 	free(t->stacks);
 	free(t->stack_frames);
+	free(t->losses);
+	free(t->loss_gaps.items);
+	free(t->loss_all.items);
 	lines_free(t->notes, t->note_count);
 	memset(t, 0, sizeof *t);
 }

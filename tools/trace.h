@@ -31,8 +31,35 @@ struct trace_thread {
 	int32_t tid;
 	uint64_t pthread_id;
 	char name[17];              /* from THREAD_NAME, or "" */
-	bool events_lost;           /* ring mode dropped this thread's oldest events */
+	bool events_lost;           /* ring mode dropped this thread's oldest events,
+	                               or it has another loss (trace.losses) */
+	size_t first_loss, loss_count; /* its range of trace.losses */
 	size_t first_event, event_count; /* range in the per-thread order (internal) */
+};
+
+/* A stretch of one thread's events that the trace does not hold.  Events
+ * are lost, never reordered: the thread's kept events before and after the
+ * loss bound it, so its lost events lie strictly inside (from_ns, to_ns). */
+enum trace_loss_kind {
+	TRACE_LOSS_LEADING,  /* before its first kept chunk (ring mode reused the
+	                        older ones): from_ns is 0 */
+	TRACE_LOSS_GAP,      /* between two kept chunks whose seqs are not
+	                        consecutive */
+	TRACE_LOSS_TRAILING, /* after its last kept chunk: the file was cut short
+	                        or ran out of space; to_ns is UINT64_MAX */
+};
+
+struct trace_loss {
+	enum trace_loss_kind kind;
+	uint32_t thread;            /* index into trace.threads */
+	uint64_t from_ns, to_ns;
+	uint64_t chunks;            /* chunks lost, when the seqs say (else 0) */
+};
+
+/* Disjoint, sorted open intervals (from_ns, to_ns) covering some losses. */
+struct trace_loss_union {
+	struct trace_loss *items;   /* only from_ns and to_ns are meaningful */
+	size_t count;
 };
 
 struct trace_gil {
@@ -76,9 +103,28 @@ struct trace {
 	uint64_t *stack_frames;
 	size_t stack_frame_count, stack_frame_cap;
 
-	bool truncated;             /* the process did not close the trace */
+	/* How complete the evidence is.  `truncated` (kept for the views that
+	 * say "the process did not exit normally") is not_closed or
+	 * out_of_space; trace_incomplete() adds a file cut short. */
+	bool truncated;             /* not_closed || out_of_space */
+	bool not_closed;            /* no CLOSED flag: crash, kill, or still running */
+	bool out_of_space;          /* the shim could not grow the file, or lost it
+	                               (GTR_FLAG_FILE_LOST): later events missing */
+	bool cut_short;             /* the file is shorter than its header says:
+	                               a partial copy (chunks or metadata missing) */
+	uint64_t chunks_in_file;    /* of header.chunks_allocated */
 	uint64_t last_event_ns;     /* the newest committed event */
 	uint64_t end_ns;            /* exit clock pair if closed, else last event */
+
+	/* events lost inside the trace (ring mode, a cut copy, a full disk),
+	 * by thread, each thread's in time order; the unions answer
+	 * trace_lost_within() */
+	struct trace_loss *losses;
+	size_t loss_count;
+	uint64_t chunks_lost;       /* sum of losses[].chunks */
+	size_t threads_with_loss;
+	struct trace_loss_union loss_gaps; /* GAP and TRAILING losses */
+	struct trace_loss_union loss_all;  /* every loss */
 
 	char **notes;               /* problems met while reading, one line each */
 	size_t note_count;
@@ -100,6 +146,26 @@ void trace_sanitize_string(char *s);
  * `left` bytes), or 0: overlong forms, surrogates and code points past
  * U+10FFFF are not valid. */
 size_t trace_utf8_sequence(const unsigned char *p, size_t left);
+
+/* Whether the trace is incomplete evidence: cut short, not closed, or
+ * out of space.  A ring trace that overwrote its oldest events is not
+ * incomplete (that is what ring mode is for); its losses are listed. */
+bool trace_incomplete(const struct trace *t);
+/* Why, in a few words for a line of text ("the file is cut short: 44 of
+ * 249 chunks; the process did not exit normally"), or "" if complete;
+ * returns buf. */
+const char *trace_incomplete_why(const struct trace *t, char *buf, size_t size);
+/* The stable ids of the reasons, in the order of trace_incomplete_why():
+ * "cut_short", "not_closed", "out_of_space"; returns how many (<= 3). */
+size_t trace_incomplete_reasons(const struct trace *t, const char *ids[3]);
+/* Whether events of some thread may be missing strictly between from_ns
+ * and to_ns: a GAP or TRAILING loss overlaps (from_ns, to_ns), or with
+ * leading_too any loss does. */
+bool trace_lost_within(const struct trace *t, uint64_t from_ns, uint64_t to_ns, bool leading_too);
+/* The same for the losses of one thread (an index into threads). */
+bool trace_thread_lost_within(const struct trace *t, uint32_t thread, uint64_t from_ns, uint64_t to_ns);
+/* "leading", "gap", "trailing". */
+const char *trace_loss_kind_name(enum trace_loss_kind kind);
 
 /* Name of an event type for dump and messages ("gil-acquire"). */
 const char *trace_event_name(unsigned type);

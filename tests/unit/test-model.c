@@ -187,6 +187,9 @@ static int test_truncated_trace(void)
 	char err[256];
 	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
 	CHECK(t.truncated && t.last_event_ns == 4000);
+	CHECK(t.not_closed && !t.cut_short && trace_incomplete(&t));
+	const char *ids[3];
+	CHECK(trace_incomplete_reasons(&t, ids) == 1 && strcmp(ids[0], "not_closed") == 0);
 	trace_free(&t);
 	return ok;
 }
@@ -201,6 +204,10 @@ static int test_file_cut_short(void)
 	CHECK(trace_load(&t, fake_write(&f, GTR_HEADER_SIZE + META + CHUNK + 100), err, sizeof err) == 0);
 	CHECK(t.thread_count == 1 && t.event_count == 7);
 	CHECK(t.note_count >= 1 && strstr(t.notes[0], "cut short"));
+	/* issue 10 item 11: closed, yet incomplete evidence */
+	char why[320];
+	CHECK(t.cut_short && !t.not_closed && trace_incomplete(&t));
+	CHECK(strstr(trace_incomplete_why(&t, why, sizeof why), "1 of its 2 chunks"));
 	trace_free(&t);
 	return ok;
 }
@@ -261,6 +268,156 @@ static int test_ring_mode_lost_events(void)
 	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
 	CHECK(t.threads[0].events_lost);
 	CHECK(model_build(&m, &t) == 0 && m.error_count == 0);
+	model_free(&m);
+	trace_free(&t);
+	return ok;
+}
+
+static void count_handoff(void *ctx, unsigned gil, int from, uint64_t released, int to, uint64_t acquired)
+{
+	(void)gil, (void)from, (void)released, (void)to, (void)acquired;
+	++*(int *)((void **)ctx)[0];
+}
+
+static void ignore_span(void *ctx, int thread, enum lane_state state, uint64_t start, uint64_t end)
+{
+	(void)ctx, (void)thread, (void)state, (void)start, (void)end;
+}
+
+/* The drawn handoffs (spans.c) are the model's. */
+static int spans_handoffs(const struct model *m)
+{
+	int n = 0;
+	void *ctx[1] = { &n };
+	struct span_visitor v = { ctx, ignore_span, count_handoff };
+	return spans_walk(m, &v) == 0 ? n : -1;
+}
+
+/* Issue 10 item 12: a ring trace kept 101's release at +0.1 us and 102's
+ * acquisition at +900 us, after its older chunks were reused; the switch
+ * numbers (1, then 500) say 498 acquisitions came between.  No handoff of
+ * 899.9 us is invented, and the time between is lost, not idle. */
+static int test_ring_gap_is_no_handoff(void)
+{
+	int ok = 1;
+	struct fake f;
+	fake_init(&f, GTR_FLAG_CLOSED | GTR_FLAG_RING);
+	f.h->end = (struct gtr_clock_pair){ 1000000, 1000000 };
+	struct gtr_chunk_header *a = fake_chunk(&f, 1, 100, 0, 1000);
+	struct gtr_chunk_header *b = fake_chunk(&f, 2, 101, 0, 1000);
+	struct gtr_chunk_header *c = fake_chunk(&f, 3, 102, 5, 900000); /* seqs 0-4 reused */
+	fake_event(b, GTR_EV_GIL_ACQUIRE, 0, 1000, 0xbbb, 1);
+	fake_event(b, GTR_EV_GIL_RELEASE, 0, 1100, 0, 0);
+	fake_event(c, GTR_EV_GIL_ACQUIRE, 0, 901000, 0xccc, 500);
+	fake_event(c, GTR_EV_GIL_RELEASE, 0, 902000, 0, 0);
+	fake_event(a, GTR_EV_GIL_ACQUIRE, 0, 903000, 0xaaa, 501); /* next: a real handoff */
+	fake_event(a, GTR_EV_THREAD_EXIT, GTR_EXIT_PROCESS | GTR_EXIT_HELD_GIL, 904000, 0, 0);
+	struct trace t;
+	struct model m;
+	char err[256];
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(!trace_incomplete(&t) && t.threads_with_loss == 1 && t.chunks_lost == 5);
+	CHECK(t.loss_count == 1 && t.losses[0].kind == TRACE_LOSS_LEADING && t.losses[0].to_ns == 900000);
+	CHECK(model_build(&m, &t) == 0 && m.error_count == 0);
+	CHECK(m.handoff_count == 1 && m.latency_max == 1000); /* 102 -> 100 only */
+	CHECK(m.handoffs_not_counted == 1 && m.gil_gaps == 1 && m.acquisitions_missing == 498);
+	CHECK(m.gils[0].lost_ns == 900000 - 100 && m.gils[0].gaps == 1);
+	CHECK(m.gils[0].held_ns + m.gils[0].idle_ns + m.gils[0].lost_ns == m.wall_ns);
+	CHECK(spans_handoffs(&m) == 1);
+	model_free(&m);
+	trace_free(&t);
+	return ok;
+}
+
+/* A gap in one thread's own chunks (seq 0, then 2) may hide it taking the
+ * GIL again with the same thread state, which moves no switch number: the
+ * next acquisition by another thread is no handoff from the kept release. */
+static int test_own_gap_hides_a_reacquisition(void)
+{
+	int ok = 1;
+	struct fake f;
+	fake_init(&f, GTR_FLAG_CLOSED);
+	f.h->end = (struct gtr_clock_pair){ 10000, 10000 };
+	struct gtr_chunk_header *a0 = fake_chunk(&f, 1, 100, 0, 1000);
+	struct gtr_chunk_header *b = fake_chunk(&f, 2, 101, 0, 1000);
+	struct gtr_chunk_header *a2 = fake_chunk(&f, 1, 100, 2, 6000);
+	fake_event(a0, GTR_EV_GIL_ACQUIRE, 0, 1000, 0xaaa, 1);
+	fake_event(a0, GTR_EV_GIL_RELEASE, 0, 1100, 0, 0);
+	fake_event(b, GTR_EV_GIL_ACQUIRE, 0, 5000, 0xbbb, 2);
+	fake_event(b, GTR_EV_GIL_RELEASE, 0, 5100, 0, 0);
+	fake_event(a2, GTR_EV_GIL_TAKE_BEGIN, 0, 6000, 0, 0);
+	fake_event(a2, GTR_EV_GIL_ACQUIRE, 0, 6050, 0xaaa, 3);
+	fake_event(a2, GTR_EV_GIL_RELEASE, 0, 7000, 0, 0);
+	struct trace t;
+	struct model m;
+	char err[256];
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(t.loss_count == 1 && t.losses[0].kind == TRACE_LOSS_GAP && t.losses[0].chunks == 1);
+	CHECK(t.losses[0].from_ns == 100 && t.losses[0].to_ns == 5000);
+	CHECK(trace_lost_within(&t, 100, 4000, false) && !trace_lost_within(&t, 5000, 6000, true));
+	CHECK(trace_thread_lost_within(&t, 0, 4000, 4100) && !trace_thread_lost_within(&t, 1, 0, 9000));
+	CHECK(model_build(&m, &t) == 0 && m.error_count == 0);
+	/* 100 -> 101 at 4000 crosses 100's gap (100 may have taken the GIL
+	 * again there); so does 101 -> 100 at 5050 (100 may have taken it
+	 * in its gap, then again: one switch) */
+	CHECK(m.handoff_count == 0 && m.handoffs_not_counted == 2);
+	CHECK(m.gil_gaps == 2 && m.acquisitions_missing == 0);
+	CHECK(m.gils[0].held_ns + m.gils[0].idle_ns + m.gils[0].lost_ns == m.wall_ns);
+	CHECK(spans_handoffs(&m) == 0);
+	model_free(&m);
+	trace_free(&t);
+	return ok;
+}
+
+/* A ring thread whose first kept event is a release: it held the GIL for
+ * an unknown part of the time since the GIL was last known free. */
+static int test_release_of_a_lost_acquisition(void)
+{
+	int ok = 1;
+	struct fake f;
+	fake_init(&f, GTR_FLAG_CLOSED | GTR_FLAG_RING);
+	f.h->end = (struct gtr_clock_pair){ 10000, 10000 };
+	struct gtr_chunk_header *a = fake_chunk(&f, 1, 100, 0, 1000);
+	struct gtr_chunk_header *b = fake_chunk(&f, 2, 101, 3, 3000);
+	fake_event(a, GTR_EV_GIL_ACQUIRE, 0, 1000, 0xaaa, 1);
+	fake_event(a, GTR_EV_GIL_RELEASE, 0, 2000, 0, 0);
+	fake_event(b, GTR_EV_GIL_RELEASE, 0, 3000, 0, 0);
+	struct trace t;
+	struct model m;
+	char err[256];
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(model_build(&m, &t) == 0 && m.error_count == 0);
+	CHECK(m.gils[0].held_ns == 1000 && m.gils[0].lost_ns == 1000);
+	CHECK(m.gils[0].held_ns + m.gils[0].idle_ns + m.gils[0].lost_ns == m.wall_ns);
+	model_free(&m);
+	trace_free(&t);
+	return ok;
+}
+
+/* Out of space: a thread that had not ended lost its later events, so its
+ * hold is known only to its last event, and no handoff crosses the gap. */
+static int test_out_of_space_tail(void)
+{
+	int ok = 1;
+	struct fake f;
+	fake_init(&f, GTR_FLAG_CLOSED | GTR_FLAG_OUT_OF_SPACE);
+	f.h->end = (struct gtr_clock_pair){ 10000, 10000 };
+	struct gtr_chunk_header *a = fake_chunk(&f, 1, 100, 0, 1000);
+	struct gtr_chunk_header *b = fake_chunk(&f, 2, 101, 0, 1000);
+	fake_event(a, GTR_EV_GIL_ACQUIRE, 0, 1000, 0xaaa, 1);
+	fake_event(a, GTR_EV_GIL_DROP_REQUEST, 0, 2000, 0, 0); /* its last kept event */
+	fake_event(b, GTR_EV_GIL_TAKE_BEGIN, 0, 1500, 0, 0);
+	fake_event(b, GTR_EV_GIL_ACQUIRE, 0, 5000, 0xbbb, 2);
+	fake_event(b, GTR_EV_THREAD_EXIT, GTR_EXIT_RETURN, 6000, 0, 0);
+	struct trace t;
+	struct model m;
+	char err[256];
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(trace_incomplete(&t) && t.out_of_space && !t.not_closed && !t.cut_short);
+	CHECK(t.loss_count == 1 && t.losses[0].kind == TRACE_LOSS_TRAILING && t.losses[0].thread == 0);
+	CHECK(model_build(&m, &t) == 0 && m.error_count == 0);
+	CHECK(m.threads[0].hold_ns == 1000 && m.handoff_count == 0 && m.gil_gaps == 1);
+	CHECK(m.gils[0].held_ns + m.gils[0].idle_ns + m.gils[0].lost_ns == m.wall_ns);
 	model_free(&m);
 	trace_free(&t);
 	return ok;
@@ -505,7 +662,8 @@ int main(void)
 		test_file_cut_short,     test_corrupt_event_keeps_earlier_ones, test_clock_wraps_past_48_bits,
 		test_ring_mode_lost_events, test_latency_percentiles, test_unusable_files,
 		test_stacks_attach_to_their_event, test_bad_stacks, test_spans_and_lanes_add_up,
-		test_chunk_going_back_in_time,
+		test_chunk_going_back_in_time, test_ring_gap_is_no_handoff, test_own_gap_hides_a_reacquisition,
+		test_release_of_a_lost_acquisition, test_out_of_space_tail,
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
 		tests[i]() ? passed++ : failed++;
