@@ -15,7 +15,10 @@
  * SIGKILL (a CI timeout), and run never renames a file a process still
  * writes (the shim stops growing a trace whose name has moved).  Afterwards
  * run finds the traces of the run by name: those matching PATH that did not
- * exist before CMD started.  An existing PATH is refused, not replaced.
+ * exist before CMD started (so another run writing to the same names at the
+ * same time, e.g. -o 'ci/%p.gtr' in parallel jobs, has its traces listed
+ * too: a trace does not record which run started it).  An existing PATH is
+ * refused, not replaced.
  *
  * Signals.  CMD starts with the signal dispositions and mask run was given
  * (nothing ignored that was not ignored before: python's Ctrl-C works).
@@ -148,12 +151,13 @@ static size_t tag_position(const char *tmpl)
 	return (size_t)(dot - tmpl);
 }
 
+/* A growing string: a glob pattern or a regular expression being built. */
 struct pattern_buf {
 	char *s;
 	size_t len, size;
 };
 
-static void put(struct pattern_buf *b, const char *s)
+static void pattern_append(struct pattern_buf *b, const char *s)
 {
 	size_t n = strlen(s);
 	if (b->len + n + 1 > b->size) {
@@ -168,14 +172,14 @@ static void put(struct pattern_buf *b, const char *s)
 
 /* tmpl[from, to) as a glob pattern (want_regex false) or an extended
  * regular expression: %p is any digits, %% is %, the rest literal. */
-static void put_template(struct pattern_buf *b, const char *tmpl, size_t from, size_t to, bool want_regex)
+static void pattern_append_template(struct pattern_buf *b, const char *tmpl, size_t from, size_t to, bool want_regex)
 {
 	for (size_t i = from; i < to; i++) {
 		char c[3] = { tmpl[i], 0, 0 };
 		if (tmpl[i] == '%' && i + 1 < to && (tmpl[i + 1] == 'p' || tmpl[i + 1] == '%')) {
 			i++;
 			if (tmpl[i] == 'p') {
-				put(b, want_regex ? "[0-9]+" : "[0-9]*");
+				pattern_append(b, want_regex ? "[0-9]+" : "[0-9]*");
 				continue;
 			}
 			c[0] = '%';
@@ -184,7 +188,7 @@ static void put_template(struct pattern_buf *b, const char *tmpl, size_t from, s
 			c[1] = c[0];
 			c[0] = '\\';
 		}
-		put(b, c);
+		pattern_append(b, c);
 	}
 }
 
@@ -227,14 +231,14 @@ static void list_traces(const char *tmpl, const struct trace_list *skip, struct 
 	bool has_pid = strstr(tmpl, "%p") != NULL;
 	size_t tag = tag_position(tmpl), end = strlen(tmpl);
 	struct pattern_buf g = { 0 }, r = { 0 };
-	put_template(&g, tmpl, 0, tag, false);
-	put(&g, "*");
-	put_template(&g, tmpl, tag, end, false);
-	put(&r, "^");
-	put_template(&r, tmpl, 0, tag, true);
-	put(&r, has_pid ? "(\\.[0-9]+)?" : "(\\.[0-9]+(\\.[0-9]+)?)?");
-	put_template(&r, tmpl, tag, end, true);
-	put(&r, "$");
+	pattern_append_template(&g, tmpl, 0, tag, false);
+	pattern_append(&g, "*");
+	pattern_append_template(&g, tmpl, tag, end, false);
+	pattern_append(&r, "^");
+	pattern_append_template(&r, tmpl, 0, tag, true);
+	pattern_append(&r, has_pid ? "(\\.[0-9]+)?" : "(\\.[0-9]+(\\.[0-9]+)?)?");
+	pattern_append_template(&r, tmpl, tag, end, true);
+	pattern_append(&r, "$");
 
 	regex_t re;
 	if (regcomp(&re, r.s, REG_EXTENDED | REG_NOSUB) != 0)
@@ -264,9 +268,11 @@ static void list_traces(const char *tmpl, const struct trace_list *skip, struct 
 	free(r.s);
 }
 
-/* The command's own trace first, then by start time. */
+/* The command's pid, listed first by compare_traces (qsort has no context
+ * argument); set just before the sort. */
 static pid_t sort_first_pid;
 
+/* The command's own trace first, then by start time. */
 static int compare_traces(const void *a, const void *b)
 {
 	const struct found_trace *x = a, *y = b;
@@ -302,6 +308,7 @@ static void refuse_unusable_output(const char *output, const char *tmpl)
 
 /* ---- signals ------------------------------------------------------------------ */
 
+/* What run catches and passes on to the command (see the note above). */
 static const int forwarded_signals[] = { SIGINT, SIGQUIT, SIGTERM, SIGHUP };
 #define N_FORWARDED (sizeof forwarded_signals / sizeof forwarded_signals[0])
 
