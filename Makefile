@@ -79,7 +79,10 @@ check-loop: deps-tests all $(BUILD)/san/giltrace
 # Fuzzing (docs/fuzzing.md): libFuzzer, ASan, UBSan and LeakSanitizer
 # over every command that reads a trace, for FUZZ_TIME seconds, from the
 # seeds in tests/fuzz/seeds; findings land in build/fuzz/crashes/.
+# FUZZ_FLAGS: more libFuzzer options, e.g. '-fork=1 -ignore_crashes=1' to
+# go on after a crash.
 FUZZ_TIME ?= 600
+FUZZ_FLAGS ?=
 FUZZ_CFLAGS := $(COMMON_CFLAGS) -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=all -Itools -Dexit=giltrace_fuzz_exit
 
@@ -91,7 +94,7 @@ $(BUILD)/fuzz/fuzz-readers: tests/fuzz/fuzz-readers.c $(filter-out tools/main.c,
 fuzz: deps-fuzz $(BUILD)/fuzz/fuzz-readers
 	$(Q)mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/crashes
 	$(Q)$(BUILD)/fuzz/fuzz-readers -max_total_time=$(FUZZ_TIME) -timeout=60 -max_len=1048576 \
-		-close_fd_mask=2 -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/crashes/ \
+		-close_fd_mask=2 -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/crashes/ $(FUZZ_FLAGS) \
 		$(BUILD)/fuzz/corpus tests/fuzz/seeds
 
 deps-fuzz:
