@@ -269,3 +269,13 @@ def test_an_existing_output_is_kept(tmp_path):
     assert "'t.gtr' exists" in proc.stderr and "remove it" in proc.stderr
     assert existing.read_bytes() == b"yesterday's trace"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.gtr"]
+
+
+def test_an_unusable_folder_is_refused_before_the_command_runs(tmp_path):
+    """The shim could only say so from inside the command, and trace nothing."""
+    (tmp_path / "file").write_text("")
+    proc = subprocess.run([GILTRACE, "run", "-o", "file/%p/t.gtr", "--", "sh", "-c", "echo ran > ran"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert f"'{tmp_path / 'file'}' is not a folder" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

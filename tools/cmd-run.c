@@ -306,6 +306,37 @@ static void refuse_unusable_output(const char *output, const char *tmpl)
 	    "(%%p in the name makes one per process id)", output);
 }
 
+/* Refuse a PATH whose folder we cannot write, before the command runs
+ * (the shim would only say so from inside it, and trace nothing): try to
+ * make an entry in the deepest folder that exists on the way, where the
+ * shim makes its first missing folder or the trace. */
+static void refuse_unwritable_folder(const char *output, const char *tmpl)
+{
+	char head[OUTPUT_MAX], dir[OUTPUT_MAX + 32];
+	const char *pid = strstr(tmpl, "%p");
+	/* up to the first %p: the folders that are the same for every pid */
+	snprintf(head, sizeof head, "%.*s", (int)(pid ? (size_t)(pid - tmpl) : strlen(tmpl)), tmpl);
+	expand_fixed(dir, sizeof dir, head);
+	struct stat st;
+	int r;
+	do {
+		char *slash = strrchr(dir, '/');
+		slash[slash == dir] = '\0'; /* "/x" -> "/" */
+	} while ((r = stat(dir, &st)) != 0 && errno == ENOENT && strcmp(dir, "/"));
+	if (r != 0)
+		die("-o '%s': cannot write traces in '%s': %s", output, dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		die("-o '%s': '%s' is not a folder", output, dir);
+	size_t n = strlen(dir);
+	snprintf(dir + n, sizeof dir - n, "%s.giltrace-probe.XXXXXX", n > 1 ? "/" : "");
+	if (!mkdtemp(dir)) {
+		int saved = errno;
+		dir[n > 1 ? n : 1] = '\0';
+		die("-o '%s': cannot write traces in '%s': %s", output, dir, strerror(saved));
+	}
+	rmdir(dir);
+}
+
 /* ---- signals ------------------------------------------------------------------ */
 
 /* What run catches and passes on to the command (see the note above). */
@@ -490,6 +521,7 @@ int cmd_run(int argc, char **argv)
 		return EXIT_UNUSABLE;
 	absolute_template(tmpl, sizeof tmpl, output);
 	refuse_unusable_output(output, tmpl);
+	refuse_unwritable_folder(output, tmpl);
 	/* The user's GILTRACE_OPTIONS (stacks=, stack_depth=) come first: the
 	 * shim takes the last value of a key, so run's own keys win. */
 	const char *user = getenv("GILTRACE_OPTIONS");
