@@ -1,10 +1,17 @@
 /*
- * cmd-check.c: `giltrace check [--json] [--quiet-if-clean] PATH...`
+ * cmd-check.c: `giltrace check [--json] [--quiet-if-clean]
+ * [--min-severity error|note] PATH...`
  *
  * Findings only, for CI: every PATH is a trace or a folder searched for
- * *.gtr files (a buildbot's artifact folder).  Exit status 1 when any trace
- * has a finding of severity error, else 2 when a trace was unusable, else 0.
- * The shim runs `check --quiet-if-clean` on its own trace at exit.
+ * *.gtr files (a buildbot's artifact folder).  A CI job must never read
+ * missing or damaged evidence as clean, so the exit status is 1 when any
+ * trace has a finding of severity error; else 2 when a trace was unusable,
+ * was incomplete (trace_incomplete: a file cut short, a process that
+ * crashed or was killed, a full disk) or a PATH held no trace at all; else
+ * 0.  An incomplete trace's findings are still reported: a trace left by a
+ * SIGKILL is often the one that matters.  The shim runs `check
+ * --quiet-if-clean --min-severity error` on its own trace at exit, so
+ * quiet means: nothing for a complete trace without a finding shown.
  */
 #include <errno.h>
 #include <ftw.h>
@@ -16,16 +23,29 @@
 
 #include "builtin.h"
 #include "findings-output.h"
+#include "format.h"
 #include "trace.h"
 #include "usage.h"
 
 static const char usage_text[] =
-        "usage: giltrace check [--json] [--quiet-if-clean] PATH...\n\n"
+        "usage: giltrace check [--json] [--quiet-if-clean] [--min-severity error|note] PATH...\n\n"
         "  PATH               a trace, or a folder searched for *.gtr traces\n"
         "  --json             one array of {trace, findings, ...} objects\n"
-        "  --quiet-if-clean   print nothing for a trace without findings\n\n"
-        "exit status: 0 no error findings, 1 error findings, 2 a trace was\n"
-        "unusable (and no error findings) or usage error\n";
+        "  --quiet-if-clean   print nothing for a complete trace without a finding\n"
+        "                     to show (an incomplete trace always gets its line)\n"
+        "  --min-severity S   show findings of severity S and above: 'note' (the\n"
+        "                     default: all) or 'error'; the exit status is the same\n\n"
+        "exit status: 0 every trace complete and without error findings; 1 error\n"
+        "findings; 2 no error findings but a trace was unusable or incomplete (cut\n"
+        "short, not closed: the process crashed or was killed, out of space), a\n"
+        "PATH held no trace, or a usage error\n";
+
+/* What check prints: all findings, or only errors. */
+struct check_options {
+	bool as_json;
+	bool quiet_if_clean;
+	enum severity min_severity;
+};
 
 struct path_list {
 	char **items;
@@ -83,15 +103,75 @@ static int collect(const char *path, struct path_list *out)
 		die("out of memory");
 	qsort(out->items + before, out->count - before, sizeof *out->items, by_name);
 	if (out->count == before)
-		warning("no *.gtr traces under '%s'", path);
+		return error("no *.gtr traces under '%s': nothing was checked (point check at the folder the traces "
+		             "were written to: GILTRACE_OPTIONS=output=DIR/%%p.gtr, or giltrace run -o)",
+		             path);
 	return 0;
 }
 
 struct check_totals {
-	size_t traces, with_errors, unusable;
+	size_t traces, with_errors, incomplete, unusable;
 };
 
-static void check_one(const char *path, FILE *out, bool as_json, bool quiet_if_clean, struct json *j,
+/* Keep only the findings of severity min or above (the counts stay). */
+static void filter_findings(struct findings *fs, enum severity min)
+{
+	size_t kept = 0;
+	for (size_t i = 0; i < fs->count; i++)
+		if (detectors[fs->items[i].kind].severity >= min)
+			fs->items[kept++] = fs->items[i];
+	fs->count = kept;
+}
+
+/* The trace's verdict, as JSON says it. */
+static const char *verdict(const struct trace *t, const struct findings *fs)
+{
+	return fs->errors ? "errors" : trace_incomplete(t) ? "incomplete" : "clean";
+}
+
+static void check_json_one(struct json *j, const char *path, const struct trace *t, const struct model *m,
+                           const struct findings *fs)
+{
+	json_object_begin(j, NULL);
+	json_string(j, "trace", path);
+	json_bool(j, "usable", true);
+	json_string(j, "verdict", verdict(t, fs));
+	json_i64(j, "pid", t->header.pid);
+	json_string(j, "python", t->header.py_version[0] ? t->header.py_version : NULL);
+	findings_json_truncation(j, t);
+	json_object_begin(j, "lost");
+	json_u64(j, "threads", t->threads_with_loss);
+	json_u64(j, "chunks", t->chunks_lost);
+	json_u64(j, "gil_acquisitions_missing", m->acquisitions_missing);
+	json_object_end(j);
+	json_u64(j, "errors", fs->errors);
+	json_u64(j, "notes", fs->notes);
+	findings_json(j, "findings", m, fs);
+	json_object_end(j);
+}
+
+static void check_text_one(FILE *out, const char *path, const struct trace *t, const struct model *m,
+                           const struct findings *fs, const struct check_options *o)
+{
+	char why[320], d[32];
+	bool incomplete = trace_incomplete(t);
+	if (!fs->count && !incomplete && o->quiet_if_clean)
+		return;
+	fprintf(out, "giltrace: %s: pid %d, python %.*s: %zu error%s, %zu note%s%s", path, t->header.pid,
+	        (int)strcspn(t->header.py_version, " "), t->header.py_version, fs->errors, fs->errors == 1 ? "" : "s",
+	        fs->notes, fs->notes == 1 ? "" : "s",
+	        fs->notes && o->min_severity > SEVERITY_NOTE ? " (notes not shown)" : "");
+	if (t->threads_with_loss && (t->header.flags & GTR_FLAG_RING))
+		fprintf(out, "; ring mode kept only the newest events of %zu thread%s", t->threads_with_loss,
+		        t->threads_with_loss == 1 ? "" : "s");
+	fputc('\n', out);
+	if (incomplete)
+		fprintf(out, "giltrace: %s: TRUNCATED, not clean: %s; events read up to +%s\n", path,
+		        trace_incomplete_why(t, why, sizeof why), format_duration(d, sizeof d, t->last_event_ns));
+	findings_print_text(out, m, fs);
+}
+
+static void check_one(const char *path, FILE *out, const struct check_options *o, struct json *j,
                       struct check_totals *tot)
 {
 	struct trace t;
@@ -102,10 +182,11 @@ static void check_one(const char *path, FILE *out, bool as_json, bool quiet_if_c
 	if (trace_load(&t, path, err, sizeof err) != 0) {
 		error("%s", err);
 		tot->unusable++;
-		if (as_json) {
+		if (o->as_json) {
 			json_object_begin(j, NULL);
 			json_string(j, "trace", path);
 			json_bool(j, "usable", false);
+			json_string(j, "verdict", "unusable");
 			json_string(j, "error", err);
 			json_object_end(j);
 		}
@@ -115,77 +196,88 @@ static void check_one(const char *path, FILE *out, bool as_json, bool quiet_if_c
 	if (model_build(&m, &t) != 0 || detect_run(&m, &fs) != 0) {
 		error("out of memory analysing '%s'", path);
 		tot->unusable++;
-	} else if (as_json) {
-		json_object_begin(j, NULL);
-		json_string(j, "trace", path);
-		json_bool(j, "usable", true);
-		json_i64(j, "pid", t.header.pid);
-		json_string(j, "python", t.header.py_version[0] ? t.header.py_version : NULL);
-		json_bool(j, "truncated", t.truncated);
-		json_u64(j, "errors", fs.errors);
-		json_u64(j, "notes", fs.notes);
-		findings_json(j, "findings", &m, &fs);
-		json_object_end(j);
-	} else if (fs.count || !quiet_if_clean) {
-		fprintf(out, "giltrace: %s: pid %d, python %.*s%s: %zu error%s, %zu note%s\n", path, t.header.pid,
-		       (int)strcspn(t.header.py_version, " "), t.header.py_version,
-		       t.truncated ? ", truncated (the process did not exit normally)" : "", fs.errors,
-		       fs.errors == 1 ? "" : "s", fs.notes, fs.notes == 1 ? "" : "s");
-		findings_print_text(out, &m, &fs);
+	} else {
+		filter_findings(&fs, o->min_severity);
+		if (o->as_json)
+			check_json_one(j, path, &t, &m, &fs);
+		else
+			check_text_one(out, path, &t, &m, &fs, o);
+		if (fs.errors)
+			tot->with_errors++;
+		else if (trace_incomplete(&t))
+			tot->incomplete++;
 	}
-	if (fs.errors)
-		tot->with_errors++;
 	findings_free(&fs);
 	model_free(&m);
 	trace_free(&t);
 }
 
-int check_paths(char *const *paths, size_t n, FILE *out, bool as_json, bool quiet_if_clean)
+static int check_paths_with(char *const *paths, size_t n, FILE *out, const struct check_options *o)
 {
 	struct path_list traces = { 0 };
 	struct check_totals tot = { 0 };
+	size_t missing = 0; /* PATHs that could not be read or held no trace */
 	for (size_t i = 0; i < n; i++)
 		if (collect(paths[i], &traces) != 0)
-			tot.unusable++;
+			missing++;
 	struct json j;
 	json_init(&j, out);
-	if (as_json)
+	if (o->as_json)
 		json_array_begin(&j, NULL);
 	for (size_t i = 0; i < traces.count; i++) {
-		check_one(traces.items[i], out, as_json, quiet_if_clean, &j, &tot);
+		check_one(traces.items[i], out, o, &j, &tot);
 		fflush(out);
 		free(traces.items[i]);
 	}
 	free(traces.items);
-	if (as_json) {
+	bool unclean = tot.with_errors || tot.incomplete || tot.unusable || missing;
+	if (o->as_json) {
 		json_array_end(&j);
 		json_finish(&j);
-	} else if (tot.traces > 1 && (!quiet_if_clean || tot.with_errors || tot.unusable)) {
-		fprintf(out, "giltrace: checked %zu traces: %zu with errors, %zu unusable\n", tot.traces,
-		        tot.with_errors, tot.unusable);
+	} else if (tot.traces > 1 && (!o->quiet_if_clean || unclean)) {
+		fprintf(out, "giltrace: checked %zu traces: %zu with errors, %zu unusable, %zu incomplete\n", tot.traces,
+		        tot.with_errors, tot.unusable, tot.incomplete);
 	}
 	if (tot.with_errors)
 		return EXIT_FINDINGS;
-	return tot.unusable ? EXIT_UNUSABLE : EXIT_CLEAN;
+	return unclean ? EXIT_UNUSABLE : EXIT_CLEAN;
+}
+
+int check_paths(char *const *paths, size_t n, FILE *out, bool as_json, bool quiet_if_clean)
+{
+	struct check_options o = { as_json, quiet_if_clean, SEVERITY_NOTE };
+	return check_paths_with(paths, n, out, &o);
 }
 
 int cmd_check(int argc, char **argv)
 {
+	enum { OPT_MIN_SEVERITY = 256 };
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "quiet-if-clean", no_argument, NULL, 'q' },
+		{ "min-severity", required_argument, NULL, OPT_MIN_SEVERITY },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool as_json = false, quiet_if_clean = false;
+	struct check_options o = { false, false, SEVERITY_NOTE };
 	int c;
 	while ((c = getopt_long(argc, argv, "jqh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
-			as_json = true;
+			o.as_json = true;
 			break;
 		case 'q':
-			quiet_if_clean = true;
+			o.quiet_if_clean = true;
+			break;
+		case OPT_MIN_SEVERITY:
+			if (strcmp(optarg, "error") == 0) {
+				o.min_severity = SEVERITY_ERROR;
+			} else if (strcmp(optarg, "note") == 0) {
+				o.min_severity = SEVERITY_NOTE;
+			} else {
+				error("--min-severity: '%s' is not a severity: 'error' or 'note'", optarg);
+				return EXIT_UNUSABLE;
+			}
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -199,5 +291,5 @@ int cmd_check(int argc, char **argv)
 		fputs(usage_text, stderr);
 		return EXIT_UNUSABLE;
 	}
-	return check_paths(argv + optind, (size_t)(argc - optind), stdout, as_json, quiet_if_clean);
+	return check_paths_with(argv + optind, (size_t)(argc - optind), stdout, &o);
 }

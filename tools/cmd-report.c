@@ -54,6 +54,36 @@ static bool pick_alive(const struct model_thread *th) { return th->alive_at_fina
 static bool pick_held(const struct model_thread *th) { return th->held_after_finalization; }
 static bool pick_waited(const struct model_thread *th) { return th->waited_after_finalization; }
 
+/* What the trace lost inside (ring mode, a cut copy, a full disk) and
+ * what the model left out because of it. */
+static void json_losses(struct json *j, const struct trace *t, const struct model *m)
+{
+	json_object_begin(j, "lost");
+	json_u64(j, "threads", t->threads_with_loss);
+	json_u64(j, "chunks", t->chunks_lost);
+	json_u64(j, "bytes", t->chunks_lost * t->header.chunk_size);
+	json_u64(j, "gil_acquisitions_missing", m->acquisitions_missing);
+	json_u64(j, "gil_gaps", m->gil_gaps);
+	json_u64(j, "gil_lost_ns", m->lost_ns);
+	json_u64(j, "handoffs_not_counted", m->handoffs_not_counted);
+	json_array_begin(j, "ranges");
+	for (size_t i = 0; i < t->loss_count; i++) {
+		const struct trace_loss *l = &t->losses[i];
+		json_object_begin(j, NULL);
+		json_i64(j, "tid", t->threads[l->thread].tid);
+		json_string(j, "kind", trace_loss_kind_name(l->kind));
+		json_u64(j, "after_ns", l->from_ns);
+		if (l->to_ns != UINT64_MAX)
+			json_u64(j, "before_ns", l->to_ns);
+		else
+			json_null(j, "before_ns");
+		json_u64(j, "chunks", l->chunks);
+		json_object_end(j);
+	}
+	json_array_end(j);
+	json_object_end(j);
+}
+
 static void report_json(struct json *j, const struct trace *t, const struct model *m, const struct findings *fs)
 {
 	const struct gtr_file_header *h = &t->header;
@@ -82,11 +112,8 @@ static void report_json(struct json *j, const struct trace *t, const struct mode
 	json_object_end(j);
 	json_u64(j, "wall_ns", m->wall_ns);
 	json_u64(j, "events", t->event_count);
-	json_bool(j, "truncated", t->truncated);
-	if (t->truncated)
-		json_u64(j, "truncated_at_ns", t->last_event_ns);
-	else
-		json_null(j, "truncated_at_ns");
+	findings_json_truncation(j, t);
+	json_losses(j, t, m);
 
 	json_array_begin(j, "gils");
 	for (unsigned gi = 0; gi < MODEL_MAX_GILS; gi++) {
@@ -100,7 +127,10 @@ static void report_json(struct json *j, const struct trace *t, const struct mode
 		json_bool(j, "main", g->in_runtime);
 		json_u64(j, "held_ns", g->held_ns);
 		json_u64(j, "idle_ns", g->idle_ns);
+		json_u64(j, "lost_ns", g->lost_ns);
 		json_u64(j, "acquisitions", g->acquisitions);
+		json_u64(j, "acquisitions_missing", g->acquisitions_missing);
+		json_u64(j, "gaps", g->gaps);
 		json_object_end(j);
 	}
 	json_array_end(j);
@@ -221,6 +251,24 @@ static void print_tid_list(const struct model *m, bool (*pick)(const struct mode
 	puts(any ? "" : " none");
 }
 
+/* How much the trace lost inside, and what the statistics leave out. */
+static void print_losses(const struct trace *t, const struct model *m)
+{
+	char d[32];
+	if (t->threads_with_loss) {
+		printf("  events lost: %zu thread%s", t->threads_with_loss, t->threads_with_loss == 1 ? "" : "s");
+		if (t->chunks_lost)
+			printf(", %" PRIu64 " chunks (%.1f MiB) or more", t->chunks_lost,
+			       (double)(t->chunks_lost * t->header.chunk_size) / (1024.0 * 1024.0));
+		printf("%s\n", t->header.flags & GTR_FLAG_RING ? "; ring mode keeps each thread's newest events only" : "");
+	}
+	if (m->gil_gaps)
+		printf("  GIL events missing in %" PRIu64 " places (%" PRIu64 " acquisitions or more): %" PRIu64
+		       " handoffs and %s of GIL time across them are not counted\n",
+		       m->gil_gaps, m->acquisitions_missing, m->handoffs_not_counted,
+		       format_duration(d, sizeof d, m->lost_ns));
+}
+
 static void report_text(const struct trace *t, const struct model *m, const struct findings *fs)
 {
 	const struct gtr_file_header *h = &t->header;
@@ -231,12 +279,14 @@ static void report_text(const struct trace *t, const struct model *m, const stru
 	printf("  python %s (%s), pid %d%s, %zu threads, %zu events, wall %s, %s mode\n", v[0] ? v : "?", b,
 	       h->pid, h->flags & GTR_FLAG_FORK_CHILD ? " (fork child)" : "", m->thread_count, t->event_count,
 	       format_duration(d1, sizeof d1, m->wall_ns), h->flags & GTR_FLAG_RING ? "ring" : "full");
-	if (t->truncated)
-		printf("  TRUNCATED: the process did not exit normally (crash, kill, or still running);\n"
+	char why[320];
+	if (trace_incomplete(t))
+		printf("  TRUNCATED: %s;\n"
 		       "  every event up to +%s (the last one committed) was read\n",
-		       format_duration(d1, sizeof d1, t->last_event_ns));
+		       trace_incomplete_why(t, why, sizeof why), format_duration(d1, sizeof d1, t->last_event_ns));
 	for (size_t i = 0; i < t->note_count; i++)
 		printf("  note: %s\n", t->notes[i]);
+	print_losses(t, m);
 
 	for (unsigned gi = 0; gi < MODEL_MAX_GILS; gi++) {
 		const struct model_gil *g = &m->gils[gi];
@@ -246,6 +296,9 @@ static void report_text(const struct trace *t, const struct model *m, const stru
 		       g->in_runtime ? " (main)" : "", g->base, format_duration(d1, sizeof d1, g->held_ns),
 		       m->wall_ns ? 100.0 * (double)g->held_ns / (double)m->wall_ns : 0.0,
 		       format_duration(d2, sizeof d2, g->idle_ns), g->acquisitions);
+		if (g->gaps)
+			printf("  lost %s (events missing in %" PRIu64 " places, %" PRIu64 " acquisitions or more)\n",
+			       format_duration(d1, sizeof d1, g->lost_ns), g->gaps, g->acquisitions_missing);
 	}
 	printf("handoffs: %" PRIu64 ", latency p50 %s  p90 %s  p99 %s  max %s\n", m->handoff_count,
 	       format_duration(d1, sizeof d1, m->latency_p50), format_duration(d2, sizeof d2, m->latency_p90),

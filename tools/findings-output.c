@@ -231,3 +231,22 @@ void findings_json(struct json *j, const char *key, const struct model *m, const
 	json_array_end(j);
 	symbolizer_free(sym);
 }
+
+/* "truncated", why, and up to when the events are complete: the same
+ * members in check's and report's objects. */
+void findings_json_truncation(struct json *j, const struct trace *t)
+{
+	const char *ids[3];
+	char why[320];
+	size_t n = trace_incomplete_reasons(t, ids);
+	json_bool(j, "truncated", n > 0);
+	json_array_begin(j, "truncated_reasons");
+	for (size_t i = 0; i < n; i++)
+		json_string(j, NULL, ids[i]);
+	json_array_end(j);
+	json_string(j, "truncated_why", n ? trace_incomplete_why(t, why, sizeof why) : NULL);
+	if (n)
+		json_u64(j, "truncated_at_ns", t->last_event_ns);
+	else
+		json_null(j, "truncated_at_ns");
+}

@@ -23,4 +23,11 @@ void findings_print_text(FILE *out, const struct model *m, const struct findings
  * "symbol_problems", the notes of findings_print_problems() as strings. */
 void findings_json(struct json *j, const char *key, const struct model *m, const struct findings *fs);
 
+/* Members of the open object saying whether the trace is truncated
+ * (trace_incomplete), why and up to when: "truncated",
+ * "truncated_reasons" (["cut_short", "not_closed", "out_of_space"]),
+ * "truncated_why" and "truncated_at_ns" (null when complete).  check and
+ * report give the same. */
+void findings_json_truncation(struct json *j, const struct trace *t);
+
 #endif

@@ -633,10 +633,11 @@ static void write_summary(struct page *p)
 	             l->lane_count);
 	fputs("</dd>\n</dl>\n", out);
 
-	if (t->truncated) {
-		fputs("<p class=\"warn\" id=\"truncated\">TRUNCATED: the process did not exit normally (crash, kill, "
-		      "or still running); every event up to ",
-		      out);
+	if (trace_incomplete(t)) {
+		char why[320];
+		fputs("<p class=\"warn\" id=\"truncated\">TRUNCATED: ", out);
+		html_escape(out, trace_incomplete_why(t, why, sizeof why));
+		fputs("; every event up to ", out);
 		html_escapef(out, "+%s", format_duration(d1, sizeof d1, t->last_event_ns));
 		fputs(" (the last one committed) was read.</p>\n", out);
 	}

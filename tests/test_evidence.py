@@ -1,0 +1,308 @@
+"""Evidence the tools could not read is never called clean, and events a
+trace lost are never made into statistics (issue 10, items 11 and 12).
+
+Item 11: `check` on a partial copy of a trace, a stub, a killed process's
+trace or a folder without traces must not exit 0; it says truncated and why,
+in text and JSON, and still reports the findings it could read.
+Item 12: a ring trace keeps each thread's newest events only; a release
+before the lost stretch and the first acquisition after it are no handoff.
+
+GILTRACE_EVIDENCE_BIN runs these tests against another build of giltrace
+(the code before the fix, to see them fail there).
+"""
+import json
+import os
+import signal
+import struct
+import subprocess
+
+import pytest
+
+from conftest import GILTRACE, SHIM, assert_model_sound, dump, giltrace_run, write_script
+from test_findings import SCENARIOS
+
+BIN = os.environ.get("GILTRACE_EVIDENCE_BIN", GILTRACE)
+DEBIAN = "/usr/bin/python3.11"
+
+# header fields (include/trace-format.h)
+FLAGS_AT, CHUNK_SIZE_AT, CHUNK_AREA_AT, CHUNKS_ALLOCATED_AT = 16, 20, 24, 48
+FLAG_CLOSED = 1
+
+
+def tool(*args):
+    return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=120)
+
+
+def check_json(*paths, args=()):
+    proc = tool("check", "--json", *args, *map(str, paths))
+    return json.loads(proc.stdout), proc.returncode
+
+
+def need(python):
+    if not os.access(python, os.X_OK):
+        pytest.skip(f"{python} not installed")
+
+
+# ---- item 11: incomplete evidence --------------------------------------------------
+
+THREADS = """
+import threading
+def work():
+    for _ in range(20000):
+        sum(range(50))
+ts = [threading.Thread(target=work) for _ in range(4)]
+[t.start() for t in ts]; [t.join() for t in ts]
+"""
+
+
+@pytest.fixture(scope="module")
+def whole_trace(tmp_path_factory):
+    """A complete trace of several chunks (Debian's python3.11) and its bytes."""
+    need(DEBIAN)
+    tmp = tmp_path_factory.mktemp("whole")
+    proc, trace = giltrace_run(DEBIAN, write_script(tmp, THREADS), tmp)
+    assert proc.returncode == 0, proc.stderr
+    data = open(trace, "rb").read()
+    assert struct.unpack_from("<Q", data, CHUNKS_ALLOCATED_AT)[0] >= 3, "too few chunks to cut"
+    return trace, data
+
+
+def cut(data, chunks):
+    """The first `chunks` chunks of the trace: a partial copy."""
+    area = struct.unpack_from("<Q", data, CHUNK_AREA_AT)[0]
+    size = struct.unpack_from("<I", data, CHUNK_SIZE_AT)[0]
+    return data[:area + chunks * size]
+
+
+def test_complete_trace_is_clean(whole_trace):
+    results, status = check_json(whole_trace[0])
+    assert status == 0
+    assert results[0]["verdict"] == "clean" and results[0]["truncated"] is False
+    assert results[0]["truncated_reasons"] == []
+
+
+def test_partial_copy_is_not_clean(tmp_path, whole_trace):
+    data = whole_trace[1]
+    allocated = struct.unpack_from("<Q", data, CHUNKS_ALLOCATED_AT)[0]
+    part = tmp_path / "part.gtr"
+    part.write_bytes(cut(data, allocated // 3))
+    (result,), status = check_json(part)
+    assert status == 2
+    assert result["usable"] and result["verdict"] == "incomplete"
+    assert result["truncated"] is True and result["truncated_reasons"] == ["cut_short"]
+    assert f"{allocated // 3} of its {allocated} chunks" in result["truncated_why"]
+    text = tool("check", str(part))
+    assert text.returncode == 2
+    assert "TRUNCATED, not clean: the file is cut short" in text.stdout
+    # even when quiet, and when only errors are asked for: it is not clean
+    quiet = tool("check", "--quiet-if-clean", "--min-severity", "error", str(part))
+    assert quiet.returncode == 2 and "TRUNCATED" in quiet.stdout
+    # report says so too, and its model still adds up
+    rep = json.loads(tool("report", "--json", str(part)).stdout)
+    assert rep["truncated"] and rep["truncated_reasons"] == ["cut_short"]
+    assert_model_sound(rep)
+    assert "TRUNCATED: the file is cut short" in tool("report", str(part)).stdout
+
+
+def test_stub_is_not_clean(tmp_path, whole_trace):
+    stub = tmp_path / "stub.gtr"
+    stub.write_bytes(whole_trace[1][:5000])
+    (result,), status = check_json(stub)
+    assert status == 2 and result["truncated"] and "cut_short" in result["truncated_reasons"]
+
+
+def test_folder_without_traces(tmp_path, whole_trace):
+    empty = tmp_path / "artifacts"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no traces here")
+    proc = tool("check", str(empty))
+    assert proc.returncode == 2
+    assert f"no *.gtr traces under '{empty}': nothing was checked" in proc.stderr
+    assert "output=" in proc.stderr  # what to do
+    # a good trace elsewhere does not make up for a folder that held none
+    proc = tool("check", whole_trace[0], str(empty))
+    assert proc.returncode == 2
+
+
+FOREVER = """
+import threading, time
+def work():
+    while True:
+        sum(range(100)); time.sleep(0)
+for _ in range(2):
+    threading.Thread(target=work, daemon=True).start()
+time.sleep(0.2)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_killed_process_is_evidence_but_not_clean(tmp_path):
+    """SIGKILL: the trace reads, it is not clean (2), and it says why."""
+    need(DEBIAN)
+    trace = tmp_path / "killed.gtr"
+    env = dict(os.environ, LD_PRELOAD=SHIM, GILTRACE_OPTIONS=f"output={trace}")
+    proc = subprocess.Popen([DEBIAN, write_script(tmp_path, FOREVER)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    (result,), status = check_json(trace)
+    assert status == 2 and result["verdict"] == "incomplete"
+    assert result["truncated_reasons"] == ["not_closed"]
+    quiet = tool("check", "--quiet-if-clean", "--min-severity", "error", str(trace))
+    assert quiet.returncode == 2
+    assert "TRUNCATED, not clean: the process did not exit normally" in quiet.stdout
+
+
+def test_killed_process_still_reports_its_findings(python, extension, tmp_path):
+    """The finding of a trace whose process died is reported (exit 1), with
+    the trace called truncated: a SIGKILLed trace is often the one that
+    matters.  (The scenario's trace with its CLOSED flag cleared: what a
+    kill leaves.)"""
+    trace = tmp_path / "t.gtr"
+    env = dict(os.environ, PYTHONPATH=extension)
+    proc = subprocess.run([GILTRACE, "run", "-o", str(trace), "--", python,
+                           os.path.join(SCENARIOS, "exit_holding_gil.py")],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    data = bytearray(trace.read_bytes())
+    struct.pack_into("<I", data, FLAGS_AT, struct.unpack_from("<I", data, FLAGS_AT)[0] & ~FLAG_CLOSED)
+    killed = tmp_path / "killed.gtr"
+    killed.write_bytes(bytes(data))
+    (result,), status = check_json(killed)
+    assert status == 1
+    assert result["truncated"] and result["truncated_reasons"] == ["not_closed"]
+    assert any(f["id"] == "exit-holding-gil" for f in result["findings"])
+    text = tool("check", "--quiet-if-clean", "--min-severity", "error", str(killed)).stdout
+    assert "giltrace ERROR: exit-holding-gil" in text and "TRUNCATED" in text
+
+
+SPIN = """
+import threading, time
+def spin():
+    while True:
+        pass
+for _ in range(4):
+    threading.Thread(target=spin, daemon=True).start()
+time.sleep(0.05)
+"""
+
+
+def test_min_severity(tmp_path):
+    """Notes only (finalization ended spinning daemon threads): with
+    --min-severity error nothing is shown, and quiet means silent; the exit
+    status is the same either way."""
+    need(DEBIAN)
+    proc, trace = giltrace_run(DEBIAN, write_script(tmp_path, SPIN), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (result,), status = check_json(trace)
+    assert status == 0 and result["notes"] > 0 and result["errors"] == 0
+    notes = tool("check", "--quiet-if-clean", trace)
+    assert notes.returncode == 0 and "giltrace note: exit-in-take-gil" in notes.stdout
+    quiet = tool("check", "--quiet-if-clean", "--min-severity", "error", trace)
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+    loud = tool("check", "--min-severity", "error", trace)
+    assert loud.returncode == 0 and "(notes not shown)" in loud.stdout and "giltrace note" not in loud.stdout
+    (filtered,), status = check_json(trace, args=("--min-severity", "error"))
+    assert status == 0 and filtered["findings"] == [] and filtered["notes"] == result["notes"]
+    assert tool("check", "--min-severity", "error", "--min-severity", "note", trace).returncode == 0
+    bad = tool("check", "--min-severity", "warning", trace)
+    assert bad.returncode == 2 and "'warning' is not a severity" in bad.stderr
+
+
+# ---- item 12: no statistics across lost events ----------------------------------------------
+
+STORM = """
+import sys, threading, time
+def early():
+    for _ in range(50):
+        time.sleep(0)
+def worker():
+    for _ in range(int(sys.argv[1])):
+        time.sleep(0)
+        sum(range(20))
+e = threading.Thread(target=early); e.start(); e.join()
+ts = [threading.Thread(target=worker) for _ in range(3)]
+[t.start() for t in ts]; [t.join() for t in ts]
+"""
+
+
+def gil_events(trace):
+    """(ns, tid, kind, switch or None) of GIL 0's acquisitions and releases."""
+    out = []
+    for ts, tid, name, details in dump(trace):
+        if name in ("gil-acquire", "gil-release") and "gil=0" in details:
+            switch = next((int(d[7:]) for d in details if d.startswith("switch=")), None)
+            out.append((round(ts * 1e9), tid, name, switch))
+    return out
+
+
+def handoffs_by_pairing(events, sound):
+    """Latencies of release -> next acquisition by another thread, for the
+    acquisitions `sound(previous acquisition, acquisition)` accepts."""
+    latencies, last_release, prev_acq = [], None, None
+    for ev in events:
+        ns, tid, kind, switch = ev
+        if kind == "gil-release":
+            last_release = (ns, tid)
+        else:
+            if last_release and last_release[1] != tid and sound(prev_acq, ev):
+                latencies.append(ns - last_release[0])
+            last_release, prev_acq = None, ev
+    return latencies
+
+
+def test_ring_trace_invents_no_handoff(python, tmp_path):
+    """Worker threads wrap their 1 MiB rings; the early thread's last release
+    stays in the trace.  Paired with a worker's first kept acquisition across
+    the lost stretch (the switch number jumps), it made a handoff as long as
+    the run: now no handoff crosses a loss, the time is lost, not idle, and
+    the report says how much was lost."""
+    script = write_script(tmp_path, STORM)
+    proc, trace = giltrace_run(python, script, tmp_path, "--mode", "ring", "--ring-size", "1", extra=("40000",),
+                               timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(tool("report", "--json", trace).stdout)
+    assert_model_sound(rep)
+    lost = rep["lost"]
+    assert lost["threads"] >= 3 and lost["chunks"] > 0, "the rings did not wrap: the test shows nothing"
+    assert lost["gil_acquisitions_missing"] > 0 and lost["gil_gaps"] > 0
+    (gil,) = rep["gils"]
+    assert gil["lost_ns"] > 0 and gil["lost_ns"] == lost["gil_lost_ns"]
+    assert any(r["kind"] == "leading" for r in lost["ranges"])
+
+    events = gil_events(trace)
+    # the bug's shape is in this trace: pairing blindly crosses switch jumps
+    blind = handoffs_by_pairing(events, lambda prev, acq: True)
+    jumps = handoffs_by_pairing(events, lambda prev, acq: prev is not None and acq[3] - prev[3] > 1)
+    # every counted handoff pairs acquisitions one switch apart
+    one_apart = handoffs_by_pairing(events, lambda prev, acq: prev is not None and acq[3] - prev[3] == 1)
+    assert jumps and max(jumps) > max(one_apart), "no invented handoff to leave out: the test shows nothing"
+    count = rep["handoffs"]["count"]
+    assert count + lost["handoffs_not_counted"] == len(blind)
+    assert 0 < count <= len(one_apart)
+    assert rep["handoffs"]["latency_ns"]["max"] <= max(one_apart)
+    # the pictures draw the same handoffs
+    export = json.loads(tool("export", "-o", "-", trace).stdout)
+    assert sum(1 for e in export["traceEvents"] if e.get("ph") == "s") == count
+    text = tool("report", trace).stdout
+    assert "GIL events missing in" in text and "are not counted" in text
+
+
+def test_complete_trace_has_no_gaps(python, tmp_path):
+    """The switch numbers of a full trace never skip: no false gap on any
+    interpreter (3.8-3.13, debug builds), so nothing is left out."""
+    script = write_script(tmp_path, STORM)
+    proc, trace = giltrace_run(python, script, tmp_path, extra=("3000",), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(tool("report", "--json", trace).stdout)
+    assert_model_sound(rep)
+    lost = rep["lost"]
+    assert lost == dict(lost, threads=0, chunks=0, gil_acquisitions_missing=0, gil_gaps=0, gil_lost_ns=0,
+                        handoffs_not_counted=0, ranges=[])
+    events = gil_events(trace)
+    acquisitions = [e for e in events if e[2] == "gil-acquire"]
+    assert all(b[3] - a[3] in (0, 1) for a, b in zip(acquisitions, acquisitions[1:]))
+    assert rep["handoffs"]["count"] == len(handoffs_by_pairing(events, lambda prev, acq: True)) > 0
