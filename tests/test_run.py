@@ -64,10 +64,10 @@ def alive(pid):
     return True
 
 
-def start_sleeper(tmp_path, *run_args):
+def start_sleeper(tmp_path, python=INTERPRETER):
     """giltrace run -o t.gtr -- python SLEEPER, once python sleeps: (run, python's pid)."""
     script = write_script(tmp_path, SLEEPER)
-    run = subprocess.Popen([GILTRACE, "run", "-o", "t.gtr", *run_args, "--", INTERPRETER, script],
+    run = subprocess.Popen([GILTRACE, "run", "-o", "t.gtr", "--", python, script],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                            preexec_fn=defaults)
     return run, int(run.stdout.readline())
@@ -99,17 +99,16 @@ def test_signal_dispositions_are_the_untraced_ones(python, tmp_path, start):
     assert (tmp_path / "t.gtr").exists()
 
 
-def test_sigint_to_run_interrupts_python(tmp_path):
+def test_sigint_to_run_interrupts_python(python, tmp_path):
     """kill -INT <run>: python gets its KeyboardInterrupt, run dies of SIGINT as python did."""
-    need_debian_python()
     script = write_script(tmp_path, SLEEPER, "plain.py")
-    plain = subprocess.Popen([INTERPRETER, script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    plain = subprocess.Popen([python, script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              preexec_fn=defaults)
     plain.stdout.readline()
     plain.send_signal(signal.SIGINT)
     plain_out, plain_err = plain.communicate(timeout=60)
 
-    run, pid = start_sleeper(tmp_path)
+    run, pid = start_sleeper(tmp_path, python)
     try:
         run.send_signal(signal.SIGINT)
         out, err = run.communicate(timeout=60)
