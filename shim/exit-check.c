@@ -173,6 +173,8 @@ void exit_check_run(void)
 		shim_say("warning", parts, 3);
 		goto out;
 	}
+	if (recorder_stopped_early())
+		goto out; /* its one warning said so, and where the trace is */
 	int trace = move_high(recorder_reopen_for_reading());
 	if (trace < 0) {
 		const char *parts[] = { "cannot check the trace: '", recorder_path(),

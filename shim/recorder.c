@@ -139,7 +139,8 @@ static void stop_growing(int err)
 	const char *why = err == ESTALE ? "its name leads to another file now (renamed or replaced)"
 	                  : err == ENOMEM ? "the address range reserved for it is full"
 	                  : strerror(err);
-	const char *parts[] = { "trace '", rec.file.path, "': ", why, "; recording stopped, the program runs on" };
+	const char *parts[] = { "trace '", rec.file.path, "': ", why,
+		                "; recording stopped, the program runs on (giltrace check reads what was recorded)" };
 	shim_say("warning", parts, 5);
 }
 
@@ -319,6 +320,11 @@ void recorder_close_before_exec(void)
 		unlink(rec.file.path);
 		close(fd);
 	}
+}
+
+bool recorder_stopped_early(void)
+{
+	return rec.hdr && (rec.hdr->flags & (GTR_FLAG_FILE_LOST | GTR_FLAG_OUT_OF_SPACE));
 }
 
 int recorder_reopen_for_reading(void)

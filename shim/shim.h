@@ -359,7 +359,25 @@ void shim_say(const char *level, const char *const *parts, size_t n);
 /* Format v in decimal into buf (at least 21 bytes); returns buf. */
 char *shim_format_u64(char *buf, uint64_t v);
 
-/* ---- thread-state reuse (tstate-table.c, wrap-alloc.c) ------------------- */
+/* ---- free()'s fast path, thread-state reuse (tstate-table.c, wrap-alloc.c) - */
+
+/* Slots of the thread-state table (a power of two), and the count of keys
+ * whose home is each slot: zero for the slot of almost every block freed. */
+#define TSTATE_KEYS 4096u
+extern uint16_t tstate_home_count[TSTATE_KEYS];
+
+static inline unsigned tstate_slot_of(uintptr_t key)
+{
+	return (unsigned)(((uint64_t)key >> 4) * UINT64_C(0x9e3779b97f4a7c15) >> 52) & (TSTATE_KEYS - 1);
+}
+
+/* Lock-free: false if `block` is surely not a known thread state's block
+ * (then tstate_table_find() would return 0). */
+static inline bool tstate_table_maybe_known(const void *block)
+{
+	return __atomic_load_n(&tstate_home_count[tstate_slot_of((uintptr_t)block)], __ATOMIC_RELAXED) != 0;
+}
+
 
 /* Freed thread states waiting for their block to be allocated again, as
  * one bit per bucket of blocks: the allocation wrappers do nothing more
@@ -384,7 +402,7 @@ uintptr_t tstate_table_claim_reuse(const void *block);
 /* Blocks served while malloc and calloc were being resolved (wrap-alloc.c);
  * free() must never hand them to the real free. */
 #define ALLOC_EARLY_ARENA_SIZE 16384u
-extern unsigned char alloc_early_arena[ALLOC_EARLY_ARENA_SIZE];
+extern unsigned char alloc_early_arena[ALLOC_EARLY_ARENA_SIZE] __attribute__((visibility("hidden")));
 static inline bool alloc_is_early(const void *block)
 {
 	return unlikely((uintptr_t)block - (uintptr_t)alloc_early_arena < ALLOC_EARLY_ARENA_SIZE);

@@ -160,6 +160,7 @@ int trace_file_create(struct trace_file *f, const char *tmpl, pid_t pid)
 	if (dir < 0)
 		return -1;
 	bool has_pid = strstr(tmpl, "%p") != NULL;
+	bool said = false; /* an error line was written */
 	int fd = -1;
 	for (int attempt = 0; attempt < NAME_ATTEMPTS && fd < 0; attempt++) {
 		if (attempt == 0)
@@ -180,18 +181,20 @@ int trace_file_create(struct trace_file *f, const char *tmpl, pid_t pid)
 			break;
 		if (errno != EEXIST) {
 			say_cannot("cannot create trace", candidate, strerror(errno));
+			said = true;
 			break;
 		}
 		struct stat st;
 		if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode)) {
 			/* never a numbered file beside a device (/dev/full.PID) */
 			say_cannot("cannot create trace", candidate, "it exists and is not a regular file");
+			said = true;
 			break;
 		}
 	}
 	close(dir);
 	if (fd < 0) {
-		if (errno == EEXIST)
+		if (!said)
 			say_cannot("no free trace file name near", first, "all taken");
 		return -1;
 	}

@@ -44,7 +44,7 @@
 
 #include "shim.h"
 
-#define TSTATE_KEYS 4096u            /* power of two */
+/* TSTATE_KEYS (shim.h): slots, a power of two */
 #define TSTATE_KEYS_MAX (TSTATE_KEYS / 4 * 3)
 #define DEBUG_ALLOC_HEADER 16u       /* 2 * sizeof(size_t), obmalloc.c */
 
@@ -54,9 +54,11 @@ struct tstate_slot {
 };
 
 static struct tstate_slot slots[TSTATE_KEYS];
-/* Keys per home slot: free() looks here first (8 KiB, stays in cache) and
- * probes the table only when the count is not zero. */
-static uint16_t home_count[TSTATE_KEYS];
+/* Keys per home slot: free() looks here first (8 KiB, stays in cache;
+ * tstate_table_maybe_known) and probes the table only when the count is
+ * not zero. */
+uint16_t tstate_home_count[TSTATE_KEYS];
+#define home_count tstate_home_count
 static unsigned slot_count;
 static unsigned seq;                 /* odd while a writer changes slots */
 static int writer_lock;
@@ -66,7 +68,7 @@ unsigned tstate_table_generation;
 
 static inline unsigned slot_of(uintptr_t key)
 {
-	return (unsigned)(((uint64_t)key >> 4) * UINT64_C(0x9e3779b97f4a7c15) >> 52) & (TSTATE_KEYS - 1);
+	return tstate_slot_of(key);
 }
 
 static uintptr_t probe(uintptr_t key)
@@ -85,7 +87,7 @@ uintptr_t tstate_table_find(const void *block)
 {
 	uintptr_t key = (uintptr_t)block, found;
 	unsigned before;
-	if (likely(!__atomic_load_n(&home_count[slot_of(key)], __ATOMIC_RELAXED)))
+	if (likely(!tstate_table_maybe_known(block)))
 		return 0;
 	do {
 		while ((before = __atomic_load_n(&seq, __ATOMIC_ACQUIRE)) & 1)

@@ -13,10 +13,12 @@
  * new thread state that CPython makes where the freed one was, which
  * wrap-alloc.c sees allocated.
  *
- * The cost on every other free() is one load and compare in a table that
- * stays in cache (bench/: "free() pass-through"), and one compare for the
- * blocks wrap-alloc.c handed out while it resolved malloc and calloc: those
- * came from a static arena and never reach the real free().
+ * The cost on every other free(), before a tail call of the real one: one
+ * compare for the blocks wrap-alloc.c handed out while it resolved malloc
+ * and calloc (a static arena that never reaches the real free()), the
+ * lifecycle word, and one load in an 8 KiB count table that stays in cache
+ * (tstate_table_maybe_known; docs/performance.md).  Everything else is out
+ * of line, so that free() itself needs no stack frame.
  *
  * Bootstrap: dlsym() may itself free memory while the shim is resolving
  * the real free().  Such a block is leaked (once per process, a few bytes)
@@ -58,19 +60,30 @@ void free_resolve(void)
 	__atomic_store_n(&real_free, found, __ATOMIC_RELEASE);
 }
 
-SHIM_EXPORT void free(void *block)
+/* Everything but the usual case, out of line so that free() needs no stack
+ * frame: resolution, a known thread state, a bootstrap block. */
+__attribute__((noinline)) static void free_unusual(void *block)
 {
-	if (unlikely(!real_free)) {
+	if (!real_free) {
 		free_resolve();
 		if (!real_free)
 			return; /* see "Bootstrap" above */
 	}
 	if (shim_state == SHIM_ACTIVE && block) {
 		uintptr_t tstate = tstate_table_find(block);
-		if (unlikely(tstate))
+		if (tstate)
 			tstate_freed(block, tstate);
 	}
-	if (unlikely(alloc_is_early(block)))
+	if (alloc_is_early(block))
 		return; /* see wrap-alloc.c, "Bootstrap" */
 	real_free(block);
+}
+
+/* The usual case is a tail call. */
+SHIM_EXPORT void free(void *block)
+{
+	if (likely(real_free && !alloc_is_early(block) &&
+	           (shim_state != SHIM_ACTIVE || !tstate_table_maybe_known(block))))
+		return real_free(block);
+	free_unusual(block);
 }
