@@ -176,6 +176,9 @@ void recorder_close_signal_safe(void);
 /* async-signal-safe: before exec, close the trace (remove it if this is a
  * fork child's). */
 void recorder_close_before_exec(void);
+/* Whether recording stopped before the end (out of space, or the trace's
+ * name led to another file); one warning said so then. */
+bool recorder_stopped_early(void);
 /* A read-only descriptor of this process's trace, if its name still leads
  * to it; -1 otherwise. */
 int recorder_reopen_for_reading(void);
