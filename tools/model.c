@@ -428,7 +428,7 @@ static void finish(struct model *m)
 		 * then only to its last one */
 		if (th->holding >= 0)
 			end_hold(m, (int)i,
-			         th->info->events_lost && trace_lost_within(t, th->hold_since, end, false)
+			         trace_thread_lost_within(t, (uint32_t)i, th->hold_since, end)
 			                 ? (th->last_event_ns > th->hold_since ? th->last_event_ns : th->hold_since)
 			                 : end);
 		end_take(m, th, end);

@@ -16,6 +16,7 @@ struct lane_replay {
 	bool alive, ended;
 	enum lane_state state;
 	uint64_t since;
+	uint64_t last_ns;          /* its latest event */
 	int holding;               /* GIL index, -1 */
 	bool taking;
 };
@@ -77,10 +78,12 @@ int spans_walk(const struct model *m, const struct span_visitor *v)
 		case GTR_EV_GIL_ACQUIRE:
 		case GTR_EV_GIL_HELD_AT_FORK:
 			if (g->holder >= 0 && g->holder != thread) {
-				/* a lost release (ring mode): end the other hold here */
+				/* a lost release (ring mode): end the other hold here,
+				 * or across a gap at its last event, as the model does */
 				struct lane_replay *other = &lanes[g->holder];
 				other->holding = -1;
-				change(v, other, g->holder, settled(other), e->ns);
+				change(v, other, g->holder, settled(other),
+				       after_gap && other->last_ns >= other->since ? other->last_ns : e->ns);
 			}
 			if (e->type == GTR_EV_GIL_ACQUIRE && v->handoff && g->last_releaser >= 0 &&
 			    g->last_releaser != thread && !after_gap)
@@ -123,11 +126,19 @@ int spans_walk(const struct model *m, const struct span_visitor *v)
 			break;
 		}
 		change(v, l, thread, settled(l), e->ns);
+		l->last_ns = e->ns;
 	}
 	uint64_t end = m->wall_ns;
 	for (size_t i = 0; i < m->thread_count; i++) {
 		struct lane_replay *l = &lanes[i];
-		if (l->alive && !l->ended && end > l->since)
+		if (!l->alive || l->ended)
+			continue;
+		/* a hold whose end the trace lost ends at the thread's last event */
+		if (l->holding >= 0 && trace_thread_lost_within(t, (uint32_t)i, l->since, end)) {
+			l->holding = -1;
+			change(v, l, (int)i, settled(l), l->last_ns);
+		}
+		if (end > l->since)
 			v->span(v->ctx, (int)i, l->state, l->since, end);
 	}
 	free(lanes);

@@ -284,6 +284,25 @@ static void ignore_span(void *ctx, int thread, enum lane_state state, uint64_t s
 	(void)ctx, (void)thread, (void)state, (void)start, (void)end;
 }
 
+static void sum_held(void *ctx, int thread, enum lane_state state, uint64_t start, uint64_t end)
+{
+	if (state == LANE_HELD && thread < 4)
+		((uint64_t *)ctx)[thread] += end - start;
+}
+
+/* Whether the drawn holds (spans.c) add up to the model's, per thread. */
+static bool spans_hold_as_model(const struct model *m)
+{
+	uint64_t held[4] = { 0 };
+	struct span_visitor v = { held, sum_held, NULL };
+	if (spans_walk(m, &v) != 0)
+		return false;
+	for (size_t i = 0; i < m->thread_count && i < 4; i++)
+		if (held[i] != m->threads[i].hold_ns)
+			return false;
+	return true;
+}
+
 /* The drawn handoffs (spans.c) are the model's. */
 static int spans_handoffs(const struct model *m)
 {
@@ -323,7 +342,7 @@ static int test_ring_gap_is_no_handoff(void)
 	CHECK(m.handoffs_not_counted == 1 && m.gil_gaps == 1 && m.acquisitions_missing == 498);
 	CHECK(m.gils[0].lost_ns == 900000 - 100 && m.gils[0].gaps == 1);
 	CHECK(m.gils[0].held_ns + m.gils[0].idle_ns + m.gils[0].lost_ns == m.wall_ns);
-	CHECK(spans_handoffs(&m) == 1);
+	CHECK(spans_handoffs(&m) == 1 && spans_hold_as_model(&m));
 	model_free(&m);
 	trace_free(&t);
 	return ok;
@@ -408,6 +427,7 @@ static int test_out_of_space_tail(void)
 	fake_event(a, GTR_EV_GIL_DROP_REQUEST, 0, 2000, 0, 0); /* its last kept event */
 	fake_event(b, GTR_EV_GIL_TAKE_BEGIN, 0, 1500, 0, 0);
 	fake_event(b, GTR_EV_GIL_ACQUIRE, 0, 5000, 0xbbb, 2);
+	fake_event(b, GTR_EV_GIL_RELEASE, 0, 5500, 0, 0);
 	fake_event(b, GTR_EV_THREAD_EXIT, GTR_EXIT_RETURN, 6000, 0, 0);
 	struct trace t;
 	struct model m;
@@ -417,6 +437,7 @@ static int test_out_of_space_tail(void)
 	CHECK(t.loss_count == 1 && t.losses[0].kind == TRACE_LOSS_TRAILING && t.losses[0].thread == 0);
 	CHECK(model_build(&m, &t) == 0 && m.error_count == 0);
 	CHECK(m.threads[0].hold_ns == 1000 && m.handoff_count == 0 && m.gil_gaps == 1);
+	CHECK(spans_hold_as_model(&m));
 	CHECK(m.gils[0].held_ns + m.gils[0].idle_ns + m.gils[0].lost_ns == m.wall_ns);
 	model_free(&m);
 	trace_free(&t);
