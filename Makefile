@@ -2,6 +2,7 @@
 #   make            build build/libgiltrace.so and build/giltrace
 #   make demo       install what is missing, build, trace the bundled example, report, timeline
 #   make check      install what is missing, build, run every test
+#   make check-cpython  CPython's regression tests traced vs untraced, whole matrix (docs/cpython-tests.md)
 #   make bench      overhead and reader benchmarks (results: docs/performance.md)
 #   V=1             show the commands
 
@@ -75,6 +76,15 @@ check: deps-tests all $(BUILD)/san/giltrace $(BUILD)/san/test-model $(BUILD)/ben
 # Run the integration tests many times: for intermittent failures.
 check-loop: deps-tests all $(BUILD)/san/giltrace
 	$(Q)for i in $$(seq 1 $${N:-20}); do $(PYTHON_FOR_TESTS) -m pytest -q -x tests || exit 1; done
+
+# CPython's own regression tests, untraced and traced, every module on every
+# interpreter found (docs/cpython-tests.md; about an hour on 2 cores; make
+# check runs a part of it). CPYTHON_ARGS: more options of the runner, e.g.
+# CPYTHON_ARGS='-p /usr/bin/python3.11 -t test_threading'.
+check-cpython: deps-tests all
+	$(Q)nice $(PYTHON_FOR_TESTS) tests/cpython/compare.py --json $(BUILD)/cpython-tests.json $(CPYTHON_ARGS)
+
+.PHONY: check-cpython
 
 # Fuzzing (docs/fuzzing.md): libFuzzer, ASan, UBSan and LeakSanitizer
 # over every command that reads a trace, for FUZZ_TIME seconds, from the

@@ -11,8 +11,10 @@ PACKAGES="gcc make libc6-dev libdw-dev libelf-dev python3 python3.11"
 # python3.11-dbg: the debug interpreter the tests trace; python3.11-dev:
 # headers and python3.11-config for the test scenarios' C code;
 # python3-pytest: the integration tests; chromium, python3-pil: the HTML
-# report's test loads it in a headless browser and reads the screenshot.
-TEST_PACKAGES="python3.11-dbg python3.11-dev python3-pytest chromium python3-pil"
+# report's test loads it in a headless browser and reads the screenshot;
+# libpython3.11-testsuite: CPython's regression tests (Lib/test), run traced
+# and untraced by tests/test_cpython_suite.py and `make check-cpython`.
+TEST_PACKAGES="python3.11-dbg python3.11-dev python3-pytest chromium python3-pil libpython3.11-testsuite"
 # clang, libclang-rt-14-dev: libFuzzer and the sanitizer runtimes of
 # -fsanitize=fuzzer,address,undefined (bookworm's clang is clang-14).
 FUZZ_PACKAGES="clang libclang-rt-14-dev"
