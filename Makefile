@@ -65,6 +65,7 @@ deps-tests:
 	$(Q)scripts/install-deps.sh --tests
 
 demo: deps all
+	$(Q)rm -f $(BUILD)/demo.gtr  # run never replaces a trace
 	$(Q)$(BUILD)/giltrace run -o $(BUILD)/demo.gtr -- /usr/bin/python3 examples/daemon_threads.py
 	$(Q)$(BUILD)/giltrace report $(BUILD)/demo.gtr
 	$(Q)$(BUILD)/giltrace timeline $(BUILD)/demo.gtr
