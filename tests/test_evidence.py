@@ -154,6 +154,7 @@ def test_killed_process_is_evidence_but_not_clean(tmp_path):
     quiet = tool("check", "--quiet-if-clean", "--min-severity", "error", str(trace))
     assert quiet.returncode == 2
     assert "TRUNCATED, not clean: the process did not exit normally" in quiet.stdout
+    assert len(quiet.stdout.splitlines()) == 1  # one line: what the shim would print at exit
 
 
 def test_killed_process_still_reports_its_findings(python, extension, tmp_path):

@@ -164,10 +164,11 @@ static void check_text_one(FILE *out, const char *path, const struct trace *t, c
 	if (t->threads_with_loss && (t->header.flags & GTR_FLAG_RING))
 		fprintf(out, "; ring mode kept only the newest events of %zu thread%s", t->threads_with_loss,
 		        t->threads_with_loss == 1 ? "" : "s");
-	fputc('\n', out);
+	/* one line, also when it is all that is printed (the shim's report) */
 	if (incomplete)
-		fprintf(out, "giltrace: %s: TRUNCATED, not clean: %s; events read up to +%s\n", path,
-		        trace_incomplete_why(t, why, sizeof why), format_duration(d, sizeof d, t->last_event_ns));
+		fprintf(out, "; TRUNCATED, not clean: %s; events read up to +%s", trace_incomplete_why(t, why, sizeof why),
+		        format_duration(d, sizeof d, t->last_event_ns));
+	fputc('\n', out);
 	findings_print_text(out, m, fs);
 }
 
