@@ -467,16 +467,14 @@ static bool next_chunk(struct shim_thread *t, uint64_t now, bool *child_opened)
 void recorder_thread_ends(void)
 {
 	struct shim_thread *t = &shim_self;
-	if (!rec.open || t->generation != rec.generation || t->lost)
+	if (!rec.open || t->generation != rec.generation || t->lost || !rec.hdr->ring_chunks || !t->next_seq)
 		return;
-	if (rec.hdr->ring_chunks && t->next_seq > 0) {
-		shim_real.mutex_lock(&rec.lock);
-		if (rec.free_count < MAX_FREE_RINGS) {
-			rec.free_rings[(rec.free_head + rec.free_count) % MAX_FREE_RINGS] = t->ring_first;
-			rec.free_count++;
-		}
-		shim_real.mutex_unlock(&rec.lock);
+	shim_real.mutex_lock(&rec.lock);
+	if (rec.free_count < MAX_FREE_RINGS) {
+		rec.free_rings[(rec.free_head + rec.free_count) % MAX_FREE_RINGS] = t->ring_first;
+		rec.free_count++;
 	}
+	shim_real.mutex_unlock(&rec.lock);
 	/* Whatever runs on this thread after its end (TLS destructors) must not
 	 * write into a block another thread may own now. */
 	t->lost = 1;

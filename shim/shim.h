@@ -197,8 +197,8 @@ uint64_t recorder_emit_at(unsigned type, unsigned arg, const uint64_t *payload, 
 uint64_t recorder_emit_with_stack_at(unsigned type, unsigned arg, const uint64_t *payload, const uint64_t *frames,
                                      unsigned nframes, uint64_t now);
 /* The calling thread ends (after its exit event): in ring mode its block
- * of chunks goes to threads that start later.  It records nothing more.
- * Inside shim_enter(). */
+ * of chunks goes to threads that start later, and it records nothing
+ * more.  Inside shim_enter(). */
 void recorder_thread_ends(void);
 /* Append a metadata record (module, GIL) to the log in the header area. */
 void recorder_add_meta(const void *record, size_t size);
