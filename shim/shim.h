@@ -397,11 +397,20 @@ static inline unsigned tstate_reuse_bucket_of(const void *block)
 bool tstate_table_awaits(const void *block);
 
 /* free() of the known thread state `tstate` whose block is `block`: wait
- * for that block's reuse.  Before the real free. */
-void tstate_table_await_reuse(const void *block, uintptr_t tstate);
+ * for that block's reuse, unless `unconfirmed` (tstate_table_find_entry)
+ * says it was reused too often with nothing showing a thread state there.
+ * Before the real free. */
+void tstate_table_await_reuse(const void *block, uintptr_t tstate, unsigned unconfirmed);
 /* The thread state whose block was just allocated again with the same
- * usable size (no longer waiting then), or 0. */
-uintptr_t tstate_table_claim_reuse(const void *block);
+ * usable size (no longer waiting then), or 0; `unconfirmed` as it was
+ * when that thread state was freed. */
+uintptr_t tstate_table_claim_reuse(const void *block, unsigned *unconfirmed);
+/* tstate_table_find(), and how many reuses in a row taught the entry with
+ * nothing confirming it since (0: a thread state something showed). */
+uintptr_t tstate_table_find_entry(const void *block, unsigned *unconfirmed);
+/* After a reuse (wrap-alloc.c): learn `tstate` as unconfirmed, the
+ * `unconfirmed`th reuse in a row; tstate_table_learn() confirms it. */
+void tstate_table_learn_reused(uintptr_t tstate, unsigned unconfirmed);
 /* Blocks served while malloc and calloc were being resolved (wrap-alloc.c);
  * free() must never hand them to the real free. */
 #define ALLOC_EARLY_ARENA_SIZE 16384u

@@ -36,9 +36,14 @@
  * block is known as a thread state again, so that its next free is recorded
  * too.  CPython's new_threadstate() callocs a block and frees it unused when
  * an interpreter's first thread state is its embedded one (gh-96071): such a
- * block gets a REUSE and a FREE.  The set keeps REUSE_BUCKETS * REUSE_WAYS
- * freed thread states; when a bucket is full the oldest entry of it is
- * dropped, and a reuse of that block goes unseen.
+ * block gets a REUSE and a FREE.  A block of the same size that is not a
+ * thread state (a buffer malloc'd and freed in a loop) would do so on every
+ * iteration: so an entry learned from a reuse stays "unconfirmed" until a
+ * GIL acquisition or a C-API call shows the thread state, its free records
+ * no stack, and after REUSE_UNCONFIRMED_MAX reuses in a row with nothing
+ * confirming, the block is no longer watched.  The set keeps REUSE_BUCKETS
+ * * REUSE_WAYS freed thread states; when a bucket is full the oldest entry
+ * of it is dropped, and a reuse of that block goes unseen.
  */
 #include <malloc.h>
 
@@ -51,6 +56,7 @@
 struct tstate_slot {
 	uintptr_t key;               /* 0: empty */
 	uintptr_t tstate;
+	unsigned unconfirmed;        /* learned from reuses only: how many in a row */
 };
 
 static struct tstate_slot slots[TSTATE_KEYS];
@@ -71,31 +77,41 @@ static inline unsigned slot_of(uintptr_t key)
 	return tstate_slot_of(key);
 }
 
-static uintptr_t probe(uintptr_t key)
+/* The slot of key, or NULL. */
+static const struct tstate_slot *probe(uintptr_t key)
 {
 	for (unsigned i = slot_of(key), n = 0; n < TSTATE_KEYS; i = (i + 1) & (TSTATE_KEYS - 1), n++) {
 		uintptr_t k = __atomic_load_n(&slots[i].key, __ATOMIC_RELAXED);
 		if (k == key)
-			return __atomic_load_n(&slots[i].tstate, __ATOMIC_RELAXED);
+			return &slots[i];
 		if (k == 0)
-			return 0;
+			return NULL;
 	}
-	return 0;
+	return NULL;
 }
 
-uintptr_t tstate_table_find(const void *block)
+uintptr_t tstate_table_find_entry(const void *block, unsigned *unconfirmed)
 {
 	uintptr_t key = (uintptr_t)block, found;
 	unsigned before;
+	*unconfirmed = 0;
 	if (likely(!tstate_table_maybe_known(block)))
 		return 0;
 	do {
 		while ((before = __atomic_load_n(&seq, __ATOMIC_ACQUIRE)) & 1)
 			__builtin_ia32_pause();
-		found = probe(key);
+		const struct tstate_slot *slot = probe(key);
+		found = slot ? __atomic_load_n(&slot->tstate, __ATOMIC_RELAXED) : 0;
+		*unconfirmed = slot ? __atomic_load_n(&slot->unconfirmed, __ATOMIC_RELAXED) : 0;
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	} while (__atomic_load_n(&seq, __ATOMIC_RELAXED) != before);
 	return found;
+}
+
+uintptr_t tstate_table_find(const void *block)
+{
+	unsigned unconfirmed;
+	return tstate_table_find_entry(block, &unconfirmed);
 }
 
 static void write_begin(void)
@@ -112,7 +128,7 @@ static void write_end(void)
 	__atomic_store_n(&writer_lock, 0, __ATOMIC_RELEASE);
 }
 
-static void put(uintptr_t key, uintptr_t tstate)
+static void put(uintptr_t key, uintptr_t tstate, unsigned unconfirmed)
 {
 	unsigned i = slot_of(key);
 	while (slots[i].key && slots[i].key != key)
@@ -122,6 +138,7 @@ static void put(uintptr_t key, uintptr_t tstate)
 		__atomic_store_n(&home_count[slot_of(key)], home_count[slot_of(key)] + 1, __ATOMIC_RELAXED);
 	}
 	__atomic_store_n(&slots[i].tstate, tstate, __ATOMIC_RELAXED);
+	__atomic_store_n(&slots[i].unconfirmed, unconfirmed, __ATOMIC_RELAXED);
 	__atomic_store_n(&slots[i].key, key, __ATOMIC_RELAXED);
 }
 
@@ -144,22 +161,40 @@ static void take_out(uintptr_t key)
 		if (stays)
 			continue;
 		__atomic_store_n(&slots[i].tstate, slots[j].tstate, __ATOMIC_RELAXED);
+		__atomic_store_n(&slots[i].unconfirmed, slots[j].unconfirmed, __ATOMIC_RELAXED);
 		__atomic_store_n(&slots[i].key, slots[j].key, __ATOMIC_RELAXED);
 		i = j;
 	}
 	__atomic_store_n(&slots[i].key, 0, __ATOMIC_RELAXED);
 }
 
-void tstate_table_learn(uintptr_t tstate)
+/* `unconfirmed`: 0 for a thread state something showed to be one (it then
+ * confirms an entry learned from reuses); else the count of reuses in a
+ * row, for an entry that does not exist yet. */
+static void learn(uintptr_t tstate, unsigned unconfirmed)
 {
-	if (tstate < 4096 || tstate_table_find((void *)tstate) == tstate)
+	unsigned known_unconfirmed;
+	if (tstate < 4096)
+		return;
+	bool known = tstate_table_find_entry((void *)tstate, &known_unconfirmed) == tstate;
+	if (known && (unconfirmed || !known_unconfirmed))
 		return;
 	write_begin();
-	if (slot_count + 2 <= TSTATE_KEYS_MAX) {
-		put(tstate, tstate);
-		put(tstate - DEBUG_ALLOC_HEADER, tstate);
+	if (known || slot_count + 2 <= TSTATE_KEYS_MAX) {
+		put(tstate, tstate, unconfirmed);
+		put(tstate - DEBUG_ALLOC_HEADER, tstate, unconfirmed);
 	}
 	write_end();
+}
+
+void tstate_table_learn(uintptr_t tstate)
+{
+	learn(tstate, 0);
+}
+
+void tstate_table_learn_reused(uintptr_t tstate, unsigned unconfirmed)
+{
+	learn(tstate, unconfirmed ? unconfirmed : 1);
 }
 
 void tstate_table_forget(uintptr_t tstate)
@@ -175,6 +210,9 @@ void tstate_table_forget(uintptr_t tstate)
 
 #define REUSE_BUCKETS 64u            /* one bit each in tstate_reuse_buckets */
 #define REUSE_WAYS 4u
+/* Reuses in a row with nothing showing a thread state there: then the
+ * block is no longer watched (see "Reuse" above). */
+#define REUSE_UNCONFIRMED_MAX 3u
 
 /* The freed blocks, by bucket: 0 empty.  Read without the lock
  * (tstate_table_awaits) by allocations whose bucket bit is set. */
@@ -185,6 +223,7 @@ static struct reuse_info {
 	uintptr_t tstate;
 	size_t usable;
 	uint64_t age;                /* reuse_clock at insertion: the oldest goes */
+	unsigned unconfirmed;        /* of the freed entry (tstate_slot) */
 } reuse_info[REUSE_BUCKETS][REUSE_WAYS];
 static uint64_t reuse_clock;
 /* Serialises changes of the set (rare: a thread-state free, a reuse). */
@@ -223,8 +262,10 @@ static void reuse_lock_drop(void)
 /* Called by free() before the real free, so that the entry is in place
  * before any allocation can return the block (the allocator's own
  * synchronisation orders the two). */
-void tstate_table_await_reuse(const void *block, uintptr_t tstate)
+void tstate_table_await_reuse(const void *block, uintptr_t tstate, unsigned unconfirmed)
 {
+	if (unconfirmed >= REUSE_UNCONFIRMED_MAX)
+		return;
 	uintptr_t key = (uintptr_t)block;
 	size_t usable = malloc_usable_size((void *)block);
 	unsigned b = reuse_bucket_of(key), way = REUSE_WAYS, oldest = 0;
@@ -241,7 +282,7 @@ void tstate_table_await_reuse(const void *block, uintptr_t tstate)
 				oldest = w;
 		way = oldest;
 	}
-	reuse_info[b][way] = (struct reuse_info){ tstate, usable, ++reuse_clock };
+	reuse_info[b][way] = (struct reuse_info){ tstate, usable, ++reuse_clock, unconfirmed };
 	__atomic_store_n(&reuse_block[b][way], key, __ATOMIC_RELAXED);
 	reuse_bucket_changed(b);
 	reuse_lock_drop();
@@ -257,11 +298,12 @@ bool tstate_table_awaits(const void *block)
 	return hit;
 }
 
-uintptr_t tstate_table_claim_reuse(const void *block)
+uintptr_t tstate_table_claim_reuse(const void *block, unsigned *unconfirmed)
 {
 	uintptr_t key = (uintptr_t)block, tstate = 0;
 	size_t usable = malloc_usable_size((void *)block);
 	unsigned b = reuse_bucket_of(key);
+	*unconfirmed = 0;
 	reuse_lock_take();
 	for (unsigned w = 0; w < REUSE_WAYS; w++) {
 		if (reuse_block[b][w] != key)
@@ -270,6 +312,7 @@ uintptr_t tstate_table_claim_reuse(const void *block)
 		 * stays for when it is freed and allocated again. */
 		if (reuse_info[b][w].usable == usable) {
 			tstate = reuse_info[b][w].tstate;
+			*unconfirmed = reuse_info[b][w].unconfirmed;
 			__atomic_store_n(&reuse_block[b][w], 0, __ATOMIC_RELAXED);
 			reuse_bucket_changed(b);
 		}

@@ -16,7 +16,9 @@
  * for reuse (tstate-table.c, "Reuse"), every block malloc/calloc return is
  * compared with the waiting ones; a match of the same usable size is
  * recorded (GTR_EV_TSTATE_REUSE: the thread state, the bytes asked for)
- * and the thread state is known again, so that its free is recorded too.
+ * and the thread state is known again, unconfirmed, so that its free is
+ * recorded too (tstate-table.c says how a block that keeps coming back
+ * without being a thread state stops being watched).
  *
  * The cost: while no freed thread state waits (every process that is not a
  * traced python, and a traced one until its first thread state is freed),
@@ -105,11 +107,12 @@ static void alloc_check_reuse(void *block, size_t size)
 	if (!block || !tstate_table_awaits(block) || !shim_enter())
 		return;
 	int saved_errno = errno;
-	uintptr_t tstate = tstate_table_claim_reuse(block);
+	unsigned unconfirmed;
+	uintptr_t tstate = tstate_table_claim_reuse(block, &unconfirmed);
 	if (tstate) {
 		uint64_t payload[2] = { tstate, size };
 		recorder_emit(GTR_EV_TSTATE_REUSE, 0, payload);
-		tstate_table_learn(tstate);
+		tstate_table_learn_reused(tstate, unconfirmed + 1);
 	}
 	errno = saved_errno;
 	shim_leave();

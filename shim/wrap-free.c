@@ -34,16 +34,19 @@ static void (*real_free)(void *);
  * cannot see this static, but it calls back into free()). */
 static SHIM_TLS volatile int resolving_free;
 
-static void tstate_freed(void *block, uintptr_t tstate)
+/* `unconfirmed`: see tstate_table_find_entry(); such a free gets no stack
+ * (a block that keeps coming back at a freed thread state's address may
+ * be a buffer freed in a loop). */
+static void tstate_freed(void *block, uintptr_t tstate, unsigned unconfirmed)
 {
 	if (!shim_enter())
 		return;
 	int saved_errno = errno;
 	gil_model_check_finalizing();
 	uint64_t payload = tstate;
-	stack_emit_if(stack_wanted(STACKS_FREE), GTR_EV_TSTATE_FREE, 0, &payload);
+	stack_emit_if(!unconfirmed && stack_wanted(STACKS_FREE), GTR_EV_TSTATE_FREE, 0, &payload);
 	tstate_table_forget(tstate);
-	tstate_table_await_reuse(block, tstate);
+	tstate_table_await_reuse(block, tstate, unconfirmed);
 	errno = saved_errno;
 	shim_leave();
 }
@@ -70,9 +73,10 @@ __attribute__((noinline)) static void free_unusual(void *block)
 			return; /* see "Bootstrap" above */
 	}
 	if (shim_state == SHIM_ACTIVE && block) {
-		uintptr_t tstate = tstate_table_find(block);
+		unsigned unconfirmed;
+		uintptr_t tstate = tstate_table_find_entry(block, &unconfirmed);
 		if (tstate)
-			tstate_freed(block, tstate);
+			tstate_freed(block, tstate, unconfirmed);
 	}
 	if (alloc_is_early(block))
 		return; /* see wrap-alloc.c, "Bootstrap" */

@@ -208,3 +208,46 @@ def test_a_reused_block_freed_again_is_freed(tmp_path):
     (f,) = errors(result)
     assert f["id"] == "freed-tstate-use"
     assert f["tstate"]["freed_at_ns"] == 3120 - 1000
+
+
+BUFFER_LOOP = r"""
+import ctypes, sys
+api, libc = ctypes.pythonapi, ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p; libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.malloc_usable_size.restype = ctypes.c_size_t; libc.malloc_usable_size.argtypes = [ctypes.c_void_p]
+api.PyInterpreterState_Head.restype = ctypes.c_void_p
+api.PyThreadState_New.restype = ctypes.c_void_p; api.PyThreadState_New.argtypes = [ctypes.c_void_p]
+api.PyThreadState_Clear.argtypes = [ctypes.c_void_p]; api.PyThreadState_Delete.argtypes = [ctypes.c_void_p]
+ts = api.PyThreadState_New(api.PyInterpreterState_Head())
+size = libc.malloc_usable_size(ts)
+api.PyThreadState_Clear(ts); api.PyThreadState_Delete(ts)
+same = 0
+for _ in range(2000):
+    p = libc.malloc(size)
+    same += p == ts
+    libc.free(p)
+print(hex(ts), same, "done")
+"""
+
+
+def test_a_buffer_freed_in_a_loop_stops_being_watched(python, tmp_path):
+    """A block of a thread state's size malloc'd and freed in a loop where a
+    thread state was: a few reuses and frees, then no more (not two events
+    and a stack per iteration)."""
+    if subprocess.run([python, "-c", "import sys; sys.exit(hasattr(sys, 'gettotalrefcount'))"]).returncode:
+        pytest.skip(f"{python} is a debug build: its thread states are not malloc's blocks")
+    trace = str(tmp_path / "loop.gtr")
+    proc = subprocess.run([GILTRACE, "run", "-o", trace, "--", python, "-c", BUFFER_LOOP], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0 and "done" in proc.stdout, proc.stdout + proc.stderr
+    ts, same, _ = proc.stdout.split()
+    assert int(same) > 1000, "malloc should hand the freed block back at once"
+    events = dump(trace)
+    frees = [e for e in events if e[2] == "tstate-free" and f"tstate={ts}" in e[3]]
+    reuses = [e for e in events if e[2] == "tstate-reuse" and f"tstate={ts}" in e[3]]
+    if not frees:
+        pytest.skip(f"{python}: the wrappers do not see ctypes' C-API calls (static interpreter)")
+    assert 1 <= len(reuses) <= 3 and len(frees) == len(reuses) + 1, (len(reuses), len(frees))
+    result, status = check_json(trace)
+    assert status == 0 and errors(result) == []
