@@ -392,9 +392,21 @@ static inline unsigned tstate_reuse_bucket_of(const void *block)
 	return (unsigned)(((uint64_t)(uintptr_t)block >> 4) * UINT64_C(0x9e3779b97f4a7c15) >> 58);
 }
 
+/* The waiting blocks, 0 empty: REUSE_WAYS per bucket (32 bytes). */
+#define REUSE_BUCKETS 64u
+#define REUSE_WAYS 4u
+extern uintptr_t tstate_reuse_block[REUSE_BUCKETS][REUSE_WAYS];
+
 /* Lock-free, for a block whose bucket bit is set: whether it waits (then
  * claim it). */
-bool tstate_table_awaits(const void *block);
+static inline bool tstate_table_awaits(const void *block)
+{
+	const uintptr_t *ways = tstate_reuse_block[tstate_reuse_bucket_of(block)];
+	bool hit = false;
+	for (unsigned w = 0; w < REUSE_WAYS; w++)
+		hit |= __atomic_load_n(&ways[w], __ATOMIC_RELAXED) == (uintptr_t)block;
+	return hit;
+}
 
 /* free() of the known thread state `tstate` whose block is `block`: wait
  * for that block's reuse, unless `unconfirmed` (tstate_table_find_entry)

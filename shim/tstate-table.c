@@ -208,15 +208,15 @@ void tstate_table_forget(uintptr_t tstate)
 
 /* ---- freed thread states awaiting reuse (see "Reuse" above) ------------------ */
 
-#define REUSE_BUCKETS 64u            /* one bit each in tstate_reuse_buckets */
-#define REUSE_WAYS 4u
+/* REUSE_BUCKETS, REUSE_WAYS (shim.h): one bit each in tstate_reuse_buckets */
 /* Reuses in a row with nothing showing a thread state there: then the
  * block is no longer watched (see "Reuse" above). */
 #define REUSE_UNCONFIRMED_MAX 3u
 
 /* The freed blocks, by bucket: 0 empty.  Read without the lock
  * (tstate_table_awaits) by allocations whose bucket bit is set. */
-static uintptr_t reuse_block[REUSE_BUCKETS][REUSE_WAYS] __attribute__((aligned(32)));
+uintptr_t tstate_reuse_block[REUSE_BUCKETS][REUSE_WAYS] __attribute__((aligned(32)));
+#define reuse_block tstate_reuse_block
 /* What each freed block was: the thread state (the block, or 16 bytes
  * above it under the debug allocator) and malloc_usable_size() of it. */
 static struct reuse_info {
@@ -286,16 +286,6 @@ void tstate_table_await_reuse(const void *block, uintptr_t tstate, unsigned unco
 	__atomic_store_n(&reuse_block[b][way], key, __ATOMIC_RELAXED);
 	reuse_bucket_changed(b);
 	reuse_lock_drop();
-}
-
-bool tstate_table_awaits(const void *block)
-{
-	uintptr_t key = (uintptr_t)block;
-	const uintptr_t *ways = reuse_block[reuse_bucket_of(key)];
-	bool hit = false;
-	for (unsigned w = 0; w < REUSE_WAYS; w++)
-		hit |= __atomic_load_n(&ways[w], __ATOMIC_RELAXED) == key;
-	return hit;
 }
 
 uintptr_t tstate_table_claim_reuse(const void *block, unsigned *unconfirmed)

@@ -101,10 +101,11 @@ static void *early_alloc(size_t size)
 	return alloc_early_arena + at;
 }
 
-/* A block just allocated while some freed thread state waits for reuse. */
-static void alloc_check_reuse(void *block, size_t size)
+/* A block just allocated that is a waiting one: claim it if its size fits.
+ * Out of line: rare. */
+__attribute__((noinline)) static void alloc_check_reuse(void *block, size_t size)
 {
-	if (!block || !tstate_table_awaits(block) || !shim_enter())
+	if (!block || !shim_enter())
 		return;
 	int saved_errno = errno;
 	unsigned unconfirmed;
@@ -150,7 +151,7 @@ SHIM_EXPORT void *malloc(size_t size)
 	if (likely(!waiting))
 		return real_malloc(size);
 	void *block = real_malloc(size);
-	if (unlikely(waiting >> tstate_reuse_bucket_of(block) & 1))
+	if (unlikely(waiting >> tstate_reuse_bucket_of(block) & 1) && tstate_table_awaits(block))
 		alloc_check_reuse(block, size);
 	return block;
 }
@@ -163,7 +164,7 @@ SHIM_EXPORT void *calloc(size_t count, size_t size)
 	if (likely(!waiting))
 		return real_calloc(count, size);
 	void *block = real_calloc(count, size);
-	if (unlikely(waiting >> tstate_reuse_bucket_of(block) & 1))
+	if (unlikely(waiting >> tstate_reuse_bucket_of(block) & 1) && tstate_table_awaits(block))
 		alloc_check_reuse(block, count * size); /* no overflow: it succeeded */
 	return block;
 }
