@@ -16,6 +16,11 @@
  *        mutex-pair free ITERATIONS   one malloc(64)/free pair per iteration:
  *                                     free() of a block that is not a thread
  *                                     state; prints "ns_per_free <float>"
+ *        mutex-pair free-waiting K ITERATIONS
+ *                                     the same after the shim learned K
+ *                                     thread-state-sized blocks (the fake
+ *                                     GIL's holder) and saw them freed: they
+ *                                     wait for reuse (shim/wrap-alloc.c)
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -60,7 +65,8 @@ static void gil_cycle(void)
 	pthread_mutex_lock(GIL_MUTEX);
 	pthread_mutex_lock(GIL_SWITCH_MUTEX);
 	GIL_LOCKED = 1;
-	GIL_HOLDER = _PyRuntime; /* a stand-in thread state */
+	if (!GIL_HOLDER)
+		GIL_HOLDER = _PyRuntime; /* a stand-in thread state */
 	pthread_cond_signal(GIL_SWITCH_COND);
 	pthread_mutex_unlock(GIL_SWITCH_MUTEX);
 	pthread_mutex_unlock(GIL_MUTEX);
@@ -83,8 +89,19 @@ int main(int argc, char **argv)
 		printf("ns_per_cycle %.3f\n", (now() - t0) * 1e9 / (double)n);
 		return 0;
 	}
-	if (argc > 1 && strcmp(argv[1], "free") == 0) {
-		long n = argc > 2 ? atol(argv[2]) : 20000000;
+	if (argc > 1 && (strcmp(argv[1], "free") == 0 || strcmp(argv[1], "free-waiting") == 0)) {
+		int waiting = strcmp(argv[1], "free-waiting") == 0;
+		int k = waiting && argc > 2 ? atoi(argv[2]) : 0;
+		void *freed[256];
+		for (int i = 0; i < k && i < 256; i++) {
+			freed[i] = malloc(336); /* 3.13's thread-state size */
+			GIL_HOLDER = freed[i];
+			gil_cycle();
+		}
+		GIL_HOLDER = NULL;
+		for (int i = 0; i < k && i < 256; i++)
+			free(freed[i]);
+		long n = argc > 2 + waiting ? atol(argv[2 + waiting]) : 20000000;
 		double t0 = now();
 		for (long i = 0; i < n; i++) {
 			void *volatile p = malloc(64);
