@@ -162,6 +162,9 @@ size_t trace_incomplete_reasons(const struct trace *t, const char *ids[3]);
  * and to_ns: a GAP or TRAILING loss overlaps (from_ns, to_ns), or with
  * leading_too any loss does. */
 bool trace_lost_within(const struct trace *t, uint64_t from_ns, uint64_t to_ns, bool leading_too);
+/* Index trace.losses for trace_lost_within() (trace_load does it): 0, or
+ * -1 when out of memory. */
+int trace_index_losses(struct trace *t);
 /* The same for the losses of one thread (an index into threads). */
 bool trace_thread_lost_within(const struct trace *t, uint32_t thread, uint64_t from_ns, uint64_t to_ns);
 /* "leading", "gap", "trailing". */

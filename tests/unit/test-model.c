@@ -444,6 +444,23 @@ static int test_out_of_space_tail(void)
 	return ok;
 }
 
+/* A hostile clock past 2^64 ns after the start: times stop at 2^63 ns
+ * instead of an undefined conversion (found by the fuzzer, UBSan). */
+static int test_clock_far_past_start(void)
+{
+	int ok = 1;
+	struct fake f;
+	fake_init(&f, GTR_FLAG_CLOSED);
+	struct gtr_chunk_header *a = fake_chunk(&f, 1, 100, 0, UINT64_MAX - 10);
+	fake_event(a, GTR_EV_GIL_ACQUIRE, 0, UINT64_MAX - 10, 0xaaa, 1);
+	struct trace t;
+	char err[256];
+	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(t.event_count == 1 && t.events[0].ns == UINT64_C(1) << 63);
+	trace_free(&t);
+	return ok;
+}
+
 /* 101 handoffs with latencies 1..101 ns in shuffled order: nearest-rank
  * percentiles are the 51st, 91st, 100th and 101st smallest. */
 static int test_latency_percentiles(void)
@@ -684,7 +701,7 @@ int main(void)
 		test_ring_mode_lost_events, test_latency_percentiles, test_unusable_files,
 		test_stacks_attach_to_their_event, test_bad_stacks, test_spans_and_lanes_add_up,
 		test_chunk_going_back_in_time, test_ring_gap_is_no_handoff, test_own_gap_hides_a_reacquisition,
-		test_release_of_a_lost_acquisition, test_out_of_space_tail,
+		test_release_of_a_lost_acquisition, test_out_of_space_tail, test_clock_far_past_start,
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
 		tests[i]() ? passed++ : failed++;
