@@ -62,7 +62,7 @@ def test_wrong_version(tmp_path, real_trace):
     (tmp_path / "v.gtr").write_bytes(bytes(data))
     assert_unusable(tmp_path / "v.gtr")
     proc = run_tool("report", str(tmp_path / "v.gtr"))
-    assert "format 99.0" in proc.stderr
+    assert "format 99." in proc.stderr  # 99.<the writer's minor>
 
 
 def test_truncated_inside_header(tmp_path, real_trace):
