@@ -206,8 +206,9 @@ enum gtr_event_type {
 	                                 first, from the frame that called into the shim
 	                                 (the shim's leading frames left out) */
 	GTR_EV_TSTATE_REUSE,          /* malloc/calloc returned the block of a freed
-	                                 thread state again, with its usable size: a
-	                                 new thread state may start there (minor 1);
+	                                 thread state again, for a request of its
+	                                 size: a new thread state may start there
+	                                 (minor 1);
 	                                 payload: the thread state, bytes asked for */
 	GTR_EV_COUNT
 };

@@ -392,9 +392,9 @@ static inline unsigned tstate_reuse_bucket_of(const void *block)
 	return (unsigned)(((uint64_t)(uintptr_t)block >> 4) * UINT64_C(0x9e3779b97f4a7c15) >> 58);
 }
 
-/* The waiting blocks, 0 empty: REUSE_WAYS per bucket (32 bytes). */
+/* The waiting blocks, 0 empty: REUSE_WAYS per bucket (one cache line). */
 #define REUSE_BUCKETS 64u
-#define REUSE_WAYS 4u
+#define REUSE_WAYS 8u
 extern uintptr_t tstate_reuse_block[REUSE_BUCKETS][REUSE_WAYS];
 
 /* Lock-free, for a block whose bucket bit is set: whether it waits (then
@@ -413,10 +413,10 @@ static inline bool tstate_table_awaits(const void *block)
  * says it was reused too often with nothing showing a thread state there.
  * Before the real free. */
 void tstate_table_await_reuse(const void *block, uintptr_t tstate, unsigned unconfirmed);
-/* The thread state whose block was just allocated again with the same
- * usable size (no longer waiting then), or 0; `unconfirmed` as it was
- * when that thread state was freed. */
-uintptr_t tstate_table_claim_reuse(const void *block, unsigned *unconfirmed);
+/* The thread state whose block was just allocated again for a request of
+ * `size` bytes that fits it (no longer waiting then), or 0; `unconfirmed`
+ * as it was when that thread state was freed. */
+uintptr_t tstate_table_claim_reuse(const void *block, size_t size, unsigned *unconfirmed);
 /* tstate_table_find(), and how many reuses in a row taught the entry with
  * nothing confirming it since (0: a thread state something showed). */
 uintptr_t tstate_table_find_entry(const void *block, unsigned *unconfirmed);

@@ -14,7 +14,7 @@
  * only evidence that the thread state passed to PyThreadState_Swap() next
  * is a new one and not the freed one.  So while a freed thread state waits
  * for reuse (tstate-table.c, "Reuse"), every block malloc/calloc return is
- * compared with the waiting ones; a match of the same usable size is
+ * compared with the waiting ones; a match of the same size is
  * recorded (GTR_EV_TSTATE_REUSE: the thread state, the bytes asked for)
  * and the thread state is known again, unconfirmed, so that its free is
  * recorded too (tstate-table.c says how a block that keeps coming back
@@ -25,7 +25,7 @@
  * one load and compare before a tail call of the real function; while some
  * wait, the returned block's bit in a 64-bit mask of bucket groups is
  * tested after the call, and only a set bit (about one block in 64 per
- * waiting thread state) compares the 4 entries of its group
+ * waiting thread state) compares the 8 entries of its group
  * (docs/performance.md has the numbers).
  *
  * Races: which groups hold waiting blocks is read before the real call, so
@@ -63,6 +63,11 @@ static SHIM_TLS volatile int resolving_alloc;
 unsigned char alloc_early_arena[ALLOC_EARLY_ARENA_SIZE] __attribute__((aligned(16)));
 static size_t early_used;
 
+/* glibc's own entry points: the fallback if dlsym() found nothing, so that
+ * the program never runs on the bootstrap arena alone. */
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+
 /* Resolve the real functions; idempotent.  Called by the first allocation
  * (usually long before the constructor) and by the constructor. */
 static void alloc_resolve(void)
@@ -73,6 +78,8 @@ static void alloc_resolve(void)
 	void *(*m)(size_t) = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
 	void *(*c)(size_t, size_t) = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
 	resolving_alloc = 0;
+	m = m ? m : __libc_malloc;
+	c = c ? c : __libc_calloc;
 	__atomic_store_n(&real_calloc, c, __ATOMIC_RELEASE);
 	__atomic_store_n(&real_malloc, m, __ATOMIC_RELEASE);
 }
@@ -109,7 +116,7 @@ __attribute__((noinline)) static void alloc_check_reuse(void *block, size_t size
 		return;
 	int saved_errno = errno;
 	unsigned unconfirmed;
-	uintptr_t tstate = tstate_table_claim_reuse(block, &unconfirmed);
+	uintptr_t tstate = tstate_table_claim_reuse(block, size, &unconfirmed);
 	if (tstate) {
 		uint64_t payload[2] = { tstate, size };
 		recorder_emit(GTR_EV_TSTATE_REUSE, 0, payload);

@@ -29,6 +29,8 @@
 
 #include "shim.h"
 
+extern void __libc_free(void *);
+
 static void (*real_free)(void *);
 /* volatile: the store before dlsym() must not be optimised away (dlsym
  * cannot see this static, but it calls back into free()). */
@@ -60,7 +62,8 @@ void free_resolve(void)
 	resolving_free = 1;
 	void (*found)(void *) = (void (*)(void *))dlsym(RTLD_NEXT, "free");
 	resolving_free = 0;
-	__atomic_store_n(&real_free, found, __ATOMIC_RELEASE);
+	/* glibc's own entry point if dlsym() found nothing: never leak for good */
+	__atomic_store_n(&real_free, found ? found : __libc_free, __ATOMIC_RELEASE);
 }
 
 /* Everything but the usual case, out of line so that free() needs no stack

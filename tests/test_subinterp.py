@@ -94,6 +94,18 @@ def test_create_and_destroy_subinterpreters(python, tmp_path):
     assert_no_error_and_reuse_explains(python, trace)
 
 
+def test_usable_sizes_that_vary_between_lives(python, tmp_path, monkeypatch):
+    """glibc may give one 336-byte calloc 344 usable bytes and the next, at
+    the same address, 360: a reuse all the same.  A preloaded allocator
+    (tests/support/usable_size_jitter.c) makes every block's usable size
+    alternate so between lives."""
+    jitter = str(tmp_path / "jitter.so")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", jitter,
+                    os.path.join(ROOT, "tests", "support", "usable_size_jitter.c"), "-ldl"], check=True)
+    monkeypatch.setenv("LD_PRELOAD", jitter)  # giltrace run puts the shim first
+    test_create_and_destroy_subinterpreters(python, tmp_path)
+
+
 def test_testcapi_run_in_subinterp(python, tmp_path):
     if not has_module(python, "_testcapi"):
         pytest.skip(f"{python} has no _testcapi (Debian: libpython3.x-testsuite)")
