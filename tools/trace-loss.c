@@ -74,11 +74,11 @@ bool trace_lost_within(const struct trace *t, uint64_t from_ns, uint64_t to_ns, 
 
 bool trace_thread_lost_within(const struct trace *t, uint32_t thread, uint64_t from_ns, uint64_t to_ns)
 {
+	/* a thread's losses lie between its kept events, in time order: they
+	 * are a union already (a hostile trace may have one per chunk) */
 	const struct trace_thread *th = &t->threads[thread];
-	for (size_t i = th->first_loss; i < th->first_loss + th->loss_count; i++)
-		if (t->losses[i].from_ns < to_ns && from_ns < t->losses[i].to_ns)
-			return true;
-	return false;
+	struct trace_loss_union own = { t->losses + th->first_loss, th->loss_count };
+	return union_overlaps(&own, from_ns, to_ns);
 }
 
 const char *trace_loss_kind_name(enum trace_loss_kind kind)

@@ -456,6 +456,24 @@ static bool lost_after_last_chunk(const struct trace *t, const struct chunk_ref 
 	return t->chunks_in_file < t->header.chunks_allocated && room - last->h.used < MAX_RECORD_BYTES;
 }
 
+/* The end of thread's chunks (the last one is `last`, its events end at
+ * n): the loss still waiting for a next event, or one after the last
+ * chunk, runs to the end. */
+static int end_thread_losses(struct trace *t, uint32_t thread, const struct chunk_ref *last,
+                             const struct trace_event *events, size_t n, struct trace_loss *pending, bool *has_pending)
+{
+	struct trace_thread *th = &t->threads[thread];
+	th->event_count = n - th->first_event;
+	if (!*has_pending && !lost_after_last_chunk(t, last, events, th->first_event, n))
+		return 0;
+	if (!*has_pending)
+		*pending = (struct trace_loss){ TRACE_LOSS_TRAILING, thread, n > th->first_event ? events[n - 1].ns : 0, 0, 0 };
+	pending->to_ns = UINT64_MAX;
+	*has_pending = false;
+	th->events_lost = true;
+	return add_loss(t, *pending);
+}
+
 static int read_chunks(struct trace *t, const unsigned char *data, size_t size, struct trace_event **per_thread,
                        size_t *total)
 {
@@ -514,16 +532,7 @@ static int read_chunks(struct trace *t, const unsigned char *data, size_t size, 
 		struct trace_thread *th = &t->threads[thread];
 		if (i == 0 || r->h.thread_serial != refs[i - 1].h.thread_serial) {
 			if (i > 0) {
-				th->event_count = n - th->first_event;
-				if (has_pending || lost_after_last_chunk(t, &refs[i - 1], events, th->first_event, n)) {
-					if (!has_pending)
-						pending = (struct trace_loss){ TRACE_LOSS_TRAILING, (uint32_t)thread,
-							                       n > th->first_event ? events[n - 1].ns : 0, 0, 0 };
-					pending.to_ns = UINT64_MAX;
-					rc = add_loss(t, pending);
-					th->events_lost = true;
-				}
-				has_pending = false;
+				rc = end_thread_losses(t, (uint32_t)thread, &refs[i - 1], events, n, &pending, &has_pending);
 				th = &t->threads[++thread];
 			}
 			th->serial = r->h.thread_serial;
@@ -556,18 +565,8 @@ static int read_chunks(struct trace *t, const unsigned char *data, size_t size, 
 		}
 		n += decoded;
 	}
-	if (nrefs && rc == 0) {
-		struct trace_thread *th = &t->threads[thread];
-		th->event_count = n - th->first_event;
-		if (has_pending || lost_after_last_chunk(t, &refs[nrefs - 1], events, th->first_event, n)) {
-			if (!has_pending)
-				pending = (struct trace_loss){ TRACE_LOSS_TRAILING, (uint32_t)thread,
-					                       n > th->first_event ? events[n - 1].ns : 0, 0, 0 };
-			pending.to_ns = UINT64_MAX;
-			rc = add_loss(t, pending);
-			th->events_lost = true;
-		}
-	}
+	if (nrefs && rc == 0)
+		rc = end_thread_losses(t, (uint32_t)thread, &refs[nrefs - 1], events, n, &pending, &has_pending);
 	free(refs);
 	if (rc != 0) {
 		free(events);
