@@ -5,7 +5,7 @@ from conftest import (assert_holds_never_overlap, assert_model_sound, dump, gilt
                       write_script)
 
 CPU_THREADS = """
-import sys, threading
+import os, sys, threading, time
 sys.setswitchinterval(0.0005)
 def work():
     n = 0
@@ -14,6 +14,11 @@ def work():
 ts = [threading.Thread(target=work) for _ in range(4)]
 for t in ts: t.start()
 for t in ts: t.join()
+# join() returns once a worker's thread state is gone, before its start
+# routine returns and the shim records its exit: wait until the kernel
+# threads are gone too, or the process exit may come first.
+while len(os.listdir("/proc/self/task")) > 1:
+    time.sleep(0.001)
 print("done")
 """
 
