@@ -35,7 +35,9 @@ static void print_help(FILE *out)
 	      "exit status:\n"
 	      "  run          the command's own status (128+N if signal N killed it);\n"
 	      "               with --check, 1 if a finding of severity error appeared\n"
-	      "  check        0 no error findings, 1 error findings, 2 unusable input\n"
+	      "  check        1 error findings; else 2 missing, unreadable or incomplete\n"
+	      "               evidence (a cut copy, a killed process, no trace found);\n"
+	      "               else 0: every trace complete, no error findings\n"
 	      "  report, timeline, export, dump\n"
 	      "               0 success, 2 unusable input\n"
 	      "  every command: 2 on a usage error\n",
