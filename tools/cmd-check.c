@@ -86,7 +86,7 @@ static int collect(const char *path, struct path_list *out)
 {
 	struct stat st;
 	if (stat(path, &st) != 0)
-		return error("cannot read '%s': %s", path, strerror(errno));
+		return print_error("cannot read '%s': %s", path, strerror(errno));
 	size_t before = out->count;
 	if (!S_ISDIR(st.st_mode)) {
 		char **grown = realloc(out->items, (out->count + 1) * sizeof *grown);
@@ -98,12 +98,12 @@ static int collect(const char *path, struct path_list *out)
 	}
 	collecting = out;
 	if (nftw(path, collect_one, 16, FTW_PHYS) != 0 && !out->oom)
-		return error("cannot search '%s': %s", path, strerror(errno));
+		return print_error("cannot search '%s': %s", path, strerror(errno));
 	if (out->oom)
 		die("out of memory");
 	qsort(out->items + before, out->count - before, sizeof *out->items, by_name);
 	if (out->count == before)
-		return error("no *.gtr traces under '%s': nothing was checked (point check at the folder the traces "
+		return print_error("no *.gtr traces under '%s': nothing was checked (point check at the folder the traces "
 		             "were written to: GILTRACE_OPTIONS=output=DIR/%%p.gtr, or giltrace run -o)",
 		             path);
 	return 0;
@@ -181,7 +181,7 @@ static void check_one(const char *path, FILE *out, const struct check_options *o
 	char err[512];
 	tot->traces++;
 	if (trace_load(&t, path, err, sizeof err) != 0) {
-		error("%s", err);
+		print_error("%s", err);
 		tot->unusable++;
 		if (o->as_json) {
 			json_object_begin(j, NULL);
@@ -195,7 +195,7 @@ static void check_one(const char *path, FILE *out, const struct check_options *o
 		return;
 	}
 	if (model_build(&m, &t) != 0 || detect_run(&m, &fs) != 0) {
-		error("out of memory analysing '%s'", path);
+		print_error("out of memory analysing '%s'", path);
 		tot->unusable++;
 	} else {
 		filter_findings(&fs, o->min_severity);
@@ -276,7 +276,7 @@ int cmd_check(int argc, char **argv)
 			} else if (strcmp(optarg, "note") == 0) {
 				o.min_severity = SEVERITY_NOTE;
 			} else {
-				error("--min-severity: '%s' is not a severity: 'error' or 'note'", optarg);
+				print_error("--min-severity: '%s' is not a severity: 'error' or 'note'", optarg);
 				return EXIT_UNUSABLE;
 			}
 			break;

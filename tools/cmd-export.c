@@ -636,7 +636,7 @@ static int export_trace(FILE *file, const char *out_name, const char *path)
 	char err[512];
 	if (trace_load(&t, path, err, sizeof err) != 0) {
 		trace_free(&t);
-		return error("%s", err), -1;
+		return print_error("%s", err), -1;
 	}
 	print_trace_notes(&t);
 	struct model m;
@@ -644,7 +644,7 @@ static int export_trace(FILE *file, const char *out_name, const char *path)
 	struct exporter x = { .m = &m, .free_flow = NO_FLOW, .next_flow_id = 1 };
 	int ret = -1;
 	if (model_build(&m, &t) != 0 || detect_run(&m, &fs) != 0) {
-		error("out of memory analysing '%s'", path);
+		print_error("out of memory analysing '%s'", path);
 		goto out;
 	}
 	if (m.error_count)
@@ -654,16 +654,16 @@ static int export_trace(FILE *file, const char *out_name, const char *path)
 	x.lanes = calloc(m.thread_count ? m.thread_count : 1, sizeof *x.lanes);
 	x.out.buf = malloc(OUT_BUFFER_SIZE);
 	if (!x.lanes || !x.out.buf) {
-		error("out of memory exporting '%s'", path);
+		print_error("out of memory exporting '%s'", path);
 		goto out;
 	}
 	x.out.p = x.out.buf;
 	x.out.end = x.out.buf + OUT_BUFFER_SIZE;
 	x.out.file = file;
 	if (export_chrome(&x, &fs) != 0)
-		error("out of memory exporting '%s'", path);
+		print_error("out of memory exporting '%s'", path);
 	else if (x.out.error)
-		error("cannot write '%s': %s", file == stdout ? "standard output" : out_name, strerror(x.out.error));
+		print_error("cannot write '%s': %s", file == stdout ? "standard output" : out_name, strerror(x.out.error));
 	else
 		ret = 0;
 out:

@@ -372,18 +372,18 @@ static int write_page(FILE *out, const char *out_path, const char *trace_path, c
 	char err[512];
 	int ret = -1;
 	if (trace_load(&t, trace_path, err, sizeof err) != 0) {
-		error("%s", err);
+		print_error("%s", err);
 		trace_free(&t);
 		return -1;
 	}
 	if (model_build(&m, &t) != 0 || detect_run(&m, &fs) != 0) {
-		error("out of memory analysing '%s'", trace_path);
+		print_error("out of memory analysing '%s'", trace_path);
 		goto out;
 	}
 	struct html_report_window w = { 0, 0, window_chosen_by(&m, wr) };
 	if (window_choose(&m, wr, &w.from_ns, &w.to_ns, err, sizeof err) != 0) {
 		if (m.wall_ns || wr->around != WINDOW_AUTO || wr->has_from || wr->has_to) {
-			error("%s", err);
+			print_error("%s", err);
 			goto out;
 		}
 		/* no events at all (a trace cut short at once): an empty timeline */
@@ -393,7 +393,7 @@ static int write_page(FILE *out, const char *out_path, const char *trace_path, c
 	}
 	ret = html_report_write(out, &m, &fs, &w);
 	if (ret != 0)
-		error("out of memory writing '%s'", out_path);
+		print_error("out of memory writing '%s'", out_path);
 out:
 	findings_free(&fs);
 	model_free(&m);
@@ -441,14 +441,14 @@ int cmd_report(int argc, char **argv)
 		case OPT_AROUND:
 			around_given = true;
 			if (window_parse_around(optarg, &wr, err, sizeof err) != 0) {
-				error("%s", err);
+				print_error("%s", err);
 				return EXIT_UNUSABLE;
 			}
 			break;
 		case OPT_FROM:
 		case OPT_TO:
 			if (window_parse_time(optarg, c == OPT_FROM ? &wr.from_ns : &wr.to_ns, err, sizeof err) != 0) {
-				error("%s %s", c == OPT_FROM ? "--from:" : "--to:", err);
+				print_error("%s %s", c == OPT_FROM ? "--from:" : "--to:", err);
 				return EXIT_UNUSABLE;
 			}
 			*(c == OPT_FROM ? &wr.has_from : &wr.has_to) = true;
@@ -466,15 +466,15 @@ int cmd_report(int argc, char **argv)
 		return EXIT_UNUSABLE;
 	}
 	if (html_path && as_json) {
-		error("--html and --json cannot be combined: run report once with each");
+		print_error("--html and --json cannot be combined: run report once with each");
 		return EXIT_UNUSABLE;
 	}
 	if (!html_path && (around_given || wr.has_from || wr.has_to)) {
-		error("--around, --from and --to choose the window of the HTML timeline: add --html OUT.html");
+		print_error("--around, --from and --to choose the window of the HTML timeline: add --html OUT.html");
 		return EXIT_UNUSABLE;
 	}
 	if (html_path && argc - optind != 1) {
-		error("--html writes the page of one trace, and %d were given: run 'giltrace report --html OUT.html "
+		print_error("--html writes the page of one trace, and %d were given: run 'giltrace report --html OUT.html "
 		      "TRACE' once per trace",
 		      argc - optind);
 		return EXIT_UNUSABLE;
@@ -492,13 +492,13 @@ int cmd_report(int argc, char **argv)
 		struct findings fs = { 0 };
 		char err[512];
 		if (trace_load(&t, argv[i], err, sizeof err) != 0) {
-			error("%s", err);
+			print_error("%s", err);
 			status = EXIT_UNUSABLE;
 			trace_free(&t);
 			continue;
 		}
 		if (model_build(&m, &t) != 0 || detect_run(&m, &fs) != 0) {
-			error("out of memory analysing '%s'", argv[i]);
+			print_error("out of memory analysing '%s'", argv[i]);
 			status = EXIT_UNUSABLE;
 		} else if (as_json) {
 			report_json(&j, &t, &m, &fs);

@@ -86,13 +86,13 @@ static int find_shim(char out[PATH_MAX])
 	const char *env = getenv("GILTRACE_SHIM");
 	if (env && *env) {
 		if (!realpath(env, out))
-			return error("GILTRACE_SHIM='%s' does not exist", env);
+			return print_error("GILTRACE_SHIM='%s' does not exist", env);
 		return 0;
 	}
 	char exe[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
 	if (n <= 0)
-		return error("cannot find my own executable (/proc/self/exe)");
+		return print_error("cannot find my own executable (/proc/self/exe)");
 	exe[n] = '\0';
 	char *slash = strrchr(exe, '/');
 	*slash = '\0';
@@ -103,7 +103,7 @@ static int find_shim(char out[PATH_MAX])
 		if (access(path, R_OK) == 0 && realpath(path, out))
 			return 0;
 	}
-	return error("cannot find %s next to %s; set GILTRACE_SHIM to its path", SHIM_NAME, exe);
+	return print_error("cannot find %s next to %s; set GILTRACE_SHIM to its path", SHIM_NAME, exe);
 }
 
 /* ---- where the traces go --------------------------------------------------- */

@@ -357,7 +357,7 @@ int cmd_timeline(int argc, char **argv)
 	uint64_t from, to;
 	int status = EXIT_CLEAN;
 	if (window_choose(&m, &req, &from, &to, err, sizeof err) != 0) {
-		error("%s", err);
+		print_error("%s", err);
 		status = EXIT_UNUSABLE;
 	} else {
 		show(&t, &m, &fs, from, to, output_width(width), colour);

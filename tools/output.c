@@ -140,13 +140,13 @@ int output_open(struct output *o, const char *path, const char *input_path, cons
 		return 0;
 	}
 	if (!path[0] || path[strlen(path) - 1] == '/')
-		return error("'%s' is not a file name: %s", path, fix), -1;
+		return print_error("'%s' is not a file name: %s", path, fix), -1;
 	struct stat st, in, link;
 	bool exists = stat(path, &st) == 0; /* through a link, to what is written */
 	if (!exists && errno != ENOENT)
-		return error("cannot write '%s': %s", path, strerror(errno)), -1;
+		return print_error("cannot write '%s': %s", path, strerror(errno)), -1;
 	if (exists && stat(input_path, &in) == 0 && same_file(&st, &in))
-		return error("the output '%s' is the trace itself, not overwriting it: %s", path, fix), -1;
+		return print_error("the output '%s' is the trace itself, not overwriting it: %s", path, fix), -1;
 	int fd = descriptor_named(path);
 	if (fd >= 0) {
 		if (fd == STDOUT_FILENO || fd == STDERR_FILENO) {
@@ -159,7 +159,7 @@ int output_open(struct output *o, const char *path, const char *input_path, cons
 			int saved = errno;
 			if (copy >= 0)
 				close(copy);
-			return error("cannot write '%s': %s", path, strerror(saved)), -1;
+			return print_error("cannot write '%s': %s", path, strerror(saved)), -1;
 		}
 		o->through_descriptor = true;
 		return 0;
@@ -168,7 +168,7 @@ int output_open(struct output *o, const char *path, const char *input_path, cons
 	struct gtr_file_header header;
 	/* only a regular file is read: opening a fifo or a terminal would block */
 	if (regular && trace_read_header(path, &header) == 0)
-		return error("the output '%s' is a trace, not overwriting it: %s", path, fix), -1;
+		return print_error("the output '%s' is a trace, not overwriting it: %s", path, fix), -1;
 
 	/* what is written: a link's destination for a regular file or none
 	 * yet; anything else (a device, a fifo) by its name */
@@ -183,7 +183,7 @@ int output_open(struct output *o, const char *path, const char *input_path, cons
 		o->target = strdup(path);
 	}
 	if (!o->target)
-		return error("cannot write '%s': %s", path, strerror(errno)), -1;
+		return print_error("cannot write '%s': %s", path, strerror(errno)), -1;
 
 	bool replace = regular ? replaceable(o->target, &st) : !target_exists;
 	if (replace) {
@@ -200,7 +200,7 @@ int output_open(struct output *o, const char *path, const char *input_path, cons
 	if (o->file)
 		return 0;
 fail:
-	error("cannot write '%s': %s", path, strerror(errno));
+	print_error("cannot write '%s': %s", path, strerror(errno));
 	free(o->target);
 	return -1;
 }
@@ -263,13 +263,13 @@ int output_close(struct output *o, bool failed)
 	}
 	o->file = NULL;
 	if (write_errno && !failed) {
-		error("cannot write '%s': %s", name, strerror(write_errno));
+		print_error("cannot write '%s': %s", name, strerror(write_errno));
 		failed = true;
 	}
 	if (o->temporary) {
 		int e = failed ? (unlink(o->temporary), 0) : put_in_place(o);
 		if (e) {
-			error("cannot write '%s': %s", o->path, strerror(e));
+			print_error("cannot write '%s': %s", o->path, strerror(e));
 			failed = true;
 		}
 		free(o->temporary);

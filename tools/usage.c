@@ -21,7 +21,7 @@ void die(const char *fmt, ...)
 	exit(EXIT_UNUSABLE);
 }
 
-int error(const char *fmt, ...)
+int print_error(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);

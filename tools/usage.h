@@ -1,9 +1,11 @@
 /*
  * usage.h: one error style for the CLI (after git's usage.c).
  *
- * die() prints "giltrace: <message>" and exits with EXIT_UNUSABLE; error()
- * and warning() print and return.  Messages are lowercase, without a full
- * stop, with the subject quoted.  Only the cmd_* layer calls die().
+ * die() prints "giltrace: <message>" and exits with EXIT_UNUSABLE;
+ * print_error() and warning() print and return.  Messages are lowercase,
+ * without a full stop, with the subject quoted.  Only the cmd_* layer calls
+ * die().  Not error(): that is glibc's error(3), which libdw calls, and a
+ * definition here would take its calls.
  */
 #ifndef GILTRACE_USAGE_H
 #define GILTRACE_USAGE_H
@@ -16,7 +18,7 @@ enum {
 };
 
 __attribute__((noreturn, format(printf, 1, 2))) void die(const char *fmt, ...);
-__attribute__((format(printf, 1, 2))) int error(const char *fmt, ...);
+__attribute__((format(printf, 1, 2))) int print_error(const char *fmt, ...);
 __attribute__((format(printf, 1, 2))) void warning(const char *fmt, ...);
 
 #endif
