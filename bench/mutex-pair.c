@@ -4,7 +4,7 @@
  *
  * To make the shim active without CPython, this program exports a
  * `_PyRuntime` symbol (link with -rdynamic) and initialises a GIL-shaped
- * object inside it in create_gil()'s order (cpython-internals.md §1): the
+ * object inside it in create_gil()'s order (docs/cpython-internals.md §1): the
  * shim recognises it and starts tracing, so the pair below takes the same
  * fast path as any non-GIL mutex in a traced python.
  *
@@ -59,7 +59,7 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* take_gil() then drop_gil(), uncontended (cpython-internals.md §2). */
+/* take_gil() then drop_gil(), uncontended (docs/cpython-internals.md §2). */
 static void gil_cycle(void)
 {
 	pthread_mutex_lock(GIL_MUTEX);

@@ -245,7 +245,7 @@ static inline unsigned gtr_event_words(unsigned type, unsigned arg)
 }
 
 /*
- * The C-API entry points the shim wraps (cpython-internals.md §5), in the
+ * The C-API entry points the shim wraps (docs/cpython-internals.md §5), in the
  * arg byte of CAPI events.  Which of them record a CALL, a RETURN or both
  * is stated in docs/trace-format.md.
  */

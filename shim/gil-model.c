@@ -2,7 +2,7 @@
  * gil-model.c: recognising CPython's GIL objects and deriving GIL
  * transitions from the pthread calls made on them.
  *
- * Design note (see cpython-internals.md §1-§3).  A GIL is a
+ * Design note (see docs/cpython-internals.md §1-§3).  A GIL is a
  * struct _gil_runtime_state: interval, last_holder, locked, switch_number,
  * then cond (C), mutex (M), switch_cond (SC), switch_mutex (SM).
  * create_gil() initialises M, SM, C, SC in this order and at fixed
@@ -43,7 +43,7 @@
 
 #define MAX_GILS 64
 
-/* Distances from the GIL's cond field (cpython-internals.md §1). */
+/* Distances from the GIL's cond field (docs/cpython-internals.md §1). */
 #define OFF_MUTEX_FROM_COND 48
 #define OFF_SWITCH_COND_FROM_COND 88
 #define OFF_SWITCH_MUTEX_FROM_COND 136

@@ -5,7 +5,7 @@
  * enough: the dynamic linker looks symbols up in the main executable
  * first, so on a static interpreter (Debian's python3, libpython linked
  * into the executable) every extension module binds to the executable's
- * own definition and never reaches the wrapper (cpython-internals.md §5).
+ * own definition and never reaches the wrapper (docs/cpython-internals.md §5).
  * So, like memray's allocator hooks, the shim rewrites the relocated GOT
  * slots (R_X86_64_JUMP_SLOT: calls through the PLT; R_X86_64_GLOB_DAT:
  * -fno-plt calls and address-taken functions) of every loaded object that

@@ -114,7 +114,7 @@ static uint32_t version_hex_from_string(const char *v)
 }
 
 /* The offset of the finalizing PyThreadState* inside _PyRuntime, from the
- * version (3.8-3.12, cpython-internals.md §3) or _Py_DebugOffsets (3.13+). */
+ * version (3.8-3.12, docs/cpython-internals.md §3) or _Py_DebugOffsets (3.13+). */
 static long finalizing_offset(const unsigned char *runtime, uint32_t hex)
 {
 	unsigned minor = hex >> 16 & 0xff;

@@ -4,7 +4,7 @@
  *
  * Design note.  Thread states come from PyMem_RawMalloc/PyMem_RawCalloc:
  * libc's malloc()/calloc() through the PLT in every build, with a 16-byte
- * header in front under CPython's debug allocator (cpython-internals.md
+ * header in front under CPython's debug allocator (docs/cpython-internals.md
  * §4).  CPython makes some of them in functions no wrapper sees
  * (_PyThreadState_New, _PyThreadState_NewBound), and glibc hands the block
  * of a thread state just freed to the next request of its size: 3.13's

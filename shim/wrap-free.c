@@ -3,7 +3,7 @@
  *
  * Design note.  PyThreadState objects are allocated with PyMem_RawMalloc/
  * Calloc and released with PyMem_RawFree: libc's free() through the PLT in
- * every build (cpython-internals.md §4), so this interposer sees every
+ * every build (docs/cpython-internals.md §4), so this interposer sees every
  * thread state's end, on static and shared builds alike.  A free of a
  * known thread state (tstate-table.c) is recorded with the freeing thread;
  * the finalizing flag is sampled first, so the trace pins the start of

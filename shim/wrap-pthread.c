@@ -3,7 +3,7 @@
  *
  * Design note.  CPython calls libc's pthread functions through its PLT on
  * every build (static, shared, LTO, stripped), so these are seen always and
- * are the primary signal (cpython-internals.md §5).  Each wrapper is the
+ * are the primary signal (docs/cpython-internals.md §5).  Each wrapper is the
  * real call plus a guarded hook into the GIL model (gil-model.c): the fast
  * path, for every mutex and condvar that is not part of a GIL, is one
  * subtract-and-compare against the GIL address range and then libc.  In a

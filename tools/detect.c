@@ -10,7 +10,7 @@
  *        -> ACQUIRED   it acquired the GIL
  *        -> RELEASED   it released it again
  *
- * CPython's must-exit checks (cpython-internals.md §2) end such a thread at
+ * CPython's must-exit checks (docs/cpython-internals.md §2) end such a thread at
  * once: pthread_exit or pause() straight from ENTERING or RELEASED is the
  * expected path (the notes exit-in-take-gil, parked-at-exit).  Any other
  * event of the thread while ACQUIRED or RELEASED means it went on running
