@@ -4,6 +4,7 @@
 #   make check      install what is missing, build, run every test
 #   make check-cpython  CPython's regression tests traced vs untraced, whole matrix (docs/cpython-tests.md)
 #   make bench      overhead and reader benchmarks (results: docs/performance.md)
+#   make fuzz       libFuzzer over the trace readers, FUZZ_TIME seconds (docs/fuzzing.md)
 #   V=1             show the commands
 
 CC ?= gcc
