@@ -39,18 +39,13 @@
 #include <errno.h>
 #include <string.h>
 
+#include "cpython-layout.h"
 #include "shim.h"
 
 #define MAX_GILS 64
 
-/* Distances from the GIL's cond field (docs/cpython-internals.md §1). */
-#define OFF_MUTEX_FROM_COND 48
-#define OFF_SWITCH_COND_FROM_COND 88
-#define OFF_SWITCH_MUTEX_FROM_COND 136
-#define GIL_TAIL_FROM_COND 176 /* cond .. end of switch_mutex */
-
 /* A recognised GIL.  The primitives are found from `cond` by the
- * OFF_*_FROM_COND distances. */
+ * GIL_*_FROM_COND distances (cpython-layout.h). */
 struct gil_object {
 	uintptr_t base;            /* struct _gil_runtime_state */
 	uintptr_t cond;            /* its cond field, C */
@@ -128,11 +123,11 @@ static void recognise(uintptr_t cond)
 	shim_self.in_shim = 1; /* activation's libc calls must pass through */
 	if (shim_state == SHIM_DORMANT && !shim_probe_python())
 		goto out;
-	uintptr_t field_shift = shim_python.build & GTR_BUILD_FREE_THREADED ? 8 : 0;
-	uintptr_t base = cond - 32 - field_shift;
+	uintptr_t field_shift = shim_python.build & GTR_BUILD_FREE_THREADED ? GIL_FREE_THREADED_SHIFT : 0;
+	uintptr_t base = cond - GIL_OFF_COND - field_shift;
 	uintptr_t rt = (uintptr_t)shim_python.runtime;
-	bool in_runtime = base >= rt && base - rt + 208 + field_shift <= shim_python.runtime_size;
-	volatile int *locked = (volatile int *)(base + 16 + field_shift);
+	bool in_runtime = base >= rt && base - rt + GIL_SIZE + field_shift <= shim_python.runtime_size;
+	volatile int *locked = (volatile int *)(base + GIL_OFF_LOCKED + field_shift);
 	if (!in_runtime && *locked != -1)
 		goto out;
 
@@ -152,9 +147,9 @@ static void recognise(uintptr_t cond)
 	struct gil_object *g = &gils[gil_count];
 	g->base = base;
 	g->cond = cond;
-	g->last_holder = (volatile uintptr_t *)(base + 8 + field_shift);
+	g->last_holder = (volatile uintptr_t *)(base + GIL_OFF_LAST_HOLDER + field_shift);
 	g->locked = locked;
-	g->switch_number = (volatile unsigned long *)(base + 24 + field_shift);
+	g->switch_number = (volatile unsigned long *)(base + GIL_OFF_SWITCH_NUMBER + field_shift);
 	if (shim_state == SHIM_DORMANT && !shim_activate())
 		goto out;
 	__atomic_store_n(&gil_count, gil_count + 1, __ATOMIC_RELEASE);
@@ -183,8 +178,8 @@ void gil_model_on_init(const void *addr, bool is_cond)
 		return;
 	uintptr_t c = t->init_addr[2];
 	if (!t->init_is_cond[0] && !t->init_is_cond[1] && t->init_is_cond[2] &&
-	    t->init_addr[0] == c + OFF_MUTEX_FROM_COND && t->init_addr[1] == c + OFF_SWITCH_MUTEX_FROM_COND &&
-	    t->init_addr[3] == c + OFF_SWITCH_COND_FROM_COND) {
+	    t->init_addr[0] == c + GIL_MUTEX_FROM_COND && t->init_addr[1] == c + GIL_SWITCH_MUTEX_FROM_COND &&
+	    t->init_addr[3] == c + GIL_SWITCH_COND_FROM_COND) {
 		int saved_errno = errno;
 		t->init_count = 0;
 		recognise(c);
@@ -259,7 +254,7 @@ static void hook_leave(int saved_errno)
 void gil_model_on_lock(const pthread_mutex_t *m)
 {
 	int saved_errno;
-	int i = hook_enter(m, OFF_MUTEX_FROM_COND, &saved_errno);
+	int i = hook_enter(m, GIL_MUTEX_FROM_COND, &saved_errno);
 	if (i < 0)
 		return;
 	if (shim_self.gil_held != i + 1) {
@@ -275,7 +270,7 @@ void gil_model_on_lock(const pthread_mutex_t *m)
 void gil_model_on_unlock(const pthread_mutex_t *m)
 {
 	int saved_errno;
-	int i = hook_enter(m, OFF_MUTEX_FROM_COND, &saved_errno);
+	int i = hook_enter(m, GIL_MUTEX_FROM_COND, &saved_errno);
 	if (i < 0)
 		return;
 	if (shim_self.gil_held == i + 1) {
@@ -324,7 +319,7 @@ void gil_model_on_timedwait_end(const pthread_cond_t *c, int rc, unsigned long s
 void gil_model_on_wait(const pthread_cond_t *c, bool begin)
 {
 	int saved_errno;
-	int i = hook_enter(c, OFF_SWITCH_COND_FROM_COND, &saved_errno);
+	int i = hook_enter(c, GIL_SWITCH_COND_FROM_COND, &saved_errno);
 	if (i < 0)
 		return;
 	recorder_emit(begin ? GTR_EV_GIL_FORCED_SWITCH_BEGIN : GTR_EV_GIL_FORCED_SWITCH_END, (unsigned)i, NULL);
@@ -336,7 +331,7 @@ void gil_model_on_wait(const pthread_cond_t *c, bool begin)
 void gil_model_on_signal(const pthread_cond_t *c)
 {
 	int saved_errno;
-	int i = hook_enter(c, OFF_SWITCH_COND_FROM_COND, &saved_errno);
+	int i = hook_enter(c, GIL_SWITCH_COND_FROM_COND, &saved_errno);
 	if (i < 0)
 		return;
 	uint64_t payload[2] = { *gils[i].last_holder, *gils[i].switch_number };

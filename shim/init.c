@@ -27,6 +27,7 @@
 #include <sys/auxv.h>
 #include <unistd.h>
 
+#include "cpython-layout.h"
 #include "shim.h"
 
 /* Lifecycle word; see enum shim_state.  Written by the constructor,
@@ -114,20 +115,18 @@ static uint32_t version_hex_from_string(const char *v)
 }
 
 /* The offset of the finalizing PyThreadState* inside _PyRuntime, from the
- * version (3.8-3.12, docs/cpython-internals.md §3) or _Py_DebugOffsets (3.13+). */
+ * version's row (3.8-3.12) or _Py_DebugOffsets (3.13+): cpython-layout.h. */
 static long finalizing_offset(const unsigned char *runtime, uint32_t hex)
 {
 	unsigned minor = hex >> 16 & 0xff;
 	if (hex >> 24 != 3)
 		return -1;
-	if (minor >= 8 && minor <= 10)
-		return 16;
-	if (minor == 11 || minor == 12)
-		return 24;
-	if (minor >= 13 && memcmp(runtime, "xdebugpy", 8) == 0) {
+	for (size_t i = 0; i < sizeof cpython_finalizing_rows / sizeof cpython_finalizing_rows[0]; i++)
+		if (minor >= cpython_finalizing_rows[i].first_minor && minor <= cpython_finalizing_rows[i].last_minor)
+			return cpython_finalizing_rows[i].offset;
+	if (minor >= DEBUG_OFFSETS_FIRST_MINOR && memcmp(runtime, DEBUG_OFFSETS_COOKIE, 8) == 0) {
 		uint64_t off;
-		/* cookie[8], version, free_threaded, runtime_state.{size,finalizing} */
-		memcpy(&off, runtime + 32, sizeof off);
+		memcpy(&off, runtime + DEBUG_OFFSETS_OFF_FINALIZING, sizeof off);
 		return off < shim_python.runtime_size ? (long)off : -1;
 	}
 	return -1;
@@ -161,9 +160,9 @@ bool shim_probe_python(void)
 
 	if (dlsym(RTLD_DEFAULT, "_Py_NegativeRefcount") || dlsym(RTLD_DEFAULT, "_Py_RefTotal"))
 		shim_python.build |= GTR_BUILD_DEBUG;
-	if (memcmp(runtime, "xdebugpy", 8) == 0) {
+	if (memcmp(runtime, DEBUG_OFFSETS_COOKIE, 8) == 0) {
 		uint64_t free_threaded;
-		memcpy(&free_threaded, (char *)runtime + 16, sizeof free_threaded);
+		memcpy(&free_threaded, (char *)runtime + DEBUG_OFFSETS_OFF_FREE_THREADED, sizeof free_threaded);
 		if (free_threaded == 1)
 			shim_python.build |= GTR_BUILD_FREE_THREADED;
 	}

@@ -17,6 +17,7 @@
  *   stack.c          native stacks at the events that explain findings
  *   exit-check.c     findings on stderr when the process ends
  *   signal-safe.c    async-signal-safe output helpers
+ *   cpython-layout.h the CPython struct layouts relied on, one table each
  */
 #ifndef GILTRACE_SHIM_H
 #define GILTRACE_SHIM_H

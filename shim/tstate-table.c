@@ -57,11 +57,11 @@
  */
 #include <malloc.h>
 
+#include "cpython-layout.h"
 #include "shim.h"
 
 /* TSTATE_KEYS (shim.h): slots, a power of two */
 #define TSTATE_KEYS_MAX (TSTATE_KEYS / 4 * 3)
-#define DEBUG_ALLOC_HEADER 16u       /* 2 * sizeof(size_t), obmalloc.c */
 
 struct tstate_slot {
 	uintptr_t key;               /* 0: empty */
