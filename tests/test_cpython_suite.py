@@ -9,7 +9,8 @@ about an hour; its last result is in docs/cpython-tests.md):
     descriptor but those passed: the trace's own descriptor showed up there)
     and test_threading's ThreadJoinOnShutdown (children whose stderr must
     stay empty while daemon threads are ended at exit: the shim's at-exit
-    notes showed up there);
+    notes showed up there) and SubinterpThreadingTests (every subinterpreter
+    gave a false freed-tstate-use error on 3.13); a few seconds each;
   - the whole of test_threading on two interpreters: Debian's static 3.11
     (what most users have; the shim sees only pthread calls there) and the
     newest pyenv build (3.13: per-interpreter GILs, subinterpreters, stop-
@@ -33,9 +34,11 @@ import compare  # noqa: E402
 TARGETED = [
     ("test_subprocess", ["test.test_subprocess.POSIXProcessTestCase.test_pass_fds_redirected"],
      ["test.test_subprocess.POSIXProcessTestCase.test_pass_fds_redirected"]),
-    ("test_threading", ["test.test_threading.ThreadJoinOnShutdown.*"],
+    ("test_threading", ["test.test_threading.ThreadJoinOnShutdown.*",
+                        "test.test_threading.SubinterpThreadingTests.*"],
      ["test.test_threading.ThreadJoinOnShutdown.test_4_daemon_threads",
-      "test.test_threading.ThreadJoinOnShutdown.test_1_join_on_shutdown"]),
+      "test.test_threading.ThreadJoinOnShutdown.test_1_join_on_shutdown",
+      "test.test_threading.SubinterpThreadingTests.test_threads_join"]),
 ]
 WHOLE_MODULE_ON = ("debian-3.11", "pyenv-3.13")
 

@@ -272,7 +272,17 @@ def run_regrtest(python, module, traced, workdir, opts, matches=()):
         run.results[KEY_COUNTS] = counts or "no junit file"
     if traced:
         check_traces(opts.giltrace, tracedir, run)
-        if not run.findings and not opts.keep:
+        if not opts.keep:
+            # A test module leaves hundreds of traces: keep only those worth
+            # a look (error findings, unusable), in kept-traces/.
+            kept = {}
+            for trace in {t for t, _, _ in run.findings} | {t for t, _ in run.unusable}:
+                if trace and os.path.isfile(trace):
+                    kept[trace] = os.path.join(workdir, "kept-traces", os.path.basename(trace))
+                    os.makedirs(os.path.dirname(kept[trace]), exist_ok=True)
+                    shutil.move(trace, kept[trace])
+            run.findings = [(kept.get(t, t), i, w) for t, i, w in run.findings]
+            run.unusable = [(kept.get(t, t), w) for t, w in run.unusable]
             shutil.rmtree(tracedir, ignore_errors=True)
     with open(os.path.join(workdir, "output.txt"), "w") as f:
         f.write(run.output)
@@ -328,7 +338,11 @@ class ModuleResult:
         return [f for r in self.runs if r.traced for f in r.findings]
 
     def ok(self):
-        return self.skipped is not None or not (self.differences or self.shim_lines() or self.findings())
+        if self.skipped is not None:
+            return True
+        # No test case at all (a -m pattern that matches nothing, a module
+        # that failed to import on both sides) proves nothing.
+        return self.cases > 0 and not (self.differences or self.shim_lines() or self.findings())
 
     def to_json(self):
         traced = [r for r in self.runs if r.traced]
@@ -419,6 +433,8 @@ def describe(res):
             f"untraced {res.untraced_wall:6.1f} s, traced {res.traced_wall:6.1f} s, "
             f"{sum(r.traces for r in traced)} traces")
     out = [line]
+    if not res.cases:
+        out.append("    no test case ran (untraced): nothing was compared")
     for title, table in (("differs", res.differences), ("flaky untraced too (rerun)", res.flaky)):
         for i, (k, o) in enumerate(sorted(table.items())):
             if i == 30:
