@@ -73,8 +73,10 @@ static const struct command commands[] = {
 	{ cmd_report, { "report", "--json", TRACE } },
 	{ cmd_report, { "report", "--html", HTML, TRACE } },
 	{ cmd_report, { "report", "--html", HTML, "--around", "whole", TRACE } },
+	{ cmd_report, { "report", "--html", HTML, "--from", "1ms", "--to", "20ms", TRACE } },
 	{ cmd_timeline, { "timeline", "--color", "never", TRACE } },
 	{ cmd_timeline, { "timeline", "--around", "whole", "--color", "always", "--width", "200", TRACE } },
+	{ cmd_timeline, { "timeline", "--from", "5ms", "--to", "15ms", "--color", "never", TRACE } },
 	{ cmd_export, { "export", "-o", JSON, TRACE } },
 	{ cmd_dump, { "dump", TRACE } },
 };
