@@ -18,8 +18,8 @@ their build-ids inverted (bytes xor 0xff): the readers then take the "no
 file for this module" path of the symboliser instead of loading the
 interpreter's DWARF (found by path or in /usr/lib/debug/.build-id) for
 every input, which made one execution take seconds instead of
-milliseconds.  Symbolising real
-files is covered by tests/test_hostile.py and tests/test_stacks.py.
+milliseconds.  Symbolising real files is covered by tests/test_hostile.py
+and tests/test_stacks.py.
 
 usage: tests/fuzz/make_seeds.py [--keep-going] [SCENARIO...]
 """
