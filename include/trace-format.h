@@ -27,7 +27,8 @@
 
 #define GTR_MAGIC "GILTRACE"           /* 8 bytes, no terminator on disk */
 #define GTR_VERSION_MAJOR 3            /* readers refuse another major */
-#define GTR_VERSION_MINOR 1            /* readers accept any minor; 1: TSTATE_REUSE */
+#define GTR_VERSION_MINOR 2            /* readers accept any minor; 1: TSTATE_REUSE,
+                                          2: event_words and features in the header */
 #define GTR_HEADER_SIZE 4096u          /* struct gtr_file_header, padded */
 #define GTR_CHUNK_MAGIC 0x4b435447u    /* "GTCK" */
 #define GTR_CHUNK_HEADER_SIZE 64u      /* struct gtr_chunk_header, padded */
@@ -48,6 +49,19 @@ enum gtr_file_flag {
 	                                    (renamed, replaced, removed): growth
 	                                    stopped, later events lost */
 };
+
+/* gtr_file_header.features: optional records and what their absence means */
+enum gtr_feature {
+	GTR_FEATURE_STACKS = 1u << 0,       /* stack events follow some events */
+	GTR_FEATURE_TSTATE_REUSE = 1u << 1, /* malloc/calloc are watched: a freed
+	                                       thread state's block that comes back
+	                                       is recorded (tstate-reuse) */
+};
+
+/* Room for event types in the header's event_words table. */
+#define GTR_EVENT_TYPES_MAX 64
+/* event_words value of a type whose payload count is its arg (stack). */
+#define GTR_EVENT_WORDS_IN_ARG 0xffu
 
 /* gtr_file_header.py_build: what kind of interpreter was traced */
 enum gtr_py_build {
@@ -93,9 +107,15 @@ struct gtr_file_header {
 	char py_version[128];        /* Py_GetVersion(), NUL-terminated */
 	char executable[256];        /* /proc/self/exe, NUL-terminated */
 	uint64_t py_runtime_addr;    /* address of _PyRuntime */
-	uint32_t tstate_size;        /* sizeof(PyThreadState) if known, else 0 */
+	uint32_t features;           /* enum gtr_feature: what the writer may
+	                                record (minor 2; 0 before) */
 	uint32_t capi_got_slots;     /* GOT slots routed to the C-API wrappers,
 	                                updated live as objects are loaded */
+	/* Minor 2: the payload words of each event type as the writer knows
+	 * them (GTR_EVENT_WORDS_IN_ARG: the count is the event's arg, 0 for
+	 * types it does not write), so that a reader skips the events of types
+	 * newer than itself instead of stopping at them. */
+	uint8_t event_words[GTR_EVENT_TYPES_MAX];
 	/* bytes up to GTR_HEADER_SIZE are zero; readers ignore them */
 };
 
@@ -238,10 +258,18 @@ static const uint8_t gtr_event_payload_words[GTR_EV_COUNT] = {
 	[GTR_EV_TSTATE_REUSE] = 2,
 };
 
+_Static_assert(GTR_EV_COUNT <= GTR_EVENT_TYPES_MAX, "the header's event_words table holds every type");
+
 /* Payload words of an event of `type` (< GTR_EV_COUNT) with `arg`. */
 static inline unsigned gtr_event_words(unsigned type, unsigned arg)
 {
 	return type == GTR_EV_STACK ? arg : gtr_event_payload_words[type];
+}
+
+/* The header's event_words entry of a known type. */
+static inline uint8_t gtr_event_words_entry(unsigned type)
+{
+	return type == GTR_EV_STACK ? GTR_EVENT_WORDS_IN_ARG : gtr_event_payload_words[type];
 }
 
 /*
@@ -326,10 +354,37 @@ static inline int gtr_capi_subject_is_tstate(unsigned fn)
 	}
 }
 
+/* The packed fields: an event's first word, a thread exit's arg. */
 static inline uint64_t gtr_event_word(unsigned type, unsigned arg, uint64_t clock)
 {
 	return (uint64_t)(type & 0xff) | (uint64_t)(arg & 0xff) << 8 |
 	       (clock & GTR_CLOCK_MASK) << 16;
+}
+
+static inline unsigned gtr_event_word_type(uint64_t word)
+{
+	return (unsigned)(word & 0xff);
+}
+
+static inline unsigned gtr_event_word_arg(uint64_t word)
+{
+	return (unsigned)(word >> 8 & 0xff);
+}
+
+/* The low GTR_CLOCK_BITS of the event's clock (unwrap per thread). */
+static inline uint64_t gtr_event_word_clock(uint64_t word)
+{
+	return word >> 16;
+}
+
+static inline unsigned gtr_exit_how(unsigned arg)
+{
+	return arg & ~GTR_EXIT_HELD_GIL & 0xffu;
+}
+
+static inline int gtr_exit_held_gil(unsigned arg)
+{
+	return (arg & GTR_EXIT_HELD_GIL) != 0;
 }
 
 #endif /* GILTRACE_TRACE_FORMAT_H */

@@ -208,6 +208,9 @@ static void fill_header(uint32_t extra_flags)
 	ssize_t n = readlink("/proc/self/exe", h->executable, sizeof h->executable - 1);
 	h->executable[n > 0 ? n : 0] = '\0';
 	h->py_runtime_addr = (uintptr_t)shim_python.runtime;
+	h->features = GTR_FEATURE_TSTATE_REUSE | (shim_options.stacks ? GTR_FEATURE_STACKS : 0);
+	for (unsigned type = 1; type < GTR_EV_COUNT; type++)
+		h->event_words[type] = gtr_event_words_entry(type);
 }
 
 static bool open_trace(uint32_t extra_flags)

@@ -30,8 +30,8 @@ static void print_details(const struct trace_event *e)
 	case GTR_EV_THREAD_EXIT:
 	case GTR_EV_THREAD_PAUSE: {
 		if (e->type == GTR_EV_THREAD_EXIT)
-			printf(" how=%s", trace_exit_how_name(e->arg & ~GTR_EXIT_HELD_GIL));
-		printf(" held_gil=%s", e->arg & GTR_EXIT_HELD_GIL ? "yes" : "no");
+			printf(" how=%s", trace_exit_how_name(gtr_exit_how(e->arg)));
+		printf(" held_gil=%s", gtr_exit_held_gil(e->arg) ? "yes" : "no");
 		break;
 	}
 	case GTR_EV_THREAD_NAME: {

@@ -444,12 +444,12 @@ static void write_mark(struct exporter *x, const struct mark *k, const struct fi
 		p = out_reserve(o, OUT_EVENT_MAX);
 		p = PUT_LIT(p, ",\"args\":{");
 		if (!park) {
-			const char *name = trace_exit_how_name(arg & ~GTR_EXIT_HELD_GIL);
+			const char *name = trace_exit_how_name(gtr_exit_how(arg));
 			p = PUT_LIT(p, "\"how\":\"");
 			p = put_mem(p, name, strlen(name));
 			p = PUT_LIT(p, "\",");
 		}
-		p = arg & GTR_EXIT_HELD_GIL ? PUT_LIT(p, "\"held_gil\":true}}") : PUT_LIT(p, "\"held_gil\":false}}");
+		p = gtr_exit_held_gil(arg) ? PUT_LIT(p, "\"held_gil\":true}}") : PUT_LIT(p, "\"held_gil\":false}}");
 		o->p = p;
 		break;
 	}

@@ -424,8 +424,8 @@ static void on_acquire(struct walk *w, int thread, const struct trace_event *e)
 static void on_thread_exit(struct walk *w, int thread, const struct trace_event *e)
 {
 	struct thread_state *ts = &w->threads[thread];
-	unsigned how = e->arg & 0x7f;
-	bool held = e->arg & GTR_EXIT_HELD_GIL;
+	unsigned how = gtr_exit_how(e->arg);
+	bool held = gtr_exit_held_gil(e->arg);
 	if (held && (how == GTR_EXIT_RETURN || how == GTR_EXIT_PTHREAD_EXIT)) {
 		struct finding *x = add(w, DETECT_EXIT_HOLDING_GIL, thread, e->ns);
 		if (x) {

@@ -338,15 +338,15 @@ static int replay(struct model *m)
 			th->parent_tid = (int32_t)e->payload[0];
 			break;
 		case GTR_EV_THREAD_EXIT:
-			th->exit = (e->arg & 0x7f) == GTR_EXIT_RETURN         ? MODEL_EXIT_RETURN
-			           : (e->arg & 0x7f) == GTR_EXIT_PTHREAD_EXIT ? MODEL_EXIT_PTHREAD_EXIT
+			th->exit = gtr_exit_how(e->arg) == GTR_EXIT_RETURN         ? MODEL_EXIT_RETURN
+			           : gtr_exit_how(e->arg) == GTR_EXIT_PTHREAD_EXIT ? MODEL_EXIT_PTHREAD_EXIT
 			                                                      : MODEL_EXIT_PROCESS;
-			th->exit_held_gil = e->arg & GTR_EXIT_HELD_GIL;
+			th->exit_held_gil = gtr_exit_held_gil(e->arg);
 			th->exit_ns = e->ns;
 			break;
 		case GTR_EV_THREAD_PAUSE:
 			th->exit = MODEL_EXIT_PAUSED;
-			th->exit_held_gil = e->arg & GTR_EXIT_HELD_GIL;
+			th->exit_held_gil = gtr_exit_held_gil(e->arg);
 			th->exit_ns = e->ns;
 			break;
 		case GTR_EV_FINALIZING:

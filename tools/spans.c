@@ -112,7 +112,7 @@ int spans_walk(const struct model *m, const struct span_visitor *v)
 			g->holder = g->last_releaser = -1;
 			break;
 		case GTR_EV_THREAD_EXIT:
-			if ((e->arg & 0x7f) == GTR_EXIT_PROCESS)
+			if (gtr_exit_how(e->arg) == GTR_EXIT_PROCESS)
 				break; /* it keeps what it holds until the process is gone */
 			/* fall through */
 		case GTR_EV_THREAD_PAUSE:
@@ -199,7 +199,7 @@ int marks_collect(const struct model *m, const struct findings *findings, struct
 				k.kind = MARK_FINALIZE;
 			} else if (e->type == GTR_EV_TSTATE_FREE) {
 				k.kind = MARK_TSTATE_FREE;
-			} else if (e->type == GTR_EV_THREAD_EXIT && (e->arg & 0x7f) != GTR_EXIT_PROCESS) {
+			} else if (e->type == GTR_EV_THREAD_EXIT && gtr_exit_how(e->arg) != GTR_EXIT_PROCESS) {
 				/* the thread that ends the process keeps its lane to the
 				 * end of the trace (spans_walk): no mark inside it */
 				k.kind = MARK_THREAD_EXIT;

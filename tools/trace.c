@@ -340,6 +340,22 @@ static bool add_frames(struct trace *t, const unsigned char *p, unsigned count, 
 	return true;
 }
 
+/* The payload words of an event of a type newer than this reader, from the
+ * writer's table in the header (minor 2+), or -1 if it did not say.  The
+ * first such event of each type is noted: its meaning is unknown here. */
+static int newer_type_words(struct trace *t, unsigned type, unsigned arg)
+{
+	if (t->header.version_minor < 2 || type >= GTR_EVENT_TYPES_MAX || !t->header.event_words[type])
+		return -1;
+	if (!(t->newer_types_noted & (UINT64_C(1) << type))) {
+		t->newer_types_noted |= UINT64_C(1) << type;
+		note(t, "events of type %u, newer than this giltrace, were skipped (a newer giltrace reads them)",
+		     type);
+	}
+	unsigned words = t->header.event_words[type];
+	return (int)(words == GTR_EVENT_WORDS_IN_ARG ? arg : words);
+}
+
 /* Decode one chunk's events into out (room for `used / 8` events), none
  * earlier than `floor` (the thread's previous event). */
 static size_t decode_chunk(struct trace *t, const unsigned char *p, const struct chunk_ref *c, uint32_t thread,
@@ -350,13 +366,18 @@ static size_t decode_chunk(struct trace *t, const unsigned char *p, const struct
 	while (off + 8 <= used) {
 		uint64_t word;
 		memcpy(&word, p + off, 8);
-		unsigned type = word & 0xff;
+		unsigned type = gtr_event_word_type(word);
+		unsigned arg = gtr_event_word_arg(word);
+		if (type >= GTR_EV_COUNT && newer_type_words(t, type, arg) >= 0) {
+			/* a type newer than this reader: the writer said its size */
+			off += 8 + (size_t)newer_type_words(t, type, arg) * 8;
+			continue;
+		}
 		if (type == GTR_EV_NONE || type >= GTR_EV_COUNT) {
 			note(t, "thread %u: unknown event type %u in chunk %llu; the rest of the chunk is skipped",
 			     c->h.thread_serial, type, (unsigned long long)c->index);
 			break;
 		}
-		unsigned arg = (unsigned)(word >> 8) & 0xff;
 		if (type == GTR_EV_STACK && (arg == 0 || arg > GTR_STACK_MAX_FRAMES)) {
 			note(t, "thread %u: a stack of %u frames in chunk %llu; the rest of the chunk is skipped",
 			     c->h.thread_serial, arg, (unsigned long long)c->index);
@@ -368,7 +389,7 @@ static size_t decode_chunk(struct trace *t, const unsigned char *p, const struct
 			     (unsigned long long)c->index);
 			break;
 		}
-		uint64_t low = word >> 16;
+		uint64_t low = gtr_event_word_clock(word);
 		uint64_t clock = prev + ((low - prev) & GTR_CLOCK_MASK);
 		struct trace_event *e = &out[n];
 		e->payload[0] = e->payload[1] = 0;

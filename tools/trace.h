@@ -126,6 +126,7 @@ struct trace {
 	struct trace_loss_union loss_gaps; /* GAP and TRAILING losses */
 	struct trace_loss_union loss_all;  /* every loss */
 
+	uint64_t newer_types_noted; /* bit per event type skipped as unknown */
 	char **notes;               /* problems met while reading, one line each */
 	size_t note_count;
 };
