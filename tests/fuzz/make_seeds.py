@@ -4,8 +4,8 @@
 Each scenario below runs a small python program under `build/giltrace run`
 with one of the interpreters on this machine (skipped, with a line, when
 absent) and keeps a compacted copy of its trace: the same events, threads,
-stacks, modules and GILs, re-chunked into 4 KiB chunks with the header and
-the metadata log cut to what is used, so that a trace of a few thousand
+stacks, modules and GILs, re-chunked into 4 KiB chunks with the metadata
+log cut to what is used, so that a trace of a few thousand
 events takes a few KB instead of hundreds (the fuzzer mutates every byte it
 is given: it should not spend them on zero padding).  The copy is checked:
 `giltrace report --json` must give the same threads, GILs and findings
@@ -44,7 +44,6 @@ SCENARIOS = os.path.join(ROOT, "tests", "scenarios")
 
 # ---- the trace format (docs/trace-format.md) --------------------------------
 
-HEADER_MIN = 536              # sizeof(struct gtr_file_header) in format 3.0
 CHUNK_SIZE = 4096             # the smallest chunk the format allows
 CHUNK_HEADER = 64
 CHUNK_MAGIC = 0x4B435447
@@ -127,14 +126,14 @@ def thin_prologue(units, before, keep):
 
 
 def compact(data, keep_last_chunks=None, prologue=10):
-    """The trace `data` with 4 KiB chunks and nothing unused, start-up
+    """The trace `data` with 4 KiB chunks and no unused metadata, start-up
     thinned to `prologue` GIL cycles at each end of a run; with keep_last_chunks,
     only each thread's last N new chunks (a ring that dropped its oldest
     events)."""
     header_size, flags, chunk_size, area, meta_cap, meta_used, allocated = struct.unpack_from("<IIIQQQQ", data, 12)
+    # the header stays whole: a reader may require room for every field it
+    # knows (format 3.2 added 64 bytes), and the writer's is 4096 bytes
     header = bytearray(data[:header_size])
-    used_header = max(HEADER_MIN, len(header.rstrip(b"\0")))
-    header = header[:(used_header + 7) & ~7]
 
     meta, off, end = bytearray(), header_size, header_size + meta_used
     while off + 8 <= end:
