@@ -26,7 +26,8 @@ SAN_CFLAGS := $(COMMON_CFLAGS) -O1 -fno-omit-frame-pointer -fsanitize=address,un
 SHIM_SRC := $(wildcard shim/*.c)
 SHIM_HDR := $(wildcard shim/*.h) include/trace-format.h
 TOOLS_SRC := $(wildcard tools/*.c)
-TOOLS_HDR := $(wildcard tools/*.h) include/trace-format.h
+# tools/html/*: the HTML report's style and scripts, embedded (html-assets.c)
+TOOLS_HDR := $(wildcard tools/*.h) $(wildcard tools/html/*) include/trace-format.h
 # the tools' library: everything but the entry point and the commands
 TOOLS_LIB_SRC := $(filter-out tools/main.c tools/cmd-%.c,$(TOOLS_SRC))
 

@@ -135,172 +135,7 @@ __attribute__((format(printf, 2, 3))) static void html_escapef(FILE *out, const 
 
 /* ---- the page's fixed parts ----------------------------------------------------- */
 
-/* Colours: one per state and per mark kind; --finding is used for nothing
- * else (the tests look for it in a screenshot). */
-static const char page_css[] =
-        ":root{--held:#2f9e44;--wait:#f59f00;--rel:#a5d8ff;--fin:#5f3dc4;--free:#1971c2;"
-        "--exit:#212529;--park:#868e96;--finding:#ff00ff;--ink:#212529;--muted:#6c757d}\n"
-        "*{box-sizing:border-box}\n"
-        "body{margin:0;color:var(--ink);background:#fff;"
-        "font:14px/1.45 system-ui,-apple-system,\"Segoe UI\",Roboto,\"Helvetica Neue\",Arial,sans-serif}\n"
-        "#tl-wrap{position:relative}\n"
-        "#timeline{display:block;user-select:none;-webkit-user-select:none}\n"
-        "#timeline .title{font-size:14px;font-weight:600;fill:var(--ink)}\n"
-        "#plot{cursor:grab;touch-action:none}\n"
-        "#plot.dragging{cursor:grabbing}\n"
-        ".stripe{fill:#f1f3f5}\n"
-        ".lname{font-size:12px;fill:var(--ink)}\n"
-        ".empty{font-size:12px;fill:var(--muted)}\n"
-        "[data-state=held] rect{fill:var(--held)}\n"
-        "[data-state=waiting] rect{fill:var(--wait)}\n"
-        "[data-state=released] rect{fill:var(--rel)}\n"
-        ".mark line{vector-effect:non-scaling-stroke}\n"
-        ".mark .v{stroke-width:2px}\n"
-        ".mark .hit{stroke:transparent;stroke-width:9px;pointer-events:stroke}\n"
-        ".finalize .v{stroke:var(--fin);stroke-dasharray:6 3}\n"
-        ".tstate-free .v{stroke:var(--free)}\n"
-        ".thread-exit .v{stroke:var(--exit)}\n"
-        ".thread-park .v{stroke:var(--park);stroke-dasharray:3 2}\n"
-        ".finding .v{stroke:var(--finding);stroke-width:3px}\n"
-        ".finding.note .v{stroke-dasharray:5 2}\n"
-        ".finding.hl .v{stroke-width:7px;stroke-dasharray:none}\n"
-        "#axis line{stroke:#adb5bd}\n"
-        "#axis text{font-size:11px;fill:#495057}\n"
-        "#axis .flag{font-weight:600;fill:var(--ink)}\n"
-        "#axis .flag.finalize{fill:var(--fin)}\n"
-        "#grid line{stroke:#dee2e6}\n"
-        "#toolbar{position:absolute;top:4px;right:12px;display:flex;gap:6px;align-items:center;font-size:12px}\n"
-        "#toolbar button{font:inherit;padding:1px 8px}\n"
-        "#range{color:var(--muted);margin-right:6px}\n"
-        "@media (max-width:900px){#range{display:none}}\n"
-        "#below{display:flex;flex-wrap:wrap;gap:4px 18px;padding:4px 16px 0 16px;font-size:12px}\n"
-        "#readout{color:var(--muted);min-width:20em}\n"
-        ".legend{display:flex;flex-wrap:wrap;gap:4px 14px;margin:0;padding:0;list-style:none}\n"
-        ".sw{display:inline-block;width:14px;height:12px;vertical-align:-1px;margin-right:4px}\n"
-        ".sw.held{background:var(--held)}.sw.waiting{background:var(--wait)}.sw.released{background:var(--rel)}\n"
-        ".sw.bar{width:3px;height:14px;vertical-align:-2px}\n"
-        ".sw.finalize{background:repeating-linear-gradient(var(--fin) 0 4px,transparent 4px 6px)}\n"
-        ".sw.tstate-free{background:var(--free);height:7px;vertical-align:-2px}\n"
-        ".sw.thread-exit{background:var(--exit)}\n"
-        ".sw.thread-park{background:repeating-linear-gradient(var(--park) 0 3px,transparent 3px 5px)}\n"
-        ".sw.finding{background:var(--finding)}\n"
-        "main{padding:0 16px 32px 16px;max-width:1400px}\n"
-        "h2{font-size:18px;margin:22px 0 8px 0}\n"
-        "h3{font-size:15px;margin:16px 0 6px 0}\n"
-        "dl.facts{display:grid;grid-template-columns:max-content auto;gap:2px 14px;margin:0}\n"
-        "dl.facts dt{color:var(--muted)}dl.facts dd{margin:0;overflow-wrap:anywhere}\n"
-        ".warn{border-left:4px solid #e8590c;background:#fff4e6;padding:6px 10px;margin:10px 0}\n"
-        ".bad{border-left:4px solid #e03131;background:#fff5f5;padding:6px 10px;margin:10px 0}\n"
-        "table{border-collapse:collapse;font-size:13px}\n"
-        "th,td{padding:3px 10px;border-bottom:1px solid #e9ecef;text-align:left;white-space:nowrap}\n"
-        "td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}\n"
-        ".finding-block{border-left:4px solid #adb5bd;margin:12px 0;padding:4px 12px}\n"
-        ".finding-block.error{border-left-color:#e03131}\n"
-        ".finding-block.current,.finding-block:target{background:#f8f0fc}\n"
-        ".finding-block pre{margin:4px 0;white-space:pre-wrap;overflow-wrap:anywhere;"
-        "font:12.5px/1.4 ui-monospace,\"DejaVu Sans Mono\",Menlo,Consolas,monospace}\n"
-        ".finding-block .off{color:var(--muted);font-size:12px}\n"
-        "footer{color:var(--muted);font-size:12px;margin-top:28px}\n";
-
-/* The first script of the body: errors of anything after it are kept. */
-static const char onerror_js[] =
-        "window.onerror=function(msg,src,line,col){var b=document.body;"
-        "b.dataset.errors=(b.dataset.errors?b.dataset.errors+'\\n':'')+msg+' (line '+line+':'+col+')';};\n";
-
-/* Zoom, pan, the axis, the readout, finding links.  Reads the geometry
- * and the window from the timeline's data- attributes. */
-static const char page_js[] =
-        "(function(){\n"
-        "'use strict';\n"
-        "var SVGNS='http://www.w3.org/2000/svg';\n"
-        "var root=document.getElementById('timeline'),plot=document.getElementById('plot');\n"
-        "var axis=document.getElementById('axis'),grid=document.getElementById('grid');\n"
-        "var rangeText=document.getElementById('range'),readout=document.getElementById('readout');\n"
-        "var COLS=+plot.dataset.columns,FROM=+plot.dataset.fromNs,TO=+plot.dataset.toNs;\n"
-        "var H=+plot.getAttribute('height'),LABEL_W=+root.dataset.labelW,PLOT_Y=+root.dataset.plotY;\n"
-        "var AXIS_Y=+root.dataset.axisY,LANE_H=+root.dataset.laneH,RIGHT=+root.dataset.rightPad;\n"
-        "var NS_PER_COL=(TO-FROM)/COLS,MIN_W=Math.min(COLS,4),FOCUS_W=Math.max(MIN_W,COLS/16);\n"
-        "var view={x:0,w:COLS},plotW=+plot.getAttribute('width'),current=0,drag=null,eatClick=false;\n"
-        "function unit(ns){return ns>=1e9?[1e9,'s']:ns>=1e6?[1e6,'ms']:ns>=1e3?[1e3,'us']:[1,'ns'];}\n"
-        "function fmt(ns,step,scale){var u=unit(scale),d=0,s=step/u[0];\n"
-        "  if(s<1)d=Math.min(9,Math.ceil(-Math.log10(s)-1e-9));return (ns/u[0]).toFixed(d)+' '+u[1];}\n"
-        "function dur(ns){return ns<1e3?ns.toFixed(0)+' ns':ns<1e6?(ns/1e3).toFixed(1)+' us':\n"
-        "  ns<1e9?(ns/1e6).toFixed(2)+' ms':(ns/1e9).toFixed(3)+' s';}\n"
-        "function el(name,attrs,text){var e=document.createElementNS(SVGNS,name);\n"
-        "  for(var k in attrs)e.setAttribute(k,attrs[k]);if(text!=null)e.textContent=text;return e;}\n"
-        "function clear(g){while(g.firstChild)g.removeChild(g.firstChild);}\n"
-        "function clampView(){if(!(view.w>=MIN_W))view.w=MIN_W;if(view.w>COLS)view.w=COLS;\n"
-        "  if(!(view.x>=0))view.x=0;if(view.x>COLS-view.w)view.x=COLS-view.w;}\n"
-        "function xOf(c){return LABEL_W+(c-view.x)/view.w*plotW;}\n"
-        "function flag(c,text,cls,left){if(c<view.x||c>view.x+view.w)return;\n"
-        "  axis.appendChild(el('text',{x:xOf(c)+(left?-3:3),y:AXIS_Y+12,'text-anchor':left?'end':'start',\n"
-        "    'class':'flag '+cls},text));}\n"
-        "function drawAxis(){\n"
-        "  clear(axis);clear(grid);\n"
-        "  var t0=FROM+view.x*NS_PER_COL,t1=FROM+(view.x+view.w)*NS_PER_COL,span=t1-t0;\n"
-        "  var raw=span/Math.max(2,Math.floor(plotW/110)),p=Math.pow(10,Math.floor(Math.log10(raw))),r=raw/p;\n"
-        "  var step=(r<=1?1:r<=2?2:r<=5?5:10)*p;\n"
-        "  axis.appendChild(el('line',{x1:LABEL_W,x2:LABEL_W+plotW,y1:PLOT_Y-0.5,y2:PLOT_Y-0.5}));\n"
-        "  for(var i=Math.ceil(t0/step);i*step<=t1;i++){var t=i*step,x=LABEL_W+(t-t0)/span*plotW;\n"
-        "    axis.appendChild(el('line',{x1:x,x2:x,y1:PLOT_Y-6,y2:PLOT_Y}));\n"
-        "    grid.appendChild(el('line',{x1:x,x2:x,y1:PLOT_Y,y2:PLOT_Y+H}));\n"
-        "    axis.appendChild(el('text',{x:x+3,y:PLOT_Y-9},'+'+fmt(t,step,t1)));}\n"
-        "  var fins=plot.querySelectorAll('.mark.finalize');\n"
-        "  for(var j=0;j<fins.length;j++)flag(+fins[j].dataset.x,'finalization','finalize',true);\n"
-        "  var cur=current&&document.getElementById('mark-finding-'+current);\n"
-        "  if(cur)flag(+cur.dataset.x,'finding '+current,'finding',false);\n"
-        "  rangeText.textContent='+'+fmt(t0,span/1000,t1)+' to +'+fmt(t1,span/1000,t1)+' ('+dur(span)+')';}\n"
-        "function apply(){clampView();\n"
-        "  plot.setAttribute('viewBox',view.x+' 0 '+view.w+' '+H);\n"
-        "  root.dataset.view=Math.round(FROM+view.x*NS_PER_COL)+' '+Math.round(FROM+(view.x+view.w)*NS_PER_COL);\n"
-        "  drawAxis();}\n"
-        "function layout(){plotW=Math.max(50,Math.floor(root.getBoundingClientRect().width-LABEL_W-RIGHT));\n"
-        "  plot.setAttribute('width',plotW);}\n"
-        "function zoomAt(f,factor){var at=view.x+f*view.w,w=Math.min(COLS,Math.max(MIN_W,view.w*factor));\n"
-        "  view={x:at-f*w,w:w};apply();}\n"
-        "plot.addEventListener('wheel',function(e){e.preventDefault();\n"
-        "  var k=e.deltaMode===1?16:e.deltaMode===2?400:1,r=plot.getBoundingClientRect();\n"
-        "  if(Math.abs(e.deltaX)>Math.abs(e.deltaY)){view.x+=e.deltaX*k/r.width*view.w;apply();return;}\n"
-        "  zoomAt(Math.min(1,Math.max(0,(e.clientX-r.left)/r.width)),Math.pow(1.0015,e.deltaY*k));},{passive:false});\n"
-        "plot.addEventListener('pointerdown',function(e){if(e.button!==0)return;eatClick=false;\n"
-        "  drag={x:e.clientX,vx:view.x,moved:false};});\n"
-        "window.addEventListener('pointermove',function(e){\n"
-        "  if(drag){var dx=e.clientX-drag.x;\n"
-        "    if(!drag.moved&&Math.abs(dx)>3){drag.moved=true;plot.classList.add('dragging');}\n"
-        "    if(drag.moved){view.x=drag.vx-dx/plotW*view.w;apply();}}\n"
-        "  showReadout(e);});\n"
-        "window.addEventListener('pointerup',function(){if(drag&&drag.moved)eatClick=true;drag=null;\n"
-        "  plot.classList.remove('dragging');});\n"
-        "plot.addEventListener('click',function(e){if(eatClick){e.preventDefault();e.stopPropagation();}\n"
-        "  eatClick=false;},true);\n"
-        "function showReadout(e){var r=plot.getBoundingClientRect();\n"
-        "  if(e.clientX<r.left||e.clientX>r.right||e.clientY<r.top||e.clientY>r.bottom)return;\n"
-        "  var c=view.x+(e.clientX-r.left)/r.width*view.w,t=FROM+c*NS_PER_COL;\n"
-        "  var label=document.getElementById('lname-'+Math.floor((e.clientY-r.top)/LANE_H));\n"
-        "  var g=e.target&&e.target.parentNode,state=g&&g.dataset&&g.dataset.state;\n"
-        "  readout.textContent='+'+fmt(t,view.w*NS_PER_COL/1000,t)+(label?' \\u00b7 '+label.dataset.label:'')+\n"
-        "    (state?' \\u00b7 '+state:'');}\n"
-        "document.getElementById('zoom-in').addEventListener('click',function(){zoomAt(0.5,1/1.5);});\n"
-        "document.getElementById('zoom-out').addEventListener('click',function(){zoomAt(0.5,1.5);});\n"
-        "document.getElementById('reset').addEventListener('click',function(){view={x:0,w:COLS};apply();});\n"
-        "function focusFinding(n){var mark=document.getElementById('mark-finding-'+n);if(!mark)return;\n"
-        "  if(current){var om=document.getElementById('mark-finding-'+current),\n"
-        "    ob=document.getElementById('finding-'+current+'-text');\n"
-        "    if(om)om.classList.remove('hl');if(ob)ob.classList.remove('current');}\n"
-        "  var block=document.getElementById('finding-'+n+'-text');if(block)block.classList.add('current');\n"
-        "  mark.classList.add('hl');mark.parentNode.appendChild(mark);\n"
-        "  current=n;document.body.dataset.focus='finding-'+n;\n"
-        "  view={x:+mark.dataset.x-FOCUS_W/2,w:FOCUS_W};apply();\n"
-        "  document.getElementById('tl-wrap').scrollIntoView({block:'start'});}\n"
-        "function fromHash(){var m=/^#finding-(\\d+)$/.exec(location.hash);if(m)focusFinding(+m[1]);}\n"
-        "window.addEventListener('hashchange',fromHash);\n"
-        "var shows=document.querySelectorAll('a.show-finding');\n"
-        "for(var i=0;i<shows.length;i++)shows[i].addEventListener('click',function(e){\n"
-        "  if(location.hash===this.getAttribute('href')){e.preventDefault();focusFinding(+this.dataset.finding);}});\n"
-        "window.addEventListener('resize',function(){layout();apply();});\n"
-        "layout();apply();fromHash();\n"
-        "document.body.dataset.ready='1';\n"
-        "})();\n";
+/* The style and scripts are the files in tools/html, embedded by html-assets.c. */
 
 /* ---- the page for one trace ------------------------------------------------------ */
 
@@ -345,9 +180,9 @@ static void write_head(struct page *p)
 	      out);
 	html_escape(out, base ? base + 1 : p->t->path);
 	fputs("</title>\n<style>\n", out);
-	fputs(page_css, out);
+	fputs(html_page_css, out);
 	fputs("</style>\n</head>\n<body>\n<script>\n", out);
-	fputs(onerror_js, out);
+	fputs(html_onerror_js, out);
 	fputs("</script>\n", out);
 }
 
@@ -849,7 +684,7 @@ int html_report_write(FILE *out, const struct model *m, const struct findings *f
 		goto out;
 	fputs("<footer>Written by giltrace report --html. Self-contained: it loads nothing.</footer>\n</main>\n", out);
 	fputs("<script>\n", out);
-	fputs(page_js, out);
+	fputs(html_page_js, out);
 	fputs("</script>\n</body>\n</html>\n", out);
 	status = 0;
 out:

@@ -33,4 +33,7 @@ int html_report_write(FILE *out, const struct model *m, const struct findings *f
  * through here. */
 void html_escape(FILE *out, const char *s);
 
+/* tools/html/page.css, onerror.js, page.js, NUL-terminated (html-assets.c) */
+extern const char html_page_css[], html_onerror_js[], html_page_js[];
+
 #endif
