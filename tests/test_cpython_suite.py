@@ -25,7 +25,7 @@ import sys
 
 import pytest
 
-from conftest import GILTRACE, INTERPRETERS, SHIM
+from helpers import GILTRACE, INTERPRETERS, SHIM
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpython"))
 import compare  # noqa: E402

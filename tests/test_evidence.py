@@ -18,8 +18,7 @@ import subprocess
 
 import pytest
 
-from conftest import GILTRACE, SHIM, assert_model_sound, dump, giltrace_run, write_script
-from test_findings import SCENARIOS
+from helpers import GILTRACE, SCENARIOS, SHIM, assert_model_sound, dump, giltrace_run, write_script
 
 BIN = os.environ.get("GILTRACE_EVIDENCE_BIN", GILTRACE)
 DEBIAN = "/usr/bin/python3.11"

@@ -20,8 +20,7 @@ from decimal import Decimal
 
 import pytest
 
-from conftest import GILTRACE, GILTRACE_SAN, giltrace_run, report, write_script
-from test_findings import check_json, of, run_scenario
+from helpers import GILTRACE, GILTRACE_SAN, check_json, giltrace_run, of, report, run_scenario, write_script
 
 INTERPRETER = "/usr/bin/python3.11"
 

@@ -1,8 +1,8 @@
 """The GIL as giltrace sees it, on every interpreter present."""
 import os
 
-from conftest import (assert_holds_never_overlap, assert_model_sound, dump, giltrace_run, report,
-                      write_script)
+from helpers import (assert_holds_never_overlap, assert_model_sound, dump, giltrace_run, report,
+                     write_script)
 
 CPU_THREADS = """
 import os, sys, threading, time
@@ -130,7 +130,7 @@ sys.exit(3)
 
 def test_output_and_exit_status_unchanged(python, tmp_path):
     import subprocess
-    from conftest import SHIM
+    from helpers import SHIM
     script = write_script(tmp_path, OUTPUT)
     plain = subprocess.run([python, script], capture_output=True, text=True, timeout=60)
     env = dict(os.environ, LD_PRELOAD=SHIM, GILTRACE_OPTIONS=f"output={tmp_path}/%p.gtr")
@@ -160,7 +160,7 @@ time.sleep(60)
 def test_sigkill_leaves_a_readable_truncated_trace(python, tmp_path):
     import signal
     import subprocess
-    from conftest import SHIM
+    from helpers import SHIM
     script = write_script(tmp_path, FOREVER)
     env = dict(os.environ, LD_PRELOAD=SHIM, GILTRACE_OPTIONS=f"output={tmp_path}/killed.gtr")
     proc = subprocess.Popen([python, script], stdout=subprocess.PIPE, text=True, env=env)

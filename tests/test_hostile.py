@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import GILTRACE, GILTRACE_SAN, giltrace_run, write_script
+from helpers import GILTRACE, GILTRACE_SAN, giltrace_run, write_script
 
 INTERPRETER = "/usr/bin/python3.11"
 
@@ -51,9 +51,16 @@ def test_missing_file_and_directory(tmp_path):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_random_bytes(tmp_path, seed):
+    """Random bytes behind a valid magic and version, so that they reach the
+    header's checks (sizes, offsets) rather than stopping at the magic."""
     rnd = random.Random(seed)
-    (tmp_path / "r.gtr").write_bytes(bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 200000))))
+    data = bytearray(rnd.getrandbits(8) for _ in range(rnd.randint(4096, 200000)))
+    data[0:8] = b"GILTRACE"
+    struct.pack_into("<HH", data, 8, 3, rnd.randint(0, 9))
+    (tmp_path / "r.gtr").write_bytes(bytes(data))
     assert_unusable(tmp_path / "r.gtr")
+    proc = run_tool("report", str(tmp_path / "r.gtr"))
+    assert "not a giltrace trace" not in proc.stderr and "format" not in proc.stderr, proc.stderr
 
 
 def test_wrong_version(tmp_path, real_trace):

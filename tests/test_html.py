@@ -23,7 +23,7 @@ import subprocess
 
 import pytest
 
-from conftest import GILTRACE, GILTRACE_SAN, ROOT, report, write_script
+from helpers import GILTRACE, GILTRACE_SAN, ROOT, report, write_script
 
 SCENARIOS = os.path.join(ROOT, "tests", "scenarios")
 CHROMIUM = shutil.which("chromium")

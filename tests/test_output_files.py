@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import GILTRACE, GILTRACE_SAN
+from helpers import GILTRACE, GILTRACE_SAN
 
 COMMANDS = {
     "report --html": lambda out, trace: ["report", "--html", str(out), str(trace)],

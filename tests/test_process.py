@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, GILTRACE, SHIM, assert_model_sound, giltrace_run, report, write_script
+from helpers import BUILD, GILTRACE, SHIM, assert_model_sound, giltrace_run, report, write_script
 
 INTERPRETER = "/usr/bin/python3.11"
 

@@ -12,7 +12,7 @@ import termios
 
 import pytest
 
-from conftest import GILTRACE, report, write_script
+from helpers import GILTRACE, report, write_script
 
 INTERPRETER = "/usr/bin/python3.11"
 

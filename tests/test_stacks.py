@@ -11,8 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import GILTRACE, GILTRACE_SAN, ROOT, SHIM, dump
-from test_findings import SCENARIOS, check_json, of, run_scenario
+from helpers import GILTRACE, GILTRACE_SAN, ROOT, SCENARIOS, SHIM, check_json, dump, of, run_scenario
 import scenario_build
 
 GTSCENARIO_C = os.path.join(SCENARIOS, "gtscenario.c")

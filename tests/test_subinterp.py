@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from conftest import GILTRACE, ROOT, dump
+from helpers import GILTRACE, ROOT, dump
 
 FORMAT_HEADER = os.path.join(ROOT, "include", "trace-format.h")
 

@@ -5,8 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import GILTRACE, GILTRACE_SAN, giltrace_run, write_script
-from test_findings import check_json, of, run_scenario
+from helpers import GILTRACE, GILTRACE_SAN, check_json, giltrace_run, of, run_scenario, write_script
 
 WIDTH = 110
 LABEL = 22

@@ -17,7 +17,7 @@ import tempfile
 
 import pytest
 
-from conftest import GILTRACE, ROOT, SHIM, report, write_script
+from helpers import GILTRACE, ROOT, SHIM, report, write_script
 
 SCENARIOS = os.path.join(ROOT, "tests", "scenarios")
 DEBIAN = "/usr/bin/python3.11"

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import GILTRACE, ROOT
+from helpers import GILTRACE, ROOT
 from test_hostile import assert_every_reader_survives
 
 FUZZER = os.path.join(ROOT, "build", "fuzz", "fuzz-readers")

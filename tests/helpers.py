@@ -1,0 +1,161 @@
+"""What giltrace's integration tests share: paths, the interpreters found,
+running giltrace and reading its JSON, and the model's invariants.
+
+One module for every test file (the fixtures are in conftest.py, which
+imports this): no test file imports another.  Interpreters are discovered at
+test time: Debian's python3.11 and its debug build, and the pyenv builds
+3.8-3.13; each one absent is a visible skip with the reason (pytest -rs).
+"""
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build")
+GILTRACE = os.path.join(BUILD, "giltrace")
+GILTRACE_SAN = os.path.join(BUILD, "san", "giltrace")
+SHIM = os.path.join(BUILD, "libgiltrace.so")
+
+SCENARIOS = os.path.join(ROOT, "tests", "scenarios")
+
+
+def pyenv_root():
+    root = os.environ.get("PYENV_ROOT")
+    if not root and shutil.which("pyenv"):
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip()
+    return root or os.path.expanduser("~/.pyenv")
+
+
+def _version_key(path):
+    m = re.search(r"/versions/(\d+)\.(\d+)\.(\d+)/", path)
+    return tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
+
+
+def discover_interpreters():
+    found = []
+    debian = [
+        ("debian-3.11", "/usr/bin/python3.11", "apt-get install python3.11"),
+        ("debian-3.11-dbg", "/usr/bin/python3.11d", "apt-get install python3.11-dbg"),
+    ]
+    for label, path, fix in debian:
+        if os.access(path, os.X_OK):
+            found.append(pytest.param(path, id=label))
+        else:
+            found.append(pytest.param(path, id=label, marks=pytest.mark.skip(
+                reason=f"{label}: {path} not installed ({fix})")))
+    root = pyenv_root()
+    for minor in range(8, 14):
+        paths = [p for p in glob.glob(f"{root}/versions/3.{minor}.*/bin/python3.{minor}")
+                 if re.search(rf"/versions/3\.{minor}\.\d+/", p)]
+        label = f"pyenv-3.{minor}"
+        if paths:
+            found.append(pytest.param(max(paths, key=_version_key), id=label))
+        else:
+            found.append(pytest.param(None, id=label, marks=pytest.mark.skip(
+                reason=f"{label}: no pyenv 3.{minor}.x build under {root}/versions")))
+    return found
+
+
+INTERPRETERS = discover_interpreters()
+
+
+def write_script(tmp_path, text, name="script.py"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def giltrace_run(python, script, tmp_path, *args, extra=(), timeout=120):
+    """giltrace run -o tmp/trace.gtr [args] -- python script extra..."""
+    out = str(tmp_path / "trace.gtr")
+    proc = subprocess.run([GILTRACE, "run", "-o", out, *args, "--", python, script, *extra],
+                          capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+    return proc, out
+
+
+def report(trace, binary=GILTRACE):
+    proc = subprocess.run([binary, "report", "--json", trace], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def dump(trace):
+    proc = subprocess.run([GILTRACE, "dump", trace], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    events = []
+    for line in proc.stdout.splitlines():
+        if line.startswith("#"):
+            continue
+        parts = line.split()
+        events.append((float(parts[0]), int(parts[1]), parts[2], parts[3:]))
+    return events
+
+
+def assert_model_sound(rep):
+    """The model's own invariants, and an independent check of them."""
+    assert rep["model_errors"] == []
+    for g in rep["gils"]:
+        # lost_ns: time across events the trace lost (ring mode, a cut copy)
+        assert g["held_ns"] + g["idle_ns"] + g["lost_ns"] == rep["wall_ns"]
+    for t in rep["threads"]:
+        assert t["gil_hold_ns"] <= rep["wall_ns"]
+    assert sum(t["gil_hold_ns"] for t in rep["threads"]) == sum(g["held_ns"] for g in rep["gils"])
+
+
+def assert_holds_never_overlap(events):
+    """Replays `giltrace dump`: an acquisition only when nobody holds the GIL."""
+    holder = {}
+    for ts, tid, name, details in events:
+        gil = next((d for d in details if d.startswith("gil=")), None)
+        if name in ("gil-acquire", "gil-held-at-fork"):
+            assert holder.get(gil) is None, f"{tid} acquired {gil} at {ts} while {holder[gil]} held it"
+            holder[gil] = tid
+        elif name == "gil-release":
+            assert holder.get(gil) == tid, f"{tid} released {gil} at {ts}, holder {holder.get(gil)}"
+            holder[gil] = None
+        elif name == "gil-reinit":
+            holder[gil] = None
+
+
+def version_of(python):
+    out = subprocess.run([python, "-c", "import sys; print(sys.version_info[:3])"],
+                         capture_output=True, text=True, check=True).stdout
+    return tuple(int(x) for x in re.findall(r"\d+", out))
+
+
+def run_scenario(python, script, tmp_path, ext_dir=None, args=(), check=True, timeout=60):
+    """giltrace run [--check] -- python tests/scenarios/script; (proc, trace)."""
+    env = dict(os.environ)
+    if ext_dir:
+        env["PYTHONPATH"] = ext_dir
+    trace = str(tmp_path / (script.replace(".py", "") + ".gtr"))
+    cmd = [GILTRACE, "run", "-o", trace] + (["--check"] if check else []) + \
+          ["--", python, os.path.join(SCENARIOS, script), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=env)
+    return proc, trace
+
+
+def check_json(trace, binary=GILTRACE):
+    proc = subprocess.run([binary, "check", "--json", trace], capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "runtime error" not in proc.stderr
+    result = json.loads(proc.stdout)
+    assert len(result) == 1 and result[0]["usable"]
+    return result[0], proc.returncode
+
+
+def of(result, finding_id):
+    return [f for f in result["findings"] if f["id"] == finding_id]
+
+
+def errors(result):
+    return [f for f in result["findings"] if f["severity"] == "error"]
+
+
+def main_tid(result):
+    return result["pid"]
