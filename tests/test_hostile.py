@@ -147,3 +147,25 @@ def test_corrupted_stacks_read_what_is_there(python, tmp_path, monkeypatch):
     assert "stack=" in run_tool("dump", trace).stdout
     for seed in range(3):
         assert_every_reader_survives(tmp_path, flip_bytes(real, seed, 500))
+
+
+def test_a_sparse_tail_is_not_read(tmp_path, real_trace):
+    """A trace in a 3 GiB sparse file (a preallocated tail, or a copy that
+    kept the size): only what the header says was handed out is read, so it
+    reads in a memory limit far below the file's size."""
+    import json
+    import resource
+    path = tmp_path / "sparse.gtr"
+    path.write_bytes(real_trace)
+    os.truncate(path, 3 << 30)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20))
+
+    proc = subprocess.run([GILTRACE, "report", "--json", str(path)], capture_output=True, text=True, timeout=60,
+                          preexec_fn=limit)
+    assert proc.returncode == 0, proc.stderr
+    (tmp_path / "plain.gtr").write_bytes(real_trace)
+    plain = json.loads(subprocess.run([GILTRACE, "report", "--json", str(tmp_path / "plain.gtr")],
+                                      capture_output=True, text=True, timeout=60).stdout)
+    assert json.loads(proc.stdout)["events"] == plain["events"] > 0

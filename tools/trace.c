@@ -133,7 +133,28 @@ __attribute__((format(printf, 2, 3))) static void note(struct trace *t, const ch
 	va_end(ap);
 }
 
-static int read_whole_file(const char *path, unsigned char **data, size_t *size, char *err, size_t errlen)
+/* How much of a file of `file_size` bytes is worth reading: the header,
+ * the metadata log and the chunks its header says were handed out, never
+ * more than the file holds.  A trace's preallocated tail (or a sparse
+ * file of gigabytes with a few chunks in use) is not read.  A header that
+ * makes no sense gives the whole file: check_header() says why. */
+static size_t bytes_promised(int fd, size_t file_size)
+{
+	struct gtr_file_header h;
+	if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || memcmp(h.magic, GTR_MAGIC, 8) != 0)
+		return file_size;
+	uint64_t chunks_end;
+	if (h.chunk_size == 0 || h.chunks_allocated > UINT64_MAX / h.chunk_size ||
+	    __builtin_add_overflow(h.chunk_area_offset, h.chunks_allocated * h.chunk_size, &chunks_end))
+		return file_size;
+	/* chunk_area_offset lies past the header and the metadata log
+	 * (check_header() insists), so chunks_end covers both */
+	uint64_t promised = chunks_end > GTR_HEADER_SIZE ? chunks_end : GTR_HEADER_SIZE;
+	return promised < file_size ? (size_t)promised : file_size;
+}
+
+/* The part of the file bytes_promised() says, into *data (malloc'd). */
+static int read_trace_bytes(const char *path, unsigned char **data, size_t *size, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -146,7 +167,7 @@ static int read_whole_file(const char *path, unsigned char **data, size_t *size,
 		close(fd);
 		return -1;
 	}
-	size_t cap = (size_t)st.st_size, len = 0;
+	size_t cap = bytes_promised(fd, (size_t)st.st_size), len = 0;
 	unsigned char *buf = malloc(cap ? cap : 1);
 	if (!buf) {
 		snprintf(err, errlen, "cannot read trace '%s': out of memory", path);
@@ -690,7 +711,7 @@ int trace_load(struct trace *t, const char *path, char *err, size_t errlen)
 	t->path = path;
 	unsigned char *data = NULL;
 	size_t size = 0;
-	if (read_whole_file(path, &data, &size, err, errlen) != 0)
+	if (read_trace_bytes(path, &data, &size, err, errlen) != 0)
 		return -1;
 	if (check_header(t, data, size, err, errlen) != 0) {
 		free(data);
