@@ -224,10 +224,11 @@ void shim_finish(void)
 	errno = saved_errno;
 }
 
-/* async-signal-safe.  _exit() is reachable from a signal handler that
- * interrupted this thread anywhere, holding the recorder's lock included:
- * only stores into the mapping, no lock, no child process. */
-void shim_finish_signal_safe(void)
+/* async-signal-safe.  _exit() and exec are reachable from a signal handler
+ * that interrupted this thread anywhere, holding the recorder's lock
+ * included: only stores into the mapping (and, before exec, the removal of
+ * a fork child's trace), no lock, no child process. */
+static void finish_signal_safe(bool before_exec)
 {
 	if (shim_state != SHIM_ACTIVE || !recorder_owned_by_this_process())
 		return;
@@ -236,23 +237,22 @@ void shim_finish_signal_safe(void)
 		recorder_emit_signal_safe(GTR_EV_THREAD_EXIT, (unsigned)process_exit_how(), NULL);
 		shim_leave();
 	}
-	recorder_close_signal_safe();
+	if (before_exec)
+		recorder_close_before_exec();
+	else
+		recorder_close_signal_safe();
 	shim_state = SHIM_STOPPED;
 	errno = saved_errno;
 }
 
+void shim_finish_signal_safe(void)
+{
+	finish_signal_safe(false);
+}
+
 void shim_before_exec(void)
 {
-	if (shim_state != SHIM_ACTIVE || !recorder_owned_by_this_process())
-		return;
-	int saved_errno = errno;
-	if (shim_enter()) {
-		recorder_emit_signal_safe(GTR_EV_THREAD_EXIT, (unsigned)process_exit_how(), NULL);
-		shim_leave();
-	}
-	recorder_close_before_exec();
-	shim_state = SHIM_STOPPED;
-	errno = saved_errno;
+	finish_signal_safe(true);
 }
 
 __attribute__((constructor)) static void shim_constructor(void)

@@ -206,57 +206,39 @@ SHIM_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 	return shim_real.fexecve(fd, argv, envp);
 }
 
-/* Count the arguments of an execl* call after arg0, up to the NULL. */
-#define COUNT_ARGS(arg0, n)                                                                                \
-	do {                                                                                               \
-		va_list count;                                                                             \
-		va_start(count, arg0);                                                                     \
-		for (n = 1; va_arg(count, const char *); n++)                                              \
-			;                                                                                  \
-		va_end(count);                                                                             \
-	} while (0)
-
-/* Fill argv[0..n] from arg0 and the variadic list (async-signal-safe: on
- * the stack, as glibc's own execl does). */
-static void collect_args(const char **argv, size_t n, const char *arg0, va_list ap)
-{
-	argv[0] = arg0;
-	for (size_t i = 1; i <= n; i++)
-		argv[i] = va_arg(ap, const char *);
-}
+/* In an execl* wrapper: `argv`, a stack array of arg0 and the variadic
+ * arguments up to their NULL (async-signal-safe, as glibc's own execl),
+ * and `ap` left after that NULL (execle's envp follows). */
+#define EXECL_ARGV(arg0, argv, ap)                                                                         \
+	size_t argc_ = 1;                                                                                  \
+	va_list ap;                                                                                        \
+	va_start(ap, arg0);                                                                                \
+	while (va_arg(ap, const char *))                                                                   \
+		argc_++;                                                                                   \
+	va_end(ap);                                                                                        \
+	const char *argv[argc_ + 1];                                                                       \
+	argv[0] = arg0;                                                                                    \
+	va_start(ap, arg0);                                                                                \
+	for (size_t i_ = 1; i_ <= argc_; i_++)                                                             \
+		argv[i_] = va_arg(ap, const char *)
 
 SHIM_EXPORT int execl(const char *path, const char *arg0, ...)
 {
-	size_t n;
-	COUNT_ARGS(arg0, n);
-	const char *argv[n + 1];
-	va_list ap;
-	va_start(ap, arg0);
-	collect_args(argv, n, arg0, ap);
+	EXECL_ARGV(arg0, argv, ap);
 	va_end(ap);
 	return execv(path, (char *const *)argv);
 }
 
 SHIM_EXPORT int execlp(const char *file, const char *arg0, ...)
 {
-	size_t n;
-	COUNT_ARGS(arg0, n);
-	const char *argv[n + 1];
-	va_list ap;
-	va_start(ap, arg0);
-	collect_args(argv, n, arg0, ap);
+	EXECL_ARGV(arg0, argv, ap);
 	va_end(ap);
 	return execvp(file, (char *const *)argv);
 }
 
 SHIM_EXPORT int execle(const char *path, const char *arg0, ...)
 {
-	size_t n;
-	COUNT_ARGS(arg0, n);
-	const char *argv[n + 1];
-	va_list ap;
-	va_start(ap, arg0);
-	collect_args(argv, n, arg0, ap);
+	EXECL_ARGV(arg0, argv, ap);
 	char *const *envp = va_arg(ap, char *const *);
 	va_end(ap);
 	return execve(path, (char *const *)argv, envp);
