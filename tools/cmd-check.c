@@ -194,7 +194,7 @@ static void check_one(const char *path, FILE *out, const struct check_options *o
 		trace_free(&t);
 		return;
 	}
-	if (model_build(&m, &t) != 0 || detect_run(&m, &fs) != 0) {
+	if (analyse(&t, &m, &fs) != 0) {
 		print_error("out of memory analysing '%s'", path);
 		tot->unusable++;
 	} else {

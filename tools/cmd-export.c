@@ -643,7 +643,7 @@ static int export_trace(FILE *file, const char *out_name, const char *path)
 	struct findings fs = { 0 };
 	struct exporter x = { .m = &m, .free_flow = NO_FLOW, .next_flow_id = 1 };
 	int ret = -1;
-	if (model_build(&m, &t) != 0 || detect_run(&m, &fs) != 0) {
+	if (analyse(&t, &m, &fs) != 0) {
 		print_error("out of memory analysing '%s'", path);
 		goto out;
 	}

@@ -116,7 +116,7 @@ static void report_json(struct json *j, const struct trace *t, const struct mode
 	json_losses(j, t, m);
 
 	json_array_begin(j, "gils");
-	for (unsigned gi = 0; gi < MODEL_MAX_GILS; gi++) {
+	for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++) {
 		const struct model_gil *g = &m->gils[gi];
 		if (!g->seen)
 			continue;
@@ -288,7 +288,7 @@ static void report_text(const struct trace *t, const struct model *m, const stru
 		printf("  note: %s\n", t->notes[i]);
 	print_losses(t, m);
 
-	for (unsigned gi = 0; gi < MODEL_MAX_GILS; gi++) {
+	for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++) {
 		const struct model_gil *g = &m->gils[gi];
 		if (!g->seen)
 			continue;
@@ -376,7 +376,7 @@ static int write_page(FILE *out, const char *out_path, const char *trace_path, c
 		trace_free(&t);
 		return -1;
 	}
-	if (model_build(&m, &t) != 0 || detect_run(&m, &fs) != 0) {
+	if (analyse(&t, &m, &fs) != 0) {
 		print_error("out of memory analysing '%s'", trace_path);
 		goto out;
 	}
@@ -497,7 +497,7 @@ int cmd_report(int argc, char **argv)
 			trace_free(&t);
 			continue;
 		}
-		if (model_build(&m, &t) != 0 || detect_run(&m, &fs) != 0) {
+		if (analyse(&t, &m, &fs) != 0) {
 			print_error("out of memory analysing '%s'", argv[i]);
 			status = EXIT_UNUSABLE;
 		} else if (as_json) {

@@ -352,7 +352,7 @@ int cmd_timeline(int argc, char **argv)
 		trace_free(&t);
 		die("%s", err);
 	}
-	if (model_build(&m, &t) != 0 || detect_run(&m, &fs) != 0)
+	if (analyse(&t, &m, &fs) != 0)
 		die("out of memory analysing '%s'", argv[optind]);
 	uint64_t from, to;
 	int status = EXIT_CLEAN;

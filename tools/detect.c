@@ -1,9 +1,10 @@
 /*
  * detect.c: the detectors.  See detect.h and docs/findings.md.
  *
- * One walk over the merged events keeps, per thread state, whether it was
- * freed (by whom, when) and, per thread, a "watch" on what it does once
- * finalization has begun:
+ * A visitor of the replay (replay.h), which says who holds which GIL and
+ * which finalization epoch is under way (and which thread finalizes), the
+ * detectors keep, per thread state, whether it was freed (by whom, when)
+ * and, per thread, a "watch" on what it does once finalization has begun:
  *
  *   NONE -> ENTERING   it called a C-API function that takes the GIL, or
  *                      entered take_gil
@@ -76,24 +77,29 @@ struct thread_state {
 };
 
 struct walk {
-	const struct model *m;
+	const struct trace *t;
+	const struct replay *r;      /* the replay visiting us: who holds what,
+	                                which finalization is under way */
 	struct findings *out;
 	size_t at;                   /* index of the event being walked, SIZE_MAX at the end */
 	struct tstate_life *lives;   /* open addressing, power-of-two size */
 	size_t life_cap, life_count;
 	struct thread_state *threads;
-	bool finalizing, fin_ever;
-	uint64_t fin_start;
-	int fin_thread;
-	int drop_requester[MODEL_MAX_GILS];
-	int gil_holder[MODEL_MAX_GILS];
+	int drop_requester[REPLAY_MAX_GILS];
 	struct forced_switch {
 		bool pending;
 		uint64_t ns;
 		int thread, requester;
-	} forced_switch[MODEL_MAX_GILS];
+	} forced_switch[REPLAY_MAX_GILS];
 	bool oom;
 };
+
+/* Whether finalization was under way at ns (the replay's open epoch). */
+static bool finalizing_at(const struct walk *w, uint64_t ns)
+{
+	const struct replay_epoch *ep = replay_open_epoch(w->r);
+	return ep && ns >= ep->start_ns;
+}
 
 /* ---- thread-state lives ---------------------------------------------------- */
 
@@ -202,9 +208,10 @@ static struct finding *add(struct walk *w, enum detector kind, int thread, uint6
 	x->other_thread = -1;
 	x->stack_event = SIZE_MAX;
 	x->freed_event = SIZE_MAX;
-	x->finalizing = w->finalizing && ns >= w->fin_start;
-	x->fin_seen = w->fin_ever && ns >= w->fin_start;
-	x->fin_start_ns = w->fin_start;
+	const struct replay_epoch *last = replay_last_epoch(w->r);
+	x->finalizing = finalizing_at(w, ns);
+	x->fin_seen = last && ns >= last->start_ns;
+	x->fin_start_ns = last ? last->start_ns : 0;
 	if (detectors[kind].severity == SEVERITY_ERROR)
 		f->errors++;
 	else
@@ -227,7 +234,7 @@ static void with_tstate(struct walk *w, struct finding *x, uint64_t tstate)
 /* The first of two events (indices, SIZE_MAX none) that has a stack. */
 static size_t with_stack(const struct walk *w, size_t first, size_t second)
 {
-	const struct trace *t = w->m->trace;
+	const struct trace *t = w->t;
 	if (first != SIZE_MAX && trace_stack_of(t, first))
 		return first;
 	if (second != SIZE_MAX && trace_stack_of(t, second))
@@ -278,8 +285,8 @@ static void kept_running(struct walk *w, int thread, uint64_t ns, const char *ho
 
 static bool watched(const struct walk *w, int thread, uint64_t ns)
 {
-	return w->finalizing && ns >= w->fin_start && thread != w->fin_thread &&
-	       w->threads[thread].watch != WATCH_DONE;
+	const struct replay_epoch *ep = replay_open_epoch(w->r);
+	return ep && ns >= ep->start_ns && thread != replay_epoch_thread(ep) && w->threads[thread].watch != WATCH_DONE;
 }
 
 /* ---- events -------------------------------------------------------------------- */
@@ -290,18 +297,10 @@ static bool takes_gil(unsigned fn)
 	       fn == GTR_CAPI_PyEval_AcquireLock || fn == GTR_CAPI_PyGILState_Ensure;
 }
 
-/* The runtime's finalizing flag stays set after Py_FinalizeEx returns (the
- * must-exit checks still end daemon threads then); a new runtime starts
- * with these. */
-static bool starts_new_runtime(unsigned fn)
-{
-	return fn == GTR_CAPI_Py_Initialize || fn == GTR_CAPI_Py_InitializeEx || fn == GTR_CAPI_Py_InitializeFromConfig;
-}
-
 /* The caller is the interpreter itself (the object holding _PyRuntime). */
 static bool called_by_interpreter(const struct walk *w, uint64_t caller)
 {
-	const struct trace *t = w->m->trace;
+	const struct trace *t = w->t;
 	const struct trace_module *runtime = trace_module_of(t, t->header.py_runtime_addr);
 	return runtime && trace_module_of(t, caller) == runtime;
 }
@@ -347,7 +346,7 @@ static void on_capi_call(struct walk *w, int thread, const struct trace_event *e
 			x->stack_event = with_stack(w, w->at, SIZE_MAX);
 			with_tstate(w, x, subject);
 			snprintf(x->what, sizeof x->what, "passed a freed thread state to %s%s", trace_capi_name(fn),
-			         w->finalizing && e->ns >= w->fin_start ? "" : " while the runtime was not finalizing");
+			         finalizing_at(w, e->ns) ? "" : " while the runtime was not finalizing");
 		}
 		ts->reported_error = true;
 	}
@@ -377,7 +376,7 @@ static void on_capi_return(struct walk *w, int thread, const struct trace_event 
 		break;
 	case GTR_CAPI_PyEval_SaveThread:
 	case GTR_CAPI_PyThreadState_Swap:
-		if (!(w->finalizing && e->ns >= w->fin_start))
+		if (!finalizing_at(w, e->ns))
 			life_renewed(w, result);
 		if (!freed_life(w, result))
 			bind(ts, result, e->ns);
@@ -391,8 +390,6 @@ static void on_capi_return(struct walk *w, int thread, const struct trace_event 
 		snprintf(how, sizeof how, "returned from %s to its caller", trace_capi_name(fn));
 		kept_running(w, thread, e->ns, how);
 	}
-	if (starts_new_runtime(fn))
-		w->finalizing = false;
 }
 
 static void on_acquire(struct walk *w, int thread, const struct trace_event *e)
@@ -412,7 +409,7 @@ static void on_acquire(struct walk *w, int thread, const struct trace_event *e)
 		if (!ts->watch_tstate)
 			ts->watch_tstate = tstate;
 		ts->watch = WATCH_ACQUIRED;
-	} else if (!(w->finalizing && e->ns >= w->fin_start)) {
+	} else if (!finalizing_at(w, e->ns)) {
 		life_renewed(w, tstate);
 	}
 	if (!freed_life(w, tstate))
@@ -476,30 +473,6 @@ static void on_pause(struct walk *w, int thread, const struct trace_event *e)
 	watch_finding(w, thread, e->ns, DETECT_PARKED_AT_EXIT, "was parked there for good (pause)");
 }
 
-static void on_finalizing(struct walk *w, int thread, const struct trace_event *e)
-{
-	if (!e->arg) {
-		w->finalizing = false;
-		return;
-	}
-	if (w->finalizing)
-		return;
-	w->finalizing = true;
-	w->fin_ever = true;
-	w->fin_start = e->ns;
-	const struct model *m = w->m;
-	w->fin_thread = m->finalization.finalizing_thread;
-	if (m->finalization.start_ns != e->ns || w->fin_thread < 0) {
-		/* a later finalization (embedding): the GIL holder finalizes */
-		w->fin_thread = -1;
-		for (size_t gi = 0; gi < MODEL_MAX_GILS && w->fin_thread < 0; gi++)
-			if (m->gils[gi].in_runtime)
-				w->fin_thread = w->gil_holder[gi];
-	}
-	if (w->fin_thread < 0)
-		w->fin_thread = thread;
-}
-
 /* Every other event of a thread whose watch says it should be leaving. */
 static void on_other(struct walk *w, int thread, const struct trace_event *e)
 {
@@ -540,8 +513,7 @@ static void walk_event(struct walk *w, const struct trace_event *e)
 	struct thread_state *ts = &w->threads[thread];
 	switch (e->type) {
 	case GTR_EV_FINALIZING:
-		on_finalizing(w, thread, e);
-		break;
+		break; /* the replay's epochs */
 	case GTR_EV_TSTATE_FREE: {
 		struct tstate_life *l = life_get(w, e->payload[0]);
 		if (l) {
@@ -566,12 +538,9 @@ static void walk_event(struct walk *w, const struct trace_event *e)
 		break;
 	case GTR_EV_GIL_ACQUIRE:
 	case GTR_EV_GIL_HELD_AT_FORK:
-		w->gil_holder[e->arg] = thread;
 		on_acquire(w, thread, e);
 		break;
 	case GTR_EV_GIL_RELEASE:
-		if (w->gil_holder[e->arg] == thread)
-			w->gil_holder[e->arg] = -1;
 		on_other(w, thread, e);
 		break;
 	case GTR_EV_GIL_DROP_REQUEST:
@@ -602,10 +571,10 @@ static void walk_event(struct walk *w, const struct trace_event *e)
  * never ended. */
 static void at_end(struct walk *w)
 {
-	const struct model *m = w->m;
-	uint64_t end = m->wall_ns;
-	bool died = m->trace->truncated;
-	for (size_t i = 0; i < m->thread_count; i++) {
+	const struct replay *r = w->r;
+	uint64_t end = r->end_ns;
+	bool died = w->t->truncated;
+	for (size_t i = 0; i < r->thread_count; i++) {
 		struct thread_state *ts = &w->threads[i];
 		if (ts->watch == WATCH_ACQUIRED && died) {
 			kept_running(w, (int)i, end, "still held the GIL when the process died");
@@ -623,12 +592,12 @@ static void at_end(struct walk *w)
 				                   : "was still there when the process exited");
 		}
 	}
-	for (unsigned gi = 0; gi < MODEL_MAX_GILS; gi++) {
+	for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++) {
 		const struct forced_switch *fs = &w->forced_switch[gi];
 		if (!fs->pending || fs->requester < 0)
 			continue;
-		const struct model_thread *r = &m->threads[fs->requester];
-		if (r->exit == MODEL_EXIT_NONE || r->exit_ns > end)
+		const struct replay_thread *req = &r->threads[fs->requester];
+		if (req->exit == MODEL_EXIT_NONE || req->exit_ns > end)
 			continue;
 		struct finding *x = add(w, DETECT_SWITCH_WAIT_ON_DEAD_THREAD, fs->thread, fs->ns);
 		if (x) {
@@ -637,7 +606,7 @@ static void at_end(struct walk *w)
 			snprintf(x->what, sizeof x->what,
 			         "dropped the GIL and waits on switch_cond for thread %d, whose drop request is pending, "
 			         "but that thread %s and will never take the GIL%s",
-			         r->info->tid, r->exit == MODEL_EXIT_PAUSED ? "is parked" : "has exited",
+			         w->t->threads[fs->requester].tid, req->exit == MODEL_EXIT_PAUSED ? "is parked" : "has exited",
 			         died ? " (the trace ends in this wait: the process hung)" : "");
 		}
 	}
@@ -649,41 +618,123 @@ static int by_time(const void *a, const void *b)
 	return x->ns < y->ns ? -1 : x->ns > y->ns;
 }
 
-int detect_run(const struct model *m, struct findings *out)
+static void on_event(void *ctx, const struct replay *r, const struct trace_event *e)
 {
-	struct walk w;
-	memset(&w, 0, sizeof w);
+	struct walk *w = ctx;
+	if (w->oom)
+		return;
+	w->r = r;
+	w->at = r->at;
+	walk_event(w, e);
+}
+
+static void on_finish(void *ctx, const struct replay *r)
+{
+	struct walk *w = ctx;
+	w->r = r;
+	w->at = SIZE_MAX;
+	if (!w->oom)
+		at_end(w);
+}
+
+static void walk_free(struct walk *w)
+{
+	if (!w)
+		return;
+	free(w->lives);
+	free(w->threads);
+	free(w);
+}
+
+/* The detectors as a visitor of a replay: *v gets the walk as its ctx. */
+static struct walk *detect_begin(const struct trace *t, struct findings *out, struct replay_visitor *v)
+{
 	memset(out, 0, sizeof *out);
-	w.m = m;
-	w.out = out;
-	w.fin_thread = -1;
-	w.life_cap = 64;
-	w.lives = calloc(w.life_cap, sizeof *w.lives);
-	w.threads = calloc(m->thread_count ? m->thread_count : 1, sizeof *w.threads);
-	for (size_t i = 0; w.threads && i < m->thread_count; i++)
-		w.threads[i].watch_event = SIZE_MAX;
-	for (unsigned gi = 0; gi < MODEL_MAX_GILS; gi++) {
-		w.drop_requester[gi] = -1;
-		w.gil_holder[gi] = -1;
-		w.forced_switch[gi].requester = -1;
+	struct walk *w = calloc(1, sizeof *w);
+	if (!w)
+		return NULL;
+	w->t = t;
+	w->out = out;
+	w->life_cap = 64;
+	w->lives = calloc(w->life_cap, sizeof *w->lives);
+	w->threads = calloc(t->thread_count ? t->thread_count : 1, sizeof *w->threads);
+	if (!w->lives || !w->threads) {
+		walk_free(w);
+		return NULL;
 	}
-	if (!w.lives || !w.threads)
-		w.oom = true;
-	const struct trace *t = m->trace;
-	for (size_t i = 0; i < t->event_count && !w.oom; i++) {
-		w.at = i;
-		walk_event(&w, &t->events[i]);
+	for (size_t i = 0; i < t->thread_count; i++)
+		w->threads[i].watch_event = SIZE_MAX;
+	for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++) {
+		w->drop_requester[gi] = -1;
+		w->forced_switch[gi].requester = -1;
 	}
-	w.at = SIZE_MAX;
-	if (!w.oom)
-		at_end(&w);
-	free(w.lives);
-	free(w.threads);
-	if (w.oom)
+	/* not the waits' ends, names, clocks, stacks; the flag is the
+	 * replay's; what on_other() watches, only once finalization began */
+	uint64_t ignored = REPLAY_EVENT(GTR_EV_GIL_WAIT_SIGNALED) | REPLAY_EVENT(GTR_EV_GIL_WAIT_TIMEOUT) |
+	                   REPLAY_EVENT(GTR_EV_THREAD_NAME) | REPLAY_EVENT(GTR_EV_CLOCK) | REPLAY_EVENT(GTR_EV_STACK) |
+	                   REPLAY_EVENT(GTR_EV_FINALIZING);
+	uint64_t watched_only = REPLAY_EVENT(GTR_EV_GIL_TAKE_BEGIN) | REPLAY_EVENT(GTR_EV_GIL_WAIT_BEGIN) |
+	                        REPLAY_EVENT(GTR_EV_GIL_RELEASE) | REPLAY_EVENT(GTR_EV_THREAD_START) |
+	                        REPLAY_EVENT(GTR_EV_FORK);
+	*v = (struct replay_visitor){
+		.ctx = w,
+		.event = on_event,
+		.events = ~(ignored | watched_only),
+		.events_after_finalization = watched_only,
+		.finish = on_finish,
+	};
+	return w;
+}
+
+/* 0, or -1 when the walk ran out of memory; frees w. */
+static int detect_end(struct walk *w)
+{
+	bool oom = w->oom;
+	struct findings *out = w->out;
+	walk_free(w);
+	if (oom) {
+		findings_free(out);
 		return -1;
+	}
 	if (out->count > 1)
 		qsort(out->items, out->count, sizeof *out->items, by_time);
 	return 0;
+}
+
+int detect_run(const struct model *m, struct findings *out)
+{
+	struct replay_visitor v;
+	struct walk *w = detect_begin(m->trace, out, &v);
+	if (!w)
+		return -1;
+	const struct replay_visitor *vs[] = { &v };
+	struct replay r;
+	int rc = replay_run(&r, m->trace, vs, 1);
+	if (rc != 0)
+		w->oom = true;
+	rc = detect_end(w);
+	replay_free(&r);
+	return rc;
+}
+
+int analyse(const struct trace *t, struct model *m, struct findings *out)
+{
+	struct replay_visitor mv, dv;
+	memset(out, 0, sizeof *out);
+	if (model_begin(m, t, &mv) != 0)
+		return -1;
+	struct walk *w = detect_begin(t, out, &dv);
+	if (!w)
+		return -1;
+	const struct replay_visitor *vs[] = { &mv, &dv };
+	struct replay r;
+	if (replay_run(&r, t, vs, 2) != 0)
+		w->oom = true;
+	int rc = model_end(m, &r);
+	if (detect_end(w) != 0)
+		rc = -1;
+	replay_free(&r);
+	return rc;
 }
 
 void findings_free(struct findings *f)

@@ -2,9 +2,10 @@
  * detect.h: findings, from a replayed trace.
  *
  * Each detector has a stable id, a severity and a paragraph in
- * docs/findings.md.  detect_run() walks the merged events once, next to the
- * model (it needs the model's finalizing thread and thread table), and
- * lists what it found in time order.
+ * docs/findings.md.  The detectors are a visitor of the replay (replay.h):
+ * they read who holds which GIL and which finalization epoch is under way
+ * from it, and keep only what they watch (thread-state lives, each
+ * thread's doings once finalization began).  Findings come in time order.
  */
 #ifndef GILTRACE_DETECT_H
 #define GILTRACE_DETECT_H
@@ -63,6 +64,9 @@ struct findings {
 
 /* Returns 0, or -1 when out of memory.  Free with findings_free(). */
 int detect_run(const struct model *m, struct findings *out);
+/* model_build() and detect_run() in one replay: 0 or -1 (out of memory);
+ * free both either way. */
+int analyse(const struct trace *t, struct model *m, struct findings *out);
 void findings_free(struct findings *f);
 
 #endif

@@ -527,7 +527,7 @@ static void write_statistics(struct page *p)
 	char d1[32], d2[32], d3[32], d4[32], ex[96];
 
 	fputs("<section id=\"statistics\">\n<h2>Statistics <small>(the whole run)</small></h2>\n", out);
-	for (unsigned gi = 0; gi < MODEL_MAX_GILS; gi++) {
+	for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++) {
 		const struct model_gil *g = &m->gils[gi];
 		if (!g->seen)
 			continue;

@@ -1,5 +1,5 @@
 /*
- * model.c: replaying a trace through the GIL state machine.  See model.h.
+ * model.c: the statistics of a trace, a visitor of its replay.  See model.h.
  */
 #include "model.h"
 
@@ -60,11 +60,6 @@ const char *model_thread_label(const struct model *m, int thread, char *buf, siz
 	return buf;
 }
 
-static int tid_of(const struct model *m, int thread)
-{
-	return thread >= 0 ? m->threads[thread].info->tid : -1;
-}
-
 static int count_pair(struct model *m, int from, int to)
 {
 	for (size_t i = 0; i < m->pair_count; i++)
@@ -80,298 +75,138 @@ static int count_pair(struct model *m, int from, int to)
 	return 0;
 }
 
-static void end_hold(struct model *m, int thread, uint64_t ns)
+/* ---- the visitor ------------------------------------------------------------- */
+
+/* Whether thread's event at ns came after the first finalization began, in
+ * another thread than the finalizing one. */
+static bool after_finalization(const struct replay *r, int thread, uint64_t ns)
 {
+	return r->epoch_count && ns >= r->epochs[0].start_ns && thread != r->epochs[0].finalizing_thread;
+}
+
+static void on_event(void *ctx, const struct replay *r, const struct trace_event *e)
+{
+	struct model *m = ctx;
+	int thread = (int)e->thread;
 	struct model_thread *th = &m->threads[thread];
-	struct model_gil *g = &m->gils[th->holding];
-	th->hold_ns += ns - th->hold_since;
-	if (g->holder == thread) {
-		g->held_ns += ns - g->hold_since;
-		g->holder = -1;
-		g->last_hold_end = ns;
+	switch (e->type) {
+	case GTR_EV_GIL_TAKE_BEGIN:
+		if (after_finalization(r, thread, e->ns))
+			th->waited_after_finalization = true;
+		break;
+	case GTR_EV_GIL_WAIT_BEGIN:
+		if (th->drop_pending)
+			th->drop_requests++;
+		th->drop_pending = false;
+		if (after_finalization(r, thread, e->ns))
+			th->waited_after_finalization = true;
+		break;
+	case GTR_EV_GIL_DROP_REQUEST:
+		/* counted once the thread goes on waiting or acquires: a
+		 * must-exit check may leave take_gil before the request */
+		th->drop_pending = true;
+		break;
+	case GTR_EV_GIL_HELD_AT_FORK:
+		if (after_finalization(r, thread, e->ns))
+			th->held_after_finalization = true;
+		break;
+	case GTR_EV_GIL_TAKE_ABANDON:
+		th->drop_pending = false;
+		th->takes_abandoned++;
+		break;
+	case GTR_EV_GIL_FORCED_SWITCH_BEGIN:
+		th->forced_switches++;
+		break;
+	case GTR_EV_THREAD_START:
+		th->has_start = true;
+		th->parent_tid = (int32_t)e->payload[0];
+		break;
+	default:
+		break;
 	}
-	th->holding = -1;
 }
 
-static void end_take(const struct model *m, struct model_thread *th, uint64_t ns)
+static void on_hold(void *ctx, const struct replay *r, int thread, unsigned gil, uint64_t start, uint64_t end)
 {
-	/* a wait across a gap in the thread's own events is not known */
-	if (th->taking && !(th->info->events_lost && trace_lost_within(m->trace, th->take_since, ns, false)))
-		th->wait_ns += ns - th->take_since;
-	th->taking = false;
-	th->attempt_waited = false;
+	struct model *m = ctx;
+	(void)r;
+	m->threads[thread].hold_ns += end - start;
+	m->gils[gil].held_ns += end - start;
 }
 
-static int note_gap(struct model *m, struct model_gil *g, size_t event)
+static void on_wait(void *ctx, const struct replay *r, int thread, uint64_t start, uint64_t end, bool known)
 {
-	g->gaps++;
+	struct model *m = ctx;
+	(void)r;
+	if (known)
+		m->threads[thread].wait_ns += end - start;
+}
+
+static void on_unheld(void *ctx, const struct replay *r, unsigned gil, uint64_t start, uint64_t end, bool lost)
+{
+	struct model *m = ctx;
+	(void)r;
+	if (lost)
+		m->gils[gil].lost_ns += end - start;
+	else
+		m->gils[gil].idle_ns += end - start;
+}
+
+static void on_gap(void *ctx, const struct replay *r, unsigned gil, uint64_t missing)
+{
+	struct model *m = ctx;
+	(void)r;
+	m->gils[gil].gaps++;
+	m->gils[gil].acquisitions_missing += missing;
 	m->gil_gaps++;
-	if (!(m->gap_event_count & (m->gap_event_count + 1))) { /* grow at powers of two */
-		size_t *grown = realloc(m->gap_events, (2 * m->gap_event_count + 1) * sizeof *grown);
-		if (!grown)
-			return -1;
-		m->gap_events = grown;
-	}
-	m->gap_events[m->gap_event_count++] = event;
-	return 0;
 }
 
-/* Whether GIL events may be missing before e (an acquisition of g), since
- * `since_ns`, the GIL's last known state.  The switch numbers of two kept
- * acquisitions say it best: more than one apart, others came between them
- * (and how many).  At most one apart, the only acquisitions they can hide
- * are by a thread state that moves no switch number: the last holder's
- * taking the GIL again, or the new holder's taking it twice; so only a
- * loss in those two threads' own events counts.  Without a switch number
- * (the first acquisition, after a fork) any loss counts. */
-static bool gil_gap_before(struct model *m, struct model_gil *g, const struct trace_event *e, uint64_t since_ns)
+static void on_acquire(void *ctx, const struct replay *r, int thread, const struct trace_event *e, bool waited)
 {
-	const struct trace *t = m->trace;
-	bool gap;
-	if (e->type == GTR_EV_GIL_ACQUIRE && g->switch_known) {
-		uint64_t step = e->payload[1] - g->last_switch;
-		gap = step > 1 || trace_thread_lost_within(t, e->thread, since_ns, e->ns) ||
-		      (g->last_acquirer >= 0 && trace_thread_lost_within(t, (uint32_t)g->last_acquirer, since_ns, e->ns));
-		if (step > 1 && step <= UINT32_MAX) /* else not a count: went back */
-			g->acquisitions_missing += step - 1;
-	} else {
-		gap = trace_lost_within(t, since_ns, e->ns, true);
-	}
-	g->switch_known = e->type == GTR_EV_GIL_ACQUIRE;
-	g->last_switch = e->payload[1];
-	g->last_acquirer = (int)e->thread;
-	return gap;
-}
-
-/* A thread starts holding GIL e->arg at e->ns (ACQUIRE or HELD_AT_FORK);
- * e is trace.events[index]. */
-static int begin_hold(struct model *m, int thread, const struct trace_event *e, size_t index)
-{
+	struct model *m = ctx;
 	struct model_thread *th = &m->threads[thread];
-	unsigned gi = e->arg;
-	uint64_t ns = e->ns;
-	bool acquired = e->type == GTR_EV_GIL_ACQUIRE;
-	struct model_gil *g = &m->gils[gi];
-	bool gap = gil_gap_before(m, g, e, g->holder >= 0 ? g->hold_since : g->last_hold_end);
-	if (g->holder >= 0) {
-		/* its release is not in the trace: across a gap, the holder is
-		 * known to hold it only up to its last event; else the trace
-		 * contradicts itself */
-		int holder = g->holder;
-		uint64_t end = ns;
-		if (gap) {
-			uint64_t last = m->threads[holder].last_event_ns;
-			end = last < g->hold_since ? g->hold_since : last > ns ? ns : last;
-		} else if (holder != thread) {
-			model_error(m, "GIL %u acquired by thread %d at %llu ns while thread %d held it (since %llu ns)",
-			            gi, tid_of(m, thread), (unsigned long long)ns, tid_of(m, holder),
-			            (unsigned long long)g->hold_since);
-		}
-		end_hold(m, holder, end);
-	}
-	if (th->holding >= 0)
-		end_hold(m, thread, ns); /* another GIL, its release lost */
-	if (gap) {
-		g->lost_ns += ns - g->last_hold_end;
-		if (note_gap(m, g, index) != 0)
-			return -1;
-	} else {
-		g->idle_ns += ns - g->last_hold_end;
-	}
-	g->holder = thread;
-	g->hold_since = ns;
-	th->holding = (int)gi;
-	th->hold_since = ns;
-	th->last_tstate = e->payload[0];
-	if (!acquired)
-		return 0;
-	g->acquisitions++;
+	if (after_finalization(r, thread, e->ns))
+		th->held_after_finalization = true;
+	m->gils[e->arg].acquisitions++;
 	th->acquisitions++;
 	m->acquisitions++;
-	if (th->attempt_waited) {
+	if (waited) {
 		th->contended_acquisitions++;
 		m->contended_acquisitions++;
 	}
 	if (th->drop_pending)
 		th->drop_requests++;
 	th->drop_pending = false;
-	end_take(m, th, ns);
-	if (g->last_releaser >= 0 && g->last_releaser != thread && gap) {
-		m->handoffs_not_counted++;
-	} else if (g->last_releaser >= 0 && g->last_releaser != thread) {
-		uint64_t *lat = m->handoff_latencies;
-		if (!(m->handoff_count & (m->handoff_count + 1))) { /* grow at powers of two */
-			lat = realloc(lat, (2 * m->handoff_count + 1) * sizeof *lat);
-			if (!lat)
-				return -1;
-			m->handoff_latencies = lat;
+}
+
+static void on_handoff(void *ctx, const struct replay *r, unsigned gil, int from, uint64_t released_ns, int to,
+                       uint64_t acquired_ns)
+{
+	struct model *m = ctx;
+	(void)r;
+	(void)gil;
+	uint64_t *lat = m->handoff_latencies;
+	if (!(m->handoff_count & (m->handoff_count + 1))) { /* grow at powers of two */
+		lat = realloc(lat, (2 * m->handoff_count + 1) * sizeof *lat);
+		if (!lat) {
+			m->oom = true;
+			return;
 		}
-		lat[m->handoff_count++] = ns - g->last_release_ns;
-		if (count_pair(m, g->last_releaser, thread) != 0)
-			return -1;
+		m->handoff_latencies = lat;
 	}
-	g->last_releaser = -1;
-	return 0;
+	lat[m->handoff_count++] = acquired_ns - released_ns;
+	if (count_pair(m, from, to) != 0)
+		m->oom = true;
 }
 
-/* A release by a thread that does not hold the GIL: its acquisition was
- * lost (ring mode), so the GIL was held, by it, for an unknown part of the
- * time since it was last known free. */
-static void release_unheld(struct model *m, int thread, const struct trace_event *e)
+static void on_handoff_lost(void *ctx, const struct replay *r, unsigned gil, int from, int to)
 {
-	struct model_thread *th = &m->threads[thread];
-	struct model_gil *g = &m->gils[e->arg];
-	if (!th->info->events_lost) {
-		model_error(m, "thread %d released GIL %u at %llu ns without holding it", th->info->tid, e->arg,
-		            (unsigned long long)e->ns);
-		return;
-	}
-	if (g->holder >= 0)
-		return; /* the holder's release is what is missing; its next acquirer settles it */
-	g->lost_ns += e->ns - g->last_hold_end;
-	g->last_hold_end = e->ns;
-	g->last_releaser = thread;
-	g->last_release_ns = e->ns;
-}
-
-/* A GIL event's arg is its index (< MODEL_MAX_GILS by its 8-bit width). */
-static void mark_gil_seen(struct model *m, const struct trace_event *e)
-{
-	m->gils[e->arg].seen = true;
-}
-
-static void on_finalizing(struct model *m, const struct trace_event *e)
-{
-	if (!e->arg || m->finalization.seen)
-		return;
-	m->finalization.seen = true;
-	m->finalization.start_ns = e->ns;
-	int by_tstate = -1, holder = -1;
-	for (size_t i = 0; i < m->thread_count; i++) {
-		if (e->payload[0] && m->threads[i].last_tstate == e->payload[0])
-			by_tstate = (int)i;
-		if (m->threads[i].holding >= 0)
-			holder = (int)i;
-	}
-	if (by_tstate >= 0)
-		m->finalization.finalizing_thread = by_tstate;
-	else if (m->finalization.finalizing_thread < 0)
-		m->finalization.finalizing_thread = holder;
-}
-
-static int replay(struct model *m)
-{
-	const struct trace *t = m->trace;
-	for (size_t i = 0; i < t->event_count; i++) {
-		const struct trace_event *e = &t->events[i];
-		int thread = (int)e->thread;
-		struct model_thread *th = &m->threads[thread];
-		bool after_fin = m->finalization.seen && e->ns >= m->finalization.start_ns &&
-		                 thread != m->finalization.finalizing_thread;
-		switch (e->type) {
-		case GTR_EV_GIL_TAKE_BEGIN:
-			mark_gil_seen(m, e);
-			if (!th->taking) {
-				th->taking = true;
-				th->take_since = e->ns;
-			}
-			if (after_fin)
-				th->waited_after_finalization = true;
-			break;
-		case GTR_EV_GIL_WAIT_BEGIN:
-			if (th->drop_pending)
-				th->drop_requests++;
-			th->drop_pending = false;
-			th->attempt_waited = true;
-			if (!th->taking) { /* take begin lost (ring mode) */
-				th->taking = true;
-				th->take_since = e->ns;
-			}
-			if (after_fin)
-				th->waited_after_finalization = true;
-			break;
-		case GTR_EV_GIL_DROP_REQUEST:
-			/* counted once the thread goes on waiting or acquires: a
-			 * must-exit check may leave take_gil before the request */
-			th->drop_pending = true;
-			break;
-		case GTR_EV_GIL_WAIT_SIGNALED:
-		case GTR_EV_GIL_WAIT_TIMEOUT:
-			break;
-		case GTR_EV_GIL_ACQUIRE:
-		case GTR_EV_GIL_HELD_AT_FORK:
-			mark_gil_seen(m, e);
-			if (begin_hold(m, thread, e, i) != 0)
-				return -1;
-			if (after_fin)
-				th->held_after_finalization = true;
-			break;
-		case GTR_EV_GIL_RELEASE:
-			mark_gil_seen(m, e);
-			if (th->holding == e->arg) {
-				end_hold(m, thread, e->ns);
-				m->gils[e->arg].last_releaser = thread;
-				m->gils[e->arg].last_release_ns = e->ns;
-			} else {
-				release_unheld(m, thread, e);
-			}
-			break;
-		case GTR_EV_GIL_TAKE_ABANDON:
-			th->drop_pending = false;
-			th->takes_abandoned++;
-			end_take(m, th, e->ns);
-			break;
-		case GTR_EV_GIL_FORCED_SWITCH_BEGIN:
-			th->forced_switches++;
-			break;
-		case GTR_EV_GIL_REINIT: {
-			mark_gil_seen(m, e);
-			struct model_gil *g = &m->gils[e->arg];
-			if (g->holder >= 0)
-				end_hold(m, g->holder, e->ns);
-			g->last_releaser = -1;
-			g->switch_known = false;
-			break;
-		}
-		case GTR_EV_THREAD_START:
-			th->has_start = true;
-			th->parent_tid = (int32_t)e->payload[0];
-			break;
-		case GTR_EV_THREAD_EXIT:
-			th->exit = gtr_exit_how(e->arg) == GTR_EXIT_RETURN         ? MODEL_EXIT_RETURN
-			           : gtr_exit_how(e->arg) == GTR_EXIT_PTHREAD_EXIT ? MODEL_EXIT_PTHREAD_EXIT
-			                                                      : MODEL_EXIT_PROCESS;
-			th->exit_held_gil = gtr_exit_held_gil(e->arg);
-			th->exit_ns = e->ns;
-			break;
-		case GTR_EV_THREAD_PAUSE:
-			th->exit = MODEL_EXIT_PAUSED;
-			th->exit_held_gil = gtr_exit_held_gil(e->arg);
-			th->exit_ns = e->ns;
-			break;
-		case GTR_EV_FINALIZING:
-			on_finalizing(m, e);
-			break;
-		case GTR_EV_CAPI_CALL:
-			if (e->arg == GTR_CAPI_Py_FinalizeEx && !m->finalization.enter_seen) {
-				m->finalization.enter_seen = true;
-				m->finalization.enter_ns = e->ns;
-				if (m->finalization.finalizing_thread < 0)
-					m->finalization.finalizing_thread = thread;
-			}
-			break;
-		case GTR_EV_CAPI_RETURN:
-			if (e->arg == GTR_CAPI_Py_FinalizeEx && m->finalization.enter_seen && !m->finalization.exit_seen) {
-				m->finalization.exit_seen = true;
-				m->finalization.exit_ns = e->ns;
-			}
-			break;
-		default:
-			break;
-		}
-		th->last_event_ns = e->ns;
-	}
-	return 0;
+	struct model *m = ctx;
+	(void)r;
+	(void)gil;
+	(void)from;
+	(void)to;
+	m->handoffs_not_counted++;
 }
 
 /* Rearrange v[lo, hi) so that v[k] is the value a sort would put there,
@@ -418,39 +253,49 @@ static uint64_t percentile(uint64_t *v, size_t n, size_t from, unsigned pct, siz
 	return v[k];
 }
 
-static void finish(struct model *m)
+static void finish(struct model *m, const struct replay *r)
 {
-	uint64_t end = m->wall_ns;
-	const struct trace *t = m->trace;
+	for (size_t i = 0; i < r->error_count; i++)
+		model_error(m, "%s", r->errors[i]);
 	for (size_t i = 0; i < m->thread_count; i++) {
 		struct model_thread *th = &m->threads[i];
-		/* a hold to the end, unless the thread's later events are lost:
-		 * then only to its last one */
-		if (th->holding >= 0)
-			end_hold(m, (int)i,
-			         trace_thread_lost_within(t, (uint32_t)i, th->hold_since, end)
-			                 ? (th->last_event_ns > th->hold_since ? th->last_event_ns : th->hold_since)
-			                 : end);
-		end_take(m, th, end);
+		const struct replay_thread *rt = &r->threads[i];
+		th->exit = rt->exit;
+		th->exit_held_gil = rt->exit_held_gil;
+		th->exit_ns = rt->exit_ns;
+		th->first_ns = rt->first_ns;
+		th->last_ns = rt->last_event_ns;
 		if (th->hold_ns > m->wall_ns)
 			model_error(m, "thread %d held the GIL %llu ns, longer than the run (%llu ns)",
 			            th->info->tid, (unsigned long long)th->hold_ns, (unsigned long long)m->wall_ns);
 	}
-	for (unsigned gi = 0; gi < MODEL_MAX_GILS; gi++) {
+	for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++) {
 		struct model_gil *g = &m->gils[gi];
+		g->seen = r->gils[gi].seen;
 		if (!g->seen)
 			continue;
-		/* no acquisition follows to give a switch number: any loss counts */
-		if (end > g->last_hold_end && trace_lost_within(t, g->last_hold_end, end, true))
-			g->lost_ns += end - g->last_hold_end;
-		else
-			g->idle_ns += end - g->last_hold_end;
 		m->lost_ns += g->lost_ns;
 		m->acquisitions_missing += g->acquisitions_missing;
 		if (g->held_ns + g->idle_ns + g->lost_ns != m->wall_ns)
 			model_error(m, "GIL %u: held %llu ns + idle %llu ns + lost %llu ns != wall %llu ns", gi,
 			            (unsigned long long)g->held_ns, (unsigned long long)g->idle_ns,
 			            (unsigned long long)g->lost_ns, (unsigned long long)m->wall_ns);
+	}
+	if (r->epoch_count) {
+		const struct replay_epoch *ep = &r->epochs[0];
+		m->finalization.seen = true;
+		m->finalization.start_ns = ep->start_ns;
+		m->finalization.finalizing_thread = ep->finalizing_thread;
+		m->finalization.enter_seen = ep->enter_seen;
+		m->finalization.enter_ns = ep->enter_ns;
+		m->finalization.exit_seen = ep->exit_seen;
+		m->finalization.exit_ns = ep->exit_ns;
+	} else {
+		m->finalization.finalizing_thread = r->finalize_call_seen ? r->finalize_caller : -1;
+		m->finalization.enter_seen = r->finalize_call_seen;
+		m->finalization.enter_ns = r->finalize_call_ns;
+		m->finalization.exit_seen = r->finalize_return_seen;
+		m->finalization.exit_ns = r->finalize_return_ns;
 	}
 	if (m->finalization.seen) {
 		uint64_t start = m->finalization.start_ns;
@@ -471,7 +316,7 @@ static void finish(struct model *m)
 	}
 }
 
-int model_build(struct model *m, const struct trace *t)
+int model_begin(struct model *m, const struct trace *t, struct replay_visitor *v)
 {
 	memset(m, 0, sizeof *m);
 	m->trace = t;
@@ -485,30 +330,49 @@ int model_build(struct model *m, const struct trace *t)
 		struct model_thread *th = &m->threads[i];
 		th->info = &t->threads[i];
 		th->is_main = t->threads[i].tid == t->header.pid;
-		th->holding = -1;
-		th->first_ns = UINT64_MAX;
-	}
-	for (size_t i = 0; i < t->event_count; i++) {
-		struct model_thread *th = &m->threads[t->events[i].thread];
-		if (th->first_ns == UINT64_MAX)
-			th->first_ns = t->events[i].ns;
-		th->last_ns = t->events[i].ns;
-	}
-	for (unsigned gi = 0; gi < MODEL_MAX_GILS; gi++) {
-		m->gils[gi].holder = -1;
-		m->gils[gi].last_releaser = -1;
-		m->gils[gi].last_acquirer = -1;
 	}
 	for (size_t i = 0; i < t->gil_count; i++) {
-		struct model_gil *g = &m->gils[t->gils[i].index % MODEL_MAX_GILS];
-		g->seen = true;
+		struct model_gil *g = &m->gils[t->gils[i].index % REPLAY_MAX_GILS];
 		g->base = t->gils[i].base;
 		g->in_runtime = t->gils[i].in_runtime;
 	}
-	if (replay(m) != 0)
-		return -1;
-	finish(m);
+	*v = (struct replay_visitor){
+		.ctx = m,
+		.event = on_event,
+		.events = REPLAY_EVENT(GTR_EV_GIL_WAIT_BEGIN) | REPLAY_EVENT(GTR_EV_GIL_DROP_REQUEST) |
+		          REPLAY_EVENT(GTR_EV_GIL_HELD_AT_FORK) | REPLAY_EVENT(GTR_EV_GIL_TAKE_ABANDON) |
+		          REPLAY_EVENT(GTR_EV_GIL_FORCED_SWITCH_BEGIN) | REPLAY_EVENT(GTR_EV_THREAD_START),
+		/* a take's beginning counts only after finalization began */
+		.events_after_finalization = REPLAY_EVENT(GTR_EV_GIL_TAKE_BEGIN),
+		.hold = on_hold,
+		.wait = on_wait,
+		.unheld = on_unheld,
+		.gap = on_gap,
+		.acquire = on_acquire,
+		.handoff = on_handoff,
+		.handoff_lost = on_handoff_lost,
+	};
 	return 0;
+}
+
+int model_end(struct model *m, const struct replay *r)
+{
+	if (m->oom)
+		return -1;
+	finish(m, r);
+	return 0;
+}
+
+int model_build(struct model *m, const struct trace *t)
+{
+	struct replay_visitor v;
+	struct replay r;
+	if (model_begin(m, t, &v) != 0)
+		return -1;
+	const struct replay_visitor *vs[] = { &v };
+	int rc = replay_run(&r, t, vs, 1) == 0 ? model_end(m, &r) : -1;
+	replay_free(&r);
+	return rc;
 }
 
 void model_free(struct model *m)
@@ -516,7 +380,6 @@ void model_free(struct model *m)
 	free(m->threads);
 	free(m->handoff_latencies);
 	free(m->pairs);
-	free(m->gap_events);
 	lines_free(m->errors, m->error_count);
 	memset(m, 0, sizeof *m);
 }

@@ -1,23 +1,16 @@
 /*
  * model.h: what happened to the GIL, reconstructed from a trace.
  *
- * model_build() replays the merged events through a GIL state machine:
- * who held each GIL and when, who waited, every handoff from a releasing
- * thread to the next acquirer, how each thread ended, and what happened
- * after finalization began.  It checks its own invariants while doing so
- * (no two threads hold one GIL at once; a thread's hold time never exceeds
- * the run's wall time; held + idle + lost == wall for each GIL) and lists
- * any violation in model.errors: a violation is a bug in giltrace, not in
- * the traced program.
- *
- * Lost events (ring mode's overwritten chunks, a cut copy, a full disk)
- * are never papered over: where GIL events may be missing between two
- * kept ones, no handoff is counted across them and the time in between
- * is neither held nor idle but lost.  The model knows they are missing
- * from the switch number of each acquisition (CPython's take_gil adds one
- * whenever the holder changes, so two kept acquisitions more than one
- * apart had others between them) and from the reader's losses
- * (trace_lost_within) where no switch number answers.
+ * model_build() computes the statistics of a trace as a visitor of its
+ * replay (replay.h): who held each GIL and for how long, who waited, every
+ * handoff from a releasing thread to the next acquirer and its latency,
+ * how each thread ended, and what happened after finalization began.  It
+ * checks the replay's invariants while doing so (no two threads hold one
+ * GIL at once; a thread's hold time never exceeds the run's wall time;
+ * held + idle + lost == wall for each GIL) and lists any violation in
+ * model.errors: a violation is a bug in giltrace, not in the traced
+ * program.  Lost events count as the replay says: no handoff across a
+ * gap, and the time in it lost, neither held nor idle.
  */
 #ifndef GILTRACE_MODEL_H
 #define GILTRACE_MODEL_H
@@ -26,17 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "replay.h"
 #include "trace.h"
 
-#define MODEL_MAX_GILS 256
-
-enum model_exit {
-	MODEL_EXIT_NONE = 0,      /* still running at the end of the trace */
-	MODEL_EXIT_RETURN,        /* start routine returned */
-	MODEL_EXIT_PTHREAD_EXIT,  /* pthread_exit (the must-exit path in 3.8-3.13.7) */
-	MODEL_EXIT_PROCESS,       /* this thread ended the process (exit/_exit) */
-	MODEL_EXIT_PAUSED,        /* parked in pause() (3.13.8+, 3.14) */
-};
 
 struct model_thread {
 	const struct trace_thread *info;
@@ -54,32 +39,19 @@ struct model_thread {
 	uint64_t exit_ns;
 	/* relative to finalization start (valid if model.finalization.seen) */
 	bool alive_at_finalization, held_after_finalization, waited_after_finalization;
-	/* replay state */
-	int holding;               /* GIL index held, -1 none */
-	uint64_t hold_since;
-	bool taking, attempt_waited, drop_pending;
-	uint64_t take_since;
-	uint64_t last_tstate;      /* tstate of its last acquisition */
-	uint64_t last_event_ns;    /* its latest event replayed so far */
+	bool drop_pending;         /* a drop request not counted yet */
 };
 
 struct model_gil {
 	bool seen;
 	uint64_t base;
 	bool in_runtime;
-	int holder;                /* thread index, -1 none */
-	uint64_t hold_since;
-	uint64_t held_ns, idle_ns, last_hold_end;
+	uint64_t held_ns, idle_ns;
 	uint64_t lost_ns;          /* time whose state the trace does not know */
 	uint64_t acquisitions;
 	uint64_t acquisitions_missing; /* switch numbers skipped between kept
 	                                  acquisitions: at least this many are lost */
 	uint64_t gaps;             /* places where its events are missing */
-	int last_releaser;         /* thread index, -1; cleared by the next acquisition */
-	uint64_t last_release_ns;
-	int last_acquirer;         /* thread index of its last acquisition, -1 */
-	uint64_t last_switch;      /* switch_number of its last acquisition */
-	bool switch_known;         /* last_switch is valid */
 };
 
 struct model_handoff_pair {
@@ -91,7 +63,7 @@ struct model {
 	const struct trace *trace;
 	struct model_thread *threads;
 	size_t thread_count;
-	struct model_gil gils[MODEL_MAX_GILS];
+	struct model_gil gils[REPLAY_MAX_GILS];
 	uint64_t wall_ns;
 
 	uint64_t acquisitions, contended_acquisitions;
@@ -107,11 +79,8 @@ struct model {
 	uint64_t gil_gaps;
 	uint64_t handoffs_not_counted; /* acquisitions by another thread than the
 	                                  last releaser, across a gap */
-	/* indices into trace.events of the acquisitions right after a gap, in
-	 * order: spans.c draws no handoff into them either */
-	size_t *gap_events;
-	size_t gap_event_count;
-
+	/* the first finalization epoch (replay.h), or, if none, the first
+	 * Py_FinalizeEx call */
 	struct {
 		bool seen;
 		uint64_t start_ns;
@@ -122,10 +91,17 @@ struct model {
 
 	char **errors;
 	size_t error_count;
+	bool oom;                  /* building it ran out of memory */
 };
 
 /* Returns 0, or -1 when out of memory.  Free with model_free(). */
 int model_build(struct model *m, const struct trace *t);
+
+/* The model as one visitor of a replay that others share: model_begin()
+ * fills *v (its ctx is m); after replay_run(), model_end().  Both return
+ * 0, or -1 when out of memory. */
+int model_begin(struct model *m, const struct trace *t, struct replay_visitor *v);
+int model_end(struct model *m, const struct replay *r);
 void model_free(struct model *m);
 
 /* A thread's display name: its name (THREAD_NAME), "main" for the main

@@ -2,8 +2,8 @@
  * spans.h: a trace as lanes of intervals and marks, for the renderers
  * (timeline, the HTML report, the Chrome export).
  *
- * spans_walk() replays the merged events once and reports, per thread and
- * in time order, contiguous non-overlapping intervals of one state:
+ * spans_walk() runs the replay (replay.h) and reports its lanes: per thread
+ * and in time order, contiguous non-overlapping intervals of one state:
  *
  *   HELD      it held a GIL (from its acquisition to its release)
  *   WAITING   it was inside take_gil without the GIL (from its first lock of
@@ -26,8 +26,7 @@
 
 #include "detect.h"
 #include "model.h"
-
-enum lane_state { LANE_ABSENT = 0, LANE_RELEASED, LANE_WAITING, LANE_HELD, LANE_STATES };
+#include "replay.h"
 
 struct span_visitor {
 	void *ctx;
@@ -42,7 +41,7 @@ struct span_visitor {
 int spans_walk(const struct model *m, const struct span_visitor *v);
 
 enum mark_kind {
-	MARK_FINALIZE,      /* finalization began (thread: who noticed it first) */
+	MARK_FINALIZE,      /* a finalization epoch began (thread: who noticed it) */
 	MARK_TSTATE_FREE,   /* a thread state was freed by thread */
 	MARK_THREAD_EXIT,   /* the thread ended (return, pthread_exit; not the
 	                       process exit, which ends the trace) */
