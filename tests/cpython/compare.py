@@ -460,13 +460,15 @@ def markdown_table(results):
         if r["skipped"]:
             out.append(f"| {r['interpreter']} | {r['module']} | | | | | skipped: {r['skipped']} |")
             continue
-        t = totals.setdefault(r["interpreter"], [0, 0, 0.0, 0.0, 0, 0])
+        t = totals.setdefault(r["interpreter"], [0, 0, 0.0, 0.0, 0, 0, 0, 0])
         t[0] += 1
         t[1] += r["cases"]
         t[2] += r["untraced_s"]
         t[3] += r["traced_s"]
         t[4] += 0 if r["ok"] else 1
         t[5] += r["traces"]
+        t[6] += r["truncated_traces"]
+        t[7] += len(r["unusable_traces"])
         what = []
         if r["differences"]:
             what.append(f"{len(r['differences'])} differ: " + ", ".join(sorted(r["differences"])[:4]))
@@ -481,10 +483,15 @@ def markdown_table(results):
         ratio = r["traced_s"] / r["untraced_s"] if r["untraced_s"] else 0
         out.append(f"| {r['interpreter']} | {r['module']} | {r['cases']} | {r['untraced_s']:.1f} | "
                    f"{r['traced_s']:.1f} | {ratio:.2f} | {result} |")
-    out += ["", "| interpreter | modules run | test cases | traces | untraced s | traced s | ratio | failing modules |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for label, (n, cases, u, t, bad, traces) in totals.items():
-        out.append(f"| {label} | {n} | {cases} | {traces} | {u:.0f} | {t:.0f} | {t / u if u else 0:.2f} | {bad} |")
+    out += ["", "| interpreter | modules run | test cases | traces (truncated, unusable) | untraced s | traced s "
+            "| ratio | failing modules |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, (n, cases, u, t, bad, traces, trunc, unusable) in totals.items():
+        out.append(f"| {label} | {n} | {cases} | {traces} ({trunc}, {unusable}) | {u:.0f} | {t:.0f} | "
+                   f"{t / u if u else 0:.2f} | {bad} |")
+    if totals:
+        s = [sum(v[i] for v in totals.values()) for i in range(8)]
+        out.append(f"| all | {s[0]} | {s[1]} | {s[5]} ({s[6]}, {s[7]}) | {s[2]:.0f} | {s[3]:.0f} | "
+                   f"{s[3] / s[2] if s[2] else 0:.2f} | {s[4]} |")
     return "\n".join(out)
 
 
