@@ -48,11 +48,16 @@ $(BUILD)/san/giltrace: $(TOOLS_SRC) $(TOOLS_HDR) | $(BUILD)
 	@echo "  CC/LD   $@ (asan, ubsan)"
 	$(Q)$(CC) $(SAN_CFLAGS) -o $@ $(TOOLS_SRC) $(TOOLS_LIBS)
 
-# Unit tests of the reader and the model on hand-made traces.
-$(BUILD)/san/test-model: tests/unit/test-model.c $(TOOLS_LIB_SRC) $(TOOLS_HDR) | $(BUILD)
+# Unit tests of the reader, the model and the detectors on hand-made traces.
+$(BUILD)/san/test-model: tests/unit/test-model.c tests/unit/fake-trace.h $(TOOLS_LIB_SRC) $(TOOLS_HDR) | $(BUILD)
 	@mkdir -p $(dir $@)
 	@echo "  CC/LD   $@ (asan, ubsan)"
 	$(Q)$(CC) $(SAN_CFLAGS) -Itools -o $@ tests/unit/test-model.c $(TOOLS_LIB_SRC) $(TOOLS_LIBS)
+
+$(BUILD)/san/test-detect: tests/unit/test-detect.c tests/unit/fake-trace.h $(TOOLS_LIB_SRC) $(TOOLS_HDR) | $(BUILD)
+	@mkdir -p $(dir $@)
+	@echo "  CC/LD   $@ (asan, ubsan)"
+	$(Q)$(CC) $(SAN_CFLAGS) -Itools -o $@ tests/unit/test-detect.c $(TOOLS_LIB_SRC) $(TOOLS_LIBS)
 
 $(BUILD)/bench-mutex: bench/mutex-pair.c | $(BUILD)
 	$(Q)$(CC) $(COMMON_CFLAGS) -O2 -rdynamic -o $@ $< -lpthread
@@ -72,8 +77,9 @@ demo: deps all
 	$(Q)$(BUILD)/giltrace report $(BUILD)/demo.gtr
 	$(Q)$(BUILD)/giltrace timeline $(BUILD)/demo.gtr
 
-check: deps-tests all $(BUILD)/san/giltrace $(BUILD)/san/test-model $(BUILD)/bench-mutex
+check: deps-tests all $(BUILD)/san/giltrace $(BUILD)/san/test-model $(BUILD)/san/test-detect $(BUILD)/bench-mutex
 	$(Q)$(BUILD)/san/test-model
+	$(Q)$(BUILD)/san/test-detect
 	$(Q)$(PYTHON_FOR_TESTS) -m pytest -q -rs tests
 
 # Run the integration tests many times: for intermittent failures.
