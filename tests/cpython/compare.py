@@ -452,46 +452,57 @@ def describe(res):
 
 
 def markdown_table(results):
-    """The docs/cpython-tests.md tables, from the --json output."""
-    out = ["| interpreter | module | test cases | untraced s | traced s | ratio | result |",
-           "|---|---|---:|---:|---:|---:|---|"]
+    """The docs/cpython-tests.md tables, from the --json output: test cases
+    per module and interpreter, totals per interpreter, then what failed."""
+    labels = list(dict.fromkeys(r["interpreter"] for r in results))
+    modules = list(dict.fromkeys(r["module"] for r in results))
+    cell = {(r["interpreter"], r["module"]): r for r in results}
+    out = ["| module | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+    for m in modules:
+        row = []
+        for label in labels:
+            r = cell.get((label, m))
+            if r is None:
+                row.append("")
+            elif r["skipped"]:
+                row.append("n/i")
+            else:
+                row.append(f"{r['cases']}" if r["ok"] else f"**FAIL** ({r['cases']})")
+        out.append(f"| {m} | " + " | ".join(row) + " |")
+    out += ["", "| interpreter | modules run | test cases | traces (truncated, unusable) | untraced s | traced s "
+            "| ratio | failing modules |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     totals = {}
     for r in results:
         if r["skipped"]:
-            out.append(f"| {r['interpreter']} | {r['module']} | | | | | skipped: {r['skipped']} |")
             continue
-        t = totals.setdefault(r["interpreter"], [0, 0, 0.0, 0.0, 0, 0, 0, 0])
-        t[0] += 1
-        t[1] += r["cases"]
-        t[2] += r["untraced_s"]
-        t[3] += r["traced_s"]
-        t[4] += 0 if r["ok"] else 1
-        t[5] += r["traces"]
-        t[6] += r["truncated_traces"]
-        t[7] += len(r["unusable_traces"])
-        what = []
-        if r["differences"]:
-            what.append(f"{len(r['differences'])} differ: " + ", ".join(sorted(r["differences"])[:4]))
-        if r["error_findings"]:
-            ids = sorted({f["id"] for f in r["error_findings"]})
-            what.append(f"{len(r['error_findings'])} error findings ({', '.join(ids)})")
-        if r["shim_lines"]:
-            what.append(f"{len(r['shim_lines'])} shim lines")
-        if r["flaky"]:
-            what.append(f"flaky untraced too, rerun: {', '.join(sorted(r['flaky']))}")
-        result = ("identical" if r["ok"] else "**FAIL**") + ("; " + "; ".join(what) if what else "")
-        ratio = r["traced_s"] / r["untraced_s"] if r["untraced_s"] else 0
-        out.append(f"| {r['interpreter']} | {r['module']} | {r['cases']} | {r['untraced_s']:.1f} | "
-                   f"{r['traced_s']:.1f} | {ratio:.2f} | {result} |")
-    out += ["", "| interpreter | modules run | test cases | traces (truncated, unusable) | untraced s | traced s "
-            "| ratio | failing modules |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for label, (n, cases, u, t, bad, traces, trunc, unusable) in totals.items():
+        t = totals.setdefault(r["interpreter"], [0] * 8)
+        for i, v in enumerate((1, r["cases"], r["untraced_s"], r["traced_s"], 0 if r["ok"] else 1, r["traces"],
+                               r["truncated_traces"], len(r["unusable_traces"]))):
+            t[i] += v
+    rows = list(totals.items())
+    if rows:
+        rows.append(("all", [sum(v[i] for v in totals.values()) for i in range(8)]))
+    for label, (n, cases, u, t, bad, traces, trunc, unusable) in rows:
         out.append(f"| {label} | {n} | {cases} | {traces} ({trunc}, {unusable}) | {u:.0f} | {t:.0f} | "
                    f"{t / u if u else 0:.2f} | {bad} |")
-    if totals:
-        s = [sum(v[i] for v in totals.values()) for i in range(8)]
-        out.append(f"| all | {s[0]} | {s[1]} | {s[5]} ({s[6]}, {s[7]}) | {s[2]:.0f} | {s[3]:.0f} | "
-                   f"{s[3] / s[2] if s[2] else 0:.2f} | {s[4]} |")
+    notes = []
+    for r in results:
+        where = f"{r['interpreter']} {r['module']}"
+        for k, o in sorted(r["differences"].items()):
+            notes.append(f"- {where}: differs: `{k}`: untraced {o['untraced']}, traced {o['traced']}")
+        for k, o in sorted(r["flaky"].items()):
+            notes.append(f"- {where}: flaky untraced too, rerun: `{k}`: untraced {o['untraced']}, "
+                         f"traced {o['traced']}")
+        for f in r["error_findings"]:
+            notes.append(f"- {where}: error finding `{f['id']}`: {f['what']}")
+        if r["shim_lines"]:
+            notes.append(f"- {where}: {len(r['shim_lines'])} lines of shim output, the first: "
+                         f"`{shorten(r['shim_lines'][0].strip(), 160)}`")
+        for u in r["unusable_traces"]:
+            why = (u["why"] or "").replace(u["trace"] or "", os.path.basename(u["trace"] or ""))
+            notes.append(f"- {where}: unusable trace (a note, not a failure): {why}")
+    if notes:
+        out += [""] + notes
     return "\n".join(out)
 
 
