@@ -110,9 +110,11 @@ $(BUILD)/fuzz/fuzz-readers: tests/fuzz/fuzz-readers.c $(filter-out tools/main.c,
 	@echo "  CC/LD   $@ (libfuzzer, asan, ubsan)"
 	$(Q)clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(TOOLS_LIBS)
 
+# TMPDIR: where each fuzzing process writes its inputs (a worker that
+# libFuzzer ends with _Exit leaves its folder behind: in build/, not /tmp).
 fuzz: deps-fuzz $(BUILD)/fuzz/fuzz-readers
-	$(Q)mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/crashes
-	$(Q)$(BUILD)/fuzz/fuzz-readers -max_total_time=$(FUZZ_TIME) -timeout=60 -max_len=1048576 \
+	$(Q)mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/crashes $(BUILD)/fuzz/tmp
+	$(Q)TMPDIR=$(BUILD)/fuzz/tmp $(BUILD)/fuzz/fuzz-readers -max_total_time=$(FUZZ_TIME) -timeout=60 -max_len=1048576 \
 		-close_fd_mask=2 -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/crashes/ $(FUZZ_FLAGS) \
 		$(BUILD)/fuzz/corpus tests/fuzz/seeds
 
