@@ -77,7 +77,7 @@ bool trace_thread_lost_within(const struct trace *t, uint32_t thread, uint64_t f
 	/* a thread's losses lie between its kept events, in time order: they
 	 * are a union already (a hostile trace may have one per chunk) */
 	const struct trace_thread *th = &t->threads[thread];
-	struct trace_loss_union own = { t->losses + th->first_loss, th->loss_count };
+	struct trace_loss_union own = { th->loss_count ? t->losses + th->first_loss : NULL, th->loss_count };
 	return union_overlaps(&own, from_ns, to_ns);
 }
 
