@@ -20,7 +20,7 @@ TEST_PACKAGES="python3.11-dbg python3.11-dev python3-pytest chromium python3-pil
 FUZZ_PACKAGES="clang libclang-rt-14-dev"
 
 case "${1:-}" in
---tests) PACKAGES="$PACKAGES $TEST_PACKAGES" ;;
+--tests) PACKAGES="$PACKAGES $TEST_PACKAGES $FUZZ_PACKAGES" ;; # the tests run the fuzz harness once over its inputs
 --fuzz) PACKAGES="$PACKAGES $FUZZ_PACKAGES" ;;
 "") ;;
 *) echo "usage: $0 [--tests|--fuzz]" >&2; exit 2 ;;

@@ -159,3 +159,27 @@ def errors(result):
 
 def main_tid(result):
     return result["pid"]
+
+
+# ---- hostile input: the sanitized CLI -----------------------------------------------
+
+def run_tool(*args):
+    """The ASan+UBSan giltrace on args."""
+    return subprocess.run([GILTRACE_SAN, *args], capture_output=True, text=True, timeout=60)
+
+
+def assert_every_reader_survives(tmp_path, data, damaged_may_exit_2=True, check_statuses=(0, 1)):
+    """Each command that reads a whole trace, on `data`: no sanitizer report
+    and its usual exit status (check: 1 when the damage reads as a
+    finding, 2 when it sees the trace is incomplete), or 2 where the damage
+    may make the trace unusable."""
+    trace = tmp_path / "x.gtr"
+    trace.write_bytes(bytes(data))
+    page = str(tmp_path / "page.html")
+    for cmd, statuses in [(["report", "--json"], (0,)), (["dump"], (0,)), (["check"], check_statuses),
+                          (["check", "--json"], check_statuses), (["timeline", "--around", "whole"], (0,)),
+                          (["report", "--html", page, "--around", "whole"], (0,)),
+                          (["export", "-o", str(tmp_path / "x.json")], (0,))]:
+        proc = run_tool(*cmd, str(trace))
+        assert proc.returncode in statuses + ((2,) if damaged_may_exit_2 else ()), (cmd, proc.stderr)
+        assert "AddressSanitizer" not in proc.stderr and "runtime error" not in proc.stderr, (cmd, proc.stderr)

@@ -14,8 +14,7 @@ import subprocess
 
 import pytest
 
-from helpers import GILTRACE, ROOT
-from test_hostile import assert_every_reader_survives
+from helpers import GILTRACE, ROOT, assert_every_reader_survives
 
 FUZZER = os.path.join(ROOT, "build", "fuzz", "fuzz-readers")
 SEEDS = sorted(glob.glob(os.path.join(ROOT, "tests", "fuzz", "seeds", "*.gtr")))
