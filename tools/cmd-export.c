@@ -587,7 +587,7 @@ static int export_chrome(struct exporter *x, const struct findings *fs)
 
 	/* spans and flows, in the order spans.c reports them (by end time) */
 	const struct span_visitor v = { x, on_span, on_handoff };
-	if (spans_walk(m, &v) != 0)
+	if (spans_walk_marks(m, &v, fs, &marks, &mark_count) != 0)
 		return -1;
 	for (size_t i = 0; i < m->thread_count; i++) {
 		struct export_lane *l = &x->lanes[i];
@@ -595,13 +595,13 @@ static int export_chrome(struct exporter *x, const struct findings *fs)
 			flow_settle(x, l->pending[k].flow, l->pending[k].end, false, 0, 0);
 		l->pending_count = 0;
 	}
-	if (x->out_of_memory)
+	if (x->out_of_memory) {
+		free(marks);
 		return -1;
+	}
 
 	/* the instants after every slice: at equal timestamps a reader that
 	 * keeps file order nests them inside the span rather than before it */
-	if (marks_collect(m, fs, &marks, &mark_count) != 0)
-		return -1;
 	for (size_t i = 0; i < mark_count; i++)
 		write_mark(x, &marks[i], fs);
 	free(marks);

@@ -60,18 +60,35 @@ const char *model_thread_label(const struct model *m, int thread, char *buf, siz
 	return buf;
 }
 
+/* Threads up to which a handoff storm finds its pair by index, not by a
+ * search (the table has this squared entries). */
+#define PAIR_INDEX_THREADS 256
+
 static int count_pair(struct model *m, int from, int to)
 {
-	for (size_t i = 0; i < m->pair_count; i++)
-		if (m->pairs[i].from == from && m->pairs[i].to == to) {
-			m->pairs[i].count++;
+	uint32_t *slot = NULL;
+	if (m->thread_count <= PAIR_INDEX_THREADS) {
+		if (!m->pair_index && !(m->pair_index = calloc(m->thread_count * m->thread_count, sizeof *m->pair_index)))
+			return -1;
+		slot = &m->pair_index[(size_t)from * m->thread_count + (size_t)to];
+		if (*slot) {
+			m->pairs[*slot - 1].count++;
 			return 0;
 		}
+	} else {
+		for (size_t i = 0; i < m->pair_count; i++)
+			if (m->pairs[i].from == from && m->pairs[i].to == to) {
+				m->pairs[i].count++;
+				return 0;
+			}
+	}
 	struct model_handoff_pair *grown = realloc(m->pairs, (m->pair_count + 1) * sizeof *grown);
 	if (!grown)
 		return -1;
 	m->pairs = grown;
 	m->pairs[m->pair_count++] = (struct model_handoff_pair){ from, to, 1 };
+	if (slot)
+		*slot = (uint32_t)m->pair_count;
 	return 0;
 }
 
@@ -357,6 +374,8 @@ int model_begin(struct model *m, const struct trace *t, struct replay_visitor *v
 
 int model_end(struct model *m, const struct replay *r)
 {
+	free(m->pair_index);
+	m->pair_index = NULL;
 	if (m->oom)
 		return -1;
 	finish(m, r);
@@ -380,6 +399,7 @@ void model_free(struct model *m)
 	free(m->threads);
 	free(m->handoff_latencies);
 	free(m->pairs);
+	free(m->pair_index);
 	lines_free(m->errors, m->error_count);
 	memset(m, 0, sizeof *m);
 }

@@ -72,6 +72,9 @@ struct model {
 	uint64_t latency_p50, latency_p90, latency_p99, latency_max;
 	struct model_handoff_pair *pairs;
 	size_t pair_count;
+	uint32_t *pair_index;      /* while building, with few threads: 1 + the
+	                              index in pairs of (from, to) at
+	                              from * thread_count + to, 0 none yet */
 
 	/* Lost events, summed over the GILs (see model_gil) */
 	uint64_t lost_ns;

@@ -13,12 +13,13 @@
 
 #define MAX_ERRORS 32
 
-/* Call callback `cb` of every visitor that has one. */
+/* Call callback `cb` of every visitor that has one (r->has.cb: any has). */
 #define EMIT(r, cb, ...)                                                        \
 	do {                                                                    \
-		for (size_t v_ = 0; v_ < (r)->visitor_count; v_++)              \
-			if ((r)->visitors[v_]->cb)                              \
-				(r)->visitors[v_]->cb((r)->visitors[v_]->ctx, (r), ##__VA_ARGS__); \
+		if ((r)->has.cb)                                                \
+			for (size_t v_ = 0; v_ < (r)->visitor_count; v_++)      \
+				if ((r)->visitors[v_]->cb)                      \
+					(r)->visitors[v_]->cb((r)->visitors[v_]->ctx, (r), ##__VA_ARGS__); \
 	} while (0)
 
 __attribute__((format(printf, 2, 3))) static void replay_error(struct replay *r, const char *fmt, ...)
@@ -105,16 +106,18 @@ static bool gil_gap_before(const struct replay *r, struct replay_gil *g, const s
                            uint64_t since_ns, uint64_t *missing)
 {
 	const struct trace *t = r->trace;
+	bool lossy = t->loss_count != 0; /* else only switch numbers can tell */
 	bool gap;
 	*missing = 0;
 	if (e->type == GTR_EV_GIL_ACQUIRE && g->switch_known) {
 		uint64_t step = e->payload[1] - g->last_switch;
-		gap = step > 1 || trace_thread_lost_within(t, e->thread, since_ns, e->ns) ||
-		      (g->last_acquirer >= 0 && trace_thread_lost_within(t, (uint32_t)g->last_acquirer, since_ns, e->ns));
+		gap = step > 1 || (lossy && trace_thread_lost_within(t, e->thread, since_ns, e->ns)) ||
+		      (lossy && g->last_acquirer >= 0 &&
+		       trace_thread_lost_within(t, (uint32_t)g->last_acquirer, since_ns, e->ns));
 		if (step > 1 && step <= UINT32_MAX) /* else not a count: went back */
 			*missing = step - 1;
 	} else {
-		gap = trace_lost_within(t, since_ns, e->ns, true);
+		gap = lossy && trace_lost_within(t, since_ns, e->ns, true);
 	}
 	g->switch_known = e->type == GTR_EV_GIL_ACQUIRE;
 	g->last_switch = e->payload[1];
@@ -415,7 +418,20 @@ int replay_run(struct replay *r, const struct trace *t, const struct replay_visi
 	r->visitors = visitors;
 	r->visitor_count = count;
 	for (size_t v = 0; v < count; v++) {
-		r->lanes |= visitors[v]->interval != NULL;
+		const struct replay_visitor *x = visitors[v];
+		r->has.hold |= x->hold != NULL;
+		r->has.wait |= x->wait != NULL;
+		r->has.unheld |= x->unheld != NULL;
+		r->has.gap |= x->gap != NULL;
+		r->has.acquire |= x->acquire != NULL;
+		r->has.handoff |= x->handoff != NULL;
+		r->has.handoff_lost |= x->handoff_lost != NULL;
+		r->has.interval |= x->interval != NULL;
+		r->has.thread_end |= x->thread_end != NULL;
+		r->has.epoch_begin |= x->epoch_begin != NULL;
+		r->has.epoch_end |= x->epoch_end != NULL;
+		r->has.finish |= x->finish != NULL;
+		r->lanes |= x->interval != NULL;
 		if (!visitors[v]->event && (visitors[v]->events | visitors[v]->events_after_finalization))
 			return -1; /* a caller's bug: no callback for its events */
 	}

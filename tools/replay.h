@@ -166,6 +166,10 @@ struct replay {
 	const struct replay_visitor *const *visitors;
 	size_t visitor_count;
 	bool lanes;                /* a visitor takes intervals */
+	struct {                   /* a visitor has this callback */
+		bool hold, wait, unheld, gap, acquire, handoff, handoff_lost, interval, thread_end, epoch_begin,
+		        epoch_end, finish;
+	} has;
 	bool oom;
 };
 

@@ -25,20 +25,6 @@ static void on_handoff(void *ctx, const struct replay *r, unsigned gil, int from
 	v->handoff(v->ctx, gil, from, released_ns, to, acquired_ns);
 }
 
-int spans_walk(const struct model *m, const struct span_visitor *v)
-{
-	const struct replay_visitor adapter = {
-		.ctx = (void *)v,
-		.interval = on_interval,
-		.handoff = v->handoff ? on_handoff : NULL,
-	};
-	const struct replay_visitor *vs[] = { &adapter };
-	struct replay r;
-	int rc = replay_run(&r, m->trace, vs, 1);
-	replay_free(&r);
-	return rc;
-}
-
 /* ---- marks ------------------------------------------------------------------ */
 
 static const char *const mark_names[] = {
@@ -104,23 +90,36 @@ static void mark_event(void *ctx, const struct replay *r, const struct trace_eve
 	add_mark(ctx, k);
 }
 
-int marks_collect(const struct model *m, const struct findings *findings, struct mark **out, size_t *count)
+int spans_walk_marks(const struct model *m, const struct span_visitor *v, const struct findings *findings,
+                     struct mark **out, size_t *count)
 {
-	struct mark_list l = { malloc(16 * sizeof *l.items), 0, 16, false };
-	if (!l.items)
+	struct mark_list l = { NULL, 0, 16, false };
+	if (out && !(l.items = malloc(l.cap * sizeof *l.items)))
 		return -1;
-	const struct replay_visitor v = {
+	const struct replay_visitor spans = {
+		.ctx = (void *)v,
+		.interval = v ? on_interval : NULL,
+		.handoff = v && v->handoff ? on_handoff : NULL,
+	};
+	const struct replay_visitor marks = {
 		.ctx = &l,
 		.event = mark_event,
 		.events = REPLAY_EVENT(GTR_EV_TSTATE_FREE) | REPLAY_EVENT(GTR_EV_THREAD_EXIT) |
 		          REPLAY_EVENT(GTR_EV_THREAD_PAUSE),
 		.epoch_begin = mark_epoch,
 	};
-	const struct replay_visitor *vs[] = { &v };
+	const struct replay_visitor *vs[2];
+	size_t n = 0;
+	if (v)
+		vs[n++] = &spans;
+	if (out)
+		vs[n++] = &marks;
 	struct replay r;
-	if (replay_run(&r, m->trace, vs, 1) != 0)
+	if (replay_run(&r, m->trace, vs, n) != 0)
 		l.oom = true;
 	replay_free(&r);
+	if (!out)
+		return l.oom ? -1 : 0;
 	for (size_t i = 0; findings && i < findings->count && !l.oom; i++)
 		add_mark(&l, (struct mark){ MARK_FINDING, findings->items[i].thread, findings->items[i].ns, SIZE_MAX,
 		                            (int)i });
@@ -132,4 +131,14 @@ int marks_collect(const struct model *m, const struct findings *findings, struct
 	*out = l.items;
 	*count = l.count;
 	return 0;
+}
+
+int spans_walk(const struct model *m, const struct span_visitor *v)
+{
+	return spans_walk_marks(m, v, NULL, NULL, NULL);
+}
+
+int marks_collect(const struct model *m, const struct findings *findings, struct mark **out, size_t *count)
+{
+	return spans_walk_marks(m, NULL, findings, out, count);
 }

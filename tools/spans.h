@@ -61,6 +61,10 @@ struct mark {
  * of memory); free *out with free(). */
 int marks_collect(const struct model *m, const struct findings *findings, struct mark **out, size_t *count);
 
+/* Both in one replay: v's intervals and handoffs, then the marks. */
+int spans_walk_marks(const struct model *m, const struct span_visitor *v, const struct findings *findings,
+                     struct mark **out, size_t *count);
+
 /* "finalize", "tstate-free", ... */
 const char *mark_kind_name(enum mark_kind k);
 
