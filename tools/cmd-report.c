@@ -157,11 +157,11 @@ static void report_json(struct json *j, const struct trace *t, const struct mode
 		json_u64(j, "forced_switches", th->forced_switches);
 		json_u64(j, "takes_abandoned", th->takes_abandoned);
 		json_bool(j, "events_lost", th->info->events_lost);
-		if (th->exit == MODEL_EXIT_NONE) {
+		if (th->exit == THREAD_END_NONE) {
 			json_null(j, "exit");
 		} else {
 			json_object_begin(j, "exit");
-			json_string(j, "how", model_exit_name(th->exit));
+			json_string(j, "how", thread_end_name(th->exit));
 			json_bool(j, "held_gil", th->exit_held_gil);
 			json_u64(j, "at_ns", th->exit_ns);
 			json_object_end(j);

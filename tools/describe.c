@@ -30,9 +30,9 @@ const char *describe_build(const struct gtr_file_header *h, char *buf, size_t si
 const char *describe_thread_exit(const struct model_thread *th, char *buf, size_t size)
 {
 	char at[32];
-	if (th->exit == MODEL_EXIT_NONE)
+	if (th->exit == THREAD_END_NONE)
 		return "running at end";
-	snprintf(buf, size, "%s%s at +%s", model_exit_name(th->exit), th->exit_held_gil ? " holding GIL" : "",
+	snprintf(buf, size, "%s%s at +%s", thread_end_name(th->exit), th->exit_held_gil ? " holding GIL" : "",
 	         format_duration(at, sizeof at, th->exit_ns));
 	return buf;
 }

@@ -597,7 +597,7 @@ static void at_end(struct walk *w)
 		if (!fs->pending || fs->requester < 0)
 			continue;
 		const struct replay_thread *req = &r->threads[fs->requester];
-		if (req->exit == MODEL_EXIT_NONE || req->exit_ns > end)
+		if (req->exit == THREAD_END_NONE || req->exit_ns > end)
 			continue;
 		struct finding *x = add(w, DETECT_SWITCH_WAIT_ON_DEAD_THREAD, fs->thread, fs->ns);
 		if (x) {
@@ -606,7 +606,7 @@ static void at_end(struct walk *w)
 			snprintf(x->what, sizeof x->what,
 			         "dropped the GIL and waits on switch_cond for thread %d, whose drop request is pending, "
 			         "but that thread %s and will never take the GIL%s",
-			         w->t->threads[fs->requester].tid, req->exit == MODEL_EXIT_PAUSED ? "is parked" : "has exited",
+			         w->t->threads[fs->requester].tid, req->exit == THREAD_END_PAUSED ? "is parked" : "has exited",
 			         died ? " (the trace ends in this wait: the process hung)" : "");
 		}
 	}

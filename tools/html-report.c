@@ -241,7 +241,7 @@ static void write_mark_title(struct page *p, const struct drawn_mark *d)
 	case MARK_THREAD_EXIT: {
 		const struct model_thread *th = &m->threads[k->thread];
 		html_escapef(out, "%s ended at +%s (%s%s)", who, at,
-		             th->exit != MODEL_EXIT_NONE ? model_exit_name(th->exit) : "exit",
+		             th->exit != THREAD_END_NONE ? thread_end_name(th->exit) : "exit",
 		             th->exit_held_gil ? ", holding the GIL" : "");
 		break;
 	}

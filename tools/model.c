@@ -12,24 +12,6 @@
 
 #define MAX_ERRORS 32
 
-/* The names of the exits a trace records are the reader's. */
-const char *model_exit_name(enum model_exit e)
-{
-	switch (e) {
-	case MODEL_EXIT_NONE:
-		return NULL;
-	case MODEL_EXIT_RETURN:
-		return trace_exit_how_name(GTR_EXIT_RETURN);
-	case MODEL_EXIT_PTHREAD_EXIT:
-		return trace_exit_how_name(GTR_EXIT_PTHREAD_EXIT);
-	case MODEL_EXIT_PROCESS:
-		return trace_exit_how_name(GTR_EXIT_PROCESS);
-	case MODEL_EXIT_PAUSED:
-		return "paused";
-	}
-	return NULL;
-}
-
 __attribute__((format(printf, 2, 3))) static void model_error(struct model *m, const char *fmt, ...)
 {
 	va_list ap;
@@ -318,7 +300,7 @@ static void finish(struct model *m, const struct replay *r)
 		uint64_t start = m->finalization.start_ns;
 		for (size_t i = 0; i < m->thread_count; i++) {
 			struct model_thread *th = &m->threads[i];
-			th->alive_at_finalization = th->first_ns <= start && (th->exit == MODEL_EXIT_NONE || th->exit_ns >= start);
+			th->alive_at_finalization = th->first_ns <= start && (th->exit == THREAD_END_NONE || th->exit_ns >= start);
 		}
 	}
 	if (m->handoff_count) {

@@ -34,7 +34,7 @@ struct model_thread {
 	uint64_t drop_requests;    /* drop requests this thread made of a holder */
 	uint64_t forced_switches;  /* times this thread waited in a forced switch */
 	uint64_t takes_abandoned;  /* left take_gil without the GIL (must-exit) */
-	enum model_exit exit;
+	enum thread_end exit;
 	bool exit_held_gil;
 	uint64_t exit_ns;
 	/* relative to finalization start (valid if model.finalization.seen) */
@@ -114,8 +114,5 @@ const char *model_thread_name(const struct model *m, int thread);
 /* "thread 1234 (main)", "thread 1235", or "an unknown thread" for -1;
  * returns buf. */
 const char *model_thread_label(const struct model *m, int thread, char *buf, size_t size);
-
-/* "return", "pthread_exit", ... or NULL for MODEL_EXIT_NONE. */
-const char *model_exit_name(enum model_exit e);
 
 #endif

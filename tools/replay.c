@@ -327,18 +327,19 @@ static void replay_event(struct replay *r, const struct trace_event *e)
 		break;
 	}
 	case GTR_EV_THREAD_EXIT:
-		th->exit = gtr_exit_how(e->arg) == GTR_EXIT_RETURN         ? MODEL_EXIT_RETURN
-		           : gtr_exit_how(e->arg) == GTR_EXIT_PTHREAD_EXIT ? MODEL_EXIT_PTHREAD_EXIT
-		                                                              : MODEL_EXIT_PROCESS;
+		/* an unknown how: the process exit, which ends the trace */
+		th->exit = gtr_exit_how(e->arg) == GTR_EXIT_RETURN || gtr_exit_how(e->arg) == GTR_EXIT_PTHREAD_EXIT
+		                   ? (enum thread_end)gtr_exit_how(e->arg)
+		                   : THREAD_END_PROCESS;
 		th->exit_held_gil = gtr_exit_held_gil(e->arg);
 		th->exit_ns = e->ns;
-		if (th->exit != MODEL_EXIT_PROCESS) { /* else it keeps what it holds to the end */
+		if (th->exit != THREAD_END_PROCESS) { /* else it keeps what it holds to the end */
 			lane_end(r, thread, e->ns);
 			EMIT(r, thread_end, thread, e);
 		}
 		break;
 	case GTR_EV_THREAD_PAUSE:
-		th->exit = MODEL_EXIT_PAUSED;
+		th->exit = THREAD_END_PAUSED;
 		th->exit_held_gil = gtr_exit_held_gil(e->arg);
 		th->exit_ns = e->ns;
 		lane_end(r, thread, e->ns);
@@ -408,6 +409,21 @@ static void replay_finish(struct replay *r)
 	}
 	r->at = SIZE_MAX;
 	EMIT(r, finish);
+}
+
+const char *thread_end_name(enum thread_end end)
+{
+	switch (end) {
+	case THREAD_END_NONE:
+		return NULL;
+	case THREAD_END_RETURN:
+	case THREAD_END_PTHREAD_EXIT:
+	case THREAD_END_PROCESS:
+		return trace_exit_how_name(end);
+	case THREAD_END_PAUSED:
+		return "paused";
+	}
+	return NULL;
 }
 
 int replay_run(struct replay *r, const struct trace *t, const struct replay_visitor *const *visitors, size_t count)

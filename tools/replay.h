@@ -36,13 +36,15 @@
 /* A GIL event's arg is its index: below this by its 8-bit width. */
 #define REPLAY_MAX_GILS 256
 
-/* How a thread ended, as the replay saw it. */
-enum model_exit {
-	MODEL_EXIT_NONE = 0,      /* still running at the end of the trace */
-	MODEL_EXIT_RETURN,        /* start routine returned */
-	MODEL_EXIT_PTHREAD_EXIT,  /* pthread_exit (the must-exit path in 3.8-3.13.7) */
-	MODEL_EXIT_PROCESS,       /* this thread ended the process (exit/_exit) */
-	MODEL_EXIT_PAUSED,        /* parked in pause() (3.13.8+, 3.14) */
+/* How a thread ended: what its exit event recorded (the format's enum
+ * gtr_exit_how, the same values), or the two ends no exit event records. */
+enum thread_end {
+	THREAD_END_NONE = 0,                             /* still running at the end of the trace */
+	THREAD_END_RETURN = GTR_EXIT_RETURN,             /* start routine returned */
+	THREAD_END_PTHREAD_EXIT = GTR_EXIT_PTHREAD_EXIT, /* the must-exit path in 3.8-3.13.7 */
+	THREAD_END_PROCESS = GTR_EXIT_PROCESS,           /* it ended the process (exit/_exit) */
+	THREAD_END_PAUSED,                               /* parked in pause() (GTR_EV_THREAD_PAUSE:
+	                                                    3.13.8+, 3.14) */
 };
 
 /* A thread's state in a lane interval. */
@@ -57,7 +59,7 @@ struct replay_thread {
 	uint64_t last_tstate;      /* tstate of its last acquisition */
 	uint64_t first_ns;         /* its first event, UINT64_MAX none yet */
 	uint64_t last_event_ns;    /* its latest event replayed so far */
-	enum model_exit exit;      /* its latest exit or park */
+	enum thread_end exit;      /* its latest exit or park */
 	bool exit_held_gil;
 	uint64_t exit_ns;
 	/* its lane (kept when a visitor takes intervals): alive from its first
@@ -177,6 +179,10 @@ struct replay {
  * memory; r stays readable until replay_free(). */
 int replay_run(struct replay *r, const struct trace *t, const struct replay_visitor *const *visitors, size_t count);
 void replay_free(struct replay *r);
+
+/* "return", "pthread_exit", "process_exit", "paused", or NULL for
+ * THREAD_END_NONE. */
+const char *thread_end_name(enum thread_end end);
 
 /* The epoch under way at the event being replayed, or NULL: the last one,
  * if still open. */

@@ -380,7 +380,7 @@ static int test_parked_at_exit(void)
 	CHECK(fs.count == 1 && fs.errors == 0 && count_kind(&fs, DETECT_PARKED_AT_EXIT, &x) == 1);
 	if (x)
 		CHECK(x->thread == 1 && x->ns == 310 && x->tstate == TS_OTHER);
-	CHECK(m.threads[1].exit == MODEL_EXIT_PAUSED && m.threads[1].exit_ns == 310);
+	CHECK(m.threads[1].exit == THREAD_END_PAUSED && m.threads[1].exit_ns == 310);
 	findings_free(&fs);
 	model_free(&m);
 	trace_free(&t);

@@ -65,8 +65,8 @@ static int test_handoffs_and_holds(void)
 	CHECK(m.threads[1].wait_ns == 900);
 	CHECK(m.finalization.seen && m.finalization.start_ns == 3000 && m.finalization.finalizing_thread == 0);
 	CHECK(m.threads[0].alive_at_finalization && !m.threads[1].alive_at_finalization);
-	CHECK(m.threads[0].exit == MODEL_EXIT_PROCESS && m.threads[0].exit_held_gil);
-	CHECK(m.threads[1].exit == MODEL_EXIT_RETURN && m.threads[1].has_start && m.threads[1].parent_tid == 100);
+	CHECK(m.threads[0].exit == THREAD_END_PROCESS && m.threads[0].exit_held_gil);
+	CHECK(m.threads[1].exit == THREAD_END_RETURN && m.threads[1].has_start && m.threads[1].parent_tid == 100);
 	model_free(&m);
 	trace_free(&t);
 	return ok;
