@@ -74,20 +74,18 @@ static void mark_epoch(void *ctx, const struct replay *r, size_t epoch)
 	add_mark(ctx, (struct mark){ MARK_FINALIZE, ep->noticed_by, ep->start_ns, ep->start_event, -1 });
 }
 
-static void mark_event(void *ctx, const struct replay *r, const struct trace_event *e)
+/* A thread-state free (the only event type asked for). */
+static void mark_free(void *ctx, const struct replay *r, const struct trace_event *e)
 {
-	struct mark k = { MARK_FINDING, (int)e->thread, e->ns, r->at, -1 };
-	if (e->type == GTR_EV_TSTATE_FREE)
-		k.kind = MARK_TSTATE_FREE;
-	else if (e->type == GTR_EV_THREAD_EXIT && gtr_exit_how(e->arg) != GTR_EXIT_PROCESS)
-		/* the thread that ends the process keeps its lane to the end of
-		 * the trace (replay.h): no mark inside it */
-		k.kind = MARK_THREAD_EXIT;
-	else if (e->type == GTR_EV_THREAD_PAUSE)
-		k.kind = MARK_THREAD_PARK;
-	else
-		return;
-	add_mark(ctx, k);
+	add_mark(ctx, (struct mark){ MARK_TSTATE_FREE, (int)e->thread, e->ns, r->at, -1 });
+}
+
+/* An exit or park; not the process exit: that thread keeps its lane to
+ * the end of the trace (replay.h), no mark inside it. */
+static void mark_thread_end(void *ctx, const struct replay *r, int thread, const struct trace_event *e)
+{
+	enum mark_kind kind = e->type == GTR_EV_THREAD_PAUSE ? MARK_THREAD_PARK : MARK_THREAD_EXIT;
+	add_mark(ctx, (struct mark){ kind, thread, e->ns, r->at, -1 });
 }
 
 int spans_walk_marks(const struct model *m, const struct span_visitor *v, const struct findings *findings,
@@ -103,9 +101,9 @@ int spans_walk_marks(const struct model *m, const struct span_visitor *v, const 
 	};
 	const struct replay_visitor marks = {
 		.ctx = &l,
-		.event = mark_event,
-		.events = REPLAY_EVENT(GTR_EV_TSTATE_FREE) | REPLAY_EVENT(GTR_EV_THREAD_EXIT) |
-		          REPLAY_EVENT(GTR_EV_THREAD_PAUSE),
+		.event = mark_free,
+		.events = REPLAY_EVENT(GTR_EV_TSTATE_FREE),
+		.thread_end = mark_thread_end,
 		.epoch_begin = mark_epoch,
 	};
 	const struct replay_visitor *vs[2];

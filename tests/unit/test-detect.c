@@ -186,6 +186,37 @@ static const struct ev reinit[] = {
 	EXIT(0, 3000, GTR_EXIT_PROCESS),
 };
 
+/* What a visitor is told: epochs begun and ended, thread ends. */
+struct told {
+	char log[64];
+	size_t len;
+};
+
+static void told_begin(void *ctx, const struct replay *r, size_t epoch)
+{
+	struct told *x = ctx;
+	if (x->len + 3 < sizeof x->log)
+		x->len += (size_t)snprintf(x->log + x->len, sizeof x->log - x->len, "B%zu%c", epoch,
+		                           r->finalizing ? ' ' : '!');
+}
+
+static void told_end(void *ctx, const struct replay *r, size_t epoch)
+{
+	struct told *x = ctx;
+	if (x->len + 3 < sizeof x->log)
+		x->len += (size_t)snprintf(x->log + x->len, sizeof x->log - x->len, "E%zu%c", epoch,
+		                           r->finalizing ? '!' : ' ');
+}
+
+static void told_thread_end(void *ctx, const struct replay *r, int thread, const struct trace_event *e)
+{
+	struct told *x = ctx;
+	(void)r;
+	if (x->len + 3 < sizeof x->log)
+		x->len += (size_t)snprintf(x->log + x->len, sizeof x->log - x->len, "T%d%c", thread,
+		                           e->type == GTR_EV_THREAD_EXIT ? ' ' : '!');
+}
+
 static int test_reinitialise_and_finalize_again(void)
 {
 	int ok = 1;
@@ -203,6 +234,16 @@ static int test_reinitialise_and_finalize_again(void)
 		CHECK(b->start_ns == 1500 && !b->ended && b->noticed_by == 2 && b->finalizing_thread == 0);
 		CHECK(b->enter_seen && b->enter_ns == 1450 && b->exit_seen && b->exit_ns == 1900);
 	}
+	replay_free(&r);
+	/* the visitors hear of both epochs, in order, and of thread 2's exit
+	 * (not of the main thread's process exit) */
+	struct told told = { "", 0 };
+	const struct replay_visitor tv = {
+		.ctx = &told, .epoch_begin = told_begin, .epoch_end = told_end, .thread_end = told_thread_end
+	};
+	const struct replay_visitor *tvs[] = { &tv };
+	CHECK(replay_run(&r, &t, tvs, 1) == 0);
+	CHECK(strcmp(told.log, "B0 E0 B1 T2 ") == 0);
 	replay_free(&r);
 
 	CHECK(analyse(&t, &m, &fs) == 0);
