@@ -11,9 +11,9 @@
  *   RELEASED  it was alive and neither
  *
  * A thread is alive from its first event to its exit or pause, else to the
- * end of the trace (the thread that ends the process, too: like the model,
- * it keeps the GIL it holds until the end).  It also reports every handoff: GIL g released by one
- * thread and next acquired by another.
+ * end of the trace (the thread that ends the process, too: it keeps the GIL
+ * it holds until the end).  It also reports every handoff: GIL g released
+ * by one thread and next acquired by another (none across a gap).
  *
  * marks_collect() lists the instants worth a mark on a lane: finalization
  * starts, thread-state frees, thread exits and parks, findings.
