@@ -18,18 +18,27 @@ SHIM_CFLAGS := $(COMMON_CFLAGS) -O2 -fPIC -fvisibility=hidden -ftls-model=initia
 # table got-patch.c writes into GOT slots) must bind to the wrappers, not to
 # a static interpreter's definitions of the same names.
 SHIM_LDFLAGS := -shared -Wl,--no-undefined -Wl,-z,now -Wl,-Bsymbolic
-TOOLS_CFLAGS := $(COMMON_CFLAGS) -O2
-# elfutils: symbolising native stacks (tools/symbolize.c)
+# tools/ in the order data flows: util (error style, durations, line
+# lists), read (the trace, stacks' symbols), analyse (the one replay, the
+# statistics), detect (findings), render (lanes, text, JSON, HTML, files),
+# cmd (the commands).  Each folder's headers are on the include path.
+TOOLS_DIRS := util read analyse detect render cmd
+TOOLS_INC := $(addprefix -Itools/,$(TOOLS_DIRS))
+TOOLS_CFLAGS := $(COMMON_CFLAGS) $(TOOLS_INC) -O2
+# elfutils: symbolising native stacks (tools/read/symbolize.c)
 TOOLS_LIBS := -ldw -lelf -lm
-SAN_CFLAGS := $(COMMON_CFLAGS) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+SAN_CFLAGS := $(COMMON_CFLAGS) $(TOOLS_INC) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-fno-sanitize-recover=all
 
 SHIM_SRC := $(wildcard shim/*.c)
 SHIM_HDR := $(wildcard shim/*.h) include/trace-format.h
-TOOLS_SRC := $(wildcard tools/*.c)
-# tools/html/*: the HTML report's style and scripts, embedded (html-assets.c)
-TOOLS_HDR := $(wildcard tools/*.h) $(wildcard tools/html/*) include/trace-format.h
-# the tools' library: everything but the entry point and the commands
-TOOLS_LIB_SRC := $(filter-out tools/main.c tools/cmd-%.c,$(TOOLS_SRC))
+TOOLS_SRC := $(wildcard $(addsuffix /*.c,$(addprefix tools/,$(TOOLS_DIRS))))
+# tools/render/html/*: the HTML report's style and scripts, embedded
+# (html-assets.c)
+TOOLS_HDR := $(wildcard $(addsuffix /*.h,$(addprefix tools/,$(TOOLS_DIRS)))) $(wildcard tools/render/html/*) \
+	include/trace-format.h
+# the tools' library: everything but the commands
+TOOLS_LIB_SRC := $(filter-out tools/cmd/%,$(TOOLS_SRC))
 
 all: $(BUILD)/libgiltrace.so $(BUILD)/giltrace
 
@@ -52,12 +61,12 @@ $(BUILD)/san/giltrace: $(TOOLS_SRC) $(TOOLS_HDR) | $(BUILD)
 $(BUILD)/san/test-model: tests/unit/test-model.c tests/unit/fake-trace.h $(TOOLS_LIB_SRC) $(TOOLS_HDR) | $(BUILD)
 	@mkdir -p $(dir $@)
 	@echo "  CC/LD   $@ (asan, ubsan)"
-	$(Q)$(CC) $(SAN_CFLAGS) -Itools -o $@ tests/unit/test-model.c $(TOOLS_LIB_SRC) $(TOOLS_LIBS)
+	$(Q)$(CC) $(SAN_CFLAGS) -o $@ tests/unit/test-model.c $(TOOLS_LIB_SRC) $(TOOLS_LIBS)
 
 $(BUILD)/san/test-detect: tests/unit/test-detect.c tests/unit/fake-trace.h $(TOOLS_LIB_SRC) $(TOOLS_HDR) | $(BUILD)
 	@mkdir -p $(dir $@)
 	@echo "  CC/LD   $@ (asan, ubsan)"
-	$(Q)$(CC) $(SAN_CFLAGS) -Itools -o $@ tests/unit/test-detect.c $(TOOLS_LIB_SRC) $(TOOLS_LIBS)
+	$(Q)$(CC) $(SAN_CFLAGS) -o $@ tests/unit/test-detect.c $(TOOLS_LIB_SRC) $(TOOLS_LIBS)
 
 $(BUILD)/bench-mutex: bench/mutex-pair.c | $(BUILD)
 	$(Q)$(CC) $(COMMON_CFLAGS) -O2 -rdynamic -o $@ $< -lpthread
@@ -103,9 +112,9 @@ check-cpython: deps-tests all
 FUZZ_TIME ?= 600
 FUZZ_FLAGS ?=
 FUZZ_CFLAGS := $(COMMON_CFLAGS) -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
-	-fno-sanitize-recover=all -Itools -Dexit=giltrace_fuzz_exit
+	-fno-sanitize-recover=all $(TOOLS_INC) -Dexit=giltrace_fuzz_exit
 
-$(BUILD)/fuzz/fuzz-readers: tests/fuzz/fuzz-readers.c $(filter-out tools/main.c,$(TOOLS_SRC)) $(TOOLS_HDR) | $(BUILD)
+$(BUILD)/fuzz/fuzz-readers: tests/fuzz/fuzz-readers.c $(filter-out tools/cmd/main.c,$(TOOLS_SRC)) $(TOOLS_HDR) | $(BUILD)
 	@mkdir -p $(dir $@)
 	@echo "  CC/LD   $@ (libfuzzer, asan, ubsan)"
 	$(Q)clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(TOOLS_LIBS)

@@ -21,7 +21,7 @@
  * left out, so frame 0 is the code that called into the shim; frames of
  * the shim further down (a wrapper the interpreter called through, the
  * thread trampoline) stay, since they are where the calls went.  Addresses are recorded
- * raw; giltrace symbolises them offline (tools/symbolize.c).
+ * raw; giltrace symbolises them offline (tools/read/symbolize.c).
  *
  * What it cannot see: frames beyond code without unwind information
  * (hand-written assembly, JIT code), and the Python-level stack.

@@ -1,6 +1,6 @@
 /*
  * html-assets.c: the HTML report's style and scripts, embedded at build time
- * from tools/html/ (real files, so that they are edited, linted and read as
+ * from tools/render/html/ (real files, so that they are edited, linted and read as
  * CSS and JavaScript rather than as C string literals).
  *
  * The assembler's .incbin copies each file into .rodata with a NUL after it.
@@ -20,6 +20,6 @@
 	        ".size " #symbol ", . - " #symbol "\n"                                                     \
 	        ".previous\n")
 
-EMBED(html_page_css, "tools/html/page.css");
-EMBED(html_onerror_js, "tools/html/onerror.js");
-EMBED(html_page_js, "tools/html/page.js");
+EMBED(html_page_css, "tools/render/html/page.css");
+EMBED(html_onerror_js, "tools/render/html/onerror.js");
+EMBED(html_page_js, "tools/render/html/page.js");
