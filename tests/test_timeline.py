@@ -20,12 +20,12 @@ def timeline(trace, *args, binary=GILTRACE, status=0):
 
 
 def lanes(text):
-    """{label: row} of the lane lines."""
+    """{tid: row} of the lane lines, labelled "name (tid)" or "tid"."""
     out = {}
     for line in text.splitlines():
-        m = re.match(r"^((?:\S.*?) (\d+))\s+", line)
+        m = re.match(r"^(?:\S.*? \((\d+)\)|(\d+))$", line[:LABEL].rstrip())
         if m and len(line) == WIDTH and not line.startswith(" "):
-            out[m.group(1)] = line[LABEL:]
+            out[int(m.group(1) or m.group(2))] = line[LABEL:]
     return out
 
 
@@ -37,8 +37,7 @@ def test_finding_is_marked_on_its_lane_after_the_finalization_bar(python, extens
     assert "\033[" not in out  # not a terminal: no colour
     rows = lanes(out)
     assert len(rows) == 2, out
-    (main,) = [row for label, row in rows.items() if label.endswith(f" {result['pid']}")]
-    (faulty,) = [row for label, row in rows.items() if label.endswith(f" {f['thread']['tid']}")]
+    main, faulty = rows[result["pid"]], rows[f["thread"]["tid"]]
     assert "!" in faulty and "!" not in main
     bar = main.index("|")
     assert faulty.index("!") >= bar
@@ -48,7 +47,7 @@ def test_finding_is_marked_on_its_lane_after_the_finalization_bar(python, extens
     at = f["at_ns"]
     out = timeline(trace, "--from", f"{max(at - 200_000, 0)}ns", "--to", f"{at + 200_000}ns").stdout
     rows = lanes(out)
-    (faulty,) = [row for label, row in rows.items() if label.endswith(f" {f['thread']['tid']}")]
+    faulty = rows[f["thread"]["tid"]]
     assert "!" in faulty
 
 

@@ -30,15 +30,21 @@ const char *model_thread_name(const struct model *m, int thread)
 
 const char *model_thread_label(const struct model *m, int thread, char *buf, size_t size)
 {
-	if (thread < 0) {
-		snprintf(buf, size, "an unknown thread");
-		return buf;
-	}
 	const char *name = model_thread_name(m, thread);
 	if (name)
-		snprintf(buf, size, "thread %d (%s)", m->threads[thread].info->tid, name);
+		snprintf(buf, size, "%s (%d)", name, m->threads[thread].info->tid);
 	else
-		snprintf(buf, size, "thread %d", m->threads[thread].info->tid);
+		snprintf(buf, size, "%d", m->threads[thread].info->tid);
+	return buf;
+}
+
+const char *model_thread_phrase(const struct model *m, int thread, char *buf, size_t size)
+{
+	char label[64];
+	if (thread < 0)
+		snprintf(buf, size, "an unknown thread");
+	else
+		snprintf(buf, size, "thread %s", model_thread_label(m, thread, label, sizeof label));
 	return buf;
 }
 

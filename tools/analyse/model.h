@@ -111,8 +111,12 @@ void model_free(struct model *m);
  * thread, else NULL (callers show the tid). */
 const char *model_thread_name(const struct model *m, int thread);
 
-/* "thread 1234 (main)", "thread 1235", or "an unknown thread" for -1;
- * returns buf. */
+/* The one label of a thread, wherever one is shown (lanes, findings,
+ * tooltips): "main (1234)", "worker-1 (1235)", or "1236" without a name;
+ * thread >= 0.  Returns buf. */
 const char *model_thread_label(const struct model *m, int thread, char *buf, size_t size);
+/* The same in a sentence: "thread main (1234)", "thread 1236", or "an
+ * unknown thread" for -1.  Returns buf. */
+const char *model_thread_phrase(const struct model *m, int thread, char *buf, size_t size);
 
 #endif

@@ -495,7 +495,7 @@ static void write_metadata(struct exporter *x)
 	struct out *o = &x->out;
 	const char *slash = strrchr(h->executable, '/');
 	const char *exe = slash ? slash + 1 : h->executable;
-	char buf[32];
+	char buf[64];
 	metadata_begin(x, "process_name", h->pid, h->pid, "name");
 	if (exe[0]) {
 		out_string(o, exe);
@@ -506,14 +506,8 @@ static void write_metadata(struct exporter *x)
 	out_literal(o, "}}");
 	for (size_t i = 0; i < m->thread_count; i++) {
 		int32_t tid = m->threads[i].info->tid;
-		const char *name = model_thread_name(m, (int)i);
 		metadata_begin(x, "thread_name", h->pid, tid, "name");
-		if (name) {
-			out_string(o, name);
-		} else {
-			snprintf(buf, sizeof buf, "\"tid %d\"", (int)tid);
-			out_literal(o, buf);
-		}
+		out_string(o, model_thread_label(m, (int)i, buf, sizeof buf));
 		out_literal(o, "}}");
 		/* the order of the model's threads: first seen first, for catapult */
 		metadata_begin(x, "thread_sort_index", h->pid, tid, "sort_index");

@@ -243,9 +243,8 @@ static void print_tid_list(const struct model *m, bool (*pick)(const struct mode
 		const struct model_thread *th = &m->threads[i];
 		if (!pick(th))
 			continue;
-		const char *name = model_thread_name(m, (int)i);
-		printf("%s%d%s%s%s", any ? ", " : " ", th->info->tid, name ? " (" : "", name ? name : "",
-		       name ? ")" : "");
+		char label[64];
+		printf("%s%s", any ? ", " : " ", model_thread_label(m, (int)i, label, sizeof label));
 		any = true;
 	}
 	puts(any ? "" : " none");
@@ -324,7 +323,7 @@ static void report_text(const struct trace *t, const struct model *m, const stru
 		int ft = m->finalization.finalizing_thread;
 		printf("started at +%s", format_duration(d1, sizeof d1, m->finalization.start_ns));
 		if (ft >= 0)
-			printf(" by thread %d", m->threads[ft].info->tid);
+			printf(" by %s", model_thread_phrase(m, ft, ex, sizeof ex));
 		if (m->finalization.enter_seen)
 			printf(" (Py_FinalizeEx entered at +%s)", format_duration(d2, sizeof d2, m->finalization.enter_ns));
 		printf("\n  alive then:");

@@ -107,16 +107,6 @@ static void print_fitted(const char *s, unsigned width)
 	printf("%*s", (int)(width - used), "");
 }
 
-static void lane_label(const struct model *m, int thread, char *buf, size_t size)
-{
-	const char *name = model_thread_name(m, thread);
-	int tid = m->threads[thread].info->tid;
-	if (name)
-		snprintf(buf, size, "%s %d", name, tid);
-	else
-		snprintf(buf, size, "tid %d", tid);
-}
-
 /* "+15.37ms": compact, for the axis */
 static void axis_time(char *buf, size_t size, uint64_t ns, uint64_t span)
 {
@@ -212,7 +202,7 @@ static void print_lanes(const struct lanes *l, const struct model *m, const stru
 				row[c] = marked[lane * n + c];
 		}
 		char label[64];
-		lane_label(m, l->thread_of_lane[lane], label, sizeof label);
+		model_thread_label(m, l->thread_of_lane[lane], label, sizeof label);
 		print_fitted(label, LABEL_WIDTH - 1);
 		putchar(' ');
 		paint_row(row, n, colour);
@@ -246,7 +236,7 @@ static void print_findings(const struct lanes *l, const struct model *m, const s
 		if (!any)
 			printf("\nfindings in the window (giltrace check shows them whole):\n");
 		any = true;
-		lane_label(m, f->thread, label, sizeof label);
+		model_thread_label(m, f->thread, label, sizeof label);
 		printf("  ");
 		paint(mark_cell(k, fs), colour);
 		printf(" +%s  %s  %s: %s\n", format_duration(at, sizeof at, f->ns), label, detectors[f->kind].id,

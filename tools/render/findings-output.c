@@ -84,7 +84,7 @@ void finding_print_text(FILE *out, const struct model *m, const struct finding *
 	const struct detector_info *k = &detectors[f->kind];
 	fprintf(out, "==%d== giltrace %s: %s: %s\n", m->trace->header.pid,
 	        k->severity == SEVERITY_ERROR ? "ERROR" : "note", k->id, k->title);
-	fprintf(out, "    %s %s\n", model_thread_label(m, f->thread, a, sizeof a), f->what);
+	fprintf(out, "    %s %s\n", model_thread_phrase(m, f->thread, a, sizeof a), f->what);
 	fprintf(out, "    at +%s, %s\n", format_duration(d, sizeof d, f->ns),
 	        relative_to_finalization(f, f->ns, b, sizeof b));
 	if (f->capi && gtr_capi_subject_is_tstate(f->capi))
@@ -96,7 +96,7 @@ void finding_print_text(FILE *out, const struct model *m, const struct finding *
 	print_stack(out, m, f->stack_event, sym);
 	if (f->tstate && f->freed) {
 		fprintf(out, "    thread state 0x%" PRIx64 " was freed by %s at +%s, %s%s\n", f->tstate,
-		        f->freed_by == f->thread ? "this thread" : model_thread_label(m, f->freed_by, a, sizeof a),
+		        f->freed_by == f->thread ? "this thread" : model_thread_phrase(m, f->freed_by, a, sizeof a),
 		        format_duration(d, sizeof d, f->freed_ns),
 		        relative_to_finalization(f, f->freed_ns, b, sizeof b),
 		        f->freed_event != SIZE_MAX && trace_stack_of(m->trace, f->freed_event) ? ":" : "");
@@ -105,7 +105,7 @@ void finding_print_text(FILE *out, const struct model *m, const struct finding *
 		fprintf(out, "    thread state 0x%" PRIx64 " (not freed)\n", f->tstate);
 	}
 	if (f->other_thread >= 0)
-		fprintf(out, "    waiting for: %s\n", model_thread_label(m, f->other_thread, a, sizeof a));
+		fprintf(out, "    waiting for: %s\n", model_thread_phrase(m, f->other_thread, a, sizeof a));
 	fprintf(out, "    see " DOCS "%s\n", k->id);
 }
 

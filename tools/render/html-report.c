@@ -157,17 +157,6 @@ struct drawn_mark {
 	size_t count;
 };
 
-/* "name (1234)" or "1234" */
-static const char *lane_label(const struct model *m, int thread, char *buf, size_t size)
-{
-	const char *name = model_thread_name(m, thread);
-	if (name)
-		snprintf(buf, size, "%s (%d)", name, m->threads[thread].info->tid);
-	else
-		snprintf(buf, size, "%d", m->threads[thread].info->tid);
-	return buf;
-}
-
 static void write_head(struct page *p)
 {
 	FILE *out = p->out;
@@ -222,7 +211,7 @@ static void write_mark_title(struct page *p, const struct drawn_mark *d)
 	const struct mark *k = d->k;
 	char who[96], at[32];
 	FILE *out = p->out;
-	model_thread_label(m, k->thread, who, sizeof who);
+	model_thread_phrase(m, k->thread, who, sizeof who);
 	format_duration(at, sizeof at, k->ns);
 	fputs("<title>", out);
 	switch (k->kind) {
@@ -361,7 +350,7 @@ static int write_timeline(struct page *p)
 		unsigned y = PLOT_Y + (unsigned)lane * LANE_H;
 		if (lane % 2)
 			fprintf(out, "<rect class=\"stripe\" x=\"0\" y=\"%u\" width=\"100%%\" height=\"%d\"/>\n", y, LANE_H);
-		lane_label(p->m, l->thread_of_lane[lane], label, sizeof label);
+		model_thread_label(p->m, l->thread_of_lane[lane], label, sizeof label);
 		fprintf(out, "<text class=\"lname\" id=\"lname-%zu\" x=\"8\" y=\"%u\" clip-path=\"url(#label-clip)\" data-label=\"",
 		        lane, y + LANE_H / 2 + 4);
 		html_escape(out, label);
@@ -509,7 +498,7 @@ static void write_tid_list(struct page *p, bool (*pick)(const struct model_threa
 			continue;
 		if (any)
 			fputs(", ", p->out);
-		html_escape(p->out, lane_label(m, (int)i, buf, sizeof buf));
+		html_escape(p->out, model_thread_label(m, (int)i, buf, sizeof buf));
 		any = true;
 	}
 	if (!any)
@@ -577,7 +566,7 @@ static void write_statistics(struct page *p)
 		html_escapef(out, "started at +%s", format_duration(d1, sizeof d1, m->finalization.start_ns));
 		if (ft >= 0) {
 			fputs(" by ", out);
-			html_escape(out, model_thread_label(m, ft, ex, sizeof ex));
+			html_escape(out, model_thread_phrase(m, ft, ex, sizeof ex));
 		}
 		if (m->finalization.enter_seen)
 			html_escapef(out, " (Py_FinalizeEx entered at +%s)",
