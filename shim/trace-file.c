@@ -32,6 +32,13 @@
  * SIGBUS in the traced program.  Growth that RLIMIT_FSIZE would refuse is
  * not attempted (the kernel would send SIGXFSZ).
  *
+ * A process that runs as another user than the one who asked for traces
+ * (a child started with subprocess's user=, a daemon that dropped root)
+ * cannot write through that user's private folders: it stays untraced,
+ * silently, as it is not the process that user asked to trace.  A folder
+ * that others may enter but not write (output=/var/log/x.gtr) is an error
+ * with its one line, as before.
+ *
  * What it cannot prevent: the program closing every descriptor in another
  * thread during the few microseconds a growth holds one (a growth happens
  * every 64 MiB of trace at most).
@@ -97,6 +104,23 @@ static bool link_may_be_followed(int dir, const struct stat *dir_st, const char 
 	return !sticky_shared || link.st_uid == geteuid() || link.st_uid == dir_st->st_uid;
 }
 
+/* Whether the folder is another user's private one (no access for
+ * others): then this process runs as another user than the one who asked
+ * for traces there (subprocess's user=, a daemon that dropped root). */
+static bool private_to_another_user(int dir)
+{
+	struct stat st;
+	return fstat(dir, &st) == 0 && st.st_uid != geteuid() && !(st.st_mode & S_IRWXO);
+}
+
+/* An error on the way to the trace: one line, unless the way goes through
+ * another user's private folder (see private_to_another_user). */
+static void say_cannot_unless_private(int dir, int err, const char *what, const char *path)
+{
+	if (!(err == EACCES && private_to_another_user(dir)))
+		say_cannot(what, path, strerror(err));
+}
+
 /* Open the folder that holds `path` (absolute), making missing folders
  * 0700; -1 after an error line.  *leaf points at the file name. */
 static int open_parent(const char *path, const char **leaf)
@@ -125,13 +149,13 @@ static int open_parent(const char *path, const char **leaf)
 			return -1;
 		}
 		if (mkdirat(dir, part, 0700) != 0 && errno != EEXIST) {
-			say_cannot("cannot create the folder of trace", path, strerror(errno));
+			say_cannot_unless_private(dir, errno, "cannot create the folder of trace", path);
 			close(dir);
 			return -1;
 		}
 		int next = openat(dir, part, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (next < 0)
-			say_cannot("cannot open the folder of trace", path, strerror(errno));
+			say_cannot_unless_private(dir, errno, "cannot open the folder of trace", path);
 		close(dir);
 		dir = next;
 		s = slash + 1;
@@ -180,7 +204,7 @@ int trace_file_create(struct trace_file *f, const char *tmpl, pid_t pid)
 		if (fd >= 0)
 			break;
 		if (errno != EEXIST) {
-			say_cannot("cannot create trace", candidate, strerror(errno));
+			say_cannot_unless_private(dir, errno, "cannot create trace", candidate);
 			said = true;
 			break;
 		}

@@ -473,3 +473,23 @@ def test_ring_follows_the_threads_alive_not_the_threads_started(tmp_path):
     assert any(t["main"] for t in rep["threads"])
     # the last threads' ends are kept
     assert sum(1 for t in rep["threads"] if t["exit"] and t["exit"]["how"] == "return") >= 2
+
+
+def test_a_child_running_as_another_user_stays_silent(tmp_path):
+    """CPython's test_subprocess test_user: a child started with user= runs
+    python as another user, who may not write the private trace folder of
+    the user who asked for traces: it runs untraced and says nothing."""
+    need(DEBIAN)
+    if os.geteuid() != 0:
+        pytest.skip("starting a child as another user needs root")
+    env, out = traced_env(tmp_path)
+    code = ("import subprocess, sys, threading\n"
+            "t = threading.Thread(target=sum, args=(range(9),)); t.start(); t.join()\n"
+            "p = subprocess.run([sys.executable, '-c', 'import os; print(os.getuid())'], user=65534,\n"
+            "                   capture_output=True, text=True)\n"
+            "print(p.returncode, p.stdout.strip(), repr(p.stderr))\n")
+    proc = run([DEBIAN, "-c", code], env=env, cwd="/")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout == "0 65534 ''\n"
+    assert len(traces_in(out)) == 1  # the parent's
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o700
