@@ -417,7 +417,6 @@ static void instant_begin(struct exporter *x, const struct mark *k, char scope, 
 
 static void write_mark(struct exporter *x, const struct mark *k, const struct findings *fs)
 {
-	const struct trace *t = x->m->trace;
 	struct out *o = &x->out;
 	char *p;
 	if (k->thread < 0 || (size_t)k->thread >= x->m->thread_count)
@@ -429,7 +428,7 @@ static void write_mark(struct exporter *x, const struct mark *k, const struct fi
 		break;
 	case MARK_TSTATE_FREE: {
 		char addr[24];
-		snprintf(addr, sizeof addr, "0x%" PRIx64, t->events[k->event].payload[0]);
+		snprintf(addr, sizeof addr, "0x%" PRIx64, k->tstate);
 		instant_begin(x, k, 't', "thread state freed", "tstate");
 		out_literal(o, ",\"args\":{\"tstate\":\"");
 		out_literal(o, addr);
@@ -438,7 +437,7 @@ static void write_mark(struct exporter *x, const struct mark *k, const struct fi
 	}
 	case MARK_THREAD_EXIT:
 	case MARK_THREAD_PARK: {
-		unsigned arg = t->events[k->event].arg;
+		unsigned arg = k->end_arg;
 		bool park = k->kind == MARK_THREAD_PARK;
 		instant_begin(x, k, 't', park ? "thread parked" : "thread exit", "thread");
 		p = out_reserve(o, OUT_EVENT_MAX);

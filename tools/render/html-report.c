@@ -219,7 +219,7 @@ static void write_mark_title(struct page *p, const struct drawn_mark *d)
 		html_escapef(out, "finalization began at +%s (first seen by %s)", at, who);
 		break;
 	case MARK_TSTATE_FREE: {
-		uint64_t tstate = k->event < p->t->event_count ? p->t->events[k->event].payload[0] : 0;
+		uint64_t tstate = k->tstate;
 		if (d->count > 1)
 			html_escapef(out, "%s freed %zu thread states here, the first (0x%" PRIx64 ") at +%s", who,
 			             d->count, tstate, at);

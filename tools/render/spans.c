@@ -71,13 +71,15 @@ static void add_mark(struct mark_list *l, struct mark k)
 static void mark_epoch(void *ctx, const struct replay *r, size_t epoch)
 {
 	const struct replay_epoch *ep = &r->epochs[epoch];
-	add_mark(ctx, (struct mark){ MARK_FINALIZE, ep->noticed_by, ep->start_ns, ep->start_event, -1 });
+	add_mark(ctx, (struct mark){ .kind = MARK_FINALIZE, .thread = ep->noticed_by, .ns = ep->start_ns, .finding = -1 });
 }
 
 /* A thread-state free (the only event type asked for). */
 static void mark_free(void *ctx, const struct replay *r, const struct trace_event *e)
 {
-	add_mark(ctx, (struct mark){ MARK_TSTATE_FREE, (int)e->thread, e->ns, r->at, -1 });
+	(void)r;
+	add_mark(ctx, (struct mark){ .kind = MARK_TSTATE_FREE, .thread = (int)e->thread, .ns = e->ns, .finding = -1,
+	                             .tstate = e->payload[0] });
 }
 
 /* An exit or park; not the process exit: that thread keeps its lane to
@@ -85,7 +87,8 @@ static void mark_free(void *ctx, const struct replay *r, const struct trace_even
 static void mark_thread_end(void *ctx, const struct replay *r, int thread, const struct trace_event *e)
 {
 	enum mark_kind kind = e->type == GTR_EV_THREAD_PAUSE ? MARK_THREAD_PARK : MARK_THREAD_EXIT;
-	add_mark(ctx, (struct mark){ kind, thread, e->ns, r->at, -1 });
+	(void)r;
+	add_mark(ctx, (struct mark){ .kind = kind, .thread = thread, .ns = e->ns, .finding = -1, .end_arg = e->arg });
 }
 
 int spans_walk_marks(const struct model *m, const struct span_visitor *v, const struct findings *findings,
@@ -119,8 +122,8 @@ int spans_walk_marks(const struct model *m, const struct span_visitor *v, const 
 	if (!out)
 		return l.oom ? -1 : 0;
 	for (size_t i = 0; findings && i < findings->count && !l.oom; i++)
-		add_mark(&l, (struct mark){ MARK_FINDING, findings->items[i].thread, findings->items[i].ns, SIZE_MAX,
-		                            (int)i });
+		add_mark(&l, (struct mark){ .kind = MARK_FINDING, .thread = findings->items[i].thread,
+		                            .ns = findings->items[i].ns, .finding = (int)i });
 	if (l.oom) {
 		free(l.items);
 		return -1;

@@ -53,8 +53,11 @@ struct mark {
 	enum mark_kind kind;
 	int thread;                /* model thread index */
 	uint64_t ns;
-	size_t event;              /* index into trace.events; SIZE_MAX for findings */
 	int finding;               /* index into findings->items, or -1 */
+	/* What a renderer says of it, so that none reads the trace's events: */
+	uint64_t tstate;           /* TSTATE_FREE: the thread state freed */
+	unsigned end_arg;          /* THREAD_EXIT, THREAD_PARK: the event's arg
+	                              (gtr_exit_how(), gtr_exit_held_gil()) */
 };
 
 /* Every mark, in time order; `findings` may be NULL.  Returns 0 or -1 (out
