@@ -43,6 +43,14 @@ static const char usage_text[] =
 enum cell_kind { CELL_ABSENT, CELL_RELEASED, CELL_WAITING, CELL_HELD, CELL_FINALIZE, CELL_EXIT, CELL_PARK,
 	         CELL_FREE, CELL_NOTE, CELL_ERROR, CELL_KINDS };
 
+/* The cell of a lane's dominant state in a column. */
+static const enum cell_kind cell_of_state[LANE_STATES] = {
+	[LANE_ABSENT] = CELL_ABSENT,
+	[LANE_RELEASED] = CELL_RELEASED,
+	[LANE_WAITING] = CELL_WAITING,
+	[LANE_HELD] = CELL_HELD,
+};
+
 /* Later kinds win a column over earlier ones. */
 static const struct {
 	char ch;
@@ -195,7 +203,7 @@ static void print_lanes(const struct lanes *l, const struct model *m, const stru
 	}
 	for (size_t lane = 0; lane < l->lane_count; lane++) {
 		for (size_t c = 0; c < n; c++) {
-			row[c] = (enum cell_kind)lanes_dominant(l, lane, c); /* LANE_* == CELL_* up to HELD */
+			row[c] = cell_of_state[lanes_dominant(l, lane, c)];
 			if (fin_col[c])
 				row[c] = CELL_FINALIZE;
 			if (marked[lane * n + c] > row[c])
