@@ -179,16 +179,15 @@ void shim_options_parse(const char *text)
 	}
 }
 
-void shim_expand_log_path(char *out, size_t size)
+bool shim_expand_template(char *out, size_t size, const char *tmpl, pid_t pid)
 {
-	const char *tmpl = shim_options.log_path;
-	char pid[24];
-	shim_format_u64(pid, (uint64_t)getpid());
+	char digits[24];
+	shim_format_u64(digits, (uint64_t)pid);
 	size_t n = 0;
 	bool had_pid = false;
 	for (const char *s = tmpl; *s && n + 1 < size; s++) {
 		if (s[0] == '%' && (s[1] == 'p' || s[1] == '%')) {
-			const char *piece = s[1] == 'p' ? pid : "%";
+			const char *piece = s[1] == 'p' ? digits : "%";
 			had_pid |= s[1] == 'p';
 			for (; *piece && n + 1 < size; piece++)
 				out[n++] = *piece;
@@ -197,9 +196,17 @@ void shim_expand_log_path(char *out, size_t size)
 			out[n++] = *s;
 		}
 	}
-	if (!had_pid && n + 1 < size)
-		out[n++] = '.';
-	for (const char *piece = pid; !had_pid && *piece && n + 1 < size; piece++)
-		out[n++] = *piece;
 	out[n] = '\0';
+	return had_pid;
+}
+
+void shim_expand_log_path(char *out, size_t size)
+{
+	pid_t pid = getpid();
+	if (shim_expand_template(out, size, shim_options.log_path, pid))
+		return;
+	size_t n = strlen(out);
+	if (n + 1 < size)
+		out[n++] = '.';
+	shim_format_u64(out + n, (uint64_t)pid); /* room: the caller's size */
 }

@@ -100,8 +100,11 @@ extern struct shim_options shim_options;
 
 /* Parse GILTRACE_OPTIONS into shim_options; warnings go to stderr. */
 void shim_options_parse(const char *text);
+/* An output template for process `pid`: %p is the pid, %% a %.  Returns
+ * whether it held a %p.  async-signal-safe. */
+bool shim_expand_template(char *out, size_t size, const char *tmpl, pid_t pid);
 /* log_path= for this process: %p expanded, else ".PID" appended (the
- * sanitizers' log_path). */
+ * sanitizers' log_path); `size` at least 24 bytes more than log_path. */
 void shim_expand_log_path(char *out, size_t size);
 
 /* ---- per-thread state ---------------------------------------------------- */

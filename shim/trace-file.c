@@ -55,23 +55,6 @@
 
 #define NAME_ATTEMPTS 1000
 
-static void expand_template(char *out, size_t size, const char *tmpl, pid_t pid)
-{
-	size_t n = 0;
-	for (const char *s = tmpl; *s && n + 1 < size; s++) {
-		if (s[0] == '%' && s[1] == 'p') {
-			n += (size_t)snprintf(out + n, size - n, "%d", (int)pid);
-			s++;
-		} else if (s[0] == '%' && s[1] == '%') {
-			out[n++] = '%';
-			s++;
-		} else {
-			out[n++] = *s;
-		}
-	}
-	out[n < size ? n : size - 1] = '\0';
-}
-
 /* "dir/name.gtr" + tag -> "dir/name.<tag>.gtr" (before the extension);
  * false if the result does not fit. */
 static bool insert_tag(char *out, size_t size, const char *path, const char *tag)
@@ -167,7 +150,7 @@ int trace_file_create(struct trace_file *f, const char *tmpl, pid_t pid)
 {
 	char first[4096], candidate[4096], tag[48];
 	char expanded[4096];
-	expand_template(expanded, sizeof expanded, tmpl, pid);
+	bool has_pid = shim_expand_template(expanded, sizeof expanded, tmpl, pid);
 	if (expanded[0] == '/') {
 		snprintf(first, sizeof first, "%s", expanded);
 	} else {
@@ -183,7 +166,6 @@ int trace_file_create(struct trace_file *f, const char *tmpl, pid_t pid)
 	int dir = open_parent(first, &leaf);
 	if (dir < 0)
 		return -1;
-	bool has_pid = strstr(tmpl, "%p") != NULL;
 	bool said = false; /* an error line was written */
 	int fd = -1;
 	for (int attempt = 0; attempt < NAME_ATTEMPTS && fd < 0; attempt++) {
