@@ -241,11 +241,7 @@ static bool open_trace(uint32_t extra_flags)
 		const char *parts[] = { "cannot preallocate trace '", rec.file.path, "': ", strerror(err),
 			                "; tracing is off" };
 		shim_say("error", parts, 5);
-		fd = trace_file_reopen(&rec.file, O_RDONLY); /* remove it only if it is still ours */
-		if (fd >= 0) {
-			unlink(rec.file.path);
-			close(fd);
-		}
+		trace_file_remove(&rec.file);
 		return false;
 	}
 	rec.mapped = initial;
@@ -318,11 +314,7 @@ void recorder_close_before_exec(void)
 		return;
 	}
 	rec.closed = true;
-	int fd = trace_file_reopen(&rec.file, O_RDONLY);
-	if (fd >= 0) {
-		unlink(rec.file.path);
-		close(fd);
-	}
+	trace_file_remove(&rec.file);
 }
 
 bool recorder_stopped_early(void)

@@ -164,6 +164,9 @@ int trace_file_create(struct trace_file *f, const char *tmpl, pid_t pid);
 /* Open the trace again (open(2) flags), only if its name still leads to
  * the file created; -1 with errno (ESTALE: the name leads elsewhere). */
 int trace_file_reopen(const struct trace_file *f, int flags);
+/* Remove the trace, only if its name still leads to the file created.
+ * async-signal-safe. */
+void trace_file_remove(const struct trace_file *f);
 /* Give [offset, offset+len) real blocks, never a sparse extension: 0 or an
  * errno (ENOSPC, EFBIG: beyond RLIMIT_FSIZE). */
 int trace_file_preallocate(int fd, off_t offset, off_t len);

@@ -229,6 +229,15 @@ int trace_file_reopen(const struct trace_file *f, int flags)
 	return fd;
 }
 
+void trace_file_remove(const struct trace_file *f)
+{
+	int fd = trace_file_reopen(f, O_RDONLY);
+	if (fd >= 0) {
+		unlink(f->path);
+		close(fd);
+	}
+}
+
 /* Zeros for filesystems without fallocate (ext2, some FUSE and network
  * filesystems); static, so that growth never needs malloc. */
 static const char zeros[64 * 1024];
