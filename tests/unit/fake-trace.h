@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "trace-format.h"
+#include "trace.h"
 
 /* A failed check clears the test's local `ok` and says where. */
 #define CHECK(cond)                                                                                \
@@ -104,6 +105,26 @@ __attribute__((unused)) static void fake_unlink(void)
 	snprintf(path, sizeof path, "/tmp/giltrace-unit-%d.gtr", (int)getpid());
 	if (!getenv("KEEP"))
 		unlink(path);
+}
+
+/* Open a trace and walk it once, as a command's analysis does: then its
+ * event count, notes and losses are final, and its first events are in
+ * walked[]. */
+static struct trace_event walked[64];
+
+__attribute__((unused)) static int open_walked(struct trace *t, const char *path, char *err, size_t errlen)
+{
+	if (trace_open(t, path, err, errlen) != 0)
+		return -1;
+	struct trace_walk *w = trace_walk_begin(t);
+	if (!w)
+		return -1;
+	const struct trace_event *e;
+	size_t n = 0;
+	while ((e = trace_walk_next(w)))
+		if (n < sizeof walked / sizeof walked[0])
+			walked[n++] = *e;
+	return trace_walk_end(w);
 }
 
 #endif

@@ -44,7 +44,7 @@ static int load(struct trace *t, const struct ev *evs, size_t n, unsigned thread
 	for (size_t i = 0; i < n; i++)
 		fake_event(chunks[evs[i].thread], evs[i].type, evs[i].arg, evs[i].clock, evs[i].a, evs[i].b);
 	char err[256];
-	return trace_load(t, fake_write(&f, 0), err, sizeof err);
+	return trace_open(t, fake_write(&f, 0), err, sizeof err);
 }
 
 /* The findings of kind k, counted; *first gets the first one. */
@@ -113,7 +113,7 @@ static int test_finalize_once(void)
 	replay_free(&r);
 	findings_free(&fs);
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -140,7 +140,7 @@ static int test_finalize_once_exit_in_take_gil(void)
 		CHECK(x->thread == 1 && x->ns == 1000 && x->capi == GTR_CAPI_PyEval_RestoreThread && x->freed);
 	findings_free(&fs);
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -279,7 +279,7 @@ static int test_reinitialise_and_finalize_again(void)
 	free(marks);
 	findings_free(&fs);
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -312,7 +312,7 @@ static int test_freed_in_first_runtime_used_in_second(void)
 	}
 	findings_free(&fs);
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -344,7 +344,7 @@ static int test_flag_cleared_ends_the_epoch(void)
 	replay_free(&r);
 	findings_free(&fs);
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -369,7 +369,7 @@ static int test_exit_holding_gil(void)
 		CHECK(x->thread == 1 && x->ns == 200 && x->tstate == TS_OTHER && !x->fin_seen);
 	findings_free(&fs);
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -397,7 +397,7 @@ static int test_gilstate_after_finalize(void)
 	CHECK(count_kind(&fs, DETECT_EXIT_IN_TAKE_GIL, NULL) == 1 && fs.count == 3);
 	findings_free(&fs);
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -424,7 +424,7 @@ static int test_parked_at_exit(void)
 	CHECK(m.threads[1].exit == THREAD_END_PAUSED && m.threads[1].exit_ns == 310);
 	findings_free(&fs);
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -456,7 +456,7 @@ static int test_switch_wait_on_dead_thread(void)
 	}
 	findings_free(&fs);
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -482,7 +482,7 @@ static int test_reused_block_is_no_use(void)
 	CHECK(fs.count == 0);
 	findings_free(&fs);
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	/* without the reuse, the same calls are a use of the freed one */
 	struct ev without[sizeof evs / sizeof evs[0] - 1];
 	for (size_t i = 0, k = 0; i < sizeof evs / sizeof evs[0]; i++)
@@ -493,7 +493,7 @@ static int test_reused_block_is_no_use(void)
 	CHECK(fs.count == 1 && count_kind(&fs, DETECT_FREED_TSTATE_USE, NULL) == 1);
 	findings_free(&fs);
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 

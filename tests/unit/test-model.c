@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/wait.h>
+
 #include "fake-trace.h"
 #include "lanes.h"
 #include "model.h"
@@ -49,7 +51,7 @@ static int test_handoffs_and_holds(void)
 	struct trace t;
 	struct model m;
 	char err[256];
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
 	CHECK(t.thread_count == 2 && t.event_count == 14 && !t.truncated);
 	CHECK(model_build(&m, &t) == 0);
 	CHECK(m.error_count == 0);
@@ -68,7 +70,7 @@ static int test_handoffs_and_holds(void)
 	CHECK(m.threads[0].exit == THREAD_END_PROCESS && m.threads[0].exit_held_gil);
 	CHECK(m.threads[1].exit == THREAD_END_RETURN && m.threads[1].has_start && m.threads[1].parent_tid == 100);
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -86,12 +88,12 @@ static int test_overlap_is_a_model_error(void)
 	struct trace t;
 	struct model m;
 	char err[256];
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
 	CHECK(model_build(&m, &t) == 0);
 	CHECK(m.error_count >= 1);
 	CHECK(m.error_count && strstr(m.errors[0], "while thread 100 held it"));
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -101,12 +103,12 @@ static int test_truncated_trace(void)
 	struct fake f = two_threads(0); /* never closed: killed */
 	struct trace t;
 	char err[256];
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
 	CHECK(t.truncated && t.last_event_ns == 4000);
 	CHECK(t.not_closed && !t.cut_short && trace_incomplete(&t));
 	const char *ids[3];
 	CHECK(trace_incomplete_reasons(&t, ids) == 1 && strcmp(ids[0], "not_closed") == 0);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -117,14 +119,14 @@ static int test_file_cut_short(void)
 	struct trace t;
 	char err[256];
 	/* keep the header, the metadata and the first chunk only */
-	CHECK(trace_load(&t, fake_write(&f, GTR_HEADER_SIZE + META + CHUNK + 100), err, sizeof err) == 0);
+	CHECK(open_walked(&t, fake_write(&f, GTR_HEADER_SIZE + META + CHUNK + 100), err, sizeof err) == 0);
 	CHECK(t.thread_count == 1 && t.event_count == 7);
 	CHECK(t.note_count >= 1 && strstr(t.notes[0], "cut short"));
 	/* issue 10 item 11: closed, yet incomplete evidence */
 	char why[320];
 	CHECK(t.cut_short && !t.not_closed && trace_incomplete(&t));
 	CHECK(strstr(trace_incomplete_why(&t, why, sizeof why), "1 of its 2 chunks"));
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -145,10 +147,10 @@ static int test_corrupt_event_keeps_earlier_ones(void)
 	c->magic = 0xdeadbeef;
 	struct trace t;
 	char err[256];
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
 	CHECK(t.thread_count == 2 && t.event_count == 3);
 	CHECK(t.note_count == 3);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -178,11 +180,11 @@ static int test_newer_event_type_is_skipped(void)
 		fake_event(a, GTR_EV_GIL_RELEASE, 0, 1200, 0, 0);
 		struct trace t;
 		char err[256];
-		CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+		CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
 		CHECK(t.event_count == (with_table ? 2u : 1u));
 		CHECK(t.note_count == 1);
-		CHECK(!with_table || t.events[1].type == GTR_EV_GIL_RELEASE);
-		trace_free(&t);
+		CHECK(!with_table || walked[1].type == GTR_EV_GIL_RELEASE);
+		trace_close(&t);
 	}
 	return ok;
 }
@@ -199,9 +201,9 @@ static int test_clock_wraps_past_48_bits(void)
 	fake_event(a, GTR_EV_GIL_RELEASE, 0, far, 0, 0);
 	struct trace t;
 	char err[256];
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
-	CHECK(t.event_count == 2 && t.events[1].ns == far - 1000);
-	trace_free(&t);
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(t.event_count == 2 && walked[1].ns == far - 1000);
+	trace_close(&t);
 	return ok;
 }
 
@@ -216,11 +218,11 @@ static int test_ring_mode_lost_events(void)
 	struct trace t;
 	struct model m;
 	char err[256];
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
 	CHECK(t.threads[0].events_lost);
 	CHECK(model_build(&m, &t) == 0 && m.error_count == 0);
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -285,7 +287,7 @@ static int test_ring_gap_is_no_handoff(void)
 	struct trace t;
 	struct model m;
 	char err[256];
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
 	CHECK(!trace_incomplete(&t) && t.threads_with_loss == 1 && t.chunks_lost == 5);
 	CHECK(t.loss_count == 1 && t.losses[0].kind == TRACE_LOSS_LEADING && t.losses[0].to_ns == 900000);
 	CHECK(model_build(&m, &t) == 0 && m.error_count == 0);
@@ -295,7 +297,7 @@ static int test_ring_gap_is_no_handoff(void)
 	CHECK(m.gils[0].held_ns + m.gils[0].idle_ns + m.gils[0].lost_ns == m.wall_ns);
 	CHECK(spans_handoffs(&m) == 1 && spans_hold_as_model(&m));
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -321,7 +323,7 @@ static int test_own_gap_hides_a_reacquisition(void)
 	struct trace t;
 	struct model m;
 	char err[256];
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
 	CHECK(t.loss_count == 1 && t.losses[0].kind == TRACE_LOSS_GAP && t.losses[0].chunks == 1);
 	CHECK(t.losses[0].from_ns == 100 && t.losses[0].to_ns == 5000);
 	CHECK(trace_lost_within(&t, 100, 4000, false) && !trace_lost_within(&t, 5000, 6000, true));
@@ -335,7 +337,7 @@ static int test_own_gap_hides_a_reacquisition(void)
 	CHECK(m.gils[0].held_ns + m.gils[0].idle_ns + m.gils[0].lost_ns == m.wall_ns);
 	CHECK(spans_handoffs(&m) == 0);
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -355,12 +357,12 @@ static int test_release_of_a_lost_acquisition(void)
 	struct trace t;
 	struct model m;
 	char err[256];
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
 	CHECK(model_build(&m, &t) == 0 && m.error_count == 0);
 	CHECK(m.gils[0].held_ns == 1000 && m.gils[0].lost_ns == 1000);
 	CHECK(m.gils[0].held_ns + m.gils[0].idle_ns + m.gils[0].lost_ns == m.wall_ns);
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -383,7 +385,7 @@ static int test_out_of_space_tail(void)
 	struct trace t;
 	struct model m;
 	char err[256];
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
 	CHECK(trace_incomplete(&t) && t.out_of_space && !t.not_closed && !t.cut_short);
 	CHECK(t.loss_count == 1 && t.losses[0].kind == TRACE_LOSS_TRAILING && t.losses[0].thread == 0);
 	CHECK(model_build(&m, &t) == 0 && m.error_count == 0);
@@ -391,7 +393,7 @@ static int test_out_of_space_tail(void)
 	CHECK(spans_hold_as_model(&m));
 	CHECK(m.gils[0].held_ns + m.gils[0].idle_ns + m.gils[0].lost_ns == m.wall_ns);
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -406,9 +408,9 @@ static int test_clock_far_past_start(void)
 	fake_event(a, GTR_EV_GIL_ACQUIRE, 0, UINT64_MAX - 10, 0xaaa, 1);
 	struct trace t;
 	char err[256];
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
-	CHECK(t.event_count == 1 && t.events[0].ns == UINT64_C(1) << 63);
-	trace_free(&t);
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(t.event_count == 1 && walked[0].ns == UINT64_C(1) << 63);
+	trace_close(&t);
 	return ok;
 }
 
@@ -433,12 +435,12 @@ static int test_latency_percentiles(void)
 	struct trace t;
 	struct model m;
 	char err[256];
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
 	CHECK(model_build(&m, &t) == 0 && m.error_count == 0);
 	CHECK(m.handoff_count == 101);
 	CHECK(m.latency_p50 == 51 && m.latency_p90 == 91 && m.latency_p99 == 100 && m.latency_max == 101);
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -450,32 +452,32 @@ static int test_unusable_files(void)
 	struct fake f;
 
 	fake_init(&f, 0);
-	CHECK(trace_load(&t, fake_write(&f, 0) /* valid */, err, sizeof err) == 0);
-	trace_free(&t);
+	CHECK(open_walked(&t, fake_write(&f, 0) /* valid */, err, sizeof err) == 0);
+	trace_close(&t);
 
 	fake_init(&f, 0);
 	f.h->version_major = 9;
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == -1 && strstr(err, "format 9."));
-	trace_free(&t);
+	CHECK(trace_open(&t, fake_write(&f, 0), err, sizeof err) == -1 && strstr(err, "format 9."));
+	trace_close(&t);
 
 	fake_init(&f, 0);
 	f.h->chunk_size = 12345;
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == -1 && strstr(err, "corrupt header"));
-	trace_free(&t);
+	CHECK(trace_open(&t, fake_write(&f, 0), err, sizeof err) == -1 && strstr(err, "corrupt header"));
+	trace_close(&t);
 
 	fake_init(&f, 0);
 	f.h->meta_used = 1u << 30;
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == -1);
-	trace_free(&t);
+	CHECK(trace_open(&t, fake_write(&f, 0), err, sizeof err) == -1);
+	trace_close(&t);
 
 	fake_init(&f, 0);
-	CHECK(trace_load(&t, fake_write(&f, 100), err, sizeof err) == -1 && strstr(err, "truncated inside its header"));
-	trace_free(&t);
+	CHECK(trace_open(&t, fake_write(&f, 100), err, sizeof err) == -1 && strstr(err, "truncated inside its header"));
+	trace_close(&t);
 
 	fake_init(&f, 0);
 	memcpy(f.h->magic, "NOTATRCE", 8);
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == -1 && strstr(err, "not a giltrace trace"));
-	trace_free(&t);
+	CHECK(trace_open(&t, fake_write(&f, 0), err, sizeof err) == -1 && strstr(err, "not a giltrace trace"));
+	trace_close(&t);
 	return ok;
 }
 
@@ -498,20 +500,20 @@ static int test_stacks_attach_to_their_event(void)
 	fake_event(a, GTR_EV_GIL_RELEASE, 0, 1600, 0, 0);
 	struct trace t;
 	char err[256];
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
 	CHECK(t.event_count == 4 && t.stack_count == 2 && t.note_count == 0);
 	for (size_t i = 0; i < t.event_count; i++) {
 		const struct trace_stack *st = trace_stack_of(&t, i);
-		const struct trace_event *e = &t.events[i];
+		const struct trace_event *e = &walked[i];
 		CHECK(e->type != GTR_EV_STACK);
 		if (e->type == GTR_EV_CAPI_CALL)
-			CHECK(st && st->count == 3 && t.stack_frames[st->first + 2] == 0x403000);
+			CHECK(st && st->count == 3 && st->frames[2] == 0x403000);
 		else if (e->type == GTR_EV_TSTATE_FREE)
-			CHECK(st && st->count == 2 && t.stack_frames[st->first] == 0x402000);
+			CHECK(st && st->count == 2 && st->frames[0] == 0x402000);
 		else
 			CHECK(!st);
 	}
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -536,10 +538,10 @@ static int test_bad_stacks(void)
 	fake_event(c, GTR_EV_GIL_TAKE_BEGIN, 0, 1300, 0, 0);
 	struct trace t;
 	char err[256];
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
 	CHECK(t.event_count == 3 && t.stack_count == 0);
 	CHECK(t.note_count == 3);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -557,9 +559,9 @@ static int test_chunk_going_back_in_time(void)
 	fake_event(b, GTR_EV_GIL_ACQUIRE, 0, 2000, 0xaaa, 2);
 	struct trace t;
 	char err[256];
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
 	CHECK(t.event_count == 2 && t.note_count == 1);
-	trace_free(&t);
+	trace_close(&t);
 	return ok;
 }
 
@@ -611,7 +613,7 @@ static int test_spans_and_lanes_add_up(void)
 	struct trace t;
 	struct model m;
 	char err[256];
-	CHECK(trace_load(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
 	CHECK(model_build(&m, &t) == 0);
 	struct span_check c = { .m = &m, .ok = 1 };
 	struct span_visitor v = { &c, check_span, check_handoff };
@@ -640,7 +642,110 @@ static int test_spans_and_lanes_add_up(void)
 	CHECK(lanes_column_of(&l, 2600) == 5 && l.mark_count == 2);
 	lanes_free(&l);
 	model_free(&m);
-	trace_free(&t);
+	trace_close(&t);
+	return ok;
+}
+
+/* Walks repeat: the second gives the same events in the same order and
+ * adds no note; the first one's notes and count are final. */
+static int test_second_walk_is_the_same(void)
+{
+	int ok = 1;
+	struct fake f = two_threads(GTR_FLAG_CLOSED);
+	/* damage, so that there is a note to repeat */
+	struct gtr_chunk_header *c = fake_chunk(&f, 3, 102, 0, 100);
+	fake_event(c, GTR_EV_GIL_TAKE_BEGIN, 0, 150, 0, 0);
+	fake_event(c, 60, 0, 160, 0, 0);
+	struct trace t;
+	char err[256];
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	size_t notes = t.note_count, count = t.event_count;
+	struct trace_event first[64];
+	memcpy(first, walked, sizeof first);
+	CHECK(notes == 1 && count == 15);
+	struct trace_walk *w = trace_walk_begin(&t);
+	const struct trace_event *e;
+	size_t n = 0;
+	while (w && (e = trace_walk_next(w))) {
+		CHECK(trace_walk_index(w) == n);
+		CHECK(n < count && memcmp(e, &first[n], sizeof *e) == 0);
+		n++;
+	}
+	CHECK(w && trace_walk_end(w) == 0);
+	CHECK(n == count && t.note_count == notes && t.event_count == count);
+	trace_close(&t);
+	return ok;
+}
+
+/* A trace truncated by someone else while it is read stops the command
+ * with a reason and exit status 2, not a SIGBUS. */
+static int test_file_shrinking_under_the_reader(void)
+{
+	int ok = 1;
+	struct fake f = two_threads(GTR_FLAG_CLOSED);
+	const char *path = fake_write(&f, 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct trace t;
+		char err[256];
+		if (!freopen("/dev/null", "w", stderr)) /* the reason is the reader's to say */
+			_exit(3);
+		if (trace_open(&t, path, err, sizeof err) != 0 || truncate(path, GTR_HEADER_SIZE + META) != 0)
+			_exit(3);
+		struct trace_walk *w = trace_walk_begin(&t);
+		while (w && trace_walk_next(w))
+			;
+		_exit(0); /* read what is no longer there: must not get here */
+	}
+	int status = 0;
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+	return ok;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Past LATENCIES_EXACT values the percentiles come from the histogram:
+ * within 1/1024 of the exact ones (sorted), the maximum exact; below it,
+ * exact. */
+static int test_latencies_past_exact(void)
+{
+	int ok = 1;
+	const size_t counts[] = { 1000, LATENCIES_EXACT + 12345 };
+	const unsigned pcts[] = { 1, 50, 90, 99, 100 };
+	for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+		size_t n = counts[c];
+		struct latencies l = { 0 };
+		uint64_t *sorted = malloc(n * sizeof *sorted);
+		uint64_t x = 88172645463325252u;
+		for (size_t i = 0; i < n; i++) {
+			x ^= x << 13; /* xorshift: values over 0 .. 2^30 */
+			x ^= x >> 7;
+			x ^= x << 17;
+			sorted[i] = (x >> 34) % (i % 3 ? 5000 : 1u << 30);
+			CHECK(latencies_add(&l, sorted[i]) == 0);
+		}
+		qsort(sorted, n, sizeof *sorted, cmp_u64);
+		uint64_t got[5];
+		latencies_percentiles(&l, pcts, got, 5);
+		CHECK(latencies_exact(&l) == (n <= LATENCIES_EXACT));
+		for (size_t i = 0; i < 5; i++) {
+			size_t rank = (n * pcts[i] + 99) / 100;
+			uint64_t want = sorted[rank ? rank - 1 : 0];
+			uint64_t diff = got[i] > want ? got[i] - want : want - got[i];
+			if (latencies_exact(&l) || pcts[i] == 100 || want < 2048)
+				CHECK(diff == 0);
+			else
+				CHECK(diff <= want / 1024);
+		}
+		latencies_free(&l);
+		free(sorted);
+	}
 	return ok;
 }
 
@@ -653,7 +758,8 @@ int main(void)
 		test_stacks_attach_to_their_event, test_bad_stacks, test_spans_and_lanes_add_up,
 		test_chunk_going_back_in_time, test_ring_gap_is_no_handoff, test_own_gap_hides_a_reacquisition,
 		test_release_of_a_lost_acquisition, test_out_of_space_tail, test_clock_far_past_start,
-		test_newer_event_type_is_skipped,
+		test_newer_event_type_is_skipped, test_latencies_past_exact,
+		test_second_walk_is_the_same, test_file_shrinking_under_the_reader,
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
 		tests[i]() ? passed++ : failed++;

@@ -190,17 +190,8 @@ static void on_handoff(void *ctx, const struct replay *r, unsigned gil, int from
 	struct model *m = ctx;
 	(void)r;
 	(void)gil;
-	uint64_t *lat = m->handoff_latencies;
-	if (!(m->handoff_count & (m->handoff_count + 1))) { /* grow at powers of two */
-		lat = realloc(lat, (2 * m->handoff_count + 1) * sizeof *lat);
-		if (!lat) {
-			m->oom = true;
-			return;
-		}
-		m->handoff_latencies = lat;
-	}
-	lat[m->handoff_count++] = acquired_ns - released_ns;
-	if (count_pair(m, from, to) != 0)
+	m->handoff_count++;
+	if (latencies_add(&m->handoff_latencies, acquired_ns - released_ns) != 0 || count_pair(m, from, to) != 0)
 		m->oom = true;
 }
 
@@ -214,52 +205,9 @@ static void on_handoff_lost(void *ctx, const struct replay *r, unsigned gil, int
 	m->handoffs_not_counted++;
 }
 
-/* Rearrange v[lo, hi) so that v[k] is the value a sort would put there,
- * with nothing larger before it and nothing smaller after it (quickselect
- * with a three-way partition around a median-of-three pivot: the "equal"
- * part is never empty, so every round shrinks the range).  Percentiles in
- * linear time, not a full sort. */
-static void select_kth(uint64_t *v, size_t lo, size_t hi, size_t k)
-{
-	while (hi - lo > 1) {
-		uint64_t a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi - 1];
-		uint64_t pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
-		/* [lo, lt) < pivot, [lt, i) == pivot, [gt, hi) > pivot */
-		size_t lt = lo, i = lo, gt = hi;
-		while (i < gt) {
-			uint64_t x = v[i];
-			if (x < pivot) {
-				v[i++] = v[lt];
-				v[lt++] = x;
-			} else if (x > pivot) {
-				v[i] = v[--gt];
-				v[gt] = x;
-			} else {
-				i++;
-			}
-		}
-		if (k < lt)
-			hi = lt;
-		else if (k >= gt)
-			lo = gt;
-		else
-			return;
-	}
-}
-
-/* Nearest-rank percentile pct of v[0, n); v[0, rank) must hold no value
- * larger than any of v[rank, n) already for the ranks selected before. */
-static uint64_t percentile(uint64_t *v, size_t n, size_t from, unsigned pct, size_t *rank_out)
-{
-	size_t rank = (n * pct + 99) / 100;
-	size_t k = rank ? rank - 1 : 0;
-	select_kth(v, from, n, k);
-	*rank_out = k;
-	return v[k];
-}
-
 static void finish(struct model *m, const struct replay *r)
 {
+	m->wall_ns = r->end_ns;
 	for (size_t i = 0; i < r->error_count; i++)
 		model_error(m, "%s", r->errors[i]);
 	for (size_t i = 0; i < m->thread_count; i++) {
@@ -310,22 +258,19 @@ static void finish(struct model *m, const struct replay *r)
 		}
 	}
 	if (m->handoff_count) {
-		uint64_t *v = m->handoff_latencies;
-		size_t n = m->handoff_count, k = 0;
-		/* each selection leaves only larger values above its rank, so the
-		 * next one searches from there */
-		m->latency_p50 = percentile(v, n, 0, 50, &k);
-		m->latency_p90 = percentile(v, n, k, 90, &k);
-		m->latency_p99 = percentile(v, n, k, 99, &k);
-		m->latency_max = percentile(v, n, k, 100, &k);
+		uint64_t p[4];
+		latencies_percentiles(&m->handoff_latencies, (const unsigned[]){ 50, 90, 99, 100 }, p, 4);
+		m->latency_p50 = p[0];
+		m->latency_p90 = p[1];
+		m->latency_p99 = p[2];
+		m->latency_max = p[3];
 	}
 }
 
-int model_begin(struct model *m, const struct trace *t, struct replay_visitor *v)
+int model_begin(struct model *m, struct trace *t, struct replay_visitor *v)
 {
 	memset(m, 0, sizeof *m);
 	m->trace = t;
-	m->wall_ns = t->end_ns;
 	m->finalization.finalizing_thread = -1;
 	m->thread_count = t->thread_count;
 	m->threads = calloc(t->thread_count ? t->thread_count : 1, sizeof *m->threads);
@@ -370,7 +315,7 @@ int model_end(struct model *m, const struct replay *r)
 	return 0;
 }
 
-int model_build(struct model *m, const struct trace *t)
+int model_build(struct model *m, struct trace *t)
 {
 	struct replay_visitor v;
 	struct replay r;
@@ -385,7 +330,7 @@ int model_build(struct model *m, const struct trace *t)
 void model_free(struct model *m)
 {
 	free(m->threads);
-	free(m->handoff_latencies);
+	latencies_free(&m->handoff_latencies);
 	free(m->pairs);
 	free(m->pair_index);
 	lines_free(m->errors, m->error_count);

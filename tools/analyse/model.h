@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "latency.h"
 #include "replay.h"
 #include "trace.h"
 
@@ -60,7 +61,7 @@ struct model_handoff_pair {
 };
 
 struct model {
-	const struct trace *trace;
+	struct trace *trace;           /* walked again by the views (spans.h) */
 	struct model_thread *threads;
 	size_t thread_count;
 	struct model_gil gils[REPLAY_MAX_GILS];
@@ -68,7 +69,7 @@ struct model {
 
 	uint64_t acquisitions, contended_acquisitions;
 	uint64_t handoff_count;
-	uint64_t *handoff_latencies; /* in no useful order after model_build */
+	struct latencies handoff_latencies;
 	uint64_t latency_p50, latency_p90, latency_p99, latency_max;
 	struct model_handoff_pair *pairs;
 	size_t pair_count;
@@ -98,12 +99,12 @@ struct model {
 };
 
 /* Returns 0, or -1 when out of memory.  Free with model_free(). */
-int model_build(struct model *m, const struct trace *t);
+int model_build(struct model *m, struct trace *t);
 
 /* The model as one visitor of a replay that others share: model_begin()
  * fills *v (its ctx is m); after replay_run(), model_end().  Both return
  * 0, or -1 when out of memory. */
-int model_begin(struct model *m, const struct trace *t, struct replay_visitor *v);
+int model_begin(struct model *m, struct trace *t, struct replay_visitor *v);
 int model_end(struct model *m, const struct replay *r);
 void model_free(struct model *m);
 

@@ -88,8 +88,7 @@ static void end_wait(struct replay *r, int thread, uint64_t ns)
 	/* a wait across a gap in the thread's own events is not known */
 	if (th->waiting)
 		EMIT(r, wait, thread, th->wait_since, ns,
-		     !(r->trace->threads[thread].events_lost &&
-		       trace_lost_within(r->trace, th->wait_since, ns, false)));
+		     !trace_thread_lost_within(r->trace, (uint32_t)thread, th->wait_since, ns));
 	th->waiting = false;
 	th->attempt_waited = false;
 }
@@ -426,11 +425,10 @@ const char *thread_end_name(enum thread_end end)
 	return NULL;
 }
 
-int replay_run(struct replay *r, const struct trace *t, const struct replay_visitor *const *visitors, size_t count)
+int replay_run(struct replay *r, struct trace *t, const struct replay_visitor *const *visitors, size_t count)
 {
 	memset(r, 0, sizeof *r);
 	r->trace = t;
-	r->end_ns = t->end_ns;
 	r->visitors = visitors;
 	r->visitor_count = count;
 	for (size_t v = 0; v < count; v++) {
@@ -467,12 +465,17 @@ int replay_run(struct replay *r, const struct trace *t, const struct replay_visi
 	}
 	for (size_t i = 0; i < t->gil_count; i++)
 		r->gils[t->gils[i].index % REPLAY_MAX_GILS].seen = true;
-	for (size_t i = 0; i < t->event_count && !r->oom; i++) {
-		r->at = i;
-		replay_event(r, &t->events[i]);
-	}
-	if (r->oom)
+	struct trace_walk *walk = trace_walk_begin(t);
+	if (!walk)
 		return -1;
+	const struct trace_event *e;
+	while (!r->oom && (e = trace_walk_next(walk))) {
+		r->at = trace_walk_index(walk);
+		replay_event(r, e);
+	}
+	if (trace_walk_end(walk) != 0 || r->oom)
+		return -1;
+	r->end_ns = t->end_ns; /* known once the trace was walked */
 	replay_finish(r);
 	return 0;
 }

@@ -149,7 +149,8 @@ struct replay {
 	struct replay_thread *threads; /* per trace thread */
 	size_t thread_count;
 	struct replay_gil gils[REPLAY_MAX_GILS];
-	uint64_t end_ns;           /* the trace's end: holds still open end here */
+	uint64_t end_ns;           /* the trace's end (known at `finish`): holds
+	                              still open end here */
 	size_t at;                 /* index of the event being replayed, SIZE_MAX at the end */
 
 	struct replay_epoch *epochs; /* in time order */
@@ -175,9 +176,10 @@ struct replay {
 	bool oom;
 };
 
-/* Replay t for the visitors, in order.  Returns 0, or -1 when out of
- * memory; r stays readable until replay_free(). */
-int replay_run(struct replay *r, const struct trace *t, const struct replay_visitor *const *visitors, size_t count);
+/* Replay t for the visitors, in order: one walk of the trace (its first
+ * completes it: trace.h).  Returns 0, or -1 when out of memory; r stays
+ * readable until replay_free(). */
+int replay_run(struct replay *r, struct trace *t, const struct replay_visitor *const *visitors, size_t count);
 void replay_free(struct replay *r);
 
 /* "return", "pthread_exit", "process_exit", "paused", or NULL for

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "analysis.h"
 #include "builtin.h"
 #include "findings-output.h"
 #include "format.h"
@@ -175,12 +176,10 @@ static void check_text_one(FILE *out, const char *path, const struct trace *t, c
 static void check_one(const char *path, FILE *out, const struct check_options *o, struct json *j,
                       struct check_totals *tot)
 {
-	struct trace t;
-	struct model m;
-	struct findings fs = { 0 };
+	struct analysis a;
 	char err[512];
 	tot->traces++;
-	if (trace_load(&t, path, err, sizeof err) != 0) {
+	if (analysis_open(&a, path, err, sizeof err) != 0) {
 		print_error("%s", err);
 		tot->unusable++;
 		if (o->as_json) {
@@ -191,26 +190,19 @@ static void check_one(const char *path, FILE *out, const struct check_options *o
 			json_string(j, "error", err);
 			json_object_end(j);
 		}
-		trace_free(&t);
+		analysis_close(&a);
 		return;
 	}
-	if (analyse(&t, &m, &fs) != 0) {
-		print_error("out of memory analysing '%s'", path);
-		tot->unusable++;
-	} else {
-		filter_findings(&fs, o->min_severity);
-		if (o->as_json)
-			check_json_one(j, path, &t, &m, &fs);
-		else
-			check_text_one(out, path, &t, &m, &fs, o);
-		if (fs.errors)
-			tot->with_errors++;
-		else if (trace_incomplete(&t))
-			tot->incomplete++;
-	}
-	findings_free(&fs);
-	model_free(&m);
-	trace_free(&t);
+	filter_findings(&a.findings, o->min_severity);
+	if (o->as_json)
+		check_json_one(j, path, &a.trace, &a.model, &a.findings);
+	else
+		check_text_one(out, path, &a.trace, &a.model, &a.findings, o);
+	if (a.findings.errors)
+		tot->with_errors++;
+	else if (trace_incomplete(&a.trace))
+		tot->incomplete++;
+	analysis_close(&a);
 }
 
 static int check_paths_with(char *const *paths, size_t n, FILE *out, const struct check_options *o)

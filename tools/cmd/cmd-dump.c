@@ -89,10 +89,15 @@ int cmd_dump(int argc, char **argv)
 	}
 	struct trace t;
 	char err[512];
-	if (trace_load(&t, argv[optind], err, sizeof err) != 0) {
-		trace_free(&t);
+	if (trace_open(&t, argv[optind], err, sizeof err) != 0) {
+		trace_close(&t);
 		die("%s", err);
 	}
+	/* the header lines say what the trace holds and what damage it has,
+	 * which only a walk finds: one to count, one to print */
+	struct trace_walk *w = trace_walk_begin(&t);
+	if (!w || trace_walk_end(w) != 0)
+		die("cannot read trace '%s': out of memory", t.path);
 	const struct gtr_file_header *h = &t.header;
 	printf("# trace %s: format %u.%u, pid %d, ppid %d, python %s\n", t.path, h->version_major,
 	       h->version_minor, h->pid, h->ppid, h->py_version[0] ? h->py_version : "?");
@@ -104,15 +109,19 @@ int cmd_dump(int argc, char **argv)
 		       t.gils[i].in_runtime ? " (in _PyRuntime)" : "");
 	for (size_t i = 0; i < t.note_count; i++)
 		printf("# note: %s\n", t.notes[i]);
-	for (size_t i = 0; i < t.event_count; i++) {
-		const struct trace_event *e = &t.events[i];
+	w = trace_walk_begin(&t);
+	if (!w)
+		die("cannot read trace '%s': out of memory", t.path);
+	const struct trace_event *e;
+	while ((e = trace_walk_next(w))) {
 		printf("%14.9f %7d %s", (double)e->ns / 1e9, t.threads[e->thread].tid, trace_event_name(e->type));
 		print_details(e);
-		const struct trace_stack *st = trace_stack_of(&t, i);
+		const struct trace_stack *st = trace_stack_of(&t, trace_walk_index(w));
 		for (uint32_t f = 0; st && f < st->count; f++)
-			printf("%s0x%" PRIx64, f ? "," : " stack=", t.stack_frames[st->first + f]);
+			printf("%s0x%" PRIx64, f ? "," : " stack=", st->frames[f]);
 		putchar('\n');
 	}
-	trace_free(&t);
+	trace_walk_end(w);
+	trace_close(&t);
 	return EXIT_CLEAN;
 }

@@ -31,6 +31,7 @@
 
 #include "builtin.h"
 #include "describe.h"
+#include "analysis.h"
 #include "detect.h"
 #include "format.h"
 #include "json.h"
@@ -625,26 +626,22 @@ static void print_trace_notes(const struct trace *t)
  * 0, or -1 after a message. */
 static int export_trace(FILE *file, const char *out_name, const char *path)
 {
-	struct trace t;
+	struct analysis a;
 	char err[512];
-	if (trace_load(&t, path, err, sizeof err) != 0) {
-		trace_free(&t);
+	if (analysis_open(&a, path, err, sizeof err) != 0) {
+		analysis_close(&a);
 		return print_error("%s", err), -1;
 	}
-	print_trace_notes(&t);
-	struct model m;
-	struct findings fs = { 0 };
-	struct exporter x = { .m = &m, .free_flow = NO_FLOW, .next_flow_id = 1 };
+	print_trace_notes(&a.trace);
+	const struct model *m = &a.model;
+	const struct findings *fs = &a.findings;
+	struct exporter x = { .m = m, .free_flow = NO_FLOW, .next_flow_id = 1 };
 	int ret = -1;
-	if (analyse(&t, &m, &fs) != 0) {
-		print_error("out of memory analysing '%s'", path);
-		goto out;
-	}
-	if (m.error_count)
-		warning("'%s': %zu model inconsistenc%s (see 'giltrace report %s')", path, m.error_count,
-		        m.error_count == 1 ? "y" : "ies", path);
+	if (m->error_count)
+		warning("'%s': %zu model inconsistenc%s (see 'giltrace report %s')", path, m->error_count,
+		        m->error_count == 1 ? "y" : "ies", path);
 
-	x.lanes = calloc(m.thread_count ? m.thread_count : 1, sizeof *x.lanes);
+	x.lanes = calloc(m->thread_count ? m->thread_count : 1, sizeof *x.lanes);
 	x.out.buf = malloc(OUT_BUFFER_SIZE);
 	if (!x.lanes || !x.out.buf) {
 		print_error("out of memory exporting '%s'", path);
@@ -653,21 +650,19 @@ static int export_trace(FILE *file, const char *out_name, const char *path)
 	x.out.p = x.out.buf;
 	x.out.end = x.out.buf + OUT_BUFFER_SIZE;
 	x.out.file = file;
-	if (export_chrome(&x, &fs) != 0)
+	if (export_chrome(&x, fs) != 0)
 		print_error("out of memory exporting '%s'", path);
 	else if (x.out.error)
 		print_error("cannot write '%s': %s", file == stdout ? "standard output" : out_name, strerror(x.out.error));
 	else
 		ret = 0;
 out:
-	for (size_t i = 0; x.lanes && i < m.thread_count; i++)
+	for (size_t i = 0; x.lanes && i < m->thread_count; i++)
 		free(x.lanes[i].pending);
 	free(x.lanes);
 	free(x.flows);
 	free(x.out.buf);
-	findings_free(&fs);
-	model_free(&m);
-	trace_free(&t);
+	analysis_close(&a);
 	return ret;
 }
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "analysis.h"
 #include "builtin.h"
 #include "describe.h"
 #include "findings-output.h"
@@ -365,23 +366,17 @@ static const char *window_chosen_by(const struct model *m, const struct window_r
  * A trace cut short gives a page of what could be read. */
 static int write_page(FILE *out, const char *out_path, const char *trace_path, const struct window_request *wr)
 {
-	struct trace t;
-	struct model m;
-	struct findings fs = { 0 };
+	struct analysis a;
 	char err[512];
 	int ret = -1;
-	if (trace_load(&t, trace_path, err, sizeof err) != 0) {
+	if (analysis_open(&a, trace_path, err, sizeof err) != 0) {
 		print_error("%s", err);
-		trace_free(&t);
-		return -1;
-	}
-	if (analyse(&t, &m, &fs) != 0) {
-		print_error("out of memory analysing '%s'", trace_path);
 		goto out;
 	}
-	struct html_report_window w = { 0, 0, window_chosen_by(&m, wr) };
-	if (window_choose(&m, wr, &w.from_ns, &w.to_ns, err, sizeof err) != 0) {
-		if (m.wall_ns || wr->around != WINDOW_AUTO || wr->has_from || wr->has_to) {
+	const struct model *m = &a.model;
+	struct html_report_window w = { 0, 0, window_chosen_by(m, wr) };
+	if (window_choose(m, wr, &w.from_ns, &w.to_ns, err, sizeof err) != 0) {
+		if (m->wall_ns || wr->around != WINDOW_AUTO || wr->has_from || wr->has_to) {
 			print_error("%s", err);
 			goto out;
 		}
@@ -390,13 +385,11 @@ static int write_page(FILE *out, const char *out_path, const char *trace_path, c
 		w.to_ns = 1;
 		w.chosen_by = "no events were read";
 	}
-	ret = html_report_write(out, &m, &fs, &w);
+	ret = html_report_write(out, m, &a.findings, &w);
 	if (ret != 0)
 		print_error("out of memory writing '%s'", out_path);
 out:
-	findings_free(&fs);
-	model_free(&m);
-	trace_free(&t);
+	analysis_close(&a);
 	return ret;
 }
 
@@ -486,30 +479,20 @@ int cmd_report(int argc, char **argv)
 	if (as_json && n > 1)
 		json_array_begin(&j, NULL);
 	for (int i = optind; i < argc; i++) {
-		struct trace t;
-		struct model m;
-		struct findings fs = { 0 };
+		struct analysis a;
 		char err[512];
-		if (trace_load(&t, argv[i], err, sizeof err) != 0) {
+		if (analysis_open(&a, argv[i], err, sizeof err) != 0) {
 			print_error("%s", err);
 			status = EXIT_UNUSABLE;
-			trace_free(&t);
-			continue;
-		}
-		if (analyse(&t, &m, &fs) != 0) {
-			print_error("out of memory analysing '%s'", argv[i]);
-			status = EXIT_UNUSABLE;
 		} else if (as_json) {
-			report_json(&j, &t, &m, &fs);
+			report_json(&j, &a.trace, &a.model, &a.findings);
 			reported++;
 		} else {
 			if (i > optind)
 				putchar('\n');
-			report_text(&t, &m, &fs);
+			report_text(&a.trace, &a.model, &a.findings);
 		}
-		findings_free(&fs);
-		model_free(&m);
-		trace_free(&t);
+		analysis_close(&a);
 	}
 	if (as_json && n > 1)
 		json_array_end(&j);

@@ -17,6 +17,7 @@
 
 #include "builtin.h"
 #include "describe.h"
+#include "analysis.h"
 #include "detect.h"
 #include "format.h"
 #include "lanes.h"
@@ -343,25 +344,19 @@ int cmd_timeline(int argc, char **argv)
 		return EXIT_UNUSABLE;
 	}
 	bool colour = want_colour(colour_when);
-	struct trace t;
-	struct model m;
-	struct findings fs = { 0 };
-	if (trace_load(&t, argv[optind], err, sizeof err) != 0) {
-		trace_free(&t);
+	struct analysis a;
+	if (analysis_open(&a, argv[optind], err, sizeof err) != 0) {
+		analysis_close(&a);
 		die("%s", err);
 	}
-	if (analyse(&t, &m, &fs) != 0)
-		die("out of memory analysing '%s'", argv[optind]);
 	uint64_t from, to;
 	int status = EXIT_CLEAN;
-	if (window_choose(&m, &req, &from, &to, err, sizeof err) != 0) {
+	if (window_choose(&a.model, &req, &from, &to, err, sizeof err) != 0) {
 		print_error("%s", err);
 		status = EXIT_UNUSABLE;
 	} else {
-		show(&t, &m, &fs, from, to, output_width(width), colour);
+		show(&a.trace, &a.model, &a.findings, from, to, output_width(width), colour);
 	}
-	findings_free(&fs);
-	model_free(&m);
-	trace_free(&t);
+	analysis_close(&a);
 	return status;
 }

@@ -717,7 +717,7 @@ int detect_run(const struct model *m, struct findings *out)
 	return rc;
 }
 
-int analyse(const struct trace *t, struct model *m, struct findings *out)
+int analyse(struct trace *t, struct model *m, struct findings *out)
 {
 	struct replay_visitor mv, dv;
 	memset(out, 0, sizeof *out);

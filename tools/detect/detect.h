@@ -66,7 +66,7 @@ struct findings {
 int detect_run(const struct model *m, struct findings *out);
 /* model_build() and detect_run() in one replay: 0 or -1 (out of memory);
  * free both either way. */
-int analyse(const struct trace *t, struct model *m, struct findings *out);
+int analyse(struct trace *t, struct model *m, struct findings *out);
 void findings_free(struct findings *f);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * trace-loss.c: what a trace lost, and whether it is complete evidence.
- * See trace.h.  The reader (trace.c) lists each thread's losses while it
- * reads the chunks; this file indexes them for the model's questions
+ * See trace.h.  The walk (trace-walk.c) adds each thread's losses as it
+ * finds them; this file keeps them for the model's questions
  * ("may events be missing between these two times?") and words how
  * complete the trace is, for check and report alike.
  */
@@ -11,60 +11,98 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int by_from(const void *a, const void *b)
+/* Grow a vector of losses to hold one more: 0, or -1. */
+static int reserve(struct trace_loss **items, size_t count, size_t *cap)
 {
-	const struct trace_loss *x = a, *y = b;
-	return (x->from_ns > y->from_ns) - (x->from_ns < y->from_ns);
+	if (count < *cap)
+		return 0;
+	size_t grown_cap = *cap ? 2 * *cap : 4;
+	struct trace_loss *grown = realloc(*items, grown_cap * sizeof *grown);
+	if (!grown)
+		return -1;
+	*items = grown;
+	*cap = grown_cap;
+	return 0;
 }
 
-/* The union of the losses (all, or all but LEADING ones), as disjoint
- * intervals sorted by time. */
-static int build_union(const struct trace *t, bool leading_too, struct trace_loss_union *u)
+/* The first interval of u ending after ns (they are disjoint and sorted,
+ * so their ends are sorted too). */
+static size_t first_ending_after(const struct trace_loss_union *u, uint64_t ns)
 {
-	struct trace_loss *sorted = malloc((t->loss_count ? t->loss_count : 1) * sizeof *sorted);
-	u->items = malloc((t->loss_count ? t->loss_count : 1) * sizeof *u->items);
-	if (!u->items || !sorted) {
-		free(sorted);
-		return -1;
+	size_t lo = 0, hi = u->count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (u->items[mid].to_ns <= ns)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
-	if (t->loss_count) {
-		memcpy(sorted, t->losses, t->loss_count * sizeof *sorted);
-		qsort(sorted, t->loss_count, sizeof *sorted, by_from);
+	return lo;
+}
+
+/* Add (from_ns, to_ns) to a union: the intervals it overlaps become one.
+ * Losses come in the order the walk finds them, nearly sorted: the
+ * insertion is at or near the end. */
+static int union_add(struct trace_loss_union *u, const struct trace_loss *l)
+{
+	size_t lo = first_ending_after(u, l->from_ns), hi = lo;
+	struct trace_loss merged = *l;
+	while (hi < u->count && u->items[hi].from_ns < merged.to_ns) {
+		if (u->items[hi].from_ns < merged.from_ns)
+			merged.from_ns = u->items[hi].from_ns;
+		if (u->items[hi].to_ns > merged.to_ns)
+			merged.to_ns = u->items[hi].to_ns;
+		hi++;
 	}
-	u->count = 0;
-	for (size_t i = 0; i < t->loss_count; i++) {
-		const struct trace_loss *l = &sorted[i];
-		if (l->kind == TRACE_LOSS_LEADING && !leading_too)
-			continue;
-		struct trace_loss *last = u->count ? &u->items[u->count - 1] : NULL;
-		if (last && l->from_ns < last->to_ns) {
-			if (l->to_ns > last->to_ns)
-				last->to_ns = l->to_ns;
-		} else {
-			u->items[u->count++] = *l;
-		}
+	if (hi == lo) { /* overlaps none: insert */
+		if (reserve(&u->items, u->count, &u->cap) != 0)
+			return -1;
+		memmove(u->items + lo + 1, u->items + lo, (u->count - lo) * sizeof *u->items);
+		u->count++;
+	} else { /* replaces [lo, hi) */
+		memmove(u->items + lo + 1, u->items + hi, (u->count - hi) * sizeof *u->items);
+		u->count -= hi - lo - 1;
 	}
-	free(sorted);
+	u->items[lo] = merged;
 	return 0;
 }
 
 static bool union_overlaps(const struct trace_loss_union *u, uint64_t from_ns, uint64_t to_ns)
 {
-	/* the first interval ending after from_ns */
-	size_t lo = 0, hi = u->count;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (u->items[mid].to_ns <= from_ns)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
+	size_t lo = first_ending_after(u, from_ns);
 	return lo < u->count && u->items[lo].from_ns < to_ns;
 }
 
-int trace_index_losses(struct trace *t)
+int trace_add_loss(struct trace *t, struct trace_loss loss)
 {
-	return build_union(t, false, &t->loss_gaps) != 0 || build_union(t, true, &t->loss_all) != 0 ? -1 : 0;
+	struct trace_thread *th = &t->threads[loss.thread];
+	if (reserve(&th->losses, th->loss_count, &th->loss_cap) != 0)
+		return -1;
+	th->losses[th->loss_count++] = loss;
+	th->events_lost = true;
+	t->loss_count++;
+	t->chunks_lost += loss.chunks;
+	if (union_add(&t->loss_all, &loss) != 0)
+		return -1;
+	return loss.kind == TRACE_LOSS_LEADING ? 0 : union_add(&t->loss_gaps, &loss);
+}
+
+int trace_collect_losses(struct trace *t)
+{
+	free(t->losses);
+	t->losses = malloc((t->loss_count ? t->loss_count : 1) * sizeof *t->losses);
+	if (!t->losses)
+		return -1;
+	size_t n = 0;
+	t->threads_with_loss = 0;
+	for (size_t i = 0; i < t->thread_count; i++) {
+		const struct trace_thread *th = &t->threads[i];
+		if (th->loss_count)
+			memcpy(t->losses + n, th->losses, th->loss_count * sizeof *th->losses);
+		n += th->loss_count;
+		t->threads_with_loss += th->events_lost;
+	}
+	return 0;
 }
 
 bool trace_lost_within(const struct trace *t, uint64_t from_ns, uint64_t to_ns, bool leading_too)
@@ -77,7 +115,7 @@ bool trace_thread_lost_within(const struct trace *t, uint32_t thread, uint64_t f
 	/* a thread's losses lie between its kept events, in time order: they
 	 * are a union already (a hostile trace may have one per chunk) */
 	const struct trace_thread *th = &t->threads[thread];
-	struct trace_loss_union own = { th->loss_count ? t->losses + th->first_loss : NULL, th->loss_count };
+	struct trace_loss_union own = { th->losses, th->loss_count, th->loss_count };
 	return union_overlaps(&own, from_ns, to_ns);
 }
 

@@ -1,11 +1,30 @@
 /*
- * trace.h: reading a trace file into memory (format: include/trace-format.h).
+ * trace.h: reading a trace file (format: include/trace-format.h).
+ *
+ * trace_open() maps the part of the file its header promises (the header,
+ * the metadata log and the chunks handed out; never a preallocated tail)
+ * and indexes the chunks by thread; it decodes no event.  A walk
+ * (trace_walk_begin/next/end) then decodes each thread's chunks as it goes
+ * and merges the threads' streams lazily, by clock: the events are never
+ * held in memory, only one decoded event per thread.  Memory follows the
+ * threads and chunks, not the events.
+ *
+ * The first walk completes what only the events can say: the count, the
+ * thread names, the losses, the stacks' index, the notes on damage, the
+ * end of the trace.  They are final once it ends; while it runs, every
+ * loss that begins before the event being walked is known (a loss is
+ * found when its thread's last event before it is reached), which is what
+ * trace_lost_within() is asked about.
  *
  * The reader never trusts the file: every size and offset is checked
- * against what was actually read.  A file that is not a trace, or whose
- * header is unusable, fails trace_load() with a one-line reason; damage
- * further in (a truncated file, a corrupt chunk) is skipped, described in
- * trace.notes, and everything readable is kept.
+ * against the mapping.  A file that is not a trace, or whose header is
+ * unusable, fails trace_open() with a one-line reason; damage further in
+ * (a truncated file, a corrupt chunk) is skipped, described in
+ * trace.notes, and everything readable is kept.  The mapping relies on
+ * the file not shrinking below what its header promised while it is read
+ * (the shim trims only past its last chunk); if someone else truncates it,
+ * the access faults and the command stops with that reason, never with a
+ * crash.
  */
 #ifndef GILTRACE_TRACE_H
 #define GILTRACE_TRACE_H
@@ -15,6 +34,8 @@
 #include <stdint.h>
 
 #include "trace-format.h"
+
+struct trace_loss;
 
 /* One decoded event.  ns is relative to the trace start (header `start`). */
 struct trace_event {
@@ -33,8 +54,9 @@ struct trace_thread {
 	char name[17];              /* from THREAD_NAME, or "" */
 	bool events_lost;           /* ring mode dropped this thread's oldest events,
 	                               or it has another loss (trace.losses) */
-	size_t first_loss, loss_count; /* its range of trace.losses */
-	size_t first_event, event_count; /* range in the per-thread order (internal) */
+	struct trace_loss *losses;  /* its own, in time order (a union already) */
+	size_t loss_count, loss_cap;
+	size_t first_chunk, chunk_count; /* its range of trace.chunks, by seq */
 };
 
 /* A stretch of one thread's events that the trace does not hold.  Events
@@ -59,7 +81,7 @@ struct trace_loss {
 /* Disjoint, sorted open intervals (from_ns, to_ns) covering some losses. */
 struct trace_loss_union {
 	struct trace_loss *items;   /* only from_ns and to_ns are meaningful */
-	size_t count;
+	size_t count, cap;
 };
 
 struct trace_gil {
@@ -77,9 +99,18 @@ struct trace_module {
 
 /* The native stack recorded with an event (GTR_EV_STACK). */
 struct trace_stack {
-	size_t event;               /* index into trace.events */
-	uint32_t first;             /* index into trace.stack_frames */
+	size_t event;               /* the event's index in the walk's order */
+	const uint64_t *frames;     /* return addresses, innermost first (in the
+	                               mapping: valid until trace_close) */
 	uint32_t count;
+};
+
+/* A chunk of events, as trace_open() found it. */
+struct trace_chunk {
+	uint64_t index;             /* its place in the chunk area */
+	uint32_t used;              /* event bytes, checked against the chunk */
+	uint32_t seq;
+	uint64_t first_clock;       /* seeds the unwrapping of its clocks */
 };
 
 struct trace {
@@ -89,19 +120,23 @@ struct trace {
 	double ns_per_tick;
 	bool calibrated;            /* false: no usable clock pair (times are ticks) */
 
+	const unsigned char *map;   /* the file, up to map_size bytes */
+	size_t map_size;
+
 	struct trace_thread *threads;
 	size_t thread_count;
-	struct trace_event *events; /* all threads, merged in time order */
-	size_t event_count;
+	struct trace_chunk *chunks; /* by thread, each thread's by seq */
+	size_t chunk_count;
+	bool walked;                /* a walk ended: the fields it fills are final */
+	size_t event_count;         /* after the first walk */
 	struct trace_gil *gils;
 	size_t gil_count;
 	struct trace_module *modules;
 	size_t module_count;
-	/* stacks, in event order; frames are return addresses, innermost first */
+	/* stacks, in event order (filled by the first walk) */
 	struct trace_stack *stacks;
-	size_t stack_count;
-	uint64_t *stack_frames;
-	size_t stack_frame_count, stack_frame_cap;
+	size_t stack_count, stack_cap;
+	size_t stacks_orphaned;     /* whose events were cut (a corrupt chunk) */
 
 	/* How complete the evidence is.  `truncated` (kept for the views that
 	 * say "the process did not exit normally") is not_closed or
@@ -113,12 +148,14 @@ struct trace {
 	bool cut_short;             /* the file is shorter than its header says:
 	                               a partial copy (chunks or metadata missing) */
 	uint64_t chunks_in_file;    /* of header.chunks_allocated */
-	uint64_t last_event_ns;     /* the newest committed event */
-	uint64_t end_ns;            /* exit clock pair if closed, else last event */
+	uint64_t last_event_ns;     /* the newest committed event (first walk) */
+	uint64_t end_ns;            /* exit clock pair if closed, else last event
+	                               (first walk) */
 
 	/* events lost inside the trace (ring mode, a cut copy, a full disk),
-	 * by thread, each thread's in time order; the unions answer
-	 * trace_lost_within() */
+	 * by thread, each thread's in time order (complete after the first
+	 * walk; during it, threads[].losses and the unions grow); the unions
+	 * answer trace_lost_within() */
 	struct trace_loss *losses;
 	size_t loss_count;
 	uint64_t chunks_lost;       /* sum of losses[].chunks */
@@ -131,11 +168,26 @@ struct trace {
 	size_t note_count;
 };
 
-/* Read and decode `path`.  Returns 0, or -1 with a one-line reason in err
- * (the file cannot be used at all); t must be freed with trace_free()
- * either way. */
-int trace_load(struct trace *t, const char *path, char *err, size_t errlen);
-void trace_free(struct trace *t);
+/* Map `path` and index its chunks.  Returns 0, or -1 with a one-line
+ * reason in err (the file cannot be used at all); t must be closed with
+ * trace_close() either way. */
+int trace_open(struct trace *t, const char *path, char *err, size_t errlen);
+void trace_close(struct trace *t);
+
+/* A walk over the events of every thread, merged in time order (by raw
+ * clock, ties by thread).  Walks may be repeated; the first one completes
+ * the trace (see above), so no two walks of one trace run at once.  The
+ * event returned lives until the next call; its index in the order is
+ * trace_walk_index(). */
+struct trace_walk;
+/* NULL when out of memory. */
+struct trace_walk *trace_walk_begin(struct trace *t);
+const struct trace_event *trace_walk_next(struct trace_walk *w);
+/* The index of the event trace_walk_next() returned last. */
+size_t trace_walk_index(const struct trace_walk *w);
+/* Ends the walk (early, too): 0, or -1 if it ran out of memory (then the
+ * fields it fills are incomplete). */
+int trace_walk_end(struct trace_walk *w);
 /* Read and check only the header; 0 or -1. */
 int trace_read_header(const char *path, struct gtr_file_header *h);
 
@@ -163,9 +215,12 @@ size_t trace_incomplete_reasons(const struct trace *t, const char *ids[3]);
  * and to_ns: a GAP or TRAILING loss overlaps (from_ns, to_ns), or with
  * leading_too any loss does. */
 bool trace_lost_within(const struct trace *t, uint64_t from_ns, uint64_t to_ns, bool leading_too);
-/* Index trace.losses for trace_lost_within() (trace_load does it): 0, or
- * -1 when out of memory. */
-int trace_index_losses(struct trace *t);
+/* Add a loss of thread loss.thread, later in its time than its others:
+ * to its list and the unions.  0, or -1 when out of memory. */
+int trace_add_loss(struct trace *t, struct trace_loss loss);
+/* List every thread's losses in trace.losses, thread by thread, once the
+ * first walk found them all: 0, or -1 when out of memory. */
+int trace_collect_losses(struct trace *t);
 /* The same for the losses of one thread (an index into threads). */
 bool trace_thread_lost_within(const struct trace *t, uint32_t thread, uint64_t from_ns, uint64_t to_ns);
 /* "leading", "gap", "trailing". */
@@ -179,7 +234,7 @@ const char *trace_capi_name(unsigned fn);
  * GTR_EXIT_HELD_GIL ("return", "pthread_exit", "process_exit", else
  * "unknown"). */
 const char *trace_exit_how_name(unsigned how);
-/* The stack recorded with events[event], or NULL. */
+/* The stack recorded with the event of that index, or NULL. */
 const struct trace_stack *trace_stack_of(const struct trace *t, size_t event);
 /* The loaded object that contains `address`, or NULL. */
 const struct trace_module *trace_module_of(const struct trace *t, uint64_t address);

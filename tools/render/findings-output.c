@@ -57,10 +57,10 @@ static void print_frame(FILE *out, unsigned n, const struct frame_info *fi)
 }
 
 /* Frame i of a recorded stack, symbolised when there is a symbolizer. */
-static void stack_frame(const struct trace *t, const struct trace_stack *st, uint32_t i, struct symbolizer *sym,
+static void stack_frame(const struct trace_stack *st, uint32_t i, struct symbolizer *sym,
                         struct frame_info *fi)
 {
-	uint64_t address = t->stack_frames[st->first + i];
+	uint64_t address = st->frames[i];
 	if (sym)
 		symbolizer_lookup(sym, address, fi);
 	else
@@ -73,7 +73,7 @@ static void print_stack(FILE *out, const struct model *m, size_t event, struct s
 	const struct trace_stack *st = event != SIZE_MAX ? trace_stack_of(t, event) : NULL;
 	for (uint32_t i = 0; st && i < st->count; i++) {
 		struct frame_info fi;
-		stack_frame(t, st, i, sym, &fi);
+		stack_frame(st, i, sym, &fi);
 		print_frame(out, i, &fi);
 	}
 }
@@ -138,7 +138,7 @@ static void json_stack(struct json *j, const char *key, const struct model *m, s
 	json_array_begin(j, key);
 	for (uint32_t i = 0; i < st->count; i++) {
 		struct frame_info fi;
-		stack_frame(t, st, i, sym, &fi);
+		stack_frame(st, i, sym, &fi);
 		json_object_begin(j, NULL);
 		snprintf(buf, sizeof buf, "0x%" PRIx64, fi.address);
 		json_string(j, "address", buf);

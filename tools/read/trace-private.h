@@ -1,0 +1,31 @@
+/*
+ * trace-private.h: what the reader's files share (trace.c opens a trace,
+ * trace-walk.c decodes and merges its events, trace-loss.c keeps its
+ * losses).  Not for the rest of tools/.
+ */
+#ifndef GILTRACE_TRACE_PRIVATE_H
+#define GILTRACE_TRACE_PRIVATE_H
+
+#include "trace.h"
+
+/* A line for trace.notes (at most MAX_NOTES are kept). */
+__attribute__((format(printf, 2, 3))) void trace_note(struct trace *t, const char *fmt, ...);
+
+/* A raw clock value in ns since the trace's start. */
+static inline uint64_t trace_clock_ns(const struct trace *t, uint64_t clock)
+{
+	if (clock <= t->header.start.clock)
+		return 0;
+	double ns = (double)(clock - t->header.start.clock) * t->ns_per_tick;
+	/* a hostile clock or rate: 2^63 ns (292 years) is as far as times go,
+	 * past it the conversion is undefined */
+	return ns < 9223372036854775808.0 ? (uint64_t)ns : UINT64_C(1) << 63;
+}
+
+/* The events of chunk c (its `used` bytes follow). */
+static inline const unsigned char *trace_chunk_events(const struct trace *t, const struct trace_chunk *c)
+{
+	return t->map + t->header.chunk_area_offset + c->index * t->header.chunk_size + GTR_CHUNK_HEADER_SIZE;
+}
+
+#endif
