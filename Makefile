@@ -132,7 +132,8 @@ deps-fuzz:
 
 bench: deps all $(BUILD)/bench-mutex
 	$(Q)$(PYTHON_FOR_TESTS) bench/run.py
-	$(Q)$(PYTHON_FOR_TESTS) bench/render.py
+	$(Q)$(PYTHON_FOR_TESTS) bench/read.py
+	$(Q)$(PYTHON_FOR_TESTS) bench/stacks.py
 
 clean:
 	rm -rf $(BUILD)

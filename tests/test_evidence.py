@@ -179,13 +179,19 @@ def test_killed_process_still_reports_its_findings(python, extension, tmp_path):
     assert "giltrace ERROR: exit-holding-gil" in text and "TRUNCATED" in text
 
 
+# every spinning thread is running before the main thread goes on to exit
+# (on a loaded machine a thread started last might not be, and a thread that
+# never ran is no finding)
 SPIN = """
 import threading, time
+running = threading.Barrier(5)
 def spin():
+    running.wait()
     while True:
         pass
 for _ in range(4):
     threading.Thread(target=spin, daemon=True).start()
+running.wait()
 time.sleep(0.05)
 """
 
