@@ -92,7 +92,7 @@ static int test_finalize_once(void)
 	struct model m;
 	struct findings fs;
 	CHECK(load(&t, finalize_once, sizeof finalize_once / sizeof finalize_once[0], 2, 2400) == 0);
-	CHECK(analyse(&t, &m, &fs) == 0);
+	CHECK(analyse(&t, &m, &fs, 0) == 0);
 	const struct finding *x = NULL;
 	CHECK(fs.errors == 1 && fs.notes == 0 && count_kind(&fs, DETECT_FREED_TSTATE_USE, &x) == 1);
 	if (x) {
@@ -133,7 +133,7 @@ static int test_finalize_once_exit_in_take_gil(void)
 	struct model m;
 	struct findings fs;
 	CHECK(load(&t, evs, sizeof evs / sizeof evs[0], 2, 2400) == 0);
-	CHECK(analyse(&t, &m, &fs) == 0);
+	CHECK(analyse(&t, &m, &fs, 0) == 0);
 	const struct finding *x = NULL;
 	CHECK(fs.errors == 0 && fs.notes == 1 && count_kind(&fs, DETECT_EXIT_IN_TAKE_GIL, &x) == 1);
 	if (x)
@@ -246,7 +246,7 @@ static int test_reinitialise_and_finalize_again(void)
 	CHECK(strcmp(told.log, "B0 E0 B1 T2 ") == 0);
 	replay_free(&r);
 
-	CHECK(analyse(&t, &m, &fs) == 0);
+	CHECK(analyse(&t, &m, &fs, 0) == 0);
 	/* thread 2's run in the second runtime is no finding; its end in the
 	 * second finalization is a note; the main thread's none */
 	const struct finding *x = NULL, *y = NULL;
@@ -303,7 +303,7 @@ static int test_freed_in_first_runtime_used_in_second(void)
 	struct model m;
 	struct findings fs;
 	CHECK(load(&t, evs, sizeof evs / sizeof evs[0], 2, 2600) == 0);
-	CHECK(analyse(&t, &m, &fs) == 0);
+	CHECK(analyse(&t, &m, &fs, 0) == 0);
 	const struct finding *x = NULL;
 	CHECK(fs.count == 1 && count_kind(&fs, DETECT_FREED_TSTATE_USE, &x) == 1);
 	if (x) {
@@ -336,7 +336,7 @@ static int test_flag_cleared_ends_the_epoch(void)
 	struct model m;
 	struct findings fs;
 	CHECK(load(&t, evs, sizeof evs / sizeof evs[0], 2, 1800) == 0);
-	CHECK(analyse(&t, &m, &fs) == 0);
+	CHECK(analyse(&t, &m, &fs, 0) == 0);
 	CHECK(fs.count == 0);
 	struct replay r;
 	CHECK(replay_run(&r, &t, NULL, 0) == 0);
@@ -362,7 +362,7 @@ static int test_exit_holding_gil(void)
 	struct model m;
 	struct findings fs;
 	CHECK(load(&t, evs, sizeof evs / sizeof evs[0], 2, 1400) == 0);
-	CHECK(analyse(&t, &m, &fs) == 0);
+	CHECK(analyse(&t, &m, &fs, 0) == 0);
 	const struct finding *x = NULL;
 	CHECK(fs.count == 1 && count_kind(&fs, DETECT_EXIT_HOLDING_GIL, &x) == 1);
 	if (x)
@@ -388,7 +388,7 @@ static int test_gilstate_after_finalize(void)
 	struct model m;
 	struct findings fs;
 	CHECK(load(&t, evs, sizeof evs / sizeof evs[0], 2, 1600) == 0);
-	CHECK(analyse(&t, &m, &fs) == 0);
+	CHECK(analyse(&t, &m, &fs, 0) == 0);
 	const struct finding *x = NULL;
 	/* each call is one; the thread still in take_gil at the exit, a note */
 	CHECK(count_kind(&fs, DETECT_GILSTATE_AFTER_FINALIZE, &x) == 2);
@@ -416,7 +416,7 @@ static int test_parked_at_exit(void)
 	struct model m;
 	struct findings fs;
 	CHECK(load(&t, evs, sizeof evs / sizeof evs[0], 2, 1600) == 0);
-	CHECK(analyse(&t, &m, &fs) == 0);
+	CHECK(analyse(&t, &m, &fs, 0) == 0);
 	const struct finding *x = NULL;
 	CHECK(fs.count == 1 && fs.errors == 0 && count_kind(&fs, DETECT_PARKED_AT_EXIT, &x) == 1);
 	if (x)
@@ -447,7 +447,7 @@ static int test_switch_wait_on_dead_thread(void)
 	struct model m;
 	struct findings fs;
 	CHECK(load(&t, evs, sizeof evs / sizeof evs[0], 2, 0) == 0);
-	CHECK(analyse(&t, &m, &fs) == 0);
+	CHECK(analyse(&t, &m, &fs, 0) == 0);
 	const struct finding *x = NULL;
 	CHECK(fs.count == 1 && count_kind(&fs, DETECT_SWITCH_WAIT_ON_DEAD_THREAD, &x) == 1);
 	if (x) {
@@ -478,7 +478,7 @@ static int test_reused_block_is_no_use(void)
 	struct model m;
 	struct findings fs;
 	CHECK(load(&t, evs, sizeof evs / sizeof evs[0], 2, 1700) == 0);
-	CHECK(analyse(&t, &m, &fs) == 0);
+	CHECK(analyse(&t, &m, &fs, 0) == 0);
 	CHECK(fs.count == 0);
 	findings_free(&fs);
 	model_free(&m);
@@ -489,7 +489,7 @@ static int test_reused_block_is_no_use(void)
 		if (evs[i].type != GTR_EV_TSTATE_REUSE)
 			without[k++] = evs[i];
 	CHECK(load(&t, without, sizeof without / sizeof without[0], 2, 1700) == 0);
-	CHECK(analyse(&t, &m, &fs) == 0);
+	CHECK(analyse(&t, &m, &fs, 0) == 0);
 	CHECK(fs.count == 1 && count_kind(&fs, DETECT_FREED_TSTATE_USE, NULL) == 1);
 	findings_free(&fs);
 	model_free(&m);

@@ -646,6 +646,45 @@ static int test_spans_and_lanes_add_up(void)
 	return ok;
 }
 
+/* A window drawn from a checkpoint is the window drawn from the start:
+ * the same lanes, cells and marks, wherever the window begins. */
+static int test_window_from_checkpoint(void)
+{
+	int ok = 1;
+	struct fake f = two_threads(GTR_FLAG_CLOSED);
+	f.h->end = (struct gtr_clock_pair){ 6000, 6000 };
+	struct trace t;
+	struct model m;
+	struct replay r;
+	struct replay_visitor v;
+	char err[256];
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(model_begin(&m, &t, &v) == 0);
+	const struct replay_visitor *vs[] = { &v };
+	struct replay_options opt = { .take = &m.checkpoints, .take_every = 2 };
+	CHECK(replay_run_with(&r, &t, vs, 1, &opt) == 0 && model_end(&m, &r) == 0);
+	replay_free(&r);
+	CHECK(m.checkpoints.count >= 5);
+	const uint64_t froms[] = { 0, 500, 1100, 1250, 2050, 2300, 3100, 4500 };
+	for (size_t i = 0; i < sizeof froms / sizeof froms[0]; i++) {
+		struct lanes a, b;
+		CHECK(lanes_build(&a, &m, NULL, froms[i], 5000, 7) == 0);
+		struct replay_checkpoints kept = m.checkpoints;
+		m.checkpoints.count = 0; /* from the start */
+		CHECK(lanes_build(&b, &m, NULL, froms[i], 5000, 7) == 0);
+		m.checkpoints = kept;
+		CHECK(a.lane_count == b.lane_count && a.mark_count == b.mark_count);
+		CHECK(memcmp(a.thread_of_lane, b.thread_of_lane, a.lane_count * sizeof(int)) == 0);
+		CHECK(memcmp(a.cells, b.cells, a.lane_count * a.columns * sizeof *a.cells) == 0);
+		CHECK(a.mark_count == 0 || memcmp(a.marks, b.marks, a.mark_count * sizeof *a.marks) == 0);
+		lanes_free(&a);
+		lanes_free(&b);
+	}
+	model_free(&m);
+	trace_close(&t);
+	return ok;
+}
+
 /* Walks repeat: the second gives the same events in the same order and
  * adds no note; the first one's notes and count are final. */
 static int test_second_walk_is_the_same(void)
@@ -759,7 +798,7 @@ int main(void)
 		test_chunk_going_back_in_time, test_ring_gap_is_no_handoff, test_own_gap_hides_a_reacquisition,
 		test_release_of_a_lost_acquisition, test_out_of_space_tail, test_clock_far_past_start,
 		test_newer_event_type_is_skipped, test_latencies_past_exact,
-		test_second_walk_is_the_same, test_file_shrinking_under_the_reader,
+		test_second_walk_is_the_same, test_file_shrinking_under_the_reader, test_window_from_checkpoint,
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
 		tests[i]() ? passed++ : failed++;

@@ -331,6 +331,7 @@ void model_free(struct model *m)
 {
 	free(m->threads);
 	latencies_free(&m->handoff_latencies);
+	replay_checkpoints_free(&m->checkpoints);
 	free(m->pairs);
 	free(m->pair_index);
 	lines_free(m->errors, m->error_count);

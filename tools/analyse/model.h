@@ -93,6 +93,10 @@ struct model {
 		uint64_t enter_ns, exit_ns;
 	} finalization;
 
+	/* where a view of a window replays from (analysis.h): taken along the
+	 * analysis's replay when asked, else empty */
+	struct replay_checkpoints checkpoints;
+
 	char **errors;
 	size_t error_count;
 	bool oom;                  /* building it ran out of memory */

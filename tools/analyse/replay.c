@@ -3,6 +3,7 @@
  * replay.h.
  */
 #include "replay.h"
+#include "replay-checkpoint.h"
 
 #include "lines.h"
 
@@ -427,6 +428,15 @@ const char *thread_end_name(enum thread_end end)
 
 int replay_run(struct replay *r, struct trace *t, const struct replay_visitor *const *visitors, size_t count)
 {
+	return replay_run_with(r, t, visitors, count, NULL);
+}
+
+int replay_run_with(struct replay *r, struct trace *t, const struct replay_visitor *const *visitors, size_t count,
+                    const struct replay_options *opt)
+{
+	static const struct replay_options none;
+	if (!opt)
+		opt = &none;
 	memset(r, 0, sizeof *r);
 	r->trace = t;
 	r->visitors = visitors;
@@ -465,13 +475,22 @@ int replay_run(struct replay *r, struct trace *t, const struct replay_visitor *c
 	}
 	for (size_t i = 0; i < t->gil_count; i++)
 		r->gils[t->gils[i].index % REPLAY_MAX_GILS].seen = true;
-	struct trace_walk *walk = trace_walk_begin(t);
+	struct replay_checkpoints *cps = opt->take;
+	if (cps) {
+		r->lanes = true; /* the views resumed from them draw lanes */
+		if (checkpoint_start(cps, r, opt->take_every) != 0)
+			return -1;
+	}
+	const struct replay_checkpoint *from = checkpoint_before(opt->resume, opt->resume_before_ns);
+	struct trace_walk *walk = from ? checkpoint_restore(r, t, from) : trace_walk_begin(t);
 	if (!walk)
 		return -1;
 	const struct trace_event *e;
 	while (!r->oom && (e = trace_walk_next(walk))) {
 		r->at = trace_walk_index(walk);
 		replay_event(r, e);
+		if (cps && (r->at + 1) % cps->every == 0 && checkpoint_take(cps, r, walk, e->ns) != 0)
+			r->oom = true;
 	}
 	if (trace_walk_end(walk) != 0 || r->oom)
 		return -1;

@@ -180,6 +180,34 @@ struct replay {
  * completes it: trace.h).  Returns 0, or -1 when out of memory; r stays
  * readable until replay_free(). */
 int replay_run(struct replay *r, struct trace *t, const struct replay_visitor *const *visitors, size_t count);
+
+/* Places to start a replay again from (replay-checkpoint.c): taken along
+ * one replay, in memory bounded whatever the trace's length. */
+struct replay_checkpoint;
+struct replay_checkpoints {
+	struct replay_checkpoint *items; /* in time order */
+	size_t count, max;
+	uint64_t every;            /* events between two */
+};
+void replay_checkpoints_free(struct replay_checkpoints *cps);
+
+struct replay_options {
+	/* take checkpoints along this replay into *take, the first after
+	 * take_every events (0: 2^20) */
+	struct replay_checkpoints *take;
+	uint64_t take_every;
+	/* start from the latest of `resume` whose last event is before
+	 * resume_before_ns (from the beginning if none): the visitors see
+	 * everything from there on, so everything from resume_before_ns on
+	 * is complete; what began earlier may be missing, except intervals
+	 * still open then, which come whole */
+	const struct replay_checkpoints *resume;
+	uint64_t resume_before_ns;
+};
+
+/* replay_run() with options (opt may be NULL). */
+int replay_run_with(struct replay *r, struct trace *t, const struct replay_visitor *const *visitors, size_t count,
+                    const struct replay_options *opt);
 void replay_free(struct replay *r);
 
 /* "return", "pthread_exit", "process_exit", "paused", or NULL for

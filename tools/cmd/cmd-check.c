@@ -179,7 +179,7 @@ static void check_one(const char *path, FILE *out, const struct check_options *o
 	struct analysis a;
 	char err[512];
 	tot->traces++;
-	if (analysis_open(&a, path, err, sizeof err) != 0) {
+	if (analysis_open(&a, path, ANALYSIS_WHOLE, err, sizeof err) != 0) {
 		print_error("%s", err);
 		tot->unusable++;
 		if (o->as_json) {

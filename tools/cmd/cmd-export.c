@@ -628,7 +628,7 @@ static int export_trace(FILE *file, const char *out_name, const char *path)
 {
 	struct analysis a;
 	char err[512];
-	if (analysis_open(&a, path, err, sizeof err) != 0) {
+	if (analysis_open(&a, path, ANALYSIS_WHOLE, err, sizeof err) != 0) {
 		analysis_close(&a);
 		return print_error("%s", err), -1;
 	}

@@ -369,7 +369,7 @@ static int write_page(FILE *out, const char *out_path, const char *trace_path, c
 	struct analysis a;
 	char err[512];
 	int ret = -1;
-	if (analysis_open(&a, trace_path, err, sizeof err) != 0) {
+	if (analysis_open(&a, trace_path, ANALYSIS_WINDOWS, err, sizeof err) != 0) {
 		print_error("%s", err);
 		goto out;
 	}
@@ -481,7 +481,7 @@ int cmd_report(int argc, char **argv)
 	for (int i = optind; i < argc; i++) {
 		struct analysis a;
 		char err[512];
-		if (analysis_open(&a, argv[i], err, sizeof err) != 0) {
+		if (analysis_open(&a, argv[i], ANALYSIS_WHOLE, err, sizeof err) != 0) {
 			print_error("%s", err);
 			status = EXIT_UNUSABLE;
 		} else if (as_json) {

@@ -345,7 +345,7 @@ int cmd_timeline(int argc, char **argv)
 	}
 	bool colour = want_colour(colour_when);
 	struct analysis a;
-	if (analysis_open(&a, argv[optind], err, sizeof err) != 0) {
+	if (analysis_open(&a, argv[optind], ANALYSIS_WINDOWS, err, sizeof err) != 0) {
 		analysis_close(&a);
 		die("%s", err);
 	}

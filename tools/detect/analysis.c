@@ -6,12 +6,12 @@
 #include <stdio.h>
 #include <string.h>
 
-int analysis_open(struct analysis *a, const char *path, char *err, size_t errlen)
+int analysis_open(struct analysis *a, const char *path, enum analysis_use use, char *err, size_t errlen)
 {
 	memset(a, 0, sizeof *a);
 	if (trace_open(&a->trace, path, err, errlen) != 0)
 		return -1;
-	if (analyse(&a->trace, &a->model, &a->findings) != 0) {
+	if (analyse(&a->trace, &a->model, &a->findings, use == ANALYSIS_WINDOWS ? ANALYSE_CHECKPOINTS : 0) != 0) {
 		snprintf(err, errlen, "out of memory analysing '%s'", path);
 		return -1;
 	}

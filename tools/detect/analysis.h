@@ -19,10 +19,17 @@ struct analysis {
 	struct findings findings;
 };
 
+/* What the command will do with it. */
+enum analysis_use {
+	ANALYSIS_WHOLE,   /* read it whole: statistics, findings, exports */
+	ANALYSIS_WINDOWS, /* also draw windows of it (spans.h): the replay keeps
+	                     checkpoints to start those from */
+};
+
 /* 0, or -1 with a one-line reason in err: the file is not a usable trace,
  * or there was not memory enough to analyse it.  Close with
  * analysis_close() either way. */
-int analysis_open(struct analysis *a, const char *path, char *err, size_t errlen);
+int analysis_open(struct analysis *a, const char *path, enum analysis_use use, char *err, size_t errlen);
 void analysis_close(struct analysis *a);
 
 #endif

@@ -717,7 +717,7 @@ int detect_run(const struct model *m, struct findings *out)
 	return rc;
 }
 
-int analyse(struct trace *t, struct model *m, struct findings *out)
+int analyse(struct trace *t, struct model *m, struct findings *out, unsigned flags)
 {
 	struct replay_visitor mv, dv;
 	memset(out, 0, sizeof *out);
@@ -728,7 +728,8 @@ int analyse(struct trace *t, struct model *m, struct findings *out)
 		return -1;
 	const struct replay_visitor *vs[] = { &mv, &dv };
 	struct replay r;
-	if (replay_run(&r, t, vs, 2) != 0)
+	struct replay_options opt = { .take = flags & ANALYSE_CHECKPOINTS ? &m->checkpoints : NULL };
+	if (replay_run_with(&r, t, vs, 2, &opt) != 0)
 		w->oom = true;
 	int rc = model_end(m, &r);
 	if (detect_end(w) != 0)

@@ -64,9 +64,14 @@ struct findings {
 
 /* Returns 0, or -1 when out of memory.  Free with findings_free(). */
 int detect_run(const struct model *m, struct findings *out);
+/* What analyse() keeps besides the model and the findings. */
+enum analyse_flags {
+	ANALYSE_CHECKPOINTS = 1, /* m->checkpoints, for views of windows */
+};
+
 /* model_build() and detect_run() in one replay: 0 or -1 (out of memory);
  * free both either way. */
-int analyse(struct trace *t, struct model *m, struct findings *out);
+int analyse(struct trace *t, struct model *m, struct findings *out, unsigned flags);
 void findings_free(struct findings *f);
 
 #endif

@@ -38,7 +38,9 @@ struct cursor {
 	int chunk_last;             /* type of the chunk's last entry, -1 none */
 	int last_type;              /* type of the thread's last entry, -1 none */
 	uint64_t last_ns;           /* and its time */
-	struct trace_event head;    /* its next event */
+	struct trace_event ev[2];   /* its next event, ev[head], and the one the
+	                               walk returned last (no copy in between) */
+	unsigned head;
 	const uint64_t *stack;      /* the head's stack, NULL none */
 	uint32_t stack_count;
 	bool pending;               /* first walk: `loss` waits for its next entry */
@@ -52,7 +54,7 @@ struct trace_walk {
 	struct cursor *cursors;     /* per thread */
 	size_t *heap;               /* cursors by their head */
 	size_t heap_count;
-	struct trace_event current;
+	const struct trace_event *current; /* the event returned last */
 	size_t next_index;          /* of the next event returned */
 	bool oom;
 };
@@ -279,8 +281,9 @@ static bool advance(struct trace_walk *w, struct cursor *c)
 {
 	struct trace_event e;
 	const uint64_t *frames = NULL;
+	c->head ^= 1;
 	for (;;) {
-		enum record r = decode_record(w, c, &c->head, &frames);
+		enum record r = decode_record(w, c, &c->ev[c->head], &frames);
 		if (r == RECORD_END) {
 			thread_ended(w, c);
 			return false;
@@ -294,7 +297,7 @@ static bool advance(struct trace_walk *w, struct cursor *c)
 	uint64_t word;
 	if (c->off + 8 <= c->used && (memcpy(&word, c->p + c->off, 8), gtr_event_word_type(word) == GTR_EV_STACK)) {
 		enum record r = decode_record(w, c, &e, &frames);
-		if (r == RECORD_STACK && e.clock == c->head.clock) {
+		if (r == RECORD_STACK && e.clock == c->ev[c->head].clock) {
 			c->stack = frames;
 			c->stack_count = e.arg;
 		} else if (r == RECORD_STACK) {
@@ -306,7 +309,8 @@ static bool advance(struct trace_walk *w, struct cursor *c)
 
 static bool before(const struct trace_walk *w, size_t a, size_t b)
 {
-	uint64_t x = w->cursors[a].head.clock, y = w->cursors[b].head.clock;
+	const struct cursor *ca = &w->cursors[a], *cb = &w->cursors[b];
+	uint64_t x = ca->ev[ca->head].clock, y = cb->ev[cb->head].clock;
 	return x < y || (x == y && a < b);
 }
 
@@ -391,7 +395,7 @@ static void walk_done(struct trace_walk *w)
 	if (h->flags & GTR_FLAG_FILE_LOST)
 		trace_note(t, "the traced process lost its trace file (renamed, replaced or removed): later events "
 		              "were not recorded");
-	t->last_event_ns = w->next_index ? w->current.ns : 0;
+	t->last_event_ns = w->next_index ? w->current->ns : 0;
 	t->end_ns = t->last_event_ns;
 	if ((h->flags & GTR_FLAG_CLOSED) && h->end.clock > h->start.clock &&
 	    trace_clock_ns(t, h->end.clock) > t->end_ns)
@@ -430,14 +434,71 @@ const struct trace_event *trace_walk_next(struct trace_walk *w)
 	}
 	size_t top = w->heap[0];
 	struct cursor *c = &w->cursors[top];
-	w->current = c->head;
+	w->current = &c->ev[c->head];
 	if (w->first && c->stack)
 		keep_stack(w, c);
 	w->next_index++;
 	if (!advance(w, c))
 		w->heap[0] = w->heap[--w->heap_count];
 	sift_down(w, 0);
-	return w->oom ? NULL : &w->current;
+	return w->oom ? NULL : w->current;
+}
+
+/* A place: the walk's cursors and heap, copied (the cursors point into
+ * the mapping, which outlives every walk). */
+struct trace_walk_place {
+	size_t next_index;
+	size_t heap_count;
+	size_t thread_count;
+	struct cursor *cursors;    /* in the same block, after the heap */
+	size_t heap[];
+};
+
+struct trace_walk_place *trace_walk_tell(const struct trace_walk *w)
+{
+	size_t k = w->t->thread_count;
+	struct trace_walk_place *p = malloc(trace_walk_place_size(w->t));
+	if (!p)
+		return NULL;
+	p->next_index = w->next_index;
+	p->heap_count = w->heap_count;
+	p->thread_count = k;
+	p->cursors = (struct cursor *)(void *)(p->heap + k);
+	memcpy(p->heap, w->heap, k * sizeof *w->heap);
+	memcpy(p->cursors, w->cursors, k * sizeof *w->cursors);
+	return p;
+}
+
+size_t trace_walk_place_size(const struct trace *t)
+{
+	/* cursors hold uint64_t and pointers: the heap of size_t before them
+	 * keeps them aligned */
+	_Static_assert(_Alignof(struct cursor) <= _Alignof(size_t), "cursors follow the heap, aligned");
+	return sizeof(struct trace_walk_place) + t->thread_count * (sizeof(size_t) + sizeof(struct cursor));
+}
+
+struct trace_walk *trace_walk_resume(struct trace *t, const struct trace_walk_place *p)
+{
+	if (!t->walked || p->thread_count != t->thread_count)
+		return NULL;
+	struct trace_walk *w = calloc(1, sizeof *w);
+	size_t k = t->thread_count;
+	if (!w)
+		return NULL;
+	w->t = t;
+	w->cursors = malloc((k ? k : 1) * sizeof *w->cursors);
+	w->heap = malloc((k ? k : 1) * sizeof *w->heap);
+	if (!w->cursors || !w->heap) {
+		free(w->cursors);
+		free(w->heap);
+		free(w);
+		return NULL;
+	}
+	memcpy(w->cursors, p->cursors, k * sizeof *w->cursors);
+	memcpy(w->heap, p->heap, k * sizeof *w->heap);
+	w->heap_count = p->heap_count;
+	w->next_index = p->next_index;
+	return w;
 }
 
 size_t trace_walk_index(const struct trace_walk *w)

@@ -188,6 +188,17 @@ size_t trace_walk_index(const struct trace_walk *w);
 /* Ends the walk (early, too): 0, or -1 if it ran out of memory (then the
  * fields it fills are incomplete). */
 int trace_walk_end(struct trace_walk *w);
+
+/* A walk's place after the event it returned last, to resume a later walk
+ * there: a view that shows a window of the trace walks from a place near
+ * its start, not from the beginning.  trace_walk_tell() gives a copy
+ * (NULL when out of memory; free() it) of trace_walk_place_size() bytes;
+ * trace_walk_resume() starts a walk there once the trace was walked (NULL
+ * when out of memory, or the trace is not walked yet). */
+struct trace_walk_place;
+struct trace_walk_place *trace_walk_tell(const struct trace_walk *w);
+size_t trace_walk_place_size(const struct trace *t);
+struct trace_walk *trace_walk_resume(struct trace *t, const struct trace_walk_place *p);
 /* Read and check only the header; 0 or -1. */
 int trace_read_header(const char *path, struct gtr_file_header *h);
 

@@ -84,7 +84,7 @@ int lanes_build(struct lanes *l, const struct model *m, const struct findings *f
 	if (!b.seen || !b.rows || !l->thread_of_lane || !l->lane_of_thread)
 		goto oom;
 	struct span_visitor v = { &b, add_span, NULL };
-	if (spans_walk_marks(m, &v, findings, &marks, &mark_count) != 0 || b.oom)
+	if (spans_walk_window(m, &v, findings, l->from_ns, &marks, &mark_count) != 0 || b.oom)
 		goto oom;
 
 	/* the marks in the window; their threads get a lane too */

@@ -91,8 +91,8 @@ static void mark_thread_end(void *ctx, const struct replay *r, int thread, const
 	add_mark(ctx, (struct mark){ .kind = kind, .thread = thread, .ns = e->ns, .finding = -1, .end_arg = e->arg });
 }
 
-int spans_walk_marks(const struct model *m, const struct span_visitor *v, const struct findings *findings,
-                     struct mark **out, size_t *count)
+int spans_walk_window(const struct model *m, const struct span_visitor *v, const struct findings *findings,
+                      uint64_t since_ns, struct mark **out, size_t *count)
 {
 	struct mark_list l = { NULL, 0, 16, false };
 	if (out && !(l.items = malloc(l.cap * sizeof *l.items)))
@@ -115,8 +115,11 @@ int spans_walk_marks(const struct model *m, const struct span_visitor *v, const 
 		vs[n++] = &spans;
 	if (out)
 		vs[n++] = &marks;
+	/* from the analysis's last checkpoint before the window, if it kept
+	 * them: what ends before since_ns may be left out */
+	struct replay_options opt = { .resume = &m->checkpoints, .resume_before_ns = since_ns };
 	struct replay r;
-	if (replay_run(&r, m->trace, vs, n) != 0)
+	if (replay_run_with(&r, m->trace, vs, n, &opt) != 0)
 		l.oom = true;
 	replay_free(&r);
 	if (!out)
@@ -132,6 +135,12 @@ int spans_walk_marks(const struct model *m, const struct span_visitor *v, const 
 	*out = l.items;
 	*count = l.count;
 	return 0;
+}
+
+int spans_walk_marks(const struct model *m, const struct span_visitor *v, const struct findings *findings,
+                     struct mark **out, size_t *count)
+{
+	return spans_walk_window(m, v, findings, 0, out, count);
 }
 
 int spans_walk(const struct model *m, const struct span_visitor *v)

@@ -67,6 +67,13 @@ int marks_collect(const struct model *m, const struct findings *findings, struct
 /* Both in one replay: v's intervals and handoffs, then the marks. */
 int spans_walk_marks(const struct model *m, const struct span_visitor *v, const struct findings *findings,
                      struct mark **out, size_t *count);
+/* The same for a window that starts at since_ns: intervals that end
+ * after since_ns and marks and handoffs from since_ns on are all there;
+ * earlier ones may be left out.  The replay starts from the model's last
+ * checkpoint before since_ns (model.checkpoints, when the analysis kept
+ * them), not from the beginning. */
+int spans_walk_window(const struct model *m, const struct span_visitor *v, const struct findings *findings,
+                      uint64_t since_ns, struct mark **out, size_t *count);
 
 /* "finalize", "tstate-free", ... */
 const char *mark_kind_name(enum mark_kind k);
