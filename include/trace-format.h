@@ -205,7 +205,7 @@ enum gtr_event_type {
 	GTR_EV_THREAD_START,          /* payload: parent tid */
 	GTR_EV_THREAD_EXIT,           /* arg: enum gtr_exit_how | GTR_EXIT_HELD_GIL */
 	GTR_EV_THREAD_NAME,           /* payload: 16 bytes of name, NUL-padded */
-	GTR_EV_THREAD_PAUSE,          /* pause() entered (parked forever?) */
+	GTR_EV_THREAD_PARK,           /* parked: pause() entered; arg: GTR_EXIT_HELD_GIL */
 	/* process and interpreter */
 	GTR_EV_FORK,                  /* parent side; payload: child pid */
 	GTR_EV_FINALIZING,            /* finalizing flag flipped; arg: 1 set, 0 cleared;

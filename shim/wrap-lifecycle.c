@@ -100,7 +100,7 @@ SHIM_EXPORT void pthread_exit(void *retval)
 SHIM_EXPORT int pause(void)
 {
 	RESOLVED(pause);
-	record_thread_end(GTR_EV_THREAD_PAUSE, 0);
+	record_thread_end(GTR_EV_THREAD_PARK, 0);
 	return shim_real.pause();
 }
 

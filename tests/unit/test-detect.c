@@ -409,7 +409,7 @@ static int test_parked_at_exit(void)
 		TAKE(0, 1100), ACQUIRE(0, 1110, TS_MAIN, 2),
 		FINALIZING(0, 1200, 1, TS_MAIN),
 		TAKE(1, 1300),
-		{ 1, GTR_EV_THREAD_PAUSE, 0, 1310, 0, 0 },
+		{ 1, GTR_EV_THREAD_PARK, 0, 1310, 0, 0 },
 		EXIT(0, 1500, GTR_EXIT_PROCESS | GTR_EXIT_HELD_GIL),
 	};
 	struct trace t;
@@ -421,7 +421,7 @@ static int test_parked_at_exit(void)
 	CHECK(fs.count == 1 && fs.errors == 0 && count_kind(&fs, DETECT_PARKED_AT_EXIT, &x) == 1);
 	if (x)
 		CHECK(x->thread == 1 && x->ns == 310 && x->tstate == TS_OTHER);
-	CHECK(m.threads[1].exit == THREAD_END_PAUSED && m.threads[1].exit_ns == 310);
+	CHECK(m.threads[1].exit == THREAD_END_PARKED && m.threads[1].exit_ns == 310);
 	findings_free(&fs);
 	model_free(&m);
 	trace_close(&t);

@@ -338,8 +338,8 @@ static void replay_event(struct replay *r, const struct trace_event *e)
 			EMIT(r, thread_end, thread, e);
 		}
 		break;
-	case GTR_EV_THREAD_PAUSE:
-		th->exit = THREAD_END_PAUSED;
+	case GTR_EV_THREAD_PARK:
+		th->exit = THREAD_END_PARKED;
 		th->exit_held_gil = gtr_exit_held_gil(e->arg);
 		th->exit_ns = e->ns;
 		lane_end(r, thread, e->ns);
@@ -420,8 +420,8 @@ const char *thread_end_name(enum thread_end end)
 	case THREAD_END_PTHREAD_EXIT:
 	case THREAD_END_PROCESS:
 		return trace_exit_how_name(end);
-	case THREAD_END_PAUSED:
-		return "paused";
+	case THREAD_END_PARKED:
+		return "parked";
 	}
 	return NULL;
 }

@@ -43,7 +43,7 @@ enum thread_end {
 	THREAD_END_RETURN = GTR_EXIT_RETURN,             /* start routine returned */
 	THREAD_END_PTHREAD_EXIT = GTR_EXIT_PTHREAD_EXIT, /* the must-exit path in 3.8-3.13.7 */
 	THREAD_END_PROCESS = GTR_EXIT_PROCESS,           /* it ended the process (exit/_exit) */
-	THREAD_END_PAUSED,                               /* parked in pause() (GTR_EV_THREAD_PAUSE:
+	THREAD_END_PARKED,                               /* parked in pause() (GTR_EV_THREAD_PARK:
 	                                                    3.13.8+, 3.14) */
 };
 
@@ -210,7 +210,7 @@ int replay_run_with(struct replay *r, struct trace *t, const struct replay_visit
                     const struct replay_options *opt);
 void replay_free(struct replay *r);
 
-/* "return", "pthread_exit", "process_exit", "paused", or NULL for
+/* "return", "pthread_exit", "process_exit", "parked", or NULL for
  * THREAD_END_NONE. */
 const char *thread_end_name(enum thread_end end);
 

@@ -28,7 +28,7 @@ static void print_details(const struct trace_event *e)
 		printf(" parent=%" PRId64, (int64_t)e->payload[0]);
 		break;
 	case GTR_EV_THREAD_EXIT:
-	case GTR_EV_THREAD_PAUSE: {
+	case GTR_EV_THREAD_PARK: {
 		if (e->type == GTR_EV_THREAD_EXIT)
 			printf(" how=%s", trace_exit_how_name(gtr_exit_how(e->arg)));
 		printf(" held_gil=%s", gtr_exit_held_gil(e->arg) ? "yes" : "no");

@@ -461,7 +461,7 @@ static void on_thread_exit(struct walk *w, int thread, const struct trace_event 
 	}
 }
 
-static void on_pause(struct walk *w, int thread, const struct trace_event *e)
+static void on_park(struct walk *w, int thread, const struct trace_event *e)
 {
 	struct thread_state *ts = &w->threads[thread];
 	if (!watched(w, thread, e->ns))
@@ -558,8 +558,8 @@ static void walk_event(struct walk *w, const struct trace_event *e)
 	case GTR_EV_THREAD_EXIT:
 		on_thread_exit(w, thread, e);
 		break;
-	case GTR_EV_THREAD_PAUSE:
-		on_pause(w, thread, e);
+	case GTR_EV_THREAD_PARK:
+		on_park(w, thread, e);
 		break;
 	default:
 		on_other(w, thread, e);
@@ -606,7 +606,7 @@ static void at_end(struct walk *w)
 			snprintf(x->what, sizeof x->what,
 			         "dropped the GIL and waits on switch_cond for thread %d, whose drop request is pending, "
 			         "but that thread %s and will never take the GIL%s",
-			         w->t->threads[fs->requester].tid, req->exit == THREAD_END_PAUSED ? "is parked" : "has exited",
+			         w->t->threads[fs->requester].tid, req->exit == THREAD_END_PARKED ? "is parked" : "has exited",
 			         died ? " (the trace ends in this wait: the process hung)" : "");
 		}
 	}

@@ -148,7 +148,7 @@ static void skip_rest(struct cursor *c)
  * recording (out of space: any thread that had not ended). */
 static bool lost_after_last_chunk(const struct trace *t, const struct cursor *c)
 {
-	if (c->last_type == GTR_EV_THREAD_EXIT || c->last_type == GTR_EV_THREAD_PAUSE)
+	if (c->last_type == GTR_EV_THREAD_EXIT || c->last_type == GTR_EV_THREAD_PARK)
 		return false;
 	if (t->out_of_space)
 		return true;

@@ -86,7 +86,7 @@ static void mark_free(void *ctx, const struct replay *r, const struct trace_even
  * the end of the trace (replay.h), no mark inside it. */
 static void mark_thread_end(void *ctx, const struct replay *r, int thread, const struct trace_event *e)
 {
-	enum mark_kind kind = e->type == GTR_EV_THREAD_PAUSE ? MARK_THREAD_PARK : MARK_THREAD_EXIT;
+	enum mark_kind kind = e->type == GTR_EV_THREAD_PARK ? MARK_THREAD_PARK : MARK_THREAD_EXIT;
 	(void)r;
 	add_mark(ctx, (struct mark){ .kind = kind, .thread = thread, .ns = e->ns, .finding = -1, .end_arg = e->arg });
 }
