@@ -169,10 +169,83 @@ static void thread_ended(struct trace_walk *w, struct cursor *c)
 	add_loss(w, c->loss);
 }
 
+/* A record cut short by the end of its chunk. */
+static enum record cut_short(struct trace_walk *w, struct cursor *c)
+{
+	WALK_NOTE(w, "thread %u: event cut short at the end of chunk %llu", w->t->threads[c->thread].serial,
+	          (unsigned long long)w->t->chunks[c->chunk].index);
+	skip_rest(c);
+	return RECORD_SKIPPED;
+}
+
+/* The records that are not a plain event: a type newer than this reader or
+ * unknown, a clock, a stack.  Consumes all but a usable stack (then
+ * RECORD_STACK, with its payload words in *words). */
+static enum record decode_unusual(struct trace_walk *w, struct cursor *c, const unsigned char *rec, unsigned type,
+                                  unsigned arg, unsigned *words)
+{
+	const struct trace *t = w->t;
+	unsigned long long chunk = (unsigned long long)t->chunks[c->chunk].index;
+	if (type >= GTR_EV_COUNT) {
+		int n = newer_type_words(w, type, arg);
+		if (n >= 0) { /* a type newer than this reader: the writer said its size */
+			c->off += 8 + (size_t)n * 8;
+			return RECORD_SKIPPED;
+		}
+	}
+	if (type == GTR_EV_NONE || type >= GTR_EV_COUNT) {
+		WALK_NOTE(w, "thread %u: unknown event type %u in chunk %llu; the rest of the chunk is skipped",
+		          t->threads[c->thread].serial, type, chunk);
+		skip_rest(c);
+		return RECORD_SKIPPED;
+	}
+	if (type == GTR_EV_STACK && (arg == 0 || arg > GTR_STACK_MAX_FRAMES)) {
+		WALK_NOTE(w, "thread %u: a stack of %u frames in chunk %llu; the rest of the chunk is skipped",
+		          t->threads[c->thread].serial, arg, chunk);
+		skip_rest(c);
+		return RECORD_SKIPPED;
+	}
+	*words = gtr_event_words(type, arg);
+	if (c->off + 8 + *words * 8 > c->used)
+		return cut_short(w, c);
+	if (type == GTR_EV_CLOCK) {
+		memcpy(&c->prev, rec + 8, 8);
+		c->off += 8 + *words * 8;
+		return RECORD_SKIPPED;
+	}
+	if (c->chunk_last < 0 || c->chunk_last == GTR_EV_STACK) {
+		/* the writer puts a stack right after its event, in the same
+		 * chunk: any other stack is damage */
+		WALK_NOTE(w, "thread %u: a stack without its event in chunk %llu; left out",
+		          t->threads[c->thread].serial, chunk);
+		c->off += 8 + *words * 8;
+		return RECORD_SKIPPED;
+	}
+	return RECORD_STACK;
+}
+
+/* What the first walk learns from a kept entry: the end of a loss that
+ * waited for it, a thread's name. */
+static void first_walk_entry(struct trace_walk *w, struct cursor *c, const struct trace_event *e)
+{
+	if (c->pending) {
+		c->loss.to_ns = e->ns;
+		c->pending = false;
+		add_loss(w, c->loss);
+	}
+	if (e->type == GTR_EV_THREAD_NAME) {
+		struct trace_thread *th = &w->t->threads[c->thread];
+		memcpy(th->name, e->payload, 16);
+		th->name[16] = '\0';
+		trace_sanitize_string(th->name);
+	}
+}
+
 /* Decode the cursor's next record into *e (an event, or a stack: then
  * *frames and e->arg, its frame count), moving to its next chunk when one
  * is read.  Records that carry nothing (a clock, a newer type) or are
- * damaged are consumed as RECORD_SKIPPED. */
+ * damaged are consumed as RECORD_SKIPPED.  The common case, a whole event
+ * of a known type, takes one branch to tell. */
 static enum record decode_record(struct trace_walk *w, struct cursor *c, struct trace_event *e,
                                  const uint64_t **frames)
 {
@@ -188,49 +261,21 @@ static enum record decode_record(struct trace_walk *w, struct cursor *c, struct 
 	memcpy(&word, rec, 8);
 	unsigned type = gtr_event_word_type(word);
 	unsigned arg = gtr_event_word_arg(word);
-	const struct trace_chunk *ch = &t->chunks[c->chunk];
-	if (type >= GTR_EV_COUNT) {
-		int words = newer_type_words(w, type, arg);
-		if (words >= 0) { /* a type newer than this reader: the writer said its size */
-			c->off += 8 + (size_t)words * 8;
-			return RECORD_SKIPPED;
-		}
-	}
-	if (type == GTR_EV_NONE || type >= GTR_EV_COUNT) {
-		WALK_NOTE(w, "thread %u: unknown event type %u in chunk %llu; the rest of the chunk is skipped",
-		          t->threads[c->thread].serial, type, (unsigned long long)ch->index);
-		skip_rest(c);
-		return RECORD_SKIPPED;
-	}
-	if (type == GTR_EV_STACK && (arg == 0 || arg > GTR_STACK_MAX_FRAMES)) {
-		WALK_NOTE(w, "thread %u: a stack of %u frames in chunk %llu; the rest of the chunk is skipped",
-		          t->threads[c->thread].serial, arg, (unsigned long long)ch->index);
-		skip_rest(c);
-		return RECORD_SKIPPED;
-	}
-	unsigned words = gtr_event_words(type, arg);
-	if (c->off + 8 + words * 8 > c->used) {
-		WALK_NOTE(w, "thread %u: event cut short at the end of chunk %llu", t->threads[c->thread].serial,
-		          (unsigned long long)ch->index);
-		skip_rest(c);
-		return RECORD_SKIPPED;
+	unsigned words;
+	if (__builtin_expect(type - 1u < GTR_EV_COUNT - 1u && type != GTR_EV_STACK && type != GTR_EV_CLOCK, 1)) {
+		words = gtr_event_payload_words[type];
+		if (c->off + 8 + words * 8 > c->used)
+			return cut_short(w, c);
+	} else {
+		enum record r = decode_unusual(w, c, rec, type, arg, &words);
+		if (r != RECORD_STACK)
+			return r;
 	}
 	uint64_t clock = c->prev + ((gtr_event_word_clock(word) - c->prev) & GTR_CLOCK_MASK);
 	c->off += 8 + words * 8;
-	if (type == GTR_EV_CLOCK) {
-		memcpy(&c->prev, rec + 8, 8);
-		return RECORD_SKIPPED;
-	}
-	if (type == GTR_EV_STACK && (c->chunk_last < 0 || c->chunk_last == GTR_EV_STACK)) {
-		/* the writer puts a stack right after its event, in the same
-		 * chunk: any other stack is damage */
-		WALK_NOTE(w, "thread %u: a stack without its event in chunk %llu; left out",
-		          t->threads[c->thread].serial, (unsigned long long)ch->index);
-		return RECORD_SKIPPED;
-	}
 	if (clock < c->floor) {
 		WALK_NOTE(w, "thread %u: chunk %llu goes back in time; the rest of it is skipped",
-		          t->threads[c->thread].serial, (unsigned long long)ch->index);
+		          t->threads[c->thread].serial, (unsigned long long)t->chunks[c->chunk].index);
 		skip_rest(c);
 		return RECORD_SKIPPED;
 	}
@@ -253,19 +298,8 @@ static enum record decode_record(struct trace_walk *w, struct cursor *c, struct 
 	}
 	c->chunk_last = c->last_type = (int)type;
 	c->last_ns = e->ns;
-	if (w->first) {
-		if (c->pending) {
-			c->loss.to_ns = e->ns;
-			c->pending = false;
-			add_loss(w, c->loss);
-		}
-		if (type == GTR_EV_THREAD_NAME) {
-			struct trace_thread *th = &t->threads[c->thread];
-			memcpy(th->name, e->payload, 16);
-			th->name[16] = '\0';
-			trace_sanitize_string(th->name);
-		}
-	}
+	if (w->first)
+		first_walk_entry(w, c, e);
 	return type == GTR_EV_STACK ? RECORD_STACK : RECORD_EVENT;
 }
 
@@ -349,14 +383,19 @@ struct trace_walk *trace_walk_begin(struct trace *t)
 		return NULL;
 	}
 	if (w->first) {
-		/* what the first walk fills in starts empty */
+		/* what the first walk fills in starts empty (again, if an
+		 * earlier one ran out of memory) */
 		for (size_t i = 0; i < k; i++) {
 			t->threads[i].loss_count = 0;
 			t->threads[i].events_lost = false;
+			t->threads[i].name[0] = '\0';
 		}
 		t->loss_count = t->loss_gaps.count = t->loss_all.count = 0;
 		t->chunks_lost = 0;
 		t->stack_count = t->stacks_orphaned = 0;
+		t->newer_types_noted = 0;
+		while (t->note_count > t->notes_at_open)
+			free(t->notes[--t->note_count]);
 	}
 	for (size_t i = 0; i < k; i++) {
 		struct cursor *c = &w->cursors[i];

@@ -477,6 +477,7 @@ int trace_open(struct trace *t, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot read trace '%s': out of memory", path);
 		return -1;
 	}
+	t->notes_at_open = t->note_count;
 	return 0;
 }
 

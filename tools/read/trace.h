@@ -166,6 +166,8 @@ struct trace {
 	uint64_t newer_types_noted; /* bit per event type skipped as unknown */
 	char **notes;               /* problems met while reading, one line each */
 	size_t note_count;
+	size_t notes_at_open;       /* those trace_open() found; the first walk
+	                               adds the rest */
 };
 
 /* Map `path` and index its chunks.  Returns 0, or -1 with a one-line
