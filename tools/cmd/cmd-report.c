@@ -42,18 +42,13 @@ static const char usage_text[] =
 
 /* ---- JSON ----------------------------------------------------------------- */
 
-static void json_tid_list(struct json *j, const char *key, const struct model *m, bool (*pick)(const struct model_thread *))
+static void json_tid_list(struct json *j, const char *key, const struct model *m, const int *threads, size_t n)
 {
 	json_array_begin(j, key);
-	for (size_t i = 0; i < m->thread_count; i++)
-		if (pick(&m->threads[i]))
-			json_i64(j, NULL, m->threads[i].info->tid);
+	for (size_t i = 0; i < n; i++)
+		json_i64(j, NULL, m->threads[threads[i]].info->tid);
 	json_array_end(j);
 }
-
-static bool pick_alive(const struct model_thread *th) { return th->alive_at_finalization; }
-static bool pick_held(const struct model_thread *th) { return th->held_after_finalization; }
-static bool pick_waited(const struct model_thread *th) { return th->waited_after_finalization; }
 
 /* What the trace lost inside (ring mode, a cut copy, a full disk) and
  * what the model left out because of it. */
@@ -208,9 +203,10 @@ static void report_json(struct json *j, const struct trace *t, const struct mode
 		json_u64(j, "py_finalize_exit_ns", m->finalization.exit_ns);
 	else
 		json_null(j, "py_finalize_exit_ns");
-	json_tid_list(j, "alive_at_start", m, pick_alive);
-	json_tid_list(j, "held_gil_after", m, pick_held);
-	json_tid_list(j, "waited_gil_after", m, pick_waited);
+	const struct model_epoch *ep = m->epoch_count ? &m->epochs[0] : &(struct model_epoch){ 0 };
+	json_tid_list(j, "alive_at_start", m, ep->alive, ep->alive_count);
+	json_tid_list(j, "held_gil_after", m, ep->held, ep->held_count);
+	json_tid_list(j, "waited_gil_after", m, ep->waited, ep->waited_count);
 	json_object_end(j);
 
 	json_array_begin(j, "modules");
@@ -237,18 +233,13 @@ static void report_json(struct json *j, const struct trace *t, const struct mode
 
 /* ---- text ---------------------------------------------------------------- */
 
-static void print_tid_list(const struct model *m, bool (*pick)(const struct model_thread *))
+static void print_tid_list(const struct model *m, const int *threads, size_t n)
 {
-	bool any = false;
-	for (size_t i = 0; i < m->thread_count; i++) {
-		const struct model_thread *th = &m->threads[i];
-		if (!pick(th))
-			continue;
+	for (size_t i = 0; i < n; i++) {
 		char label[64];
-		printf("%s%s", any ? ", " : " ", model_thread_label(m, (int)i, label, sizeof label));
-		any = true;
+		printf("%s%s", i ? ", " : " ", model_thread_label(m, threads[i], label, sizeof label));
 	}
-	puts(any ? "" : " none");
+	puts(n ? "" : " none");
 }
 
 /* How much the trace lost inside, and what the statistics leave out. */
@@ -327,12 +318,13 @@ static void report_text(const struct trace *t, const struct model *m, const stru
 			printf(" by %s", model_thread_phrase(m, ft, ex, sizeof ex));
 		if (m->finalization.enter_seen)
 			printf(" (Py_FinalizeEx entered at +%s)", format_duration(d2, sizeof d2, m->finalization.enter_ns));
+		const struct model_epoch *ep = &m->epochs[0];
 		printf("\n  alive then:");
-		print_tid_list(m, pick_alive);
+		print_tid_list(m, ep->alive, ep->alive_count);
 		printf("  held the GIL after it:");
-		print_tid_list(m, pick_held);
+		print_tid_list(m, ep->held, ep->held_count);
 		printf("  waited for the GIL after it:");
-		print_tid_list(m, pick_waited);
+		print_tid_list(m, ep->waited, ep->waited_count);
 	}
 	if (m->error_count) {
 		if (t->note_count)

@@ -488,26 +488,17 @@ static void write_summary(struct page *p)
 	fputs("</section>\n", out);
 }
 
-static void write_tid_list(struct page *p, bool (*pick)(const struct model_thread *))
+static void write_tid_list(struct page *p, const int *threads, size_t n)
 {
-	const struct model *m = p->m;
 	char buf[96];
-	bool any = false;
-	for (size_t i = 0; i < m->thread_count; i++) {
-		if (!pick(&m->threads[i]))
-			continue;
-		if (any)
+	for (size_t i = 0; i < n; i++) {
+		if (i)
 			fputs(", ", p->out);
-		html_escape(p->out, model_thread_label(m, (int)i, buf, sizeof buf));
-		any = true;
+		html_escape(p->out, model_thread_label(p->m, threads[i], buf, sizeof buf));
 	}
-	if (!any)
+	if (!n)
 		fputs("none", p->out);
 }
-
-static bool pick_alive(const struct model_thread *th) { return th->alive_at_finalization; }
-static bool pick_held(const struct model_thread *th) { return th->held_after_finalization; }
-static bool pick_waited(const struct model_thread *th) { return th->waited_after_finalization; }
 
 static void write_statistics(struct page *p)
 {
@@ -571,12 +562,13 @@ static void write_statistics(struct page *p)
 		if (m->finalization.enter_seen)
 			html_escapef(out, " (Py_FinalizeEx entered at +%s)",
 			             format_duration(d2, sizeof d2, m->finalization.enter_ns));
+		const struct model_epoch *ep = &m->epochs[0];
 		fputs("<br>alive then: ", out);
-		write_tid_list(p, pick_alive);
+		write_tid_list(p, ep->alive, ep->alive_count);
 		fputs("<br>held the GIL after it: ", out);
-		write_tid_list(p, pick_held);
+		write_tid_list(p, ep->held, ep->held_count);
 		fputs("<br>waited for the GIL after it: ", out);
-		write_tid_list(p, pick_waited);
+		write_tid_list(p, ep->waited, ep->waited_count);
 	}
 	fputs("</p>\n</section>\n", out);
 }
