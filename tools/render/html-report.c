@@ -519,6 +519,10 @@ static void write_finalization(struct page *p, const struct report_finalization 
 			fputs("<br>", out);
 			html_escapef(out, "%s: %s", f->lists[i].label, f->lists[i].text);
 		}
+	if (f->ended[0]) {
+		fputs("<br>", out);
+		html_escape(out, f->ended);
+	}
 	fputs("</p>\n", out);
 }
 

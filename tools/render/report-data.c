@@ -180,7 +180,7 @@ static char *thread_labels(const struct model *m, const int *threads, size_t cou
 	return text;
 }
 
-/* The model's first epoch, or none seen when m has none. */
+/* Epoch k of the model's, or none seen when m has none. */
 static int word_finalization(struct report *r, struct report_finalization *f, size_t k)
 {
 	const struct model *m = r->m;
@@ -194,7 +194,10 @@ static int word_finalization(struct report *r, struct report_finalization *f, si
 	const struct model_epoch *me = &m->epochs[k];
 	const struct replay_epoch *ep = &me->epoch;
 	f->epoch = me;
-	snprintf(f->heading, sizeof f->heading, "finalization");
+	if (m->epoch_count > 1)
+		snprintf(f->heading, sizeof f->heading, "finalization %zu of %zu", k + 1, m->epoch_count);
+	else
+		snprintf(f->heading, sizeof f->heading, "finalization");
 	snprintf(f->said, sizeof f->said, "started at +%s%s%s%s%s%s", format_duration(d1, sizeof d1, ep->start_ns),
 	         ep->finalizing_thread >= 0 ? " by " : "",
 	         ep->finalizing_thread >= 0 ? model_thread_phrase(m, ep->finalizing_thread, who, sizeof who) : "",
@@ -210,6 +213,9 @@ static int word_finalization(struct report *r, struct report_finalization *f, si
 		if (!(l->text = thread_labels(m, lists[i], counts[i])))
 			return -1;
 	}
+	if (m->epoch_count > 1 && ep->ended)
+		snprintf(f->ended, sizeof f->ended, "ended at +%s: Python was initialised again",
+		         format_duration(d1, sizeof d1, ep->end_ns));
 	return 0;
 }
 
@@ -227,7 +233,7 @@ int report_build(struct report *r, const struct analysis *a)
 	word_handoffs(r);
 	if (word_threads(r) != 0)
 		return -1;
-	size_t sections = 1;
+	size_t sections = m->epoch_count ? m->epoch_count : 1;
 	r->finalizations = calloc(sections, sizeof *r->finalizations);
 	if (!r->finalizations)
 		return -1;

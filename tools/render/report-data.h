@@ -5,7 +5,7 @@
  * its findings) and words every sentence report's outputs share: the
  * interpreter and the process, whether the evidence is complete, what the
  * trace lost, a line per GIL, the handoffs and the contention, the cells
- * of the thread table, the finalization and the model's self-check.
+ * of the thread table, each finalization epoch and the model's self-check.
  * The renderers (report-output.h for text and JSON, html-report.h for the
  * page) add layout only, so that the three always say the same; the JSON
  * takes its numbers from the model the report points to, row by row.
@@ -65,13 +65,15 @@ struct report_threads {
 
 enum { REPORT_ALIVE, REPORT_HELD, REPORT_WAITED, REPORT_THREAD_LISTS };
 
-/* A finalization section: the first epoch's, or one saying none was seen. */
+/* A finalization section: one per epoch, or one saying none was seen. */
 struct report_finalization {
 	const struct model_epoch *epoch; /* NULL: none seen */
-	char heading[64];          /* "finalization" */
+	char heading[64];          /* "finalization", or "finalization 2 of 3" */
 	char said[256];            /* "started at +6.49 ms by thread main (12) (...)",
 	                              "not seen" */
 	struct report_threads lists[REPORT_THREAD_LISTS]; /* with an epoch */
+	char ended[96];            /* "ended at +8.27 ms, when the runtime was ...",
+	                              told when the trace has several; else "" */
 };
 
 struct report {
@@ -104,7 +106,7 @@ struct report {
 	struct report_thread_row *rows; /* one per thread, in the model's order */
 	size_t row_count;
 
-	struct report_finalization *finalizations; /* one */
+	struct report_finalization *finalizations; /* at least one */
 	size_t finalization_count;
 
 	const char *model_errors_heading; /* "model self-check FAILED (...):", NULL none */

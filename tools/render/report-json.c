@@ -135,9 +135,10 @@ static void json_handoffs(struct json *j, const struct model *m)
 	json_object_end(j);
 }
 
-/* A finalization section as an object. */
+/* A finalization section as an object (key NULL: in an array); with its
+ * end when `with_end` (the trace has several). */
 static void json_finalization(struct json *j, const char *key, const struct report *r,
-                              const struct report_finalization *f)
+                              const struct report_finalization *f, bool with_end)
 {
 	const struct model *m = r->m;
 	const struct replay_epoch *ep = f->epoch ? &f->epoch->epoch : NULL;
@@ -147,6 +148,8 @@ static void json_finalization(struct json *j, const char *key, const struct repo
 	bool exit_seen = ep ? ep->exit_seen : m->finalization.exit_seen;
 	json_object_begin(j, key);
 	json_ns_or_null(j, "start_ns", ep, ep ? ep->start_ns : 0);
+	if (with_end)
+		json_ns_or_null(j, "end_ns", ep && ep->ended, ep ? ep->end_ns : 0);
 	if (thread >= 0)
 		json_i64(j, "finalizing_tid", m->threads[thread].info->tid);
 	else
@@ -198,7 +201,14 @@ void report_json(struct json *j, const struct report *r)
 	json_handoffs(j, m);
 	json_double(j, "contention_ratio", r->contention_ratio);
 
-	json_finalization(j, "finalization", r, &r->finalizations[0]);
+	/* the first; every one when the program finalized more than once */
+	json_finalization(j, "finalization", r, &r->finalizations[0], false);
+	if (r->finalization_count > 1) {
+		json_array_begin(j, "finalizations");
+		for (size_t k = 0; k < r->finalization_count; k++)
+			json_finalization(j, NULL, r, &r->finalizations[k], true);
+		json_array_end(j);
+	}
 
 	json_array_begin(j, "modules");
 	for (size_t i = 0; i < t->module_count; i++) {

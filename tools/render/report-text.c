@@ -34,6 +34,8 @@ static void print_finalization(FILE *out, const struct report_finalization *f)
 	if (f->epoch)
 		for (int i = 0; i < REPORT_THREAD_LISTS; i++)
 			fprintf(out, "  %s: %s\n", f->lists[i].label, f->lists[i].text);
+	if (f->ended[0])
+		fprintf(out, "  %s\n", f->ended);
 }
 
 void report_print_text(FILE *out, const struct report *r)
