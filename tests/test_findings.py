@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from helpers import (GILTRACE, GILTRACE_SAN, SCENARIOS, SHIM, check_json, dump, errors, main_tid, of,
-                     run_scenario, version_of)
+                     report, run_scenario, version_of)
 import scenario_build
 
 
@@ -101,6 +101,15 @@ def test_embedding_program_reinitialises(python, build_dir, tmp_path, variant):
     if variant == "clean":
         assert proc.returncode == 0, proc.stderr
         assert result["findings"] == []
+        # the report tells of both finalizations, the first ended by the
+        # second Py_Initialize
+        rep = report(trace)
+        first, second = rep["finalizations"]
+        assert first["end_ns"] is not None and first["start_ns"] < first["end_ns"] < second["start_ns"]
+        assert second["end_ns"] is None
+        assert rep["finalization"] == {k: v for k, v in first.items() if k != "end_ns"}
+        text = subprocess.run([GILTRACE, "report", trace], capture_output=True, text=True, timeout=60).stdout
+        assert "\nfinalization 1 of 2: started at +" in text and "\nfinalization 2 of 2: started at +" in text
         return
     found = of(result, "freed-tstate-use")
     assert status == 1 and found, result["findings"]

@@ -105,7 +105,7 @@ static int test_finalize_once(void)
 	CHECK(m.finalization.seen && m.finalization.start_ns == 600 && m.finalization.finalizing_thread == 0);
 	CHECK(m.finalization.enter_seen && m.finalization.enter_ns == 500);
 	CHECK(m.finalization.exit_seen && m.finalization.exit_ns == 1200);
-	CHECK(m.threads[1].held_after_finalization && !m.threads[0].held_after_finalization);
+	CHECK(m.epoch_count == 1 && m.epochs[0].held_count == 1 && m.epochs[0].held[0] == 1);
 	struct replay r;
 	CHECK(replay_run(&r, &t, NULL, 0) == 0);
 	CHECK(r.epoch_count == 1 && r.finalizing && !r.epochs[0].ended);
@@ -264,6 +264,18 @@ static int test_reinitialise_and_finalize_again(void)
 	CHECK(fs.count == 2);
 	/* the report's finalization is the first */
 	CHECK(m.finalization.seen && m.finalization.start_ns == 500 && m.finalization.finalizing_thread == 0);
+	/* and it knows both: thread 2's run in the second runtime is after the
+	 * first and before the second began */
+	CHECK(m.epoch_count == 2);
+	if (m.epoch_count == 2) {
+		const struct model_epoch *a = &m.epochs[0], *b = &m.epochs[1];
+		CHECK(a->epoch.start_ns == 500 && a->epoch.ended && b->epoch.start_ns == 1500 && !b->epoch.ended);
+		CHECK(a->alive_count == 2 && a->alive[0] == 0 && a->alive[1] == 1);
+		CHECK(a->held_count == 1 && a->held[0] == 2 && a->waited_count == 1 && a->waited[0] == 2);
+		CHECK(b->alive_count == 3);
+		CHECK(b->held_count == 2 && b->held[0] == 1 && b->held[1] == 2);
+		CHECK(b->waited_count == 2 && b->waited[0] == 1 && b->waited[1] == 2);
+	}
 
 	/* a mark per epoch, by the thread that noticed it */
 	struct mark *marks = NULL;

@@ -66,7 +66,7 @@ static int test_handoffs_and_holds(void)
 	CHECK(m.gils[0].held_ns + m.gils[0].idle_ns == m.wall_ns);
 	CHECK(m.threads[1].wait_ns == 900);
 	CHECK(m.finalization.seen && m.finalization.start_ns == 3000 && m.finalization.finalizing_thread == 0);
-	CHECK(m.threads[0].alive_at_finalization && !m.threads[1].alive_at_finalization);
+	CHECK(m.epoch_count == 1 && m.epochs[0].alive_count == 1 && m.epochs[0].alive[0] == 0);
 	CHECK(m.threads[0].exit == THREAD_END_PROCESS && m.threads[0].exit_held_gil);
 	CHECK(m.threads[1].exit == THREAD_END_RETURN && m.threads[1].has_start && m.threads[1].parent_tid == 100);
 	model_free(&m);

@@ -82,11 +82,54 @@ static int count_pair(struct model *m, int from, int to)
 
 /* ---- the visitor ------------------------------------------------------------- */
 
-/* Whether thread's event at ns came after the first finalization began, in
- * another thread than the finalizing one. */
-static bool after_finalization(const struct replay *r, int thread, uint64_t ns)
+/* m->epochs grown to n entries, the new ones empty: 0, or -1 when out of
+ * memory. */
+static int grow_epochs(struct model *m, size_t n)
 {
-	return r->epoch_count && ns >= r->epochs[0].start_ns && thread != r->epochs[0].finalizing_thread;
+	if (n <= m->epoch_count)
+		return 0;
+	struct model_epoch *grown = realloc(m->epochs, n * sizeof *grown);
+	if (!grown)
+		return -1;
+	memset(grown + m->epoch_count, 0, (n - m->epoch_count) * sizeof *grown);
+	m->epochs = grown;
+	m->epoch_count = n;
+	return 0;
+}
+
+static int append_thread(int **list, size_t *count, int thread)
+{
+	if (!(*count & (*count + 1))) { /* grow at powers of two */
+		int *grown = realloc(*list, (2 * *count + 1) * sizeof *grown);
+		if (!grown)
+			return -1;
+		*list = grown;
+	}
+	(*list)[(*count)++] = thread;
+	return 0;
+}
+
+/* Thread held (or waited for) the GIL at ns: listed in the latest epoch
+ * begun, once, unless that is the thread finalizing. */
+static void note_after_finalization(struct model *m, const struct replay *r, int thread, uint64_t ns, bool held)
+{
+	const struct replay_epoch *ep = replay_last_epoch(r);
+	if (!ep || ns < ep->start_ns || thread == ep->finalizing_thread)
+		return;
+	struct model_thread *th = &m->threads[thread];
+	size_t *listed = held ? &th->held_in_epoch : &th->waited_in_epoch;
+	if (*listed == r->epoch_count)
+		return;
+	if (grow_epochs(m, r->epoch_count) != 0) {
+		m->oom = true;
+		return;
+	}
+	struct model_epoch *me = &m->epochs[r->epoch_count - 1];
+	int rc = held ? append_thread(&me->held, &me->held_count, thread)
+	               : append_thread(&me->waited, &me->waited_count, thread);
+	if (rc != 0)
+		m->oom = true;
+	*listed = r->epoch_count;
 }
 
 static void on_event(void *ctx, const struct replay *r, const struct trace_event *e)
@@ -96,15 +139,13 @@ static void on_event(void *ctx, const struct replay *r, const struct trace_event
 	struct model_thread *th = &m->threads[thread];
 	switch (e->type) {
 	case GTR_EV_GIL_TAKE_BEGIN:
-		if (after_finalization(r, thread, e->ns))
-			th->waited_after_finalization = true;
+		note_after_finalization(m, r, thread, e->ns, false);
 		break;
 	case GTR_EV_GIL_WAIT_BEGIN:
 		if (th->drop_pending)
 			th->drop_requests++;
 		th->drop_pending = false;
-		if (after_finalization(r, thread, e->ns))
-			th->waited_after_finalization = true;
+		note_after_finalization(m, r, thread, e->ns, false);
 		break;
 	case GTR_EV_GIL_DROP_REQUEST:
 		/* counted once the thread goes on waiting or acquires: a
@@ -112,8 +153,7 @@ static void on_event(void *ctx, const struct replay *r, const struct trace_event
 		th->drop_pending = true;
 		break;
 	case GTR_EV_GIL_HELD_AT_FORK:
-		if (after_finalization(r, thread, e->ns))
-			th->held_after_finalization = true;
+		note_after_finalization(m, r, thread, e->ns, true);
 		break;
 	case GTR_EV_GIL_TAKE_ABANDON:
 		th->drop_pending = false;
@@ -170,8 +210,7 @@ static void on_acquire(void *ctx, const struct replay *r, int thread, const stru
 {
 	struct model *m = ctx;
 	struct model_thread *th = &m->threads[thread];
-	if (after_finalization(r, thread, e->ns))
-		th->held_after_finalization = true;
+	note_after_finalization(m, r, thread, e->ns, true);
 	m->gils[e->arg].acquisitions++;
 	th->acquisitions++;
 	m->acquisitions++;
@@ -205,8 +244,17 @@ static void on_handoff_lost(void *ctx, const struct replay *r, unsigned gil, int
 	m->handoffs_not_counted++;
 }
 
-static void finish(struct model *m, const struct replay *r)
+static int compare_int(const void *a, const void *b)
 {
+	int x = *(const int *)a, y = *(const int *)b;
+	return (x > y) - (x < y);
+}
+
+/* 0, or -1 when out of memory. */
+static int finish(struct model *m, const struct replay *r)
+{
+	if (grow_epochs(m, r->epoch_count) != 0)
+		return -1;
 	m->wall_ns = r->end_ns;
 	for (size_t i = 0; i < r->error_count; i++)
 		model_error(m, "%s", r->errors[i]);
@@ -250,12 +298,21 @@ static void finish(struct model *m, const struct replay *r)
 		m->finalization.exit_seen = r->finalize_return_seen;
 		m->finalization.exit_ns = r->finalize_return_ns;
 	}
-	if (m->finalization.seen) {
-		uint64_t start = m->finalization.start_ns;
+	for (size_t k = 0; k < m->epoch_count; k++) {
+		struct model_epoch *me = &m->epochs[k];
+		me->epoch = r->epochs[k];
 		for (size_t i = 0; i < m->thread_count; i++) {
-			struct model_thread *th = &m->threads[i];
-			th->alive_at_finalization = th->first_ns <= start && (th->exit == THREAD_END_NONE || th->exit_ns >= start);
+			const struct model_thread *th = &m->threads[i];
+			if (th->first_ns <= me->epoch.start_ns &&
+			    (th->exit == THREAD_END_NONE || th->exit_ns >= me->epoch.start_ns) &&
+			    append_thread(&me->alive, &me->alive_count, (int)i) != 0)
+				return -1;
 		}
+		/* listed as they came: in thread order, as alive is */
+		if (me->held_count > 1)
+			qsort(me->held, me->held_count, sizeof *me->held, compare_int);
+		if (me->waited_count > 1)
+			qsort(me->waited, me->waited_count, sizeof *me->waited, compare_int);
 	}
 	if (m->handoff_count) {
 		uint64_t p[4];
@@ -265,6 +322,7 @@ static void finish(struct model *m, const struct replay *r)
 		m->latency_p99 = p[2];
 		m->latency_max = p[3];
 	}
+	return 0;
 }
 
 int model_begin(struct model *m, struct trace *t, struct replay_visitor *v)
@@ -311,8 +369,7 @@ int model_end(struct model *m, const struct replay *r)
 	m->pair_index = NULL;
 	if (m->oom)
 		return -1;
-	finish(m, r);
-	return 0;
+	return finish(m, r);
 }
 
 int model_build(struct model *m, struct trace *t)
@@ -334,6 +391,12 @@ void model_free(struct model *m)
 	replay_checkpoints_free(&m->checkpoints);
 	free(m->pairs);
 	free(m->pair_index);
+	for (size_t k = 0; k < m->epoch_count; k++) {
+		free(m->epochs[k].alive);
+		free(m->epochs[k].held);
+		free(m->epochs[k].waited);
+	}
+	free(m->epochs);
 	lines_free(m->errors, m->error_count);
 	memset(m, 0, sizeof *m);
 }

@@ -38,9 +38,9 @@ struct model_thread {
 	enum thread_end exit;
 	bool exit_held_gil;
 	uint64_t exit_ns;
-	/* relative to finalization start (valid if model.finalization.seen) */
-	bool alive_at_finalization, held_after_finalization, waited_after_finalization;
 	bool drop_pending;         /* a drop request not counted yet */
+	size_t held_in_epoch, waited_in_epoch; /* while building: 1 + the last epoch
+	                              whose held/waited list has it, 0 none */
 };
 
 struct model_gil {
@@ -53,6 +53,16 @@ struct model_gil {
 	uint64_t acquisitions_missing; /* switch numbers skipped between kept
 	                                  acquisitions: at least this many are lost */
 	uint64_t gaps;             /* places where its events are missing */
+};
+
+/* A finalization epoch (replay.h) with the threads (indices, ascending)
+ * alive at its start and, but its finalizing thread, those that held or
+ * waited for the GIL after it began and before the next one began (the
+ * last: to the end of the trace). */
+struct model_epoch {
+	struct replay_epoch epoch;
+	int *alive, *held, *waited;
+	size_t alive_count, held_count, waited_count;
 };
 
 struct model_handoff_pair {
@@ -92,6 +102,8 @@ struct model {
 		bool enter_seen, exit_seen;
 		uint64_t enter_ns, exit_ns;
 	} finalization;
+	struct model_epoch *epochs;    /* every finalization epoch, in time order */
+	size_t epoch_count;
 
 	/* where a view of a window replays from (analysis.h): taken along the
 	 * analysis's replay when asked, else empty */

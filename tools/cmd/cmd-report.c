@@ -4,25 +4,22 @@
  *
  * Per thread: GIL hold and wait time, acquisitions, drop requests, forced
  * switches, how it ended.  Overall: handoffs with latency percentiles, the
- * contention ratio, the finalization timeline, the model's self-check and
- * the findings (detect.c).  The HTML page is html-report.c's; this file
- * only parses its options and chooses its window (window.h).
+ * contention ratio, each finalization, the model's self-check and the
+ * findings (detect.c).  What a report says is report-data.c's, worded
+ * once; report-text.c, report-json.c and html-report.c lay it out.  This
+ * file parses the options, chooses the page's window (window.h) and
+ * calls them.
  */
 #include <getopt.h>
-#include <inttypes.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "analysis.h"
 #include "builtin.h"
-#include "describe.h"
-#include "findings-output.h"
-#include "format.h"
 #include "html-report.h"
 #include "json.h"
-#include "model.h"
 #include "output.h"
-#include "trace.h"
+#include "report-data.h"
+#include "report-output.h"
 #include "usage.h"
 #include "window.h"
 
@@ -39,314 +36,6 @@ static const char usage_text[] =
         "                 the timeline's window from/to this time after the trace's\n"
         "                 start, with a unit: 12ms, 1.5s, 300us, 800ns\n\n"
         "exit status: 0 every trace was read, 2 a trace was unusable\n";
-
-/* ---- JSON ----------------------------------------------------------------- */
-
-static void json_tid_list(struct json *j, const char *key, const struct model *m, bool (*pick)(const struct model_thread *))
-{
-	json_array_begin(j, key);
-	for (size_t i = 0; i < m->thread_count; i++)
-		if (pick(&m->threads[i]))
-			json_i64(j, NULL, m->threads[i].info->tid);
-	json_array_end(j);
-}
-
-static bool pick_alive(const struct model_thread *th) { return th->alive_at_finalization; }
-static bool pick_held(const struct model_thread *th) { return th->held_after_finalization; }
-static bool pick_waited(const struct model_thread *th) { return th->waited_after_finalization; }
-
-/* What the trace lost inside (ring mode, a cut copy, a full disk) and
- * what the model left out because of it. */
-static void json_losses(struct json *j, const struct trace *t, const struct model *m)
-{
-	json_object_begin(j, "lost");
-	json_u64(j, "threads", t->threads_with_loss);
-	json_u64(j, "chunks", t->chunks_lost);
-	json_u64(j, "bytes", t->chunks_lost * t->header.chunk_size);
-	json_u64(j, "gil_acquisitions_missing", m->acquisitions_missing);
-	json_u64(j, "gil_gaps", m->gil_gaps);
-	json_u64(j, "gil_lost_ns", m->lost_ns);
-	json_u64(j, "handoffs_not_counted", m->handoffs_not_counted);
-	json_array_begin(j, "ranges");
-	for (size_t i = 0; i < t->loss_count; i++) {
-		const struct trace_loss *l = &t->losses[i];
-		json_object_begin(j, NULL);
-		json_i64(j, "tid", t->threads[l->thread].tid);
-		json_string(j, "kind", trace_loss_kind_name(l->kind));
-		json_u64(j, "after_ns", l->from_ns);
-		if (l->to_ns != UINT64_MAX)
-			json_u64(j, "before_ns", l->to_ns);
-		else
-			json_null(j, "before_ns");
-		json_u64(j, "chunks", l->chunks);
-		json_object_end(j);
-	}
-	json_array_end(j);
-	json_object_end(j);
-}
-
-static void report_json(struct json *j, const struct trace *t, const struct model *m, const struct findings *fs)
-{
-	const struct gtr_file_header *h = &t->header;
-	char buf[160];
-	json_object_begin(j, NULL);
-	json_string(j, "trace", t->path);
-	json_object_begin(j, "interpreter");
-	describe_python_version(h, buf, sizeof buf);
-	json_string(j, "version", buf[0] ? buf : NULL);
-	json_string(j, "version_full", h->py_version[0] ? h->py_version : NULL);
-	json_string(j, "build", describe_build(h, buf, sizeof buf));
-	json_bool(j, "shared", h->py_build & GTR_BUILD_SHARED);
-	json_bool(j, "debug", h->py_build & GTR_BUILD_DEBUG);
-	json_bool(j, "free_threaded", h->py_build & GTR_BUILD_FREE_THREADED);
-	json_bool(j, "internal_capi_calls_seen", h->py_build & GTR_BUILD_PLT_ROUTED);
-	json_u64(j, "capi_got_slots", h->capi_got_slots);
-	json_string(j, "executable", h->executable);
-	json_object_end(j);
-	json_object_begin(j, "process");
-	json_i64(j, "pid", h->pid);
-	json_i64(j, "ppid", h->ppid);
-	json_bool(j, "fork_child", h->flags & GTR_FLAG_FORK_CHILD);
-	json_string(j, "mode", h->flags & GTR_FLAG_RING ? "ring" : "full");
-	json_string(j, "clock", t->clock_is_tsc ? "tsc" : "monotonic");
-	json_u64(j, "start_realtime_ns", h->start_realtime_ns);
-	json_object_end(j);
-	json_u64(j, "wall_ns", m->wall_ns);
-	json_u64(j, "events", t->event_count);
-	findings_json_truncation(j, t);
-	json_losses(j, t, m);
-
-	json_array_begin(j, "gils");
-	for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++) {
-		const struct model_gil *g = &m->gils[gi];
-		if (!g->seen)
-			continue;
-		json_object_begin(j, NULL);
-		json_u64(j, "index", gi);
-		snprintf(buf, sizeof buf, "0x%" PRIx64, g->base);
-		json_string(j, "address", buf);
-		json_bool(j, "main", g->in_runtime);
-		json_u64(j, "held_ns", g->held_ns);
-		json_u64(j, "idle_ns", g->idle_ns);
-		json_u64(j, "lost_ns", g->lost_ns);
-		json_u64(j, "acquisitions", g->acquisitions);
-		json_u64(j, "acquisitions_missing", g->acquisitions_missing);
-		json_u64(j, "gaps", g->gaps);
-		json_object_end(j);
-	}
-	json_array_end(j);
-
-	json_array_begin(j, "threads");
-	for (size_t i = 0; i < m->thread_count; i++) {
-		const struct model_thread *th = &m->threads[i];
-		json_object_begin(j, NULL);
-		json_i64(j, "tid", th->info->tid);
-		json_u64(j, "serial", th->info->serial);
-		json_string(j, "name", model_thread_name(m, (int)i));
-		json_bool(j, "main", th->is_main);
-		if (th->has_start)
-			json_i64(j, "parent_tid", th->parent_tid);
-		else
-			json_null(j, "parent_tid");
-		json_u64(j, "first_ns", th->first_ns == UINT64_MAX ? 0 : th->first_ns);
-		json_u64(j, "last_ns", th->last_ns);
-		json_u64(j, "gil_hold_ns", th->hold_ns);
-		json_u64(j, "gil_wait_ns", th->wait_ns);
-		json_u64(j, "acquisitions", th->acquisitions);
-		json_u64(j, "contended_acquisitions", th->contended_acquisitions);
-		json_u64(j, "drop_requests", th->drop_requests);
-		json_u64(j, "forced_switches", th->forced_switches);
-		json_u64(j, "takes_abandoned", th->takes_abandoned);
-		json_bool(j, "events_lost", th->info->events_lost);
-		if (th->exit == THREAD_END_NONE) {
-			json_null(j, "exit");
-		} else {
-			json_object_begin(j, "exit");
-			json_string(j, "how", thread_end_name(th->exit));
-			json_bool(j, "held_gil", th->exit_held_gil);
-			json_u64(j, "at_ns", th->exit_ns);
-			json_object_end(j);
-		}
-		json_object_end(j);
-	}
-	json_array_end(j);
-
-	json_object_begin(j, "handoffs");
-	json_u64(j, "count", m->handoff_count);
-	json_object_begin(j, "latency_ns");
-	json_u64(j, "p50", m->latency_p50);
-	json_u64(j, "p90", m->latency_p90);
-	json_u64(j, "p99", m->latency_p99);
-	json_u64(j, "max", m->latency_max);
-	json_object_end(j);
-	json_array_begin(j, "pairs");
-	for (size_t i = 0; i < m->pair_count; i++) {
-		json_object_begin(j, NULL);
-		json_i64(j, "from_tid", m->threads[m->pairs[i].from].info->tid);
-		json_i64(j, "to_tid", m->threads[m->pairs[i].to].info->tid);
-		json_u64(j, "count", m->pairs[i].count);
-		json_object_end(j);
-	}
-	json_array_end(j);
-	json_object_end(j);
-	json_double(j, "contention_ratio", describe_contention_ratio(m));
-
-	json_object_begin(j, "finalization");
-	if (m->finalization.seen)
-		json_u64(j, "start_ns", m->finalization.start_ns);
-	else
-		json_null(j, "start_ns");
-	if (m->finalization.finalizing_thread >= 0)
-		json_i64(j, "finalizing_tid", m->threads[m->finalization.finalizing_thread].info->tid);
-	else
-		json_null(j, "finalizing_tid");
-	if (m->finalization.enter_seen)
-		json_u64(j, "py_finalize_enter_ns", m->finalization.enter_ns);
-	else
-		json_null(j, "py_finalize_enter_ns");
-	if (m->finalization.exit_seen)
-		json_u64(j, "py_finalize_exit_ns", m->finalization.exit_ns);
-	else
-		json_null(j, "py_finalize_exit_ns");
-	json_tid_list(j, "alive_at_start", m, pick_alive);
-	json_tid_list(j, "held_gil_after", m, pick_held);
-	json_tid_list(j, "waited_gil_after", m, pick_waited);
-	json_object_end(j);
-
-	json_array_begin(j, "modules");
-	for (size_t i = 0; i < t->module_count; i++) {
-		json_object_begin(j, NULL);
-		json_string(j, "path", t->modules[i].path);
-		snprintf(buf, sizeof buf, "0x%" PRIx64, t->modules[i].load_address);
-		json_string(j, "load_address", buf);
-		json_string(j, "build_id", t->modules[i].build_id[0] ? t->modules[i].build_id : NULL);
-		json_object_end(j);
-	}
-	json_array_end(j);
-	json_array_begin(j, "notes");
-	for (size_t i = 0; i < t->note_count; i++)
-		json_string(j, NULL, t->notes[i]);
-	json_array_end(j);
-	json_array_begin(j, "model_errors");
-	for (size_t i = 0; i < m->error_count; i++)
-		json_string(j, NULL, m->errors[i]);
-	json_array_end(j);
-	findings_json(j, "findings", m, fs);
-	json_object_end(j);
-}
-
-/* ---- text ---------------------------------------------------------------- */
-
-static void print_tid_list(const struct model *m, bool (*pick)(const struct model_thread *))
-{
-	bool any = false;
-	for (size_t i = 0; i < m->thread_count; i++) {
-		const struct model_thread *th = &m->threads[i];
-		if (!pick(th))
-			continue;
-		char label[64];
-		printf("%s%s", any ? ", " : " ", model_thread_label(m, (int)i, label, sizeof label));
-		any = true;
-	}
-	puts(any ? "" : " none");
-}
-
-/* How much the trace lost inside, and what the statistics leave out. */
-static void print_losses(const struct trace *t, const struct model *m)
-{
-	char d[32];
-	if (t->threads_with_loss) {
-		printf("  events lost: %zu thread%s", t->threads_with_loss, t->threads_with_loss == 1 ? "" : "s");
-		if (t->chunks_lost)
-			printf(", %" PRIu64 " chunks (%.1f MiB) or more", t->chunks_lost,
-			       (double)(t->chunks_lost * t->header.chunk_size) / (1024.0 * 1024.0));
-		printf("%s\n", t->header.flags & GTR_FLAG_RING ? "; ring mode keeps each thread's newest events only" : "");
-	}
-	if (m->gil_gaps)
-		printf("  GIL events missing in %" PRIu64 " places (%" PRIu64 " acquisitions or more): %" PRIu64
-		       " handoffs and %s of GIL time across them are not counted\n",
-		       m->gil_gaps, m->acquisitions_missing, m->handoffs_not_counted,
-		       format_duration(d, sizeof d, m->lost_ns));
-}
-
-static void report_text(const struct trace *t, const struct model *m, const struct findings *fs)
-{
-	const struct gtr_file_header *h = &t->header;
-	char v[64], b[64], d1[32], d2[32], d3[32], d4[32], ex[96];
-	describe_python_version(h, v, sizeof v);
-	describe_build(h, b, sizeof b);
-	printf("trace %s\n", t->path);
-	printf("  python %s (%s), pid %d%s, %zu threads, %zu events, wall %s, %s mode\n", v[0] ? v : "?", b,
-	       h->pid, h->flags & GTR_FLAG_FORK_CHILD ? " (fork child)" : "", m->thread_count, t->event_count,
-	       format_duration(d1, sizeof d1, m->wall_ns), h->flags & GTR_FLAG_RING ? "ring" : "full");
-	char why[320];
-	if (trace_incomplete(t))
-		printf("  TRUNCATED: %s;\n"
-		       "  every event up to +%s (the last one committed) was read\n",
-		       trace_incomplete_why(t, why, sizeof why), format_duration(d1, sizeof d1, t->last_event_ns));
-	for (size_t i = 0; i < t->note_count; i++)
-		printf("  note: %s\n", t->notes[i]);
-	print_losses(t, m);
-
-	for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++) {
-		const struct model_gil *g = &m->gils[gi];
-		if (!g->seen)
-			continue;
-		printf("\nGIL %u%s at 0x%" PRIx64 ": held %s (%.1f%%), idle %s, %" PRIu64 " acquisitions\n", gi,
-		       g->in_runtime ? " (main)" : "", g->base, format_duration(d1, sizeof d1, g->held_ns),
-		       m->wall_ns ? 100.0 * (double)g->held_ns / (double)m->wall_ns : 0.0,
-		       format_duration(d2, sizeof d2, g->idle_ns), g->acquisitions);
-		if (g->gaps)
-			printf("  lost %s (events missing in %" PRIu64 " places, %" PRIu64 " acquisitions or more)\n",
-			       format_duration(d1, sizeof d1, g->lost_ns), g->gaps, g->acquisitions_missing);
-	}
-	printf("handoffs: %" PRIu64 ", latency p50 %s  p90 %s  p99 %s  max %s\n", m->handoff_count,
-	       format_duration(d1, sizeof d1, m->latency_p50), format_duration(d2, sizeof d2, m->latency_p90),
-	       format_duration(d3, sizeof d3, m->latency_p99), format_duration(d4, sizeof d4, m->latency_max));
-	printf("contention: %.1f%% of acquisitions waited for another holder\n", 100.0 * describe_contention_ratio(m));
-
-	printf("\n  %-8s %-16s %10s %10s %8s %8s %7s  %s\n", "tid", "name", "hold", "wait", "acquire", "drop-req",
-	       "forced", "exit");
-	for (size_t i = 0; i < m->thread_count; i++) {
-		const struct model_thread *th = &m->threads[i];
-		const char *name = model_thread_name(m, (int)i);
-		printf("  %-8d %-16s %10s %10s %8" PRIu64 " %8" PRIu64 " %7" PRIu64 "  %s%s\n", th->info->tid,
-		       name ? name : "-", format_duration(d1, sizeof d1, th->hold_ns),
-		       format_duration(d2, sizeof d2, th->wait_ns), th->acquisitions, th->drop_requests,
-		       th->forced_switches, describe_thread_exit(th, ex, sizeof ex),
-		       th->info->events_lost ? " (older events dropped)" : "");
-	}
-
-	printf("\nfinalization: ");
-	if (!m->finalization.seen) {
-		printf("not seen%s\n", m->finalization.enter_seen ? " (Py_FinalizeEx entered, flag not observed)" : "");
-	} else {
-		int ft = m->finalization.finalizing_thread;
-		printf("started at +%s", format_duration(d1, sizeof d1, m->finalization.start_ns));
-		if (ft >= 0)
-			printf(" by %s", model_thread_phrase(m, ft, ex, sizeof ex));
-		if (m->finalization.enter_seen)
-			printf(" (Py_FinalizeEx entered at +%s)", format_duration(d2, sizeof d2, m->finalization.enter_ns));
-		printf("\n  alive then:");
-		print_tid_list(m, pick_alive);
-		printf("  held the GIL after it:");
-		print_tid_list(m, pick_held);
-		printf("  waited for the GIL after it:");
-		print_tid_list(m, pick_waited);
-	}
-	if (m->error_count) {
-		if (t->note_count)
-			printf("\nmodel inconsistencies (expected: the trace is damaged, see the notes above):\n");
-		else
-			printf("\nmodel self-check FAILED (a giltrace bug, please report it with this trace):\n");
-		for (size_t i = 0; i < m->error_count; i++)
-			printf("  %s\n", m->errors[i]);
-	}
-	printf("\nfindings: %zu error%s, %zu note%s\n", fs->errors, fs->errors == 1 ? "" : "s", fs->notes,
-	       fs->notes == 1 ? "" : "s");
-	fflush(stdout);
-	findings_print_text(stdout, m, fs);
-}
 
 /* ---- HTML ---------------------------------------------------------------- */
 
@@ -385,9 +74,11 @@ static int write_page(FILE *out, const char *out_path, const char *trace_path, c
 		w.to_ns = 1;
 		w.chosen_by = "no events were read";
 	}
-	ret = html_report_write(out, m, &a.findings, &w);
+	struct report r;
+	ret = report_build(&r, &a) == 0 ? html_report_write(out, &r, &w) : -1;
 	if (ret != 0)
 		print_error("out of memory writing '%s'", out_path);
+	report_free(&r);
 out:
 	analysis_close(&a);
 	return ret;
@@ -480,18 +171,23 @@ int cmd_report(int argc, char **argv)
 		json_array_begin(&j, NULL);
 	for (int i = optind; i < argc; i++) {
 		struct analysis a;
+		struct report r = { 0 };
 		char err[512];
 		if (analysis_open(&a, argv[i], ANALYSIS_WHOLE, err, sizeof err) != 0) {
 			print_error("%s", err);
 			status = EXIT_UNUSABLE;
+		} else if (report_build(&r, &a) != 0) {
+			print_error("out of memory reporting on '%s'", argv[i]);
+			status = EXIT_UNUSABLE;
 		} else if (as_json) {
-			report_json(&j, &a.trace, &a.model, &a.findings);
+			report_json(&j, &r);
 			reported++;
 		} else {
 			if (i > optind)
 				putchar('\n');
-			report_text(&a.trace, &a.model, &a.findings);
+			report_print_text(stdout, &r);
 		}
+		report_free(&r);
 		analysis_close(&a);
 	}
 	if (as_json && n > 1)

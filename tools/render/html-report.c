@@ -40,6 +40,11 @@
  * and scrolls the timeline into view, also when the page is opened at
  * that fragment.  The text block is finding_print_text()'s, escaped.
  *
+ * Words.  Below the timeline the page says what the text report says, in
+ * the same words: report-data.h's, laid out here and escaped (a heading's
+ * first letter made a capital); the timeline, its legend and the links
+ * are this file's own.
+ *
  * The script installs window.onerror first (errors are appended to
  * body's data-errors) and sets body's data-ready="1" when its set-up has
  * run, for tests and for anyone wondering whether the page is alive.
@@ -53,7 +58,6 @@
 #include <string.h>
 #include <sys/types.h>
 
-#include "describe.h"
 #include "findings-output.h"
 #include "format.h"
 #include "lanes.h"
@@ -133,6 +137,15 @@ __attribute__((format(printf, 2, 3))) static void html_escapef(FILE *out, const 
 		free(text);
 }
 
+/* html_escape() of s with its first letter a capital: one of the report's
+ * phrases (report-data.h) as a heading. */
+static void html_escape_capitalized(FILE *out, const char *s)
+{
+	if (*s >= 'a' && *s <= 'z')
+		putc(*s++ - 'a' + 'A', out);
+	html_escape(out, s);
+}
+
 /* ---- the page's fixed parts ----------------------------------------------------- */
 
 /* The style and scripts are the files in tools/html, embedded by html-assets.c. */
@@ -141,6 +154,7 @@ __attribute__((format(printf, 2, 3))) static void html_escapef(FILE *out, const 
 
 struct page {
 	FILE *out;
+	const struct report *r;    /* what the page says but the timeline */
 	const struct trace *t;
 	const struct model *m;
 	const struct findings *fs;
@@ -424,20 +438,22 @@ static void write_legend(struct page *p)
 	      out);
 }
 
+/* The trace, what is known of its completeness, and the model's
+ * self-check, in report-data.h's words. */
 static void write_summary(struct page *p)
 {
 	FILE *out = p->out;
+	const struct report *r = p->r;
 	const struct trace *t = p->t;
 	const struct model *m = p->m;
 	const struct gtr_file_header *h = &t->header;
 	const struct lanes *l = &p->lanes;
-	char v[64], b[96], d1[32], d2[32], d3[32];
+	char d1[32], d2[32], d3[32];
 
 	fputs("<section id=\"trace\">\n<h2>Trace</h2>\n<dl class=\"facts\">\n<dt>file</dt><dd>", out);
 	html_escape(out, t->path);
 	fputs("</dd>\n<dt>python</dt><dd>", out);
-	describe_python_version(h, v, sizeof v);
-	html_escapef(out, "%s (%s)", v[0] ? v : "?", describe_build(h, b, sizeof b));
+	html_escape(out, r->python);
 	if (h->py_version[0]) {
 		fputs("<br>", out);
 		html_escape(out, h->py_version);
@@ -445,10 +461,7 @@ static void write_summary(struct page *p)
 	fputs("</dd>\n<dt>executable</dt><dd>", out);
 	html_escape(out, h->executable[0] ? h->executable : "?");
 	fputs("</dd>\n<dt>process</dt><dd>", out);
-	html_escapef(out, "pid %d%s, %zu threads, %zu events, wall %s, %s mode, %s clock", h->pid,
-	             h->flags & GTR_FLAG_FORK_CHILD ? " (fork child)" : "", m->thread_count, t->event_count,
-	             format_duration(d1, sizeof d1, m->wall_ns), h->flags & GTR_FLAG_RING ? "ring" : "full",
-	             t->clock_is_tsc ? "tsc" : "monotonic");
+	html_escapef(out, "%s, %s clock", r->process, r->clock);
 	fputs("</dd>\n<dt>timeline</dt><dd>", out);
 	html_escapef(out, "+%s to +%s, %s; %zu columns of %s, %zu lanes",
 	             format_duration(d1, sizeof d1, l->from_ns), format_duration(d2, sizeof d2, l->to_ns),
@@ -457,13 +470,10 @@ static void write_summary(struct page *p)
 	             l->lane_count);
 	fputs("</dd>\n</dl>\n", out);
 
-	if (trace_incomplete(t)) {
-		char why[320];
+	if (r->truncated) {
 		fputs("<p class=\"warn\" id=\"truncated\">TRUNCATED: ", out);
-		html_escape(out, trace_incomplete_why(t, why, sizeof why));
-		fputs("; every event up to ", out);
-		html_escapef(out, "+%s", format_duration(d1, sizeof d1, t->last_event_ns));
-		fputs(" (the last one committed) was read.</p>\n", out);
+		html_escapef(out, "%s; %s.", r->truncated_why, r->truncated_read);
+		fputs("</p>\n", out);
 	}
 	if (t->note_count) {
 		fputs("<div class=\"warn\" id=\"notes\">The reader's notes:\n<ul>\n", out);
@@ -474,10 +484,19 @@ static void write_summary(struct page *p)
 		}
 		fputs("</ul>\n</div>\n", out);
 	}
-	if (m->error_count) {
-		fprintf(out, "<div class=\"bad\" id=\"model-errors\">%s\n<ul>\n",
-		        t->note_count ? "Model inconsistencies (expected: the trace is damaged, see the notes above):"
-		                      : "Model self-check FAILED (a giltrace bug, please report it with this trace):");
+	if (r->loss_count) {
+		fputs("<p class=\"warn\" id=\"losses\">", out);
+		for (size_t i = 0; i < r->loss_count; i++) {
+			if (i)
+				fputs("<br>", out);
+			html_escape(out, r->losses[i]);
+		}
+		fputs("</p>\n", out);
+	}
+	if (r->model_errors_heading) {
+		fputs("<div class=\"bad\" id=\"model-errors\">", out);
+		html_escape_capitalized(out, r->model_errors_heading);
+		fputs("\n<ul>\n", out);
 		for (size_t i = 0; i < m->error_count; i++) {
 			fputs("<li>", out);
 			html_escape(out, m->errors[i]);
@@ -488,97 +507,67 @@ static void write_summary(struct page *p)
 	fputs("</section>\n", out);
 }
 
-static void write_tid_list(struct page *p, bool (*pick)(const struct model_thread *))
+static void write_finalization(struct page *p, const struct report_finalization *f)
 {
-	const struct model *m = p->m;
-	char buf[96];
-	bool any = false;
-	for (size_t i = 0; i < m->thread_count; i++) {
-		if (!pick(&m->threads[i]))
-			continue;
-		if (any)
-			fputs(", ", p->out);
-		html_escape(p->out, model_thread_label(m, (int)i, buf, sizeof buf));
-		any = true;
+	FILE *out = p->out;
+	fputs("<h3>", out);
+	html_escape_capitalized(out, f->heading);
+	fputs("</h3>\n<p>", out);
+	html_escape(out, f->said);
+	if (f->epoch)
+		for (int i = 0; i < REPORT_THREAD_LISTS; i++) {
+			fputs("<br>", out);
+			html_escapef(out, "%s: %s", f->lists[i].label, f->lists[i].text);
+		}
+	if (f->ended[0]) {
+		fputs("<br>", out);
+		html_escape(out, f->ended);
 	}
-	if (!any)
-		fputs("none", p->out);
+	fputs("</p>\n", out);
 }
 
-static bool pick_alive(const struct model_thread *th) { return th->alive_at_finalization; }
-static bool pick_held(const struct model_thread *th) { return th->held_after_finalization; }
-static bool pick_waited(const struct model_thread *th) { return th->waited_after_finalization; }
-
+/* The statistics and the finalization, in report-data.h's words. */
 static void write_statistics(struct page *p)
 {
 	FILE *out = p->out;
-	const struct model *m = p->m;
-	char d1[32], d2[32], d3[32], d4[32], ex[96];
+	const struct report *r = p->r;
 
 	fputs("<section id=\"statistics\">\n<h2>Statistics <small>(the whole run)</small></h2>\n", out);
-	for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++) {
-		const struct model_gil *g = &m->gils[gi];
-		if (!g->seen)
-			continue;
+	for (size_t i = 0; i < r->gil_count; i++) {
 		fputs("<p>", out);
-		html_escapef(out, "GIL %u%s at 0x%" PRIx64 ": held %s (%.1f%%), idle %s, %" PRIu64 " acquisitions", gi,
-		             g->in_runtime ? " (main)" : "", g->base, format_duration(d1, sizeof d1, g->held_ns),
-		             m->wall_ns ? 100.0 * (double)g->held_ns / (double)m->wall_ns : 0.0,
-		             format_duration(d2, sizeof d2, g->idle_ns), g->acquisitions);
+		html_escape(out, r->gils[i].line);
+		if (r->gils[i].lost[0]) {
+			fputs("<br>", out);
+			html_escape(out, r->gils[i].lost);
+		}
 		fputs("</p>\n", out);
 	}
 	fputs("<p>", out);
-	html_escapef(out, "handoffs: %" PRIu64 ", latency p50 %s, p90 %s, p99 %s, max %s", m->handoff_count,
-	             format_duration(d1, sizeof d1, m->latency_p50), format_duration(d2, sizeof d2, m->latency_p90),
-	             format_duration(d3, sizeof d3, m->latency_p99), format_duration(d4, sizeof d4, m->latency_max));
+	html_escapef(out, "%s %s, %s, %s, %s", r->handoffs, r->latency[0], r->latency[1], r->latency[2],
+	             r->latency[3]);
 	fputs("<br>", out);
-	html_escapef(out, "contention: %.1f%% of acquisitions waited for another holder",
-	             100.0 * describe_contention_ratio(m));
+	html_escape(out, r->contention);
 	fputs("</p>\n", out);
 
-	fputs("<table id=\"threads\">\n<thead><tr><th class=\"n\">tid</th><th>name</th><th class=\"n\">hold</th>"
-	      "<th class=\"n\">wait</th><th class=\"n\">acquisitions</th><th class=\"n\">drop requests</th>"
-	      "<th class=\"n\">forced switches</th><th>exit</th></tr></thead>\n<tbody>\n",
-	      out);
-	for (size_t i = 0; i < m->thread_count; i++) {
-		const struct model_thread *th = &m->threads[i];
-		const char *name = model_thread_name(m, (int)i);
-		fprintf(out, "<tr data-tid=\"%d\"><td class=\"n\">%d</td><td>", th->info->tid, th->info->tid);
-		html_escape(out, name ? name : "-");
-		fprintf(out,
-		        "</td><td class=\"n\">%s</td><td class=\"n\">%s</td><td class=\"n\">%" PRIu64
-		        "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64 "</td><td>",
-		        format_duration(d1, sizeof d1, th->hold_ns), format_duration(d2, sizeof d2, th->wait_ns),
-		        th->acquisitions, th->drop_requests, th->forced_switches);
-		html_escape(out, describe_thread_exit(th, ex, sizeof ex));
-		if (th->info->events_lost)
-			fputs(" (older events dropped)", out);
-		fputs("</td></tr>\n", out);
+	fputs("<table id=\"threads\">\n<thead><tr>", out);
+	for (int c = 0; c < REPORT_COLUMNS; c++)
+		fprintf(out, "<th%s>%s</th>", report_columns[c].numeric ? " class=\"n\"" : "", report_columns[c].title);
+	fputs("</tr></thead>\n<tbody>\n", out);
+	for (size_t i = 0; i < r->row_count; i++) {
+		const struct report_thread_row *row = &r->rows[i];
+		fprintf(out, "<tr data-tid=\"%d\">", p->m->threads[row->thread].info->tid);
+		for (int c = 0; c < REPORT_COLUMNS; c++) {
+			fputs(report_columns[c].numeric ? "<td class=\"n\">" : "<td>", out);
+			html_escape(out, row->cell[c]);
+			fputs("</td>", out);
+		}
+		fputs("</tr>\n", out);
 	}
 	fputs("</tbody>\n</table>\n", out);
 
-	fputs("<h3>Finalization</h3>\n<p>", out);
-	if (!m->finalization.seen) {
-		fputs(m->finalization.enter_seen ? "not seen (Py_FinalizeEx entered, flag not observed)" : "not seen",
-		      out);
-	} else {
-		int ft = m->finalization.finalizing_thread;
-		html_escapef(out, "started at +%s", format_duration(d1, sizeof d1, m->finalization.start_ns));
-		if (ft >= 0) {
-			fputs(" by ", out);
-			html_escape(out, model_thread_phrase(m, ft, ex, sizeof ex));
-		}
-		if (m->finalization.enter_seen)
-			html_escapef(out, " (Py_FinalizeEx entered at +%s)",
-			             format_duration(d2, sizeof d2, m->finalization.enter_ns));
-		fputs("<br>alive then: ", out);
-		write_tid_list(p, pick_alive);
-		fputs("<br>held the GIL after it: ", out);
-		write_tid_list(p, pick_held);
-		fputs("<br>waited for the GIL after it: ", out);
-		write_tid_list(p, pick_waited);
-	}
-	fputs("</p>\n</section>\n", out);
+	for (size_t k = 0; k < r->finalization_count; k++)
+		write_finalization(p, &r->finalizations[k]);
+	fputs("</section>\n", out);
 }
 
 /* One finding's block: finding_print_text()'s, escaped. */
@@ -618,8 +607,7 @@ static int write_findings(struct page *p)
 {
 	FILE *out = p->out;
 	const struct findings *fs = p->fs;
-	fprintf(out, "<section id=\"findings\">\n<h2>Findings: %zu error%s, %zu note%s</h2>\n", fs->errors,
-	        fs->errors == 1 ? "" : "s", fs->notes, fs->notes == 1 ? "" : "s");
+	fprintf(out, "<section id=\"findings\">\n<h2>Findings: %s</h2>\n", p->r->findings_count);
 	if (!fs->count) {
 		fputs("<p>None.</p>\n</section>\n", out);
 		return 0;
@@ -649,9 +637,11 @@ static int write_findings(struct page *p)
 	return status;
 }
 
-int html_report_write(FILE *out, const struct model *m, const struct findings *fs, const struct html_report_window *w)
+int html_report_write(FILE *out, const struct report *r, const struct html_report_window *w)
 {
-	struct page p = { .out = out, .t = m->trace, .m = m, .fs = fs, .w = w };
+	const struct model *m = r->m;
+	const struct findings *fs = r->fs;
+	struct page p = { .out = out, .r = r, .t = r->t, .m = m, .fs = fs, .w = w };
 	int status = -1;
 	p.finding_shown = calloc(fs->count ? fs->count : 1, sizeof *p.finding_shown);
 	if (!p.finding_shown)

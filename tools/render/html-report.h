@@ -8,8 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "detect.h"
-#include "model.h"
+#include "report-data.h"
 
 /* Columns the timeline's window is binned into: enough that zooming in a
  * few times (to about one column per pixel) stays faithful, few enough
@@ -21,11 +20,10 @@ struct html_report_window {
 	const char *chosen_by;     /* for the page: "around finalization", "--from/--to", ... */
 };
 
-/* Write the page for m (and its trace m->trace) and its findings to out.
- * Returns 0, or -1 when out of memory; write errors are left in
- * ferror(out) for the caller. */
-int html_report_write(FILE *out, const struct model *m, const struct findings *fs,
-                      const struct html_report_window *w);
+/* Write the page of report r (report-data.h: its trace, model and
+ * findings, worded) to out.  Returns 0, or -1 when out of memory; write
+ * errors are left in ferror(out) for the caller. */
+int html_report_write(FILE *out, const struct report *r, const struct html_report_window *w);
 
 /* Write s with &, <, >, " and ' as character references and control
  * characters (but tab and newline) as U+FFFD: safe as HTML text and
