@@ -292,11 +292,11 @@ static int finish(struct model *m, const struct replay *r)
 		m->finalization.exit_seen = ep->exit_seen;
 		m->finalization.exit_ns = ep->exit_ns;
 	} else {
-		m->finalization.finalizing_thread = r->finalize_call_seen ? r->finalize_caller : -1;
-		m->finalization.enter_seen = r->finalize_call_seen;
-		m->finalization.enter_ns = r->finalize_call_ns;
-		m->finalization.exit_seen = r->finalize_return_seen;
-		m->finalization.exit_ns = r->finalize_return_ns;
+		m->finalization.finalizing_thread = r->finalize_call.seen ? r->finalize_call.caller : -1;
+		m->finalization.enter_seen = r->finalize_call.seen;
+		m->finalization.enter_ns = r->finalize_call.call_ns;
+		m->finalization.exit_seen = r->finalize_call.returned;
+		m->finalization.exit_ns = r->finalize_call.return_ns;
 	}
 	for (size_t k = 0; k < m->epoch_count; k++) {
 		struct model_epoch *me = &m->epochs[k];

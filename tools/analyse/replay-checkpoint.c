@@ -31,9 +31,8 @@ struct replay_checkpoint {
 	struct replay_gil gils[REPLAY_MAX_GILS];
 	struct replay_epoch *epochs;
 	size_t epoch_count;
-	bool finalizing, finalize_call_seen, finalize_return_seen;
-	int finalize_caller;
-	uint64_t finalize_call_ns, finalize_return_ns;
+	bool finalizing;
+	struct replay_finalize_call finalize_call;
 };
 
 static void checkpoint_free(struct replay_checkpoint *c)
@@ -111,11 +110,7 @@ int checkpoint_take(struct replay_checkpoints *cps, const struct replay *r, cons
 		memcpy(c->epochs, r->epochs, r->epoch_count * sizeof *c->epochs);
 	c->epoch_count = r->epoch_count;
 	c->finalizing = r->finalizing;
-	c->finalize_call_seen = r->finalize_call_seen;
-	c->finalize_return_seen = r->finalize_return_seen;
-	c->finalize_caller = r->finalize_caller;
-	c->finalize_call_ns = r->finalize_call_ns;
-	c->finalize_return_ns = r->finalize_return_ns;
+	c->finalize_call = r->finalize_call;
 	cps->count++;
 	return 0;
 }
@@ -142,10 +137,6 @@ struct trace_walk *checkpoint_restore(struct replay *r, struct trace *t, const s
 	memcpy(r->gils, c->gils, sizeof r->gils);
 	r->at = c->at;
 	r->finalizing = c->finalizing;
-	r->finalize_call_seen = c->finalize_call_seen;
-	r->finalize_return_seen = c->finalize_return_seen;
-	r->finalize_caller = c->finalize_caller;
-	r->finalize_call_ns = c->finalize_call_ns;
-	r->finalize_return_ns = c->finalize_return_ns;
+	r->finalize_call = c->finalize_call;
 	return trace_walk_resume(t, c->place);
 }

@@ -215,13 +215,13 @@ static void begin_epoch(struct replay *r, int thread, const struct trace_event *
 		if (r->threads[i].holding >= 0)
 			holder = (int)i;
 	}
-	ep->finalizing_thread = by_tstate >= 0 ? by_tstate : r->finalize_call_seen ? r->finalize_caller : holder;
-	if (r->finalize_call_seen) { /* the Py_FinalizeEx call that set it */
+	ep->finalizing_thread = by_tstate >= 0 ? by_tstate : r->finalize_call.seen ? r->finalize_call.caller : holder;
+	if (r->finalize_call.seen) { /* the Py_FinalizeEx call that set it */
 		ep->enter_seen = true;
-		ep->enter_ns = r->finalize_call_ns;
-		ep->exit_seen = r->finalize_return_seen;
-		ep->exit_ns = r->finalize_return_ns;
-		r->finalize_call_seen = r->finalize_return_seen = false;
+		ep->enter_ns = r->finalize_call.call_ns;
+		ep->exit_seen = r->finalize_call.returned;
+		ep->exit_ns = r->finalize_call.return_ns;
+		r->finalize_call.seen = r->finalize_call.returned = false;
 	}
 	r->finalizing = true;
 	EMIT(r, epoch_begin, r->epoch_count - 1);
@@ -244,19 +244,19 @@ static void on_finalize_call(struct replay *r, int thread, const struct trace_ev
 		ep->enter_ns = e->ns;
 		if (ep->finalizing_thread < 0)
 			ep->finalizing_thread = thread;
-	} else if (!ep && !r->finalize_call_seen) {
-		r->finalize_call_seen = true;
-		r->finalize_caller = thread;
-		r->finalize_call_ns = e->ns;
+	} else if (!ep && !r->finalize_call.seen) {
+		r->finalize_call.seen = true;
+		r->finalize_call.caller = thread;
+		r->finalize_call.call_ns = e->ns;
 	}
 }
 
 static void on_finalize_return(struct replay *r, const struct trace_event *e)
 {
 	struct replay_epoch *ep = r->epoch_count ? &r->epochs[r->epoch_count - 1] : NULL;
-	if (r->finalize_call_seen && !r->finalize_return_seen) {
-		r->finalize_return_seen = true;
-		r->finalize_return_ns = e->ns;
+	if (r->finalize_call.seen && !r->finalize_call.returned) {
+		r->finalize_call.returned = true;
+		r->finalize_call.return_ns = e->ns;
 	} else if (ep && ep->enter_seen && !ep->exit_seen) {
 		ep->exit_seen = true;
 		ep->exit_ns = e->ns;
@@ -459,7 +459,7 @@ int replay_run_with(struct replay *r, struct trace *t, const struct replay_visit
 		if (!visitors[v]->event && (visitors[v]->events | visitors[v]->events_after_finalization))
 			return -1; /* a caller's bug: no callback for its events */
 	}
-	r->finalize_caller = -1;
+	r->finalize_call.caller = -1;
 	r->thread_count = t->thread_count;
 	r->threads = calloc(t->thread_count ? t->thread_count : 1, sizeof *r->threads);
 	if (!r->threads)

@@ -157,9 +157,11 @@ struct replay {
 	size_t epoch_count;
 	bool finalizing;           /* the last epoch is open */
 	/* a Py_FinalizeEx call not yet part of an epoch (its flag not seen yet) */
-	bool finalize_call_seen, finalize_return_seen;
-	int finalize_caller;
-	uint64_t finalize_call_ns, finalize_return_ns;
+	struct replay_finalize_call {
+		bool seen, returned;
+		int caller;
+		uint64_t call_ns, return_ns;
+	} finalize_call;
 
 	/* contradictions in the trace itself (a bug of giltrace's): "GIL 0
 	 * acquired by thread 12 while thread 13 held it" */

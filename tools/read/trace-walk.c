@@ -366,22 +366,33 @@ static void sift_down(struct trace_walk *w, size_t i)
 	}
 }
 
-struct trace_walk *trace_walk_begin(struct trace *t)
+/* A walk of t with a cursor and a heap slot per thread, all zero; NULL
+ * when out of memory. */
+static struct trace_walk *walk_new(struct trace *t)
 {
+	size_t k = t->thread_count ? t->thread_count : 1;
 	struct trace_walk *w = calloc(1, sizeof *w);
-	size_t k = t->thread_count;
 	if (!w)
 		return NULL;
 	w->t = t;
-	w->first = !t->walked;
-	w->cursors = calloc(k ? k : 1, sizeof *w->cursors);
-	w->heap = malloc((k ? k : 1) * sizeof *w->heap);
+	w->cursors = calloc(k, sizeof *w->cursors);
+	w->heap = calloc(k, sizeof *w->heap);
 	if (!w->cursors || !w->heap) {
 		free(w->cursors);
 		free(w->heap);
 		free(w);
 		return NULL;
 	}
+	return w;
+}
+
+struct trace_walk *trace_walk_begin(struct trace *t)
+{
+	struct trace_walk *w = walk_new(t);
+	size_t k = t->thread_count;
+	if (!w)
+		return NULL;
+	w->first = !t->walked;
 	if (w->first) {
 		/* what the first walk fills in starts empty (again, if an
 		 * earlier one ran out of memory) */
@@ -520,19 +531,10 @@ struct trace_walk *trace_walk_resume(struct trace *t, const struct trace_walk_pl
 {
 	if (!t->walked || p->thread_count != t->thread_count)
 		return NULL;
-	struct trace_walk *w = calloc(1, sizeof *w);
+	struct trace_walk *w = walk_new(t);
 	size_t k = t->thread_count;
 	if (!w)
 		return NULL;
-	w->t = t;
-	w->cursors = malloc((k ? k : 1) * sizeof *w->cursors);
-	w->heap = malloc((k ? k : 1) * sizeof *w->heap);
-	if (!w->cursors || !w->heap) {
-		free(w->cursors);
-		free(w->heap);
-		free(w);
-		return NULL;
-	}
 	memcpy(w->cursors, p->cursors, k * sizeof *w->cursors);
 	memcpy(w->heap, p->heap, k * sizeof *w->heap);
 	w->heap_count = p->heap_count;
