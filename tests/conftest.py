@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 import scenario_build
-from helpers import GILTRACE, GILTRACE_SAN, INTERPRETERS, SHIM, write_script
+from helpers import GILTRACE, GILTRACE_SAN, INTERPRETERS, SHIM, assert_recorded, report, write_script
 
 
 @pytest.fixture(params=INTERPRETERS)
@@ -48,4 +48,5 @@ def simple_trace(tmp_path_factory):
     trace = tmp / "t.gtr"
     subprocess.run([GILTRACE, "run", "-o", str(trace), "--", python, script], check=True, timeout=60,
                    capture_output=True)
+    assert_recorded(report(str(trace)), workers=3)
     return trace

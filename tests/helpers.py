@@ -1,5 +1,6 @@
 """What giltrace's integration tests share: paths, the interpreters found,
-running giltrace and reading its JSON, and the model's invariants.
+running giltrace and reading its JSON, the model's invariants, and the
+events a trace must hold for a verdict on it to mean something.
 
 One module for every test file (the fixtures are in conftest.py, which
 imports this): no test file imports another.  Interpreters are discovered at
@@ -105,6 +106,28 @@ def assert_model_sound(rep):
     for t in rep["threads"]:
         assert t["gil_hold_ns"] <= rep["wall_ns"]
     assert sum(t["gil_hold_ns"] for t in rep["threads"]) == sum(g["held_ns"] for g in rep["gils"])
+
+
+def assert_recorded(rep, workers=0, finalization=True, ended=True):
+    """The trace (its report, `rep`) holds the events a verdict on it rests
+    on, so that "no findings" or "clean" says something: the main thread's
+    GIL acquisitions and, when `ended`, its end; at least `workers` other
+    threads that took the GIL; when `finalization`, the interpreter's
+    finalization.  A trace of a shim that wrote its header and no event fails
+    here.  Workers' ends are for the caller to ask for where the program
+    guarantees them: join() returns before a worker's end is recorded (see
+    CPU_THREADS in test_gil.py), so a clean program may exit first.
+    Returns rep."""
+    where = f"{rep['trace']} ({rep['events']} events)"
+    main = [t for t in rep["threads"] if t["main"]]
+    assert len(main) == 1 and main[0]["acquisitions"] > 0, f"{where}: no GIL acquisition of the main thread"
+    if ended:
+        assert main[0]["exit"], f"{where}: the main thread's end is not recorded"
+    took_gil = [t for t in rep["threads"] if not t["main"] and t["acquisitions"] > 0]
+    assert len(took_gil) >= workers, f"{where}: {len(took_gil)} other threads took the GIL, expected {workers}"
+    if finalization:
+        assert rep["finalization"]["start_ns"] is not None, f"{where}: the finalization is not recorded"
+    return rep
 
 
 def assert_holds_never_overlap(events):

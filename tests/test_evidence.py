@@ -18,7 +18,8 @@ import subprocess
 
 import pytest
 
-from helpers import GILTRACE, SCENARIOS, SHIM, assert_model_sound, dump, giltrace_run, write_script
+from helpers import (GILTRACE, SCENARIOS, SHIM, assert_model_sound, assert_recorded, dump, giltrace_run, report,
+                     write_script)
 
 BIN = os.environ.get("GILTRACE_EVIDENCE_BIN", GILTRACE)
 DEBIAN = "/usr/bin/python3.11"
@@ -150,6 +151,8 @@ def test_killed_process_is_evidence_but_not_clean(tmp_path):
     (result,), status = check_json(trace)
     assert status == 2 and result["verdict"] == "incomplete"
     assert result["truncated_reasons"] == ["not_closed"]
+    # evidence: what the threads did until the kill is there
+    assert_recorded(report(str(trace)), workers=2, finalization=False, ended=False)
     quiet = tool("check", "--quiet-if-clean", "--min-severity", "error", str(trace))
     assert quiet.returncode == 2
     assert "TRUNCATED, not clean: the process did not exit normally" in quiet.stdout

@@ -20,7 +20,8 @@ from decimal import Decimal
 
 import pytest
 
-from helpers import GILTRACE, GILTRACE_SAN, check_json, giltrace_run, of, report, run_scenario, write_script
+from helpers import (GILTRACE, GILTRACE_SAN, assert_recorded, check_json, giltrace_run, of, report, run_scenario,
+                     write_script)
 
 INTERPRETER = "/usr/bin/python3.11"
 
@@ -350,7 +351,7 @@ def test_standard_output(tmp_path):
     proc = subprocess.run([GILTRACE, "export", "-o", "-", trace], capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout.decode("utf-8"), parse_float=Decimal)
-    check_chrome_trace(doc, trace, report(trace))
+    check_chrome_trace(doc, trace, assert_recorded(report(trace), workers=4))
 
 
 # ---- hostile input (ASan + UBSan build) ------------------------------------------------
@@ -363,6 +364,7 @@ def real_trace(tmp_path_factory):
     script = write_script(tmp, HANDOFFS)
     proc, trace = giltrace_run(INTERPRETER, script, tmp)
     assert proc.returncode == 0, proc.stderr
+    assert_recorded(report(trace), workers=3)  # events for the damage to reach
     return open(trace, "rb").read()
 
 

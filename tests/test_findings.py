@@ -14,8 +14,8 @@ import subprocess
 
 import pytest
 
-from helpers import (GILTRACE, GILTRACE_SAN, SCENARIOS, SHIM, check_json, dump, errors, main_tid, of,
-                     report, run_scenario, version_of)
+from helpers import (GILTRACE, GILTRACE_SAN, SCENARIOS, SHIM, assert_recorded, check_json, dump, errors,
+                     main_tid, of, report, run_scenario, version_of)
 import scenario_build
 
 
@@ -101,6 +101,12 @@ def test_embedding_program_reinitialises(python, build_dir, tmp_path, variant):
     if variant == "clean":
         assert proc.returncode == 0, proc.stderr
         assert result["findings"] == []
+        # what "no finding" rests on: both finalizations and the program's
+        # PyEval_RestoreThread were seen
+        assert_recorded(report(trace))
+        events = dump(trace)
+        assert len([e for e in events if e[2] == "finalizing" and e[3][0] == "set"]) == 2
+        assert [e for e in events if e[2] == "capi-call" and "fn=PyEval_RestoreThread" in e[3]]
         # the report tells of both finalizations, the first ended by the
         # second Py_Initialize
         rep = report(trace)
@@ -157,6 +163,9 @@ def test_drop_request_left_by_a_dead_thread(python, extension, tmp_path):
         assert not hung, f"{version} hung"
         assert proc.returncode == 0, err
         assert found == [] and errors(result) == []
+        # the daemon's end during finalization, which the verdict is about, is in the trace
+        rep = assert_recorded(report(trace), workers=1)
+        assert all(t["exit"] for t in rep["threads"]), rep["threads"]
 
 
 # ---- notes only, many runs ---------------------------------------------------------
@@ -176,11 +185,14 @@ def preload_run(python, script, tmp_path, runs, timeout=60):
     return traces
 
 
-def assert_notes_only(traces):
+def assert_notes_only(traces, workers):
+    """Notes only, in traces that hold the `workers` threads and the finalization."""
     proc = subprocess.run([GILTRACE, "check", "--json", *traces], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.loads(proc.stdout)
     assert len(results) == len(traces)
+    for trace in traces:
+        assert_recorded(report(trace), workers=workers)
     for r in results:
         assert r["usable"] and errors(r) == [], r["findings"]
         for f in r["findings"]:
@@ -190,21 +202,27 @@ def assert_notes_only(traces):
 
 
 def test_bpo39877_sleeping_daemons_notes_only(python, tmp_path):
-    results = assert_notes_only(preload_run(python, "bpo39877.py", tmp_path, runs=5))
+    results = assert_notes_only(preload_run(python, "bpo39877.py", tmp_path, runs=5), workers=10)
     # the daemons sleep while main exits: finalization ends some of them
     assert any(r["findings"] for r in results)
 
 
 def test_4_daemon_threads_shape_notes_only(python, tmp_path):
-    assert_notes_only(preload_run(python, "daemon_io.py", tmp_path, runs=20))
+    assert_notes_only(preload_run(python, "daemon_io.py", tmp_path, runs=20), workers=40)
 
 
-@pytest.mark.parametrize("script", ["clean_join.py", "clean_pool.py", "clean_asyncio.py"])
+# Threads each clean program starts for certain: a pool may hand work to an
+# idle thread rather than start another.
+CLEAN_WORKERS = {"clean_join.py": 4, "clean_pool.py": 1, "clean_asyncio.py": 1}
+
+
+@pytest.mark.parametrize("script", CLEAN_WORKERS)
 def test_clean_programs_have_no_findings(python, tmp_path, script):
     proc, trace = run_scenario(python, script, tmp_path)
     assert proc.returncode == 0, proc.stderr
     result, status = check_json(trace)
     assert status == 0 and result["findings"] == []
+    assert_recorded(report(trace), workers=CLEAN_WORKERS[script])
     assert "giltrace" not in proc.stderr.replace("giltrace: trace of pid", "")
 
 

@@ -1,8 +1,8 @@
 """The GIL as giltrace sees it, on every interpreter present."""
 import os
 
-from helpers import (assert_holds_never_overlap, assert_model_sound, dump, giltrace_run, report,
-                     write_script)
+from helpers import (assert_holds_never_overlap, assert_model_sound, assert_recorded, dump, giltrace_run,
+                     report, write_script)
 
 CPU_THREADS = """
 import os, sys, threading, time
@@ -79,6 +79,7 @@ def test_sleep0_loop_acquires_once_per_iteration(python, tmp_path):
     assert proc.returncode == 0, proc.stderr
     rep = report(trace)
     assert_model_sound(rep)
+    assert len(workers(rep)) == 4
     for t in workers(rep):
         assert n <= t["acquisitions"] <= n + n // 10 + 50, t
 
@@ -138,7 +139,9 @@ def test_output_and_exit_status_unchanged(python, tmp_path):
     assert plain.returncode == traced.returncode == 3
     assert plain.stdout == traced.stdout
     assert plain.stderr == traced.stderr
-    assert len([f for f in os.listdir(tmp_path) if f.endswith(".gtr")]) == 1
+    [trace] = [f for f in os.listdir(tmp_path) if f.endswith(".gtr")]
+    # with the recorder at work: the three threads and the exit are in the trace
+    assert_recorded(report(str(tmp_path / trace)), workers=3)
     # and giltrace run passes the status through
     proc, trace = giltrace_run(python, script, tmp_path)
     assert proc.returncode == 3 and proc.stdout == plain.stdout

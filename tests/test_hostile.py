@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from helpers import GILTRACE, GILTRACE_SAN, assert_every_reader_survives, giltrace_run, run_tool, write_script
+from helpers import (GILTRACE, GILTRACE_SAN, assert_every_reader_survives, assert_recorded, giltrace_run, report,
+                     run_tool, write_script)
 
 INTERPRETER = "/usr/bin/python3.11"
 
@@ -32,6 +33,7 @@ def real_trace(tmp_path_factory):
                           "[t.start() for t in ts]; [t.join() for t in ts]\n")
     proc, trace = giltrace_run(INTERPRETER, script, tmp)
     assert proc.returncode == 0
+    assert_recorded(report(trace), workers=3)  # events for the damage to reach
     return open(trace, "rb").read()
 
 

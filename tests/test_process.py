@@ -99,6 +99,7 @@ def test_ring_mode_keeps_the_last_mib_per_thread(tmp_path):
     assert rep["process"]["mode"] == "ring"
     assert_model_sound(rep)
     workers = [t for t in rep["threads"] if not t["main"]]
+    assert len(workers) == 2
     assert all(t["events_lost"] for t in workers)
     # 60000 iterations need ~2.9 MB of events per thread; each kept 1 MiB
     assert all(10000 < t["acquisitions"] < 60000 for t in workers)
