@@ -103,13 +103,13 @@ def test_embedding_program_reinitialises(python, build_dir, tmp_path, variant):
         assert result["findings"] == []
         # what "no finding" rests on: both finalizations and the program's
         # PyEval_RestoreThread were seen
-        assert_recorded(report(trace))
+        rep = report(trace)
+        assert_recorded(rep)
         events = dump(trace)
         assert len([e for e in events if e[2] == "finalizing" and e[3][0] == "set"]) == 2
         assert [e for e in events if e[2] == "capi-call" and "fn=PyEval_RestoreThread" in e[3]]
         # the report tells of both finalizations, the first ended by the
         # second Py_Initialize
-        rep = report(trace)
         first, second = rep["finalizations"]
         assert first["end_ns"] is not None and first["start_ns"] < first["end_ns"] < second["start_ns"]
         assert second["end_ns"] is None
