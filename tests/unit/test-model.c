@@ -106,7 +106,7 @@ static int test_truncated_trace(void)
 	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
 	CHECK(t.truncated && t.last_event_ns == 4000);
 	CHECK(t.not_closed && !t.cut_short && trace_incomplete(&t));
-	const char *ids[3];
+	const char *ids[TRACE_INCOMPLETE_REASONS];
 	CHECK(trace_incomplete_reasons(&t, ids) == 1 && strcmp(ids[0], "not_closed") == 0);
 	trace_close(&t);
 	return ok;
@@ -685,6 +685,34 @@ static int test_window_from_checkpoint(void)
 	return ok;
 }
 
+/* A closed trace without a single event is not clean evidence: it says
+ * so once walked, and a trace with events does not. */
+static int test_empty_trace_is_incomplete(void)
+{
+	int ok = 1;
+	struct fake f;
+	fake_init(&f, GTR_FLAG_CLOSED);
+	struct trace t;
+	char err[256];
+	const char *ids[TRACE_INCOMPLETE_REASONS], *why;
+	char buf[512];
+	CHECK(trace_open(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(!trace_incomplete(&t)); /* not known before the walk */
+	trace_close(&t);
+	fake_init(&f, GTR_FLAG_CLOSED);
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(t.event_count == 0 && trace_incomplete(&t));
+	CHECK(trace_incomplete_reasons(&t, ids) == 1 && strcmp(ids[0], "empty") == 0);
+	why = trace_incomplete_why(&t, buf, sizeof buf);
+	CHECK(strstr(why, "no event") != NULL);
+	trace_close(&t);
+	struct fake g = two_threads(GTR_FLAG_CLOSED);
+	CHECK(open_walked(&t, fake_write(&g, 0), err, sizeof err) == 0);
+	CHECK(t.event_count > 0 && !trace_incomplete(&t));
+	trace_close(&t);
+	return ok;
+}
+
 /* Walks repeat: the second gives the same events in the same order and
  * adds no note; the first one's notes and count are final. */
 static int test_second_walk_is_the_same(void)
@@ -799,6 +827,7 @@ int main(void)
 		test_release_of_a_lost_acquisition, test_out_of_space_tail, test_clock_far_past_start,
 		test_newer_event_type_is_skipped, test_latencies_past_exact,
 		test_second_walk_is_the_same, test_file_shrinking_under_the_reader, test_window_from_checkpoint,
+		test_empty_trace_is_incomplete,
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
 		tests[i]() ? passed++ : failed++;

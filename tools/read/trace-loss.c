@@ -132,12 +132,17 @@ const char *trace_loss_kind_name(enum trace_loss_kind kind)
 	return "unknown";
 }
 
-bool trace_incomplete(const struct trace *t)
+static bool empty(const struct trace *t)
 {
-	return t->cut_short || t->not_closed || t->out_of_space;
+	return t->walked && t->event_count == 0;
 }
 
-size_t trace_incomplete_reasons(const struct trace *t, const char *ids[3])
+bool trace_incomplete(const struct trace *t)
+{
+	return t->cut_short || t->not_closed || t->out_of_space || empty(t);
+}
+
+size_t trace_incomplete_reasons(const struct trace *t, const char *ids[TRACE_INCOMPLETE_REASONS])
 {
 	size_t n = 0;
 	if (t->cut_short)
@@ -146,6 +151,8 @@ size_t trace_incomplete_reasons(const struct trace *t, const char *ids[3])
 		ids[n++] = "not_closed";
 	if (t->out_of_space)
 		ids[n++] = "out_of_space";
+	if (empty(t))
+		ids[n++] = "empty";
 	return n;
 }
 
@@ -163,6 +170,8 @@ const char *trace_incomplete_why(const struct trace *t, char *buf, size_t size)
 		t->out_of_space ? "the process could not go on recording (out of trace space, or its trace file was "
 		                  "lost): later events were not recorded"
 		                : "",
+		empty(t) ? "the trace holds no event: nothing was recorded (an interpreter giltrace does not support?)"
+		         : "",
 	};
 	size_t len = 0;
 	buf[0] = '\0';

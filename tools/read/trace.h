@@ -213,17 +213,21 @@ void trace_sanitize_string(char *s);
  * U+10FFFF are not valid. */
 size_t trace_utf8_sequence(const unsigned char *p, size_t left);
 
-/* Whether the trace is incomplete evidence: cut short, not closed, or
- * out of space.  A ring trace that overwrote its oldest events is not
- * incomplete (that is what ring mode is for); its losses are listed. */
+/* Whether the trace is incomplete evidence: cut short, not closed, out of
+ * space, or (once walked) empty: a Python process always takes its GIL, so
+ * a trace without a single event recorded nothing, whatever the reason.
+ * A ring trace that overwrote its oldest events is not incomplete (that is
+ * what ring mode is for); its losses are listed. */
 bool trace_incomplete(const struct trace *t);
+/* The most reasons trace_incomplete_reasons() gives. */
+#define TRACE_INCOMPLETE_REASONS 4
 /* Why, in a few words for a line of text ("the file is cut short: 44 of
  * 249 chunks; the process did not exit normally"), or "" if complete;
  * returns buf. */
 const char *trace_incomplete_why(const struct trace *t, char *buf, size_t size);
 /* The stable ids of the reasons, in the order of trace_incomplete_why():
- * "cut_short", "not_closed", "out_of_space"; returns how many (<= 3). */
-size_t trace_incomplete_reasons(const struct trace *t, const char *ids[3]);
+ * "cut_short", "not_closed", "out_of_space", "empty"; returns how many. */
+size_t trace_incomplete_reasons(const struct trace *t, const char *ids[TRACE_INCOMPLETE_REASONS]);
 /* Whether events of some thread may be missing strictly between from_ns
  * and to_ns: a GAP or TRAILING loss overlaps (from_ns, to_ns), or with
  * leading_too any loss does. */

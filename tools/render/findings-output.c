@@ -236,7 +236,7 @@ void findings_json(struct json *j, const char *key, const struct model *m, const
  * members in check's and report's objects. */
 void findings_json_truncation(struct json *j, const struct trace *t)
 {
-	const char *ids[3];
+	const char *ids[TRACE_INCOMPLETE_REASONS];
 	char why[320];
 	size_t n = trace_incomplete_reasons(t, ids);
 	json_bool(j, "truncated", n > 0);
