@@ -1,15 +1,51 @@
+/*
+ * json.c: the JSON writer's buffer, line breaks and escaping (json.h).
+ */
 #include "json.h"
 
 #include "trace.h"
 
+#include <errno.h>
 #include <math.h>
 #include <string.h>
 
 void json_init(struct json *j, FILE *out)
 {
-	j->out = out;
-	j->depth = 0;
-	j->has_items[0] = false;
+	*j = (struct json){ .out = out, .pretty = true, .write_through = true };
+	j->buf = j->p = j->own;
+	j->end = j->own + sizeof j->own;
+}
+
+void json_init_compact(struct json *j, FILE *out, char *buf, size_t size)
+{
+	*j = (struct json){ .out = out, .buf = buf, .p = buf, .end = buf + size };
+}
+
+void json_flush(struct json *j)
+{
+	size_t n = (size_t)(j->p - j->buf);
+	j->p = j->buf;
+	errno = 0;
+	if (n && !j->error && fwrite(j->buf, 1, n, j->out) != n)
+		j->error = errno ? errno : EIO;
+}
+
+void json_finish(struct json *j)
+{
+	*json_reserve(j, 1) = '\n';
+	j->p++;
+	json_flush(j);
+}
+
+void json_new_line(struct json *j)
+{
+	*json_reserve(j, 1) = '\n';
+	j->p++;
+	for (int i = 0; j->pretty && i < j->depth; i++) {
+		memcpy(json_reserve(j, 2), "  ", 2);
+		j->p += 2;
+	}
+	j->line_break = false;
 }
 
 char *json_escape(char *dst, const char *src, size_t len)
@@ -18,18 +54,18 @@ char *json_escape(char *dst, const char *src, size_t len)
 	const unsigned char *p = (const unsigned char *)src, *end = p + len;
 	while (p < end) {
 		unsigned c = *p;
-		if (c == '"' || c == '\\') {
+		if (json_byte_plain((unsigned char)c)) {
+			*dst++ = (char)c;
+			p++;
+		} else if (c == '"' || c == '\\') {
 			*dst++ = '\\';
 			*dst++ = (char)c;
 			p++;
-		} else if (c < 0x20 || c == 0x7f) {
+		} else if (c < 0x80) { /* a control character or DEL */
 			memcpy(dst, "\\u00", 4);
 			dst[4] = hex[c >> 4];
 			dst[5] = hex[c & 0xf];
 			dst += 6;
-			p++;
-		} else if (c < 0x80) {
-			*dst++ = (char)c;
 			p++;
 		} else {
 			size_t n = trace_utf8_sequence(p, (size_t)(end - p));
@@ -47,116 +83,49 @@ char *json_escape(char *dst, const char *src, size_t len)
 	return dst;
 }
 
+static bool utf8_continuation(char c)
+{
+	return ((unsigned char)c & 0xc0) == 0x80;
+}
+
+/* A cut before a continuation byte moves back to the nearest byte that is
+ * not one, at most 3 back (a sequence's lead); when there is none within 3,
+ * the byte after the cut belongs to no valid sequence and the cut stays.
+ * So the pieces escape to the same bytes as the whole string. */
 size_t json_piece_length(const char *s, size_t len, size_t max)
 {
 	size_t n = len < max ? len : max;
-	/* back up over continuation bytes: at most 3, a longer run is
-	 * invalid anyway */
-	for (size_t back = 0; n < len && back < 3 && ((unsigned char)s[n] & 0xc0) == 0x80; back++)
-		n--;
+	if (n < len && utf8_continuation(s[n]))
+		for (size_t back = 1; back <= 3 && back < n; back++)
+			if (!utf8_continuation(s[n - back]))
+				return n - back;
 	return n;
 }
 
-static void put_string(FILE *out, const char *s)
+void json_put_string_slow(struct json *j, const char *s, size_t len)
 {
-	char buf[JSON_ESCAPED_MAX(256)];
-	size_t len = strlen(s);
-	fputc('"', out);
+	/* pieces that fit the buffer, escaped, with room for a quote */
+	size_t max = ((size_t)(j->end - j->buf) - 1) / 6;
+	*json_reserve(j, 1) = '"';
+	j->p++;
 	while (len) {
-		size_t n = json_piece_length(s, len, 256);
-		fwrite(buf, 1, (size_t)(json_escape(buf, s, n) - buf), out);
+		size_t n = json_piece_length(s, len, max);
+		j->p = json_escape(json_reserve(j, JSON_ESCAPED_MAX(n)), s, n);
 		s += n;
 		len -= n;
 	}
-	fputc('"', out);
-}
-
-static void member(struct json *j, const char *key)
-{
-	if (j->has_items[j->depth])
-		fputc(',', j->out);
-	if (j->depth > 0) {
-		fputc('\n', j->out);
-		for (int i = 0; i < j->depth; i++)
-			fputs("  ", j->out);
-	}
-	j->has_items[j->depth] = true;
-	if (key) {
-		put_string(j->out, key);
-		fputs(": ", j->out);
-	}
-}
-
-static void open_container(struct json *j, const char *key, char c)
-{
-	member(j, key);
-	fputc(c, j->out);
-	if (j->depth + 1 < JSON_MAX_DEPTH)
-		j->depth++;
-	j->has_items[j->depth] = false;
-}
-
-static void close_container(struct json *j, char c)
-{
-	bool had = j->has_items[j->depth];
-	if (j->depth > 0)
-		j->depth--;
-	if (had) {
-		fputc('\n', j->out);
-		for (int i = 0; i < j->depth; i++)
-			fputs("  ", j->out);
-	}
-	fputc(c, j->out);
-}
-
-void json_object_begin(struct json *j, const char *key) { open_container(j, key, '{'); }
-void json_object_end(struct json *j) { close_container(j, '}'); }
-void json_array_begin(struct json *j, const char *key) { open_container(j, key, '['); }
-void json_array_end(struct json *j) { close_container(j, ']'); }
-
-void json_string(struct json *j, const char *key, const char *value)
-{
-	member(j, key);
-	if (value)
-		put_string(j->out, value);
-	else
-		fputs("null", j->out);
-}
-
-void json_u64(struct json *j, const char *key, uint64_t value)
-{
-	member(j, key);
-	fprintf(j->out, "%llu", (unsigned long long)value);
-}
-
-void json_i64(struct json *j, const char *key, int64_t value)
-{
-	member(j, key);
-	fprintf(j->out, "%lld", (long long)value);
+	*json_reserve(j, 1) = '"';
+	j->p++;
 }
 
 void json_double(struct json *j, const char *key, double value)
 {
-	member(j, key);
-	if (isfinite(value))
-		fprintf(j->out, "%.6g", value);
+	json_item(j, key);
+	char *p = json_reserve(j, 32);
+	int n = isfinite(value) ? snprintf(p, 32, "%.6g", value) : -1;
+	if (n > 0 && n < 32)
+		j->p = p + n;
 	else
-		fputs("null", j->out);
-}
-
-void json_bool(struct json *j, const char *key, bool value)
-{
-	member(j, key);
-	fputs(value ? "true" : "false", j->out);
-}
-
-void json_null(struct json *j, const char *key)
-{
-	member(j, key);
-	fputs("null", j->out);
-}
-
-void json_finish(struct json *j)
-{
-	fputc('\n', j->out);
+		j->p = (char *)memcpy(p, "null", 4) + 4;
+	json_call_done(j);
 }
