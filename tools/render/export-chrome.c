@@ -16,10 +16,14 @@
  * Timestamps are microseconds from the trace start with the nanoseconds as
  * decimals ("1234.567", trailing zeros dropped); displayTimeUnit is "ns".
  *
- * Speed: a trace has millions of spans, so events are formatted by hand
- * into one large buffer written with fwrite; strings are escaped with
- * json_escape() (json.c), which also turns bytes that are not UTF-8 into
- * U+FFFD so the file stays valid JSON whatever the trace holds.
+ * Everything is written through json.h, in its compact layout, into one
+ * large buffer written with fwrite.  Speed: a trace has millions of spans
+ * and handoffs, so those events are written in rooms (json.h), where the
+ * writer's position stays in registers and the keys and names are copied
+ * as they are, with each thread's pid and tid formatted once.  The strings
+ * from the trace (thread names, paths, findings) go through json_string(),
+ * which escapes them and turns bytes that are not UTF-8 into U+FFFD, so the
+ * file stays valid JSON whatever the trace holds.
  */
 #include "export-chrome.h"
 
@@ -34,115 +38,8 @@
 #include "spans.h"
 #include "trace.h"
 
-/* ---- output buffer ---------------------------------------------------------- */
-
-/* bytes formatted before each fwrite */
+/* the JSON formatted before each write (json.h: compact layout) */
 #define OUT_BUFFER_SIZE (4u << 20)
-/* the most bytes one event without strings takes (with margin) */
-#define OUT_EVENT_MAX 512u
-
-struct out {
-	FILE *file;
-	char *buf, *p, *end;
-	uint64_t events;        /* events written so far (for the separators) */
-	int error;              /* errno of the first failed write, 0 none */
-};
-
-static void out_flush(struct out *o)
-{
-	size_t n = (size_t)(o->p - o->buf);
-	errno = 0;
-	if (n && !o->error && fwrite(o->buf, 1, n, o->file) != n)
-		o->error = errno ? errno : EIO;
-	o->p = o->buf;
-}
-
-/* Room for n more bytes at o->p. */
-static inline char *out_reserve(struct out *o, size_t n)
-{
-	if ((size_t)(o->end - o->p) < n)
-		out_flush(o);
-	return o->p;
-}
-
-static inline char *put_mem(char *p, const char *s, size_t n)
-{
-	memcpy(p, s, n);
-	return p + n;
-}
-
-#define PUT_LIT(p, lit) put_mem((p), (lit), sizeof(lit) - 1)
-
-static inline char *put_u64(char *p, uint64_t v)
-{
-	char tmp[20];
-	int n = 0;
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	while (n)
-		*p++ = tmp[--n];
-	return p;
-}
-
-static inline char *put_i64(char *p, int64_t v)
-{
-	if (v < 0) {
-		*p++ = '-';
-		return put_u64(p, (uint64_t)0 - (uint64_t)v);
-	}
-	return put_u64(p, (uint64_t)v);
-}
-
-/* ns as microseconds with the nanoseconds as decimals, trailing zeros
- * dropped: 1234567 -> "1234.567", 1234500 -> "1234.5", 1234000 -> "1234" */
-static inline char *put_us(char *p, uint64_t ns)
-{
-	unsigned frac = (unsigned)(ns % 1000);
-	p = put_u64(p, ns / 1000);
-	if (frac) {
-		*p++ = '.';
-		*p++ = (char)('0' + frac / 100);
-		if ((frac %= 100)) {
-			*p++ = (char)('0' + frac / 10);
-			if ((frac %= 10))
-				*p++ = (char)('0' + frac);
-		}
-	}
-	return p;
-}
-
-/* The separator before an event: none before the first. */
-static inline char *put_event_start(struct out *o, char *p)
-{
-	if (o->events++)
-		*p++ = ',';
-	*p++ = '\n';
-	return p;
-}
-
-/* A JSON string, quoted and escaped, of any length. */
-static void out_string(struct out *o, const char *s)
-{
-	size_t len = strlen(s);
-	*out_reserve(o, 1) = '"';
-	o->p++;
-	while (len) {
-		size_t n = json_piece_length(s, len, 4096);
-		o->p = json_escape(out_reserve(o, JSON_ESCAPED_MAX(n)), s, n);
-		s += n;
-		len -= n;
-	}
-	*out_reserve(o, 1) = '"';
-	o->p++;
-}
-
-static void out_literal(struct out *o, const char *s)
-{
-	size_t n = strlen(s);
-	o->p = put_mem(out_reserve(o, n), s, n);
-}
 
 /* ---- the exporter -------------------------------------------------------------- */
 
@@ -201,8 +98,8 @@ struct pending_end {
 };
 
 struct export_lane {
-	char key[80];               /* ,"pid":P,"tid":T,"ts": */
-	size_t key_len;
+	int32_t tid;
+	struct json_number tid_json; /* tid, formatted for the spans and flows */
 	bool has_held;              /* the last HELD span reported: */
 	uint64_t held_start, held_end;
 	struct pending_end *pending;
@@ -213,12 +110,14 @@ struct export_lane {
 
 struct exporter {
 	const struct model *m;
-	struct out out;
+	struct json j;
+	int32_t pid;                /* the traced process */
+	struct json_number pid_json; /* pid, formatted for the spans and flows */
 	struct export_lane *lanes;
 	struct flow *flows;         /* pool of flows with an end still pending */
 	uint32_t flow_cap, free_flow;
 	uint64_t next_flow_id;      /* the id of the next flow written, from 1 */
-	uint64_t spans, flows_written, flows_dropped, instants;
+	uint64_t spans, flows_written, flows_dropped; /* for otherData */
 	bool out_of_memory;
 };
 
@@ -244,21 +143,46 @@ static uint32_t flow_new(struct exporter *x, int from, int to)
 	return i;
 }
 
+/* Spans and flows are 10^7 events in a large trace: each is written in a
+ * room (json.h), as at most 10 items (its brackets counted) whose keys and
+ * strings are names of at most 16 bytes, or numbers. */
+#define EVENT_ROOM (10 * JSON_ITEM_ROOM(16, JSON_NUMBER_ROOM))
+
+/* An event: an object on a line of its own in traceEvents. */
+JSON_INLINE void event_begin(struct json_cursor *c, const char *ph)
+{
+	json_c_line_break(c);
+	json_c_object_begin(c, NULL);
+	json_c_name(c, "ph", ph);
+}
+
+/* The thread, "pid" and "tid", and the time of an event on lane l. */
+JSON_INLINE void put_where(struct json_cursor *c, const struct exporter *x, const struct export_lane *l,
+                           uint64_t ns)
+{
+	json_c_number(c, "pid", &x->pid_json);
+	json_c_number(c, "tid", &l->tid_json);
+	json_c_ns_as_us(c, "ts", ns);
+}
+
 static void write_flow(struct exporter *x, const struct flow *f)
 {
-	struct out *o = &x->out;
 	uint64_t id = x->next_flow_id++;
+	struct json_cursor c = json_room(&x->j, 2 * EVENT_ROOM);
 	for (int end = FLOW_OUT; end <= FLOW_IN; end++) {
-		const struct export_lane *l = &x->lanes[f->thread[end]];
-		char *p = put_event_start(o, out_reserve(o, OUT_EVENT_MAX));
-		p = end == FLOW_OUT ? PUT_LIT(p, "{\"ph\":\"s\",\"id\":") : PUT_LIT(p, "{\"ph\":\"f\",\"bp\":\"e\",\"id\":");
-		p = put_u64(p, id);
-		p = PUT_LIT(p, ",\"name\":\"GIL handoff\",\"cat\":\"gil\"");
-		p = put_mem(p, l->key, l->key_len);
-		p = put_us(p, f->ts[end]);
-		*p++ = '}';
-		o->p = p;
+		if (end == FLOW_OUT) {
+			event_begin(&c, "s");
+		} else {
+			event_begin(&c, "f");
+			json_c_name(&c, "bp", "e");
+		}
+		json_c_u64(&c, "id", id);
+		json_c_name(&c, "name", "GIL handoff");
+		json_c_name(&c, "cat", "gil");
+		put_where(&c, x, &x->lanes[f->thread[end]], f->ts[end]);
+		json_c_object_end(&c);
 	}
+	json_room_done(&x->j, &c);
 	x->flows_written++;
 }
 
@@ -335,16 +259,14 @@ static void on_span(void *ctx, int thread, enum lane_state state, uint64_t start
 	if (state == LANE_HELD || state == LANE_WAITING) {
 		/* spans.c reports a thread's spans in time order and the
 		 * reader keeps each thread's events so: slices never overlap */
-		struct out *o = &x->out;
-		char *p = put_event_start(o, out_reserve(o, OUT_EVENT_MAX));
-		p = state == LANE_HELD ? PUT_LIT(p, "{\"ph\":\"X\",\"name\":\"GIL held\",\"cat\":\"gil\"")
-		                       : PUT_LIT(p, "{\"ph\":\"X\",\"name\":\"GIL wait\",\"cat\":\"gil\"");
-		p = put_mem(p, l->key, l->key_len);
-		p = put_us(p, start_ns);
-		p = PUT_LIT(p, ",\"dur\":");
-		p = put_us(p, end_ns - start_ns);
-		*p++ = '}';
-		o->p = p;
+		struct json_cursor c = json_room(&x->j, EVENT_ROOM);
+		event_begin(&c, "X");
+		json_c_name(&c, "name", state == LANE_HELD ? "GIL held" : "GIL wait");
+		json_c_name(&c, "cat", "gil");
+		put_where(&c, x, l, start_ns);
+		json_c_ns_as_us(&c, "dur", end_ns - start_ns);
+		json_c_object_end(&c);
+		json_room_done(&x->j, &c);
 		x->spans++;
 	}
 	if (state == LANE_HELD) {
@@ -378,121 +300,103 @@ static void on_handoff(void *ctx, unsigned gil, int from, uint64_t released_ns, 
 
 /* {"ph":"i","s":scope,"name":name,"cat":cat,"pid":..,"tid":..,"ts":.. and
  * leaves the object open for args. */
-static void instant_begin(struct exporter *x, const struct mark *k, char scope, const char *name, const char *cat)
+static void instant_begin(struct exporter *x, const struct mark *k, const char *scope, const char *name,
+                          const char *cat)
 {
-	struct out *o = &x->out;
-	const struct export_lane *l = &x->lanes[k->thread];
-	char *p = put_event_start(o, out_reserve(o, OUT_EVENT_MAX));
-	p = PUT_LIT(p, "{\"ph\":\"i\",\"s\":\"");
-	*p++ = scope;
-	p = PUT_LIT(p, "\",\"name\":\"");
-	p = put_mem(p, name, strlen(name)); /* names and cats here are plain ASCII */
-	p = PUT_LIT(p, "\",\"cat\":\"");
-	p = put_mem(p, cat, strlen(cat));
-	*p++ = '"';
-	p = put_mem(p, l->key, l->key_len);
-	p = put_us(p, k->ns);
-	o->p = p;
-	x->instants++;
+	json_line_break(&x->j);
+	json_object_begin(&x->j, NULL);
+	json_string(&x->j, "ph", "i");
+	json_string(&x->j, "s", scope);
+	json_string(&x->j, "name", name);
+	json_string(&x->j, "cat", cat);
+	json_i64(&x->j, "pid", x->pid);
+	json_i64(&x->j, "tid", x->lanes[k->thread].tid);
+	json_ns_as_us(&x->j, "ts", k->ns);
 }
 
 static void write_mark(struct exporter *x, const struct mark *k, const struct findings *fs)
 {
-	struct out *o = &x->out;
-	char *p;
+	struct json *j = &x->j;
 	if (k->thread < 0 || (size_t)k->thread >= x->m->thread_count)
 		return;
 	switch (k->kind) {
 	case MARK_FINALIZE:
-		instant_begin(x, k, 'g', "finalization start", "finalization");
-		out_literal(o, "}");
+		instant_begin(x, k, "g", "finalization start", "finalization");
 		break;
 	case MARK_TSTATE_FREE: {
 		char addr[24];
 		snprintf(addr, sizeof addr, "0x%" PRIx64, k->tstate);
-		instant_begin(x, k, 't', "thread state freed", "tstate");
-		out_literal(o, ",\"args\":{\"tstate\":\"");
-		out_literal(o, addr);
-		out_literal(o, "\"}}");
+		instant_begin(x, k, "t", "thread state freed", "tstate");
+		json_object_begin(j, "args");
+		json_string(j, "tstate", addr);
+		json_object_end(j);
 		break;
 	}
 	case MARK_THREAD_EXIT:
 	case MARK_THREAD_PARK: {
 		unsigned arg = k->end_arg;
 		bool park = k->kind == MARK_THREAD_PARK;
-		instant_begin(x, k, 't', park ? "thread parked" : "thread exit", "thread");
-		p = out_reserve(o, OUT_EVENT_MAX);
-		p = PUT_LIT(p, ",\"args\":{");
-		if (!park) {
-			const char *name = trace_exit_how_name(gtr_exit_how(arg));
-			p = PUT_LIT(p, "\"how\":\"");
-			p = put_mem(p, name, strlen(name));
-			p = PUT_LIT(p, "\",");
-		}
-		p = gtr_exit_held_gil(arg) ? PUT_LIT(p, "\"held_gil\":true}}") : PUT_LIT(p, "\"held_gil\":false}}");
-		o->p = p;
+		instant_begin(x, k, "t", park ? "thread parked" : "thread exit", "thread");
+		json_object_begin(j, "args");
+		if (!park)
+			json_string(j, "how", trace_exit_how_name(gtr_exit_how(arg)));
+		json_bool(j, "held_gil", gtr_exit_held_gil(arg));
+		json_object_end(j);
 		break;
 	}
 	case MARK_FINDING: {
 		const struct finding *f = &fs->items[k->finding];
 		const struct detector_info *d = &detectors[f->kind];
-		instant_begin(x, k, 't', d->id, "finding");
-		out_literal(o, ",\"args\":{\"detector\":\"");
-		out_literal(o, d->id);
-		out_literal(o, d->severity == SEVERITY_ERROR ? "\",\"severity\":\"error\",\"title\":"
-		                                             : "\",\"severity\":\"note\",\"title\":");
-		out_string(o, d->title);
-		out_literal(o, ",\"what\":");
-		out_string(o, f->what);
-		out_literal(o, "}}");
+		instant_begin(x, k, "t", d->id, "finding");
+		json_object_begin(j, "args");
+		json_string(j, "detector", d->id);
+		json_string(j, "severity", d->severity == SEVERITY_ERROR ? "error" : "note");
+		json_string(j, "title", d->title);
+		json_string(j, "what", f->what);
+		json_object_end(j);
 		break;
 	}
 	}
+	json_object_end(j);
 }
 
-/* A metadata event: {"ph":"M","name":name,"pid":..,"tid":tid,"args":{key:
- * and the caller writes the value and the closing braces. */
-static void metadata_begin(struct exporter *x, const char *name, int32_t pid, int32_t tid, const char *key)
+/* A metadata event: {"ph":"M","name":name,"pid":..,"tid":tid,"args":{
+ * and the caller writes the one member of args and closes both. */
+static void metadata_begin(struct exporter *x, const char *name, int32_t tid)
 {
-	struct out *o = &x->out;
-	char *p = put_event_start(o, out_reserve(o, OUT_EVENT_MAX));
-	p = PUT_LIT(p, "{\"ph\":\"M\",\"name\":\"");
-	p = put_mem(p, name, strlen(name));
-	p = PUT_LIT(p, "\",\"pid\":");
-	p = put_i64(p, pid);
-	p = PUT_LIT(p, ",\"tid\":");
-	p = put_i64(p, tid);
-	p = PUT_LIT(p, ",\"args\":{\"");
-	p = put_mem(p, key, strlen(key));
-	p = PUT_LIT(p, "\":");
-	o->p = p;
+	json_line_break(&x->j);
+	json_object_begin(&x->j, NULL);
+	json_string(&x->j, "ph", "M");
+	json_string(&x->j, "name", name);
+	json_i64(&x->j, "pid", x->pid);
+	json_i64(&x->j, "tid", tid);
+	json_object_begin(&x->j, "args");
 }
 
 static void write_metadata(struct exporter *x)
 {
 	const struct model *m = x->m;
 	const struct gtr_file_header *h = &m->trace->header;
-	struct out *o = &x->out;
+	struct json *j = &x->j;
 	const char *slash = strrchr(h->executable, '/');
 	const char *exe = slash ? slash + 1 : h->executable;
 	char buf[64];
-	metadata_begin(x, "process_name", h->pid, h->pid, "name");
-	if (exe[0]) {
-		out_string(o, exe);
-	} else {
-		snprintf(buf, sizeof buf, "\"pid %d\"", (int)h->pid);
-		out_literal(o, buf);
-	}
-	out_literal(o, "}}");
+	metadata_begin(x, "process_name", h->pid);
+	if (!exe[0])
+		snprintf(buf, sizeof buf, "pid %d", (int)h->pid);
+	json_string(j, "name", exe[0] ? exe : buf);
+	json_object_end(j);
+	json_object_end(j);
 	for (size_t i = 0; i < m->thread_count; i++) {
-		int32_t tid = m->threads[i].info->tid;
-		metadata_begin(x, "thread_name", h->pid, tid, "name");
-		out_string(o, model_thread_label(m, (int)i, buf, sizeof buf));
-		out_literal(o, "}}");
+		metadata_begin(x, "thread_name", x->lanes[i].tid);
+		json_string(j, "name", model_thread_label(m, (int)i, buf, sizeof buf));
+		json_object_end(j);
+		json_object_end(j);
 		/* the order of the model's threads: first seen first, for catapult */
-		metadata_begin(x, "thread_sort_index", h->pid, tid, "sort_index");
-		o->p = put_u64(out_reserve(o, 24), i);
-		out_literal(o, "}}");
+		metadata_begin(x, "thread_sort_index", x->lanes[i].tid);
+		json_u64(j, "sort_index", i);
+		json_object_end(j);
+		json_object_end(j);
 	}
 }
 
@@ -501,62 +405,45 @@ static void write_other_data(struct exporter *x, const struct findings *fs)
 	const struct model *m = x->m;
 	const struct trace *t = m->trace;
 	const struct gtr_file_header *h = &t->header;
-	struct out *o = &x->out;
+	struct json *j = &x->j;
 	char buf[64];
-	char *p;
-	out_literal(o, "\"otherData\":{\"generator\":\"giltrace export\",\"trace\":");
-	out_string(o, t->path);
-	out_literal(o, ",\"interpreter\":");
-	if (describe_python_version(h, buf, sizeof buf)[0])
-		out_string(o, buf);
-	else
-		out_literal(o, "null");
-	out_literal(o, ",\"interpreter_full\":");
-	out_string(o, h->py_version);
-	out_literal(o, ",\"executable\":");
-	out_string(o, h->executable);
-	p = out_reserve(o, OUT_EVENT_MAX);
-	p = PUT_LIT(p, ",\"pid\":");
-	p = put_i64(p, h->pid);
-	p = PUT_LIT(p, ",\"truncated\":");
-	p = t->truncated ? PUT_LIT(p, "true") : PUT_LIT(p, "false");
-	p = PUT_LIT(p, ",\"notes\":");
-	p = put_u64(p, t->note_count);
-	p = PUT_LIT(p, ",\"trace_events\":");
-	p = put_u64(p, t->event_count);
-	p = PUT_LIT(p, ",\"wall_us\":");
-	p = put_us(p, m->wall_ns);
-	p = PUT_LIT(p, ",\"spans\":");
-	p = put_u64(p, x->spans);
-	p = PUT_LIT(p, ",\"handoffs\":");
-	p = put_u64(p, x->flows_written);
-	p = PUT_LIT(p, ",\"handoffs_without_arrow\":");
-	p = put_u64(p, x->flows_dropped);
-	p = PUT_LIT(p, ",\"findings\":");
-	p = put_u64(p, fs->count);
-	p = PUT_LIT(p, ",\"model_errors\":");
-	p = put_u64(p, m->error_count);
-	p = PUT_LIT(p, "}");
-	o->p = p;
+	json_object_begin(j, "otherData");
+	json_string(j, "generator", "giltrace export");
+	json_string(j, "trace", t->path);
+	json_string(j, "interpreter", describe_python_version(h, buf, sizeof buf)[0] ? buf : NULL);
+	json_string(j, "interpreter_full", h->py_version);
+	json_string(j, "executable", h->executable);
+	json_i64(j, "pid", h->pid);
+	json_bool(j, "truncated", t->truncated);
+	json_u64(j, "notes", t->note_count);
+	json_u64(j, "trace_events", t->event_count);
+	json_ns_as_us(j, "wall_us", m->wall_ns);
+	json_u64(j, "spans", x->spans);
+	json_u64(j, "handoffs", x->flows_written);
+	json_u64(j, "handoffs_without_arrow", x->flows_dropped);
+	json_u64(j, "findings", fs->count);
+	json_u64(j, "model_errors", m->error_count);
+	json_object_end(j);
 }
 
-/* The whole document.  Returns 0, or -1 when out of memory (o->error says
- * whether a write failed). */
+/* The whole document.  Returns 0, or -1 when out of memory (x->j.error
+ * says whether a write failed). */
 static int export_chrome(struct exporter *x, const struct findings *fs)
 {
 	const struct model *m = x->m;
-	const struct gtr_file_header *h = &m->trace->header;
-	struct out *o = &x->out;
+	struct json *j = &x->j;
 	struct mark *marks = NULL;
 	size_t mark_count = 0;
 
+	x->pid = m->trace->header.pid;
+	json_number_i64(&x->pid_json, x->pid);
 	for (size_t i = 0; i < m->thread_count; i++) {
-		struct export_lane *l = &x->lanes[i];
-		int n = snprintf(l->key, sizeof l->key, ",\"pid\":%d,\"tid\":%d,\"ts\":", (int)h->pid,
-		                 (int)m->threads[i].info->tid);
-		l->key_len = n > 0 && (size_t)n < sizeof l->key ? (size_t)n : 0;
+		x->lanes[i].tid = m->threads[i].info->tid;
+		json_number_i64(&x->lanes[i].tid_json, x->lanes[i].tid);
 	}
-	out_literal(o, "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[");
+	json_object_begin(j, NULL);
+	json_string(j, "displayTimeUnit", "ns");
+	json_array_begin(j, "traceEvents");
 	write_metadata(x);
 
 	/* spans and flows, in the order spans.c reports them (by end time) */
@@ -580,10 +467,12 @@ static int export_chrome(struct exporter *x, const struct findings *fs)
 		write_mark(x, &marks[i], fs);
 	free(marks);
 
-	out_literal(o, "\n],\n");
+	json_line_break(j);
+	json_array_end(j);
+	json_line_break(j);
 	write_other_data(x, fs);
-	out_literal(o, "}\n");
-	out_flush(o);
+	json_object_end(j);
+	json_finish(j);
 	return 0;
 }
 
@@ -591,20 +480,18 @@ int export_chrome_write(FILE *file, const struct model *m, const struct findings
 {
 	struct exporter x = { .m = m, .free_flow = NO_FLOW, .next_flow_id = 1 };
 	int ret = -ENOMEM;
+	char *buf = malloc(OUT_BUFFER_SIZE);
 	x.lanes = calloc(m->thread_count ? m->thread_count : 1, sizeof *x.lanes);
-	x.out.buf = malloc(OUT_BUFFER_SIZE);
-	if (!x.lanes || !x.out.buf)
+	if (!x.lanes || !buf)
 		goto out;
-	x.out.p = x.out.buf;
-	x.out.end = x.out.buf + OUT_BUFFER_SIZE;
-	x.out.file = file;
+	json_init_compact(&x.j, file, buf, OUT_BUFFER_SIZE);
 	if (export_chrome(&x, fs) == 0)
-		ret = x.out.error ? -x.out.error : 0;
+		ret = -x.j.error;
 out:
 	for (size_t i = 0; x.lanes && i < m->thread_count; i++)
 		free(x.lanes[i].pending);
 	free(x.lanes);
 	free(x.flows);
-	free(x.out.buf);
+	free(buf);
 	return ret;
 }
