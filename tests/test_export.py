@@ -67,7 +67,7 @@ def ns(ts):
     return int(v)
 
 
-# ---- what the viewers do with flows (see cmd-export.c) ------------------------
+# ---- what the viewers do with flows (see tools/render/export-chrome.c) -----------
 
 def perfetto_flow_bindings(events):
     """Perfetto's JSON importer: events sorted by ts, at equal ts X events first
