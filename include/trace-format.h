@@ -27,8 +27,9 @@
 
 #define GTR_MAGIC "GILTRACE"           /* 8 bytes, no terminator on disk */
 #define GTR_VERSION_MAJOR 3            /* readers refuse another major */
-#define GTR_VERSION_MINOR 2            /* readers accept any minor; 1: TSTATE_REUSE,
-                                          2: event_words and features in the header */
+#define GTR_VERSION_MINOR 3            /* readers accept any minor; 1: TSTATE_REUSE,
+                                          2: event_words and features in the header,
+                                          3: CRASH */
 #define GTR_HEADER_SIZE 4096u          /* struct gtr_file_header, padded */
 #define GTR_CHUNK_MAGIC 0x4b435447u    /* "GTCK" */
 #define GTR_CHUNK_HEADER_SIZE 64u      /* struct gtr_chunk_header, padded */
@@ -230,6 +231,16 @@ enum gtr_event_type {
 	                                 size: a new thread state may start there
 	                                 (minor 1);
 	                                 payload: the thread state, bytes asked for */
+	GTR_EV_CRASH,                 /* a fatal signal reached this thread (minor 3);
+	                                 arg: the signal | enum gtr_crash_disposition
+	                                 << 6 (gtr_crash_signal, gtr_crash_disposition);
+	                                 payload: the instruction pointer (bits 0..47)
+	                                 | si_code << 48 (16 bits, signed:
+	                                 gtr_crash_ip, gtr_crash_si_code), the
+	                                 faulting address (si_addr) for a signal the
+	                                 kernel raised (si_code > 0), else the
+	                                 sender's pid; a stack follows, frame 0 the
+	                                 full instruction pointer */
 	GTR_EV_COUNT
 };
 
@@ -239,6 +250,44 @@ enum gtr_exit_how {
 	GTR_EXIT_PROCESS = 3,         /* the process exited (main thread) */
 };
 #define GTR_EXIT_HELD_GIL 0x80u       /* arg bit: the thread held a GIL */
+
+/* What the program had installed for a crash signal when it arrived (the
+ * top two bits of a crash event's arg). */
+enum gtr_crash_disposition {
+	GTR_CRASH_DEFAULT = 0,        /* SIG_DFL: the process dies of it */
+	GTR_CRASH_HANDLER = 1,        /* a handler of the program's, called next */
+	GTR_CRASH_IGNORED = 2,        /* SIG_IGN (the kernel still kills for a fault) */
+};
+
+static inline unsigned gtr_crash_arg(unsigned sig, unsigned disposition)
+{
+	return (sig & 0x3fu) | (disposition & 3u) << 6;
+}
+
+static inline unsigned gtr_crash_signal(unsigned arg)
+{
+	return arg & 0x3fu;
+}
+
+static inline unsigned gtr_crash_disposition(unsigned arg)
+{
+	return arg >> 6 & 3u;
+}
+
+static inline uint64_t gtr_crash_word(uint64_t ip, int si_code)
+{
+	return (ip & ((UINT64_C(1) << 48) - 1)) | (uint64_t)(uint16_t)si_code << 48;
+}
+
+static inline uint64_t gtr_crash_ip(uint64_t word)
+{
+	return word & ((UINT64_C(1) << 48) - 1);
+}
+
+static inline int gtr_crash_si_code(uint64_t word)
+{
+	return (int)(int16_t)(uint16_t)(word >> 48);
+}
 
 #define GTR_STACK_MAX_FRAMES 64u
 
@@ -256,6 +305,7 @@ static const uint8_t gtr_event_payload_words[GTR_EV_COUNT] = {
 	[GTR_EV_TSTATE_FREE] = 1,
 	[GTR_EV_CLOCK] = 1,
 	[GTR_EV_TSTATE_REUSE] = 2,
+	[GTR_EV_CRASH] = 2,
 };
 
 _Static_assert(GTR_EV_COUNT <= GTR_EVENT_TYPES_MAX, "the header's event_words table holds every type");

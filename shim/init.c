@@ -91,6 +91,10 @@ static void resolve_all(void)
 	r._Exit = resolve("_Exit");
 	r.pause = resolve("pause");
 	r.dlopen = resolve("dlopen");
+	r.sigaction = resolve("sigaction");
+	r.sigaltstack = resolve("sigaltstack");
+	r.signal = resolve("signal");
+	r.sysv_signal = resolve("sysv_signal");
 	shim_real = r;
 }
 
@@ -184,6 +188,7 @@ bool shim_activate(void)
 		return false;
 	}
 	__atomic_store_n(&shim_state, SHIM_ACTIVE, __ATOMIC_RELEASE);
+	crash_install();
 	got_patch_loaded_objects();
 	if (shim_options.verbose) {
 		const char *parts[] = { "tracing ", shim_python.version[0] ? shim_python.version : "python",
@@ -252,6 +257,7 @@ void shim_finish_signal_safe(void)
 
 void shim_before_exec(void)
 {
+	crash_before_exec(); /* in a fork child too, which has no trace yet */
 	finish_signal_safe(true);
 }
 

@@ -520,6 +520,60 @@ static uint64_t emit(unsigned type, unsigned arg, const uint64_t *payload, uint6
 	return now;
 }
 
+/* For a crash handler: a fresh chunk for a thread whose chunk is full, or
+ * that has none yet, only if that takes no wait and no system call: the
+ * allocation lock is tried, not waited for (the interrupted code may hold
+ * it), and only a chunk already mapped is handed out (no growth).
+ * pthread_mutex_trylock() is not on POSIX's async-signal-safe list; on
+ * glibc, for this default mutex, it is one compare-and-swap. */
+static bool next_chunk_signal_safe(struct shim_thread *t, uint64_t now)
+{
+	if (!rec.open)
+		return false;
+	if (rec.hdr->ring_chunks) {
+		/* ring mode: the next chunk of its own block, if it has one */
+		if (t->generation != rec.generation || t->lost || !t->next_seq)
+			return false;
+		start_chunk(t, chunk_at(t->ring_first + t->next_seq % rec.hdr->ring_chunks), now);
+		return true;
+	}
+	if (t->generation != rec.generation) {
+		t->generation = rec.generation;
+		t->chunk = NULL;
+		t->lost = 0;
+		t->next_seq = 0;
+		t->ring_first = 0;
+		t->serial = __atomic_add_fetch(&rec.next_serial, 1, __ATOMIC_RELAXED);
+		t->tid = gettid();
+	}
+	if (t->lost || shim_real.mutex_trylock(&rec.lock) != 0)
+		return false;
+	uint64_t index = rec.hdr->chunks_allocated;
+	bool ok = !rec.closed && index + 1 <= rec.chunk_capacity;
+	if (ok)
+		__atomic_store_n(&rec.hdr->chunks_allocated, index + 1, __ATOMIC_RELEASE);
+	shim_real.mutex_unlock(&rec.lock);
+	if (ok)
+		start_chunk(t, chunk_at(index), now);
+	return ok;
+}
+
+bool recorder_emit_crash_signal_safe(unsigned arg, const uint64_t *payload, const uint64_t *frames, unsigned nframes)
+{
+	struct shim_thread *t = &shim_self;
+	uint64_t now = shim_clock_now();
+	if (nframes > GTR_STACK_MAX_FRAMES)
+		nframes = GTR_STACK_MAX_FRAMES;
+	unsigned words = 1u + gtr_event_payload_words[GTR_EV_CRASH] + (nframes ? 1u + nframes : 0);
+	if (!rec.open || rec.pid != getpid())
+		return false; /* no trace, or a vfork child's view of its parent's */
+	if ((!t->chunk || t->generation != rec.generation || t->used + (words + 2) * 8 > EVENT_AREA) &&
+	    !next_chunk_signal_safe(t, now))
+		return false;
+	emit(GTR_EV_CRASH, arg, payload, now, frames, nframes);
+	return true;
+}
+
 bool recorder_emit_signal_safe(unsigned type, unsigned arg, const uint64_t *payload)
 {
 	struct shim_thread *t = &shim_self;

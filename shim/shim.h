@@ -16,6 +16,7 @@
  *   tstate-table.c   the thread states the shim knows
  *   stack.c          native stacks at the events that explain findings
  *   exit-check.c     findings on stderr when the process ends
+ *   crash.c          fatal signals: recorded, then the program's handler
  *   signal-safe.c    async-signal-safe output helpers
  *   cpython-layout.h the CPython struct layouts relied on, one table each
  */
@@ -23,6 +24,7 @@
 #define GILTRACE_SHIM_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -198,6 +200,12 @@ void recorder_emit(unsigned type, unsigned arg, const uint64_t *payload);
 /* async-signal-safe: the same, only if the thread's current chunk has room
  * (never takes the allocation lock); false if the event was not written. */
 bool recorder_emit_signal_safe(unsigned type, unsigned arg, const uint64_t *payload);
+/* For a crash handler (crash.c): a crash event (arg: gtr_crash_arg) and its
+ * stack; a thread without room gets a chunk only if the allocation lock is
+ * free and no growth is needed.  Works after the trace was closed too, in
+ * the thread's own chunk.  async-signal-safe but for a trylock (recorder.c
+ * says why that is safe).  False if the event was not written. */
+bool recorder_emit_crash_signal_safe(unsigned arg, const uint64_t *payload, const uint64_t *frames, unsigned nframes);
 /* The same, stamped no earlier than `now`; returns the stamp written. */
 uint64_t recorder_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now);
 /* recorder_emit_at() followed by a stack (stack.c). */
@@ -325,6 +333,19 @@ void stack_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_
  * to log_path=.  From the destructor only. */
 void exit_check_run(void);
 
+/* ---- fatal signals (crash.c) ---------------------------------------------- */
+
+/* At activation: take the crash signals (what was installed becomes the
+ * program's) and give the calling thread an alternate signal stack. */
+void crash_install(void);
+/* A thread begins (the pthread_create trampoline): its alternate stack. */
+void crash_thread_begins(void);
+/* A thread ends (trampoline, pthread_exit): its alternate stack goes. */
+void crash_thread_ends(void);
+/* async-signal-safe: before exec, the kernel gets the program's
+ * dispositions back (what exec keeps: SIG_IGN). */
+void crash_before_exec(void);
+
 /* ---- real functions (resolved in init.c) ------------------------------- */
 
 struct shim_real {
@@ -350,6 +371,10 @@ struct shim_real {
 	void (*_Exit)(int) __attribute__((noreturn));
 	int (*pause)(void);
 	void *(*dlopen)(const char *, int);
+	int (*sigaction)(int, const struct sigaction *, struct sigaction *);
+	int (*sigaltstack)(const stack_t *, stack_t *);
+	sighandler_t (*signal)(int, sighandler_t);
+	sighandler_t (*sysv_signal)(int, sighandler_t);
 };
 extern struct shim_real shim_real;
 

@@ -14,7 +14,9 @@
  * child's (async-signal-safe: exec may follow fork in a threaded program,
  * or run in a handler); if the exec fails the process goes on untraced.  dlopen()
  * adds newly loaded objects to the module map, and pthread_setname_np()
- * gives threads their names (CPython 3.14 names its threads).
+ * gives threads their names (CPython 3.14 names its threads).  Each thread
+ * started while tracing gets an alternate signal stack for the crash
+ * handler at its start and gives it back at its end (crash.c).
  *
  * What it cannot see: threads started before the process activated (they
  * have no start event, and end without one if they return), threads killed
@@ -58,6 +60,7 @@ static void *thread_trampoline(void *p)
 {
 	struct thread_start start = *(struct thread_start *)p;
 	free(p);
+	crash_thread_begins();
 	if (shim_enter()) {
 		uint64_t parent = (uint64_t)start.parent_tid;
 		recorder_emit(GTR_EV_THREAD_START, 0, &parent);
@@ -65,6 +68,7 @@ static void *thread_trampoline(void *p)
 	}
 	void *result = start.start_routine(start.arg);
 	record_thread_end(GTR_EV_THREAD_EXIT, GTR_EXIT_RETURN);
+	crash_thread_ends();
 	return result;
 }
 
@@ -94,6 +98,7 @@ SHIM_EXPORT void pthread_exit(void *retval)
 {
 	RESOLVED(exit);
 	record_thread_end(GTR_EV_THREAD_EXIT, GTR_EXIT_PTHREAD_EXIT);
+	crash_thread_ends();
 	shim_real.exit(retval);
 }
 

@@ -6,8 +6,9 @@
  * freed its thread state (bpo-39877), from a native thread during
  * finalization (bpo-36475), with a freed thread state (use after
  * PyThreadState_DeleteCurrent()), dying while holding the GIL (gh-87135,
- * bpo-36469's symptom), and leaving a stale GIL drop request behind
- * (gh-96387).
+ * bpo-36469's symptom), leaving a stale GIL drop request behind
+ * (gh-96387), and crashing during finalization (gh-110052's shape), with
+ * or without a SIGSEGV handler of the program's.
  * The scripts next to this file drive them; each one says what it
  * reproduces.
  *
@@ -20,8 +21,10 @@
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -342,6 +345,76 @@ static PyObject *spin_at_thread_clear(PyObject *Py_UNUSED(self), PyObject *args)
 	Py_RETURN_NONE;
 }
 
+/*
+ * ---- (f) crash_at_exit: gh-110052's shape ------------------------------
+ *
+ * block_then_crash() is block_then_restore() that, once woken by the
+ * Py_AtExit() callback at the end of Py_FinalizeEx(), dereferences NULL
+ * without the GIL: a daemon thread crashing during finalization.
+ * install_segv_handler() installs, with sigaction() after the interpreter
+ * started (after giltrace's shim), a SIGSEGV handler that says so on
+ * stderr and returns; SA_RESETHAND makes the fault, re-executed, kill the
+ * process.  segv_handler_installed() and altstack_enabled() ask the
+ * kernel's interfaces what a program sees.
+ */
+
+static PyObject *block_then_crash(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+	Py_BEGIN_ALLOW_THREADS
+	__atomic_store_n(&restore_blocked, 1, __ATOMIC_RELEASE);
+	sem_wait_retry(&restore_sem);
+	*(volatile int *)NULL = 1;	/* SIGSEGV, SEGV_MAPERR at address 0 */
+	Py_END_ALLOW_THREADS
+	Py_RETURN_NONE;
+}
+
+static void program_segv_handler(int sig, siginfo_t *info, void *context)
+{
+	static const char said[] = "program handler: SIGSEGV\n";
+
+	(void)sig;
+	(void)info;
+	(void)context;
+	if (write(STDERR_FILENO, said, sizeof(said) - 1) < 0)
+		_exit(3);
+}
+
+static PyObject *install_segv_handler(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+	struct sigaction act;
+
+	memset(&act, 0, sizeof act);
+	act.sa_sigaction = program_segv_handler;
+	sigemptyset(&act.sa_mask);
+	act.sa_flags = SA_SIGINFO | SA_RESETHAND;
+	if (sigaction(SIGSEGV, &act, NULL) < 0)
+		return PyErr_SetFromErrno(PyExc_OSError);
+	Py_RETURN_NONE;
+}
+
+static PyObject *segv_handler_installed(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+	struct sigaction old;
+
+	if (sigaction(SIGSEGV, NULL, &old) < 0)
+		return PyErr_SetFromErrno(PyExc_OSError);
+	if (old.sa_handler == SIG_DFL)
+		return PyUnicode_FromString("default");
+	if (old.sa_handler == SIG_IGN)
+		return PyUnicode_FromString("ignored");
+	return PyUnicode_FromString((old.sa_flags & SA_SIGINFO) && old.sa_sigaction == program_segv_handler
+	                            ? "program" : "other");
+}
+
+static PyObject *altstack_enabled(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+	stack_t ss;
+
+	if (sigaltstack(NULL, &ss) < 0)
+		return PyErr_SetFromErrno(PyExc_OSError);
+	return PyBool_FromLong(!(ss.ss_flags & SS_DISABLE));
+}
+
 /* ---- module ------------------------------------------------------------ */
 
 static PyMethodDef gtscenario_methods[] = {
@@ -363,6 +436,14 @@ static PyMethodDef gtscenario_methods[] = {
 	  "spin_holding_gil(seconds): busy-wait holding the GIL, no eval loop." },
 	{ "spin_at_thread_clear", spin_at_thread_clear, METH_VARARGS,
 	  "spin_at_thread_clear(seconds): spin when this thread's state is cleared." },
+	{ "block_then_crash", block_then_crash, METH_NOARGS,
+	  "Release the GIL, block until woken at exit, then dereference NULL." },
+	{ "install_segv_handler", install_segv_handler, METH_NOARGS,
+	  "Install a SIGSEGV handler (sigaction, SA_RESETHAND) that writes to stderr." },
+	{ "segv_handler_installed", segv_handler_installed, METH_NOARGS,
+	  "What sigaction() says of SIGSEGV: default, ignored, program, other." },
+	{ "altstack_enabled", altstack_enabled, METH_NOARGS,
+	  "Whether sigaltstack() says this thread has an alternate signal stack." },
 	{ NULL, NULL, 0, NULL }
 };
 

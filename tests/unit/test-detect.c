@@ -509,6 +509,123 @@ static int test_reused_block_is_no_use(void)
 	return ok;
 }
 
+/* ---- crashes ---------------------------------------------------------------------- */
+
+#define CRASH(th, clk, sig, code, addr) { th, GTR_EV_CRASH, gtr_crash_arg(sig, GTR_CRASH_DEFAULT), clk, \
+	                                  gtr_crash_word(0x401000, code), addr }
+
+/* Analyse evs of an unclosed trace (the process died); 0 on a load error. */
+static int crash_findings(const struct ev *evs, size_t n, struct findings *fs, struct model *m, struct trace *t)
+{
+	if (load(t, evs, n, 2, 0) != 0)
+		return 0;
+	return analyse(t, m, fs, 0) == 0;
+}
+
+/* A SIGSEGV outside finalization is `crash`, with its signal and address. */
+static int test_crash(void)
+{
+	int ok = 1;
+	struct ev evs[] = {
+		TAKE(1, 1100), ACQUIRE(1, 1110, TS_OTHER, 1),
+		CRASH(1, 1200, 11, 1, 0),
+	};
+	struct trace t;
+	struct model m;
+	struct findings fs;
+	CHECK(crash_findings(evs, sizeof evs / sizeof evs[0], &fs, &m, &t));
+	const struct finding *x = NULL;
+	CHECK(fs.count == 1 && fs.errors == 1 && count_kind(&fs, DETECT_CRASH, &x) == 1);
+	if (x) {
+		CHECK(x->thread == 1 && x->ns == 200 && !x->finalizing);
+		CHECK(strstr(x->what, "got SIGSEGV (SEGV_MAPERR) at address 0x0") != NULL);
+		CHECK(strstr(x->what, "while holding the GIL") != NULL);
+	}
+	findings_free(&fs);
+	model_free(&m);
+	trace_close(&t);
+	return ok;
+}
+
+/* A daemon thread that crashes during finalization, without the GIL and
+ * not in take_gil: crash-at-exit, naming what the main thread did; no
+ * guess that the thread with the freed thread state died. */
+static int test_crash_at_exit(void)
+{
+	int ok = 1;
+	struct ev evs[] = {
+		TAKE(1, 1100), ACQUIRE(1, 1110, TS_DAEMON, 1), RELEASE(1, 1200),
+		TAKE(0, 1300), ACQUIRE(0, 1310, TS_MAIN, 2),
+		CALL(0, Py_FinalizeEx, 1400, 0),
+		FINALIZING(0, 1500, 1, TS_MAIN),
+		FREE(0, 1600, TS_DAEMON),
+		CRASH(1, 1700, 11, 1, 0),
+	};
+	struct trace t;
+	struct model m;
+	struct findings fs;
+	CHECK(crash_findings(evs, sizeof evs / sizeof evs[0], &fs, &m, &t));
+	const struct finding *x = NULL;
+	CHECK(fs.count == 1 && count_kind(&fs, DETECT_CRASH_AT_EXIT, &x) == 1);
+	if (x) {
+		CHECK(x->thread == 1 && x->finalizing && x->fin_start_ns == 500);
+		CHECK(strstr(x->what, "thread 100 was finalizing, holding the GIL") != NULL);
+	}
+	findings_free(&fs);
+	model_free(&m);
+	trace_close(&t);
+	return ok;
+}
+
+/* A fault inside a freed thread state's block is its use; the crash
+ * names it. */
+static int test_crash_in_freed_tstate(void)
+{
+	int ok = 1;
+	struct ev evs[] = {
+		TAKE(1, 1100), ACQUIRE(1, 1110, TS_DAEMON, 1), RELEASE(1, 1200),
+		TAKE(0, 1300), ACQUIRE(0, 1310, TS_MAIN, 2),
+		CALL(0, Py_FinalizeEx, 1400, 0),
+		FINALIZING(0, 1500, 1, TS_MAIN),
+		FREE(0, 1600, TS_DAEMON),
+		CRASH(1, 1700, 7, 2, TS_DAEMON + 16),
+	};
+	struct trace t;
+	struct model m;
+	struct findings fs;
+	CHECK(crash_findings(evs, sizeof evs / sizeof evs[0], &fs, &m, &t));
+	const struct finding *x = NULL;
+	CHECK(fs.count == 1 && count_kind(&fs, DETECT_FREED_TSTATE_USE, &x) == 1);
+	if (x) {
+		CHECK(x->thread == 1 && x->tstate == TS_DAEMON && x->freed && x->freed_by == 0);
+		CHECK(strstr(x->what, "got SIGBUS (BUS_ADRERR)") != NULL && strstr(x->what, "inside it") != NULL);
+	}
+	findings_free(&fs);
+	model_free(&m);
+	trace_close(&t);
+	return ok;
+}
+
+/* A thread that runs on after its crash (its handler recovered): none. */
+static int test_crash_recovered(void)
+{
+	int ok = 1;
+	struct ev evs[] = {
+		TAKE(1, 1100), ACQUIRE(1, 1110, TS_OTHER, 1),
+		CRASH(1, 1200, 11, 1, 0),
+		RELEASE(1, 1300), TAKE(1, 1400), ACQUIRE(1, 1410, TS_OTHER, 2),
+	};
+	struct trace t;
+	struct model m;
+	struct findings fs;
+	CHECK(crash_findings(evs, sizeof evs / sizeof evs[0], &fs, &m, &t));
+	CHECK(fs.count == 0 && fs.errors == 0 && fs.notes == 0);
+	findings_free(&fs);
+	model_free(&m);
+	trace_close(&t);
+	return ok;
+}
+
 int main(void)
 {
 	int (*const tests[])(void) = {
@@ -522,6 +639,10 @@ int main(void)
 		test_parked_at_exit,
 		test_switch_wait_on_dead_thread,
 		test_reused_block_is_no_use,
+		test_crash,
+		test_crash_at_exit,
+		test_crash_in_freed_tstate,
+		test_crash_recovered,
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
 		tests[i]() ? passed++ : failed++;

@@ -61,6 +61,16 @@ static void print_details(const struct trace_event *e)
 	case GTR_EV_TSTATE_REUSE:
 		printf(" tstate=0x%" PRIx64 " size=%" PRIu64, e->payload[0], e->payload[1]);
 		break;
+	case GTR_EV_CRASH: {
+		char a[32], b[32];
+		unsigned sig = gtr_crash_signal(e->arg);
+		int code = gtr_crash_si_code(e->payload[0]);
+		printf(" signal=%s code=%s ip=0x%" PRIx64 " %s=0x%" PRIx64 " disposition=%s",
+		       trace_signal_name(sig, a, sizeof a), trace_si_code_name(sig, code, b, sizeof b),
+		       gtr_crash_ip(e->payload[0]), code > 0 ? "addr" : "sender", e->payload[1],
+		       trace_crash_disposition_name(gtr_crash_disposition(e->arg)));
+		break;
+	}
 	default:
 		if (e->type <= GTR_EV_GIL_HELD_AT_FORK)
 			printf(" gil=%u", e->arg);

@@ -28,9 +28,22 @@
  * C-API call with a freed thread state is a use of it only if the calling
  * thread had used that thread state before it was freed: a thread passing
  * an address it never held before got a new thread state there.
+ *
+ * A crash (GTR_EV_CRASH: the shim's handler saw a fatal signal) is
+ * explained by what the detectors know at that moment: a fault inside a
+ * freed thread state's block, a debug build's freed-memory pattern
+ * (0xdd...) as the address while the thread's own thread state is freed,
+ * or a thread on its watched way into the GIL with a freed thread state
+ * make it freed-tstate-use; any other crash during finalization is
+ * crash-at-exit, with what every other thread was doing; one outside
+ * finalization is crash.  The finding is made at the crash and dropped if
+ * the same thread records anything after it but the process's exit: its
+ * handler recovered (siglongjmp, a fixed mapping) and the signal was not
+ * fatal.
  */
 #include "detect.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +62,13 @@ const struct detector_info detectors[DETECT_COUNT] = {
 		                      "finalization ended a thread that was taking the GIL" },
 	[DETECT_PARKED_AT_EXIT] = { "parked-at-exit", SEVERITY_NOTE,
 		                    "finalization parked a thread that was taking the GIL" },
+	[DETECT_CRASH_AT_EXIT] = { "crash-at-exit", SEVERITY_ERROR, "a thread crashed during finalization" },
+	[DETECT_CRASH] = { "crash", SEVERITY_ERROR, "a thread crashed" },
 };
+
+/* A finding made at a crash and dropped later (the thread ran on): its
+ * kind until detect_end() removes it; never seen outside this file. */
+#define DETECT_DROPPED DETECT_COUNT
 
 enum watch { WATCH_NONE, WATCH_ENTERING, WATCH_ACQUIRED, WATCH_RELEASED, WATCH_DONE };
 
@@ -74,6 +93,9 @@ struct thread_state {
 	uint64_t caller, watch_tstate;
 	size_t watch_event;
 	bool reported_error;
+	/* its crash's finding, until the thread records something after it
+	 * (then the crash was not fatal), SIZE_MAX none */
+	size_t crash_finding;
 };
 
 struct walk {
@@ -91,6 +113,8 @@ struct walk {
 		uint64_t ns;
 		int thread, requester;
 	} forced_switch[REPLAY_MAX_GILS];
+	size_t crashes;              /* crash findings not dropped: the trace says
+	                                which thread died, no guess is needed */
 	bool oom;
 };
 
@@ -507,11 +531,187 @@ static void on_other(struct walk *w, int thread, const struct trace_event *e)
 	}
 }
 
+/* ---- crashes ------------------------------------------------------------------ */
+
+/* The bytes of a thread state (docs/cpython-internals.md §4), from the
+ * traced interpreter's version; the largest default build's if unknown. */
+static uint64_t tstate_size(const struct trace *t)
+{
+	unsigned minor = t->header.py_version_hex >> 16 & 0xff;
+	if (t->header.py_version_hex >> 24 != 3)
+		return 1024;
+	if (t->header.py_build & GTR_BUILD_FREE_THREADED)
+		return 17816;
+	switch (minor) {
+	case 8:
+	case 9:
+		return 264;
+	case 10:
+		return 280;
+	case 11:
+		return 360;
+	case 12:
+		return 288;
+	case 13:
+		return 336;
+	default:
+		return minor >= 14 ? 936 : 1024;
+	}
+}
+
+/* The freed thread state whose block holds addr (with the 16 bytes a
+ * debug allocator puts before it), or NULL. */
+static const struct tstate_life *freed_block_holding(const struct walk *w, uint64_t addr)
+{
+	uint64_t size = tstate_size(w->t);
+	for (size_t i = 0; i < w->life_cap; i++) {
+		const struct tstate_life *l = &w->lives[i];
+		if (l->addr && l->freed && addr + 16 >= l->addr && addr < l->addr + size)
+			return l;
+	}
+	return NULL;
+}
+
+/* "got SIGSEGV (SEGV_MAPERR) at address 0x0, instruction libx.so+0x12" */
+static void describe_crash(const struct walk *w, const struct trace_event *e, char *buf, size_t size)
+{
+	char a[32], b[32], where[160];
+	unsigned sig = gtr_crash_signal(e->arg);
+	int code = gtr_crash_si_code(e->payload[0]);
+	uint64_t ip = gtr_crash_ip(e->payload[0]);
+	const struct trace_module *mod = trace_module_of(w->t, ip);
+	const char *base = mod ? strrchr(mod->path, '/') : NULL;
+	if (mod)
+		snprintf(where, sizeof where, "%s+0x%" PRIx64, base ? base + 1 : mod->path, ip - mod->load_address);
+	else
+		snprintf(where, sizeof where, "0x%" PRIx64, ip);
+	const char *name = trace_signal_name(sig, a, sizeof a), *code_name = trace_si_code_name(sig, code, b, sizeof b);
+	if (code > 0)
+		snprintf(buf, size, "got %s (%s) at address 0x%" PRIx64 ", instruction %s", name, code_name,
+		         e->payload[1], where);
+	else if (e->payload[1] == (uint64_t)(uint32_t)w->t->header.pid)
+		snprintf(buf, size, "got %s (%s, raised by the process itself: abort() or raise()) at instruction %s",
+		         name, code_name, where);
+	else
+		snprintf(buf, size, "got %s (%s, sent by pid %" PRIu64 ") at instruction %s", name, code_name,
+		         e->payload[1], where);
+}
+
+/* What thread i was doing at the crash, for crash-at-exit; "" if it had
+ * not started or had ended. */
+static const char *thread_doing(const struct walk *w, size_t i, uint64_t ns, char *buf, size_t size)
+{
+	const struct replay_thread *rt = &w->r->threads[i];
+	const struct thread_state *ts = &w->threads[i];
+	const struct replay_epoch *ep = replay_open_epoch(w->r);
+	char entry[64];
+	if (rt->first_ns == UINT64_MAX || rt->first_ns > ns)
+		return "";
+	if (rt->exit == THREAD_END_PARKED)
+		return "parked (pause)";
+	if (rt->exit != THREAD_END_NONE && rt->exit != THREAD_END_PROCESS)
+		return "";
+	const char *gil = rt->holding >= 0 ? ", holding the GIL" : rt->waiting ? ", waiting in take_gil" : "";
+	if (ep && (int)i == replay_epoch_thread(ep)) {
+		snprintf(buf, size, "was finalizing%s", gil);
+	} else if (ts->watch == WATCH_ENTERING || ts->watch == WATCH_ACQUIRED || ts->watch == WATCH_RELEASED) {
+		describe_entry(ts, entry, sizeof entry);
+		snprintf(buf, size, "had entered %s after finalization began%s%s", entry,
+		         freed_life(w, ts->watch_tstate ? ts->watch_tstate : ts->tstate) ? " with a freed thread state"
+		                                                                   : "",
+		         gil);
+	} else {
+		snprintf(buf, size, "%s", rt->holding >= 0 ? "held the GIL" : rt->waiting ? "waited in take_gil"
+		                                           : "ran without the GIL (or was blocked)");
+	}
+	return buf;
+}
+
+static void on_crash(struct walk *w, int thread, const struct trace_event *e)
+{
+	struct thread_state *ts = &w->threads[thread];
+	bool fault = gtr_crash_si_code(e->payload[0]) > 0;
+	uint64_t addr = e->payload[1];
+	uint64_t own = ts->watch_tstate ? ts->watch_tstate : ts->tstate;
+	const struct tstate_life *hit = fault ? freed_block_holding(w, addr) : NULL;
+	const char *how = "at an address inside it";
+	if (!hit && fault && addr >> 32 == 0xddddddddu && used_after_free(w, ts, own)) {
+		hit = freed_life(w, own);
+		how = "at an address made of a debug build's freed-memory bytes (0xdd)";
+	}
+	if (!hit && watched(w, thread, e->ns) && ts->watch != WATCH_NONE && used_after_free(w, ts, own)) {
+		hit = freed_life(w, own);
+		how = "on its way into the GIL with it after finalization began";
+	}
+	char crash[256];
+	describe_crash(w, e, crash, sizeof crash);
+	enum detector kind = hit ? DETECT_FREED_TSTATE_USE : finalizing_at(w, e->ns) ? DETECT_CRASH_AT_EXIT : DETECT_CRASH;
+	struct finding *x = add(w, kind, thread, e->ns);
+	if (!x)
+		return;
+	x->stack_event = with_stack(w, w->at, SIZE_MAX);
+	ts->crash_finding = w->out->count - 1;
+	w->crashes++;
+	ts->watch = WATCH_DONE; /* the crash says it: nothing more at the end */
+	const char *gil = w->r->threads[thread].holding >= 0 ? " while holding the GIL" : "";
+	if (hit) {
+		with_tstate(w, x, hit->addr);
+		snprintf(x->what, sizeof x->what, "%s%s, a freed thread state's use: %s", crash, gil, how);
+		ts->reported_error = true;
+		return;
+	}
+	with_tstate(w, x, own);
+	if (kind == DETECT_CRASH) {
+		snprintf(x->what, sizeof x->what, "%s%s", crash, gil);
+		return;
+	}
+	size_t len = (size_t)snprintf(x->what, sizeof x->what, "%s%s; the other threads:", crash, gil);
+	size_t listed = 0, left = 0;
+	for (size_t i = 0; i < w->r->thread_count; i++) {
+		char doing[160], item[200];
+		if ((int)i == thread || !*thread_doing(w, i, e->ns, doing, sizeof doing))
+			continue;
+		int n = snprintf(item, sizeof item, "%s thread %d %s", listed ? ";" : "", w->t->threads[i].tid, doing);
+		if (n > 0 && len + (size_t)n + 24 < sizeof x->what) {
+			memcpy(x->what + len, item, (size_t)n + 1);
+			len += (size_t)n;
+			listed++;
+		} else {
+			left++;
+		}
+	}
+	if (left)
+		snprintf(x->what + len, sizeof x->what - len, "%s and %zu more", listed ? ";" : "", left);
+	else if (!listed)
+		snprintf(x->what + len, sizeof x->what - len, " none alive");
+}
+
+/* The thread ran on after its crash: the signal was not fatal. */
+static void crash_recovered(struct walk *w, struct thread_state *ts)
+{
+	struct finding *x = &w->out->items[ts->crash_finding];
+	if (detectors[x->kind].severity == SEVERITY_ERROR)
+		w->out->errors--;
+	else
+		w->out->notes--;
+	x->kind = DETECT_DROPPED;
+	ts->crash_finding = SIZE_MAX;
+	w->crashes--;
+}
+
 static void walk_event(struct walk *w, const struct trace_event *e)
 {
 	int thread = (int)e->thread;
 	struct thread_state *ts = &w->threads[thread];
+	if (ts->crash_finding != SIZE_MAX && e->type != GTR_EV_CRASH &&
+	    !(e->type == GTR_EV_THREAD_EXIT && gtr_exit_how(e->arg) == GTR_EXIT_PROCESS))
+		crash_recovered(w, ts);
 	switch (e->type) {
+	case GTR_EV_CRASH:
+		if (ts->crash_finding != SIZE_MAX)
+			crash_recovered(w, ts); /* the first was not fatal: the second is */
+		on_crash(w, thread, e);
+		break;
 	case GTR_EV_FINALIZING:
 		break; /* the replay's epochs */
 	case GTR_EV_TSTATE_FREE: {
@@ -584,7 +784,9 @@ static void at_end(struct walk *w)
 			              "acquired the GIL as the process exited, which ended it");
 		} else if (ts->watch == WATCH_ENTERING || ts->watch == WATCH_RELEASED) {
 			uint64_t tstate = ts->watch_tstate ? ts->watch_tstate : ts->tstate;
-			if (died && freed_life(w, tstate))
+			/* with no crash recorded, the thread on its way with freed
+			 * memory is the likely one that died */
+			if (died && !w->crashes && freed_life(w, tstate))
 				kept_running(w, (int)i, end, "was still using it when the process died");
 			else
 				watch_finding(w, (int)i, end, DETECT_EXIT_IN_TAKE_GIL,
@@ -662,8 +864,10 @@ static struct walk *detect_begin(const struct trace *t, struct findings *out, st
 		walk_free(w);
 		return NULL;
 	}
-	for (size_t i = 0; i < t->thread_count; i++)
+	for (size_t i = 0; i < t->thread_count; i++) {
 		w->threads[i].watch_event = SIZE_MAX;
+		w->threads[i].crash_finding = SIZE_MAX;
+	}
 	for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++) {
 		w->drop_requester[gi] = -1;
 		w->forced_switch[gi].requester = -1;
@@ -696,6 +900,11 @@ static int detect_end(struct walk *w)
 		findings_free(out);
 		return -1;
 	}
+	size_t kept = 0;
+	for (size_t i = 0; i < out->count; i++)
+		if (out->items[i].kind != DETECT_DROPPED)
+			out->items[kept++] = out->items[i];
+	out->count = kept;
 	if (out->count > 1)
 		qsort(out->items, out->count, sizeof *out->items, by_time);
 	return 0;

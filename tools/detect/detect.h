@@ -6,6 +6,8 @@
  * they read who holds which GIL and which finalization epoch is under way
  * from it, and keep only what they watch (thread-state lives, each
  * thread's doings once finalization began).  Findings come in time order.
+ * A crash event (a fatal signal the shim recorded) is a finding of its
+ * own unless the thread ran on after it (its handler recovered).
  */
 #ifndef GILTRACE_DETECT_H
 #define GILTRACE_DETECT_H
@@ -26,6 +28,8 @@ enum detector {
 	DETECT_SWITCH_WAIT_ON_DEAD_THREAD,
 	DETECT_EXIT_IN_TAKE_GIL,
 	DETECT_PARKED_AT_EXIT,
+	DETECT_CRASH_AT_EXIT,
+	DETECT_CRASH,
 	DETECT_COUNT
 };
 
@@ -53,7 +57,8 @@ struct finding {
 	size_t stack_event;          /* the event whose stack shows the call or the
 	                                exit (trace_stack_of), SIZE_MAX none */
 	size_t freed_event;          /* the free of tstate, SIZE_MAX none */
-	char what[200];              /* what the thread did, one sentence */
+	char what[480];              /* what the thread did, one sentence (a crash
+	                                at exit: and what the others were doing) */
 };
 
 struct findings {

@@ -48,6 +48,7 @@ static const char *const event_names[GTR_EV_COUNT] = {
 	[GTR_EV_CLOCK] = "clock",
 	[GTR_EV_STACK] = "stack",
 	[GTR_EV_TSTATE_REUSE] = "tstate-reuse",
+	[GTR_EV_CRASH] = "crash",
 };
 
 const char *trace_capi_name(unsigned fn)
@@ -63,6 +64,53 @@ const char *trace_exit_how_name(unsigned how)
 		[GTR_EXIT_PROCESS] = "process_exit",
 	};
 	return how < sizeof names / sizeof names[0] && names[how] ? names[how] : "unknown";
+}
+
+const char *trace_signal_name(unsigned sig, char *buf, size_t size)
+{
+	static const char *const names[] = {
+		[SIGILL] = "SIGILL", [SIGABRT] = "SIGABRT", [SIGBUS] = "SIGBUS", [SIGFPE] = "SIGFPE",
+		[SIGSEGV] = "SIGSEGV",
+	};
+	if (sig < sizeof names / sizeof names[0] && names[sig])
+		return names[sig];
+	snprintf(buf, size, "signal %u", sig);
+	return buf;
+}
+
+const char *trace_si_code_name(unsigned sig, int code, char *buf, size_t size)
+{
+	/* the kernel's codes of each crash signal (asm-generic/siginfo.h) */
+	static const char *const segv[] = { NULL, "SEGV_MAPERR", "SEGV_ACCERR", "SEGV_BNDERR", "SEGV_PKUERR" };
+	static const char *const bus[] = { NULL, "BUS_ADRALN", "BUS_ADRERR", "BUS_OBJERR", "BUS_MCEERR_AR",
+		                           "BUS_MCEERR_AO" };
+	static const char *const ill[] = { NULL, "ILL_ILLOPC", "ILL_ILLOPN", "ILL_ILLADR", "ILL_ILLTRP",
+		                           "ILL_PRVOPC", "ILL_PRVREG", "ILL_COPROC", "ILL_BADSTK" };
+	static const char *const fpe[] = { NULL, "FPE_INTDIV", "FPE_INTOVF", "FPE_FLTDIV", "FPE_FLTOVF",
+		                           "FPE_FLTUND", "FPE_FLTRES", "FPE_FLTINV", "FPE_FLTSUB" };
+	static const char *const sent[] = { "SI_USER", "SI_QUEUE", "SI_TIMER", "SI_MESGQ", "SI_ASYNCIO",
+		                            "SI_SIGIO", "SI_TKILL" };
+	const char *const *table = sig == SIGSEGV ? segv : sig == SIGBUS ? bus : sig == SIGILL ? ill
+	                           : sig == SIGFPE ? fpe : NULL;
+	size_t n = sig == SIGSEGV ? 5 : sig == SIGBUS ? 6 : sig == SIGILL || sig == SIGFPE ? 9 : 0;
+	if (code > 0 && (size_t)code < n && table[code])
+		return table[code];
+	if (code == 0x80)
+		return "SI_KERNEL";
+	if (code <= 0 && code > -(int)(sizeof sent / sizeof sent[0]))
+		return sent[-code];
+	snprintf(buf, size, "code %d", code);
+	return buf;
+}
+
+const char *trace_crash_disposition_name(unsigned disposition)
+{
+	static const char *const names[] = {
+		[GTR_CRASH_DEFAULT] = "default",
+		[GTR_CRASH_HANDLER] = "handler",
+		[GTR_CRASH_IGNORED] = "ignored",
+	};
+	return disposition < sizeof names / sizeof names[0] ? names[disposition] : "unknown";
 }
 
 const struct trace_module *trace_module_of(const struct trace *t, uint64_t address)

@@ -251,6 +251,12 @@ const char *trace_capi_name(unsigned fn);
  * GTR_EXIT_HELD_GIL ("return", "pthread_exit", "process_exit", else
  * "unknown"). */
 const char *trace_exit_how_name(unsigned how);
+/* A crash event's signal ("SIGSEGV"), si_code ("SEGV_MAPERR", "SI_TKILL")
+ * and disposition ("default", "handler", "ignored"); buf holds a number
+ * that has no name. */
+const char *trace_signal_name(unsigned sig, char *buf, size_t size);
+const char *trace_si_code_name(unsigned sig, int code, char *buf, size_t size);
+const char *trace_crash_disposition_name(unsigned disposition);
 /* The stack recorded with the event of that index, or NULL. */
 const struct trace_stack *trace_stack_of(const struct trace *t, size_t event);
 /* The loaded object that contains `address`, or NULL. */
