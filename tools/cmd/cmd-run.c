@@ -43,7 +43,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -367,22 +366,6 @@ static void release_forwarded(const bool caught[N_FORWARDED])
 	for (size_t i = 0; i < N_FORWARDED; i++)
 		if (caught[i])
 			signal(forwarded_signals[i], SIG_DFL);
-}
-
-/* Die of sig as the command did, without a core file of our own. */
-static void die_of_signal(int sig)
-{
-	fflush(stdout);
-	fflush(stderr);
-	struct rlimit no_core = { 0, 0 };
-	setrlimit(RLIMIT_CORE, &no_core);
-	signal(sig, SIG_DFL);
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, sig);
-	sigprocmask(SIG_UNBLOCK, &set, NULL);
-	raise(sig);
-	exit(128 + sig);
 }
 
 /* Start the command with the signal mask run was started with (the caller
