@@ -173,6 +173,14 @@ def test_until_fail_stops_at_the_first_failure(tmp_path):
     assert result["failures"][0]["run"] == 3
 
 
+def test_duration_stops_starting_runs(tmp_path):
+    t0 = time.monotonic()
+    result = stress_json(tmp_path, "--duration", "1s", "-j", "2", "-o", "out", "--", INTERPRETER, "-c",
+                         "import time; time.sleep(0.2)", status=0)
+    assert 2 <= result["runs"] and result["failed"] == 0
+    assert 1 <= time.monotonic() - t0 < 10 and result["elapsed_ns"] >= 1e9
+
+
 def test_expect_status(tmp_path):
     script = write_script(tmp_path, "import sys\nsys.exit(7)\n")
     proc = stress(tmp_path, "-n", "3", "--expect-status", "7", "-o", "out", "--", INTERPRETER, script)
