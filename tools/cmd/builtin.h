@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 int cmd_run(int argc, char **argv);
+int cmd_stress(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_check(int argc, char **argv);

@@ -43,12 +43,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "builtin.h"
+#include "shim-env.h"
 #include "trace.h"
 #include "usage.h"
 
@@ -75,37 +75,6 @@ static const char usage_text[] =
         "that signal itself, run dies of it too); with --check, 1 when a trace\n"
         "has error findings; 2 usage error\n";
 
-#define SHIM_NAME "libgiltrace.so"
-/* the shim's limit for output= (shim_options.output) */
-#define OUTPUT_MAX 4096
-
-/* libgiltrace.so: $GILTRACE_SHIM, next to this executable, or in
- * ../lib/giltrace relative to it (an installed layout). */
-static int find_shim(char out[PATH_MAX])
-{
-	const char *env = getenv("GILTRACE_SHIM");
-	if (env && *env) {
-		if (!realpath(env, out))
-			return print_error("GILTRACE_SHIM='%s' does not exist", env);
-		return 0;
-	}
-	char exe[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n <= 0)
-		return print_error("cannot find my own executable (/proc/self/exe)");
-	exe[n] = '\0';
-	char *slash = strrchr(exe, '/');
-	*slash = '\0';
-	const char *candidates[] = { "%s/" SHIM_NAME, "%s/../lib/giltrace/" SHIM_NAME };
-	for (size_t i = 0; i < 2; i++) {
-		char path[PATH_MAX + 64];
-		snprintf(path, sizeof path, candidates[i], exe);
-		if (access(path, R_OK) == 0 && realpath(path, out))
-			return 0;
-	}
-	return print_error("cannot find %s next to %s; set GILTRACE_SHIM to its path", SHIM_NAME, exe);
-}
-
 /* ---- where the traces go --------------------------------------------------- */
 
 /* -o made absolute against our folder: the shim would resolve a relative
@@ -121,7 +90,7 @@ static void absolute_template(char *out, size_t size, const char *output)
 	else
 		n = snprintf(out, size, "%s/%s", cwd, output);
 	if (n < 0 || (size_t)n >= size)
-		die("-o '%s': the trace path is longer than the shim takes (%d bytes)", output, OUTPUT_MAX - 1);
+		die("-o '%s': the trace path is longer than the shim takes (%d bytes)", output, SHIM_OUTPUT_MAX - 1);
 	if (strchr(out, ':'))
 		die("-o '%s': the trace path '%s' contains ':', which separates GILTRACE_OPTIONS; "
 		    "give a path without ':'", output, out);
@@ -295,7 +264,7 @@ static void refuse_unusable_output(const char *output, const char *tmpl)
 		die("-o '%s' names a folder; give a file name in it (e.g. '%s%%p.gtr')", output, output);
 	if (strstr(tmpl, "%p"))
 		return; /* a name taken by another pid gets a numbered neighbour */
-	char path[OUTPUT_MAX];
+	char path[SHIM_OUTPUT_MAX];
 	struct stat st;
 	expand_fixed(path, sizeof path, tmpl);
 	if (lstat(path, &st) != 0)
@@ -312,7 +281,7 @@ static void refuse_unusable_output(const char *output, const char *tmpl)
  * shim makes its first missing folder or the trace. */
 static void refuse_unwritable_folder(const char *output, const char *tmpl)
 {
-	char head[OUTPUT_MAX], dir[OUTPUT_MAX + 32];
+	char head[SHIM_OUTPUT_MAX], dir[SHIM_OUTPUT_MAX + 32];
 	const char *pid = strstr(tmpl, "%p");
 	/* up to the first %p: the folders that are the same for every pid */
 	snprintf(head, sizeof head, "%.*s", (int)(pid ? (size_t)(pid - tmpl) : strlen(tmpl)), tmpl);
@@ -399,40 +368,19 @@ static void release_forwarded(const bool caught[N_FORWARDED])
 			signal(forwarded_signals[i], SIG_DFL);
 }
 
-/* Die of sig as the command did, without a core file of our own. */
-static void die_of_signal(int sig)
-{
-	fflush(stdout);
-	fflush(stderr);
-	struct rlimit no_core = { 0, 0 };
-	setrlimit(RLIMIT_CORE, &no_core);
-	signal(sig, SIG_DFL);
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, sig);
-	sigprocmask(SIG_UNBLOCK, &set, NULL);
-	raise(sig);
-	exit(128 + sig);
-}
-
 /* Start the command with the signal mask run was started with (the caller
  * blocked the forwarded signals) and the dispositions it inherited. */
 static pid_t run_child(char **cmd, const char *shim, const char *options, const sigset_t *mask)
 {
-	const char *old = getenv("LD_PRELOAD");
-	char *preload = NULL;
-	if (old && *old) {
-		size_t len = strlen(shim) + strlen(old) + 2;
-		preload = malloc(len);
-		if (preload)
-			snprintf(preload, len, "%s:%s", shim, old);
-	}
+	char *preload = shim_preload_value(shim);
+	if (!preload)
+		die("out of memory");
 	pid_t pid = fork();
 	if (pid < 0)
 		die("cannot fork: %s", strerror(errno));
 	if (pid == 0) {
 		sigprocmask(SIG_SETMASK, mask, NULL);
-		setenv("LD_PRELOAD", preload ? preload : shim, 1);
+		setenv("LD_PRELOAD", preload, 1);
 		setenv("GILTRACE_OPTIONS", options, 1);
 		execvp(cmd[0], cmd);
 		fprintf(stderr, "giltrace: cannot run '%s': %s\n", cmd[0], strerror(errno));
@@ -516,18 +464,14 @@ int cmd_run(int argc, char **argv)
 	if (!*output || strchr(output, ':'))
 		die("-o '%s': the trace path must be non-empty and contain no ':'", output);
 
-	char shim[PATH_MAX], tmpl[OUTPUT_MAX];
-	if (find_shim(shim) != 0)
+	char shim[PATH_MAX], tmpl[SHIM_OUTPUT_MAX];
+	if (shim_find(shim) != 0)
 		return EXIT_UNUSABLE;
 	absolute_template(tmpl, sizeof tmpl, output);
 	refuse_unusable_output(output, tmpl);
 	refuse_unwritable_folder(output, tmpl);
-	/* The user's GILTRACE_OPTIONS (stacks=, stack_depth=) come first: the
-	 * shim takes the last value of a key, so run's own keys win. */
-	const char *user = getenv("GILTRACE_OPTIONS");
 	char options[GTR_OPTIONS_MAX];
-	if (snprintf(options, sizeof options, "%s%soutput=%s:mode=%s:ring_size=%lu:verbose=%d:check=0",
-	             user ? user : "", user && *user ? ":" : "", tmpl, mode, ring_size, verbose) >= (int)sizeof options)
+	if (shim_options(options, sizeof options, tmpl, mode, ring_size, verbose) != 0)
 		die("GILTRACE_OPTIONS and the trace path '%s' make options longer than the shim reads (%d bytes)",
 		    tmpl, GTR_OPTIONS_MAX - 1);
 

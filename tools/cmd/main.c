@@ -16,6 +16,7 @@ struct command {
 
 static const struct command commands[] = {
 	{ "run", cmd_run, "run a command with the shim preloaded and collect its traces" },
+	{ "stress", cmd_stress, "run a command many times under the shim; keep the failed runs' traces" },
 	{ "check", cmd_check, "findings only, for CI: traces or folders of traces" },
 	{ "report", cmd_report, "GIL statistics, handoffs and the finalization timeline of traces" },
 	{ "timeline", cmd_timeline, "GIL lanes per thread in the terminal, around finalization by default" },
@@ -35,6 +36,7 @@ static void print_help(FILE *out)
 	      "exit status:\n"
 	      "  run          the command's own status (128+N if signal N killed it);\n"
 	      "               with --check, 1 if a finding of severity error appeared\n"
+	      "  stress       0 no run failed, 1 a run failed\n"
 	      "  check        1 error findings; else 2 missing, unreadable or incomplete\n"
 	      "               evidence (a cut copy, a killed process, no trace found);\n"
 	      "               else 0: every trace complete, no error findings\n"

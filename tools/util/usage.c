@@ -1,8 +1,10 @@
 #include "usage.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 static void report(const char *prefix, const char *fmt, va_list ap)
 {
@@ -36,4 +38,19 @@ void warning(const char *fmt, ...)
 	va_start(ap, fmt);
 	report("warning: ", fmt, ap);
 	va_end(ap);
+}
+
+void die_of_signal(int sig)
+{
+	fflush(stdout);
+	fflush(stderr);
+	struct rlimit no_core = { 0, 0 };
+	setrlimit(RLIMIT_CORE, &no_core);
+	signal(sig, SIG_DFL);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	raise(sig);
+	exit(128 + sig);
 }

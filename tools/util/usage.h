@@ -1,7 +1,8 @@
 /*
  * usage.h: one error style for the CLI (after git's usage.c).
  *
- * die() prints "giltrace: <message>" and exits with EXIT_UNUSABLE;
+ * die() prints "giltrace: <message>" and exits with EXIT_UNUSABLE (and
+ * die_of_signal() ends the process as a signal would);
  * print_error() and warning() print and return.  Messages are lowercase,
  * without a full stop, with the subject quoted.  Only the cmd_* layer calls
  * die().  Not error(): that is glibc's error(3), which libdw calls, and a
@@ -20,5 +21,9 @@ enum {
 __attribute__((noreturn, format(printf, 1, 2))) void die(const char *fmt, ...);
 __attribute__((format(printf, 1, 2))) int print_error(const char *fmt, ...);
 __attribute__((format(printf, 1, 2))) void warning(const char *fmt, ...);
+/* Die of sig, as the command run or stressed did, so that the calling
+ * shell or CI job sees an interrupted or terminated job; no core file of
+ * our own. */
+__attribute__((noreturn)) void die_of_signal(int sig);
 
 #endif
