@@ -42,6 +42,7 @@
  * fatal.
  */
 #include "detect.h"
+#include "detect-walk.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -65,65 +66,6 @@ const struct detector_info detectors[DETECT_COUNT] = {
 	[DETECT_CRASH_AT_EXIT] = { "crash-at-exit", SEVERITY_ERROR, "a thread crashed during finalization" },
 	[DETECT_CRASH] = { "crash", SEVERITY_ERROR, "a thread crashed" },
 };
-
-/* A finding made at a crash and dropped later (the thread ran on): its
- * kind until detect_end() removes it; never seen outside this file. */
-#define DETECT_DROPPED DETECT_COUNT
-
-enum watch { WATCH_NONE, WATCH_ENTERING, WATCH_ACQUIRED, WATCH_RELEASED, WATCH_DONE };
-
-struct tstate_life {
-	uint64_t addr;               /* 0: empty slot */
-	bool freed;
-	uint64_t freed_ns;
-	int freed_by;
-	size_t freed_event;
-};
-
-#define BINDINGS 8
-
-struct thread_state {
-	/* the thread states this thread used, and since when (most recent first) */
-	uint64_t bound[BINDINGS], bound_ns[BINDINGS];
-	enum watch watch;
-	uint64_t tstate;             /* the thread state it last acquired with */
-	bool freed_own_tstate;       /* freed `tstate` itself since (a normal end) */
-	/* what started the watch */
-	unsigned capi;
-	uint64_t caller, watch_tstate;
-	size_t watch_event;
-	bool reported_error;
-	/* its crash's finding, until the thread records something after it
-	 * (then the crash was not fatal), SIZE_MAX none */
-	size_t crash_finding;
-};
-
-struct walk {
-	const struct trace *t;
-	const struct replay *r;      /* the replay visiting us: who holds what,
-	                                which finalization is under way */
-	struct findings *out;
-	size_t at;                   /* index of the event being walked, SIZE_MAX at the end */
-	struct tstate_life *lives;   /* open addressing, power-of-two size */
-	size_t life_cap, life_count;
-	struct thread_state *threads;
-	int drop_requester[REPLAY_MAX_GILS];
-	struct forced_switch {
-		bool pending;
-		uint64_t ns;
-		int thread, requester;
-	} forced_switch[REPLAY_MAX_GILS];
-	size_t crashes;              /* crash findings not dropped: the trace says
-	                                which thread died, no guess is needed */
-	bool oom;
-};
-
-/* Whether finalization was under way at ns (the replay's open epoch). */
-static bool finalizing_at(const struct walk *w, uint64_t ns)
-{
-	const struct replay_epoch *ep = replay_open_epoch(w->r);
-	return ep && ns >= ep->start_ns;
-}
 
 /* ---- thread-state lives ---------------------------------------------------- */
 
@@ -169,7 +111,7 @@ static struct tstate_life *life_get(struct walk *w, uint64_t addr)
 	return l;
 }
 
-static const struct tstate_life *freed_life(const struct walk *w, uint64_t addr)
+const struct tstate_life *walk_freed_life(const struct walk *w, uint64_t addr)
 {
 	const struct tstate_life *l = life_find(w, addr);
 	return l && l->freed ? l : NULL;
@@ -201,9 +143,9 @@ static void bind(struct thread_state *ts, uint64_t addr, uint64_t ns)
 }
 
 /* The freed life of addr if `ts` used addr before it was freed. */
-static const struct tstate_life *used_after_free(const struct walk *w, const struct thread_state *ts, uint64_t addr)
+const struct tstate_life *walk_used_after_free(const struct walk *w, const struct thread_state *ts, uint64_t addr)
 {
-	const struct tstate_life *l = freed_life(w, addr);
+	const struct tstate_life *l = walk_freed_life(w, addr);
 	if (!l)
 		return NULL;
 	for (unsigned i = 0; i < BINDINGS && ts->bound[i]; i++)
@@ -214,7 +156,7 @@ static const struct tstate_life *used_after_free(const struct walk *w, const str
 
 /* ---- findings ----------------------------------------------------------------- */
 
-static struct finding *add(struct walk *w, enum detector kind, int thread, uint64_t ns)
+struct finding *walk_add_finding(struct walk *w, enum detector kind, int thread, uint64_t ns)
 {
 	struct findings *f = w->out;
 	struct finding *grown = realloc(f->items, (f->count + 1) * sizeof *grown);
@@ -243,9 +185,9 @@ static struct finding *add(struct walk *w, enum detector kind, int thread, uint6
 	return x;
 }
 
-static void with_tstate(struct walk *w, struct finding *x, uint64_t tstate)
+void walk_with_tstate(struct walk *w, struct finding *x, uint64_t tstate)
 {
-	const struct tstate_life *l = freed_life(w, tstate);
+	const struct tstate_life *l = walk_freed_life(w, tstate);
 	x->tstate = tstate;
 	if (l) {
 		x->freed = true;
@@ -256,7 +198,7 @@ static void with_tstate(struct walk *w, struct finding *x, uint64_t tstate)
 }
 
 /* The first of two events (indices, SIZE_MAX none) that has a stack. */
-static size_t with_stack(const struct walk *w, size_t first, size_t second)
+size_t walk_with_stack(const struct walk *w, size_t first, size_t second)
 {
 	const struct trace *t = w->t;
 	if (first != SIZE_MAX && trace_stack_of(t, first))
@@ -267,7 +209,7 @@ static size_t with_stack(const struct walk *w, size_t first, size_t second)
 }
 
 /* What a watched thread did, from what started its watch. */
-static void describe_entry(const struct thread_state *ts, char *buf, size_t size)
+void walk_describe_entry(const struct thread_state *ts, char *buf, size_t size)
 {
 	if (ts->capi)
 		snprintf(buf, size, "%s", trace_capi_name(ts->capi));
@@ -278,20 +220,20 @@ static void describe_entry(const struct thread_state *ts, char *buf, size_t size
 static void watch_finding(struct walk *w, int thread, uint64_t ns, enum detector kind, const char *how)
 {
 	struct thread_state *ts = &w->threads[thread];
-	struct finding *x = add(w, kind, thread, ns);
+	struct finding *x = walk_add_finding(w, kind, thread, ns);
 	if (!x)
 		return;
 	char entry[64];
-	describe_entry(ts, entry, sizeof entry);
+	walk_describe_entry(ts, entry, sizeof entry);
 	x->capi = ts->capi;
 	x->caller = ts->caller;
 	/* an exit or park shows where the must-exit check ended the thread
 	 * (its stack runs through the call); anything else, the call */
 	if (kind == DETECT_EXIT_IN_TAKE_GIL || kind == DETECT_PARKED_AT_EXIT)
-		x->stack_event = with_stack(w, w->at, ts->watch_event);
+		x->stack_event = walk_with_stack(w, w->at, ts->watch_event);
 	else
-		x->stack_event = with_stack(w, ts->watch_event, w->at);
-	with_tstate(w, x, ts->watch_tstate ? ts->watch_tstate : ts->tstate);
+		x->stack_event = walk_with_stack(w, ts->watch_event, w->at);
+	walk_with_tstate(w, x, ts->watch_tstate ? ts->watch_tstate : ts->tstate);
 	snprintf(x->what, sizeof x->what, "entered %s%s after finalization began and %s", entry,
 	         x->freed ? " with a freed thread state" : "", how);
 	ts->watch = WATCH_DONE;
@@ -302,12 +244,12 @@ static void kept_running(struct walk *w, int thread, uint64_t ns, const char *ho
 {
 	struct thread_state *ts = &w->threads[thread];
 	uint64_t tstate = ts->watch_tstate ? ts->watch_tstate : ts->tstate;
-	watch_finding(w, thread, ns, freed_life(w, tstate) ? DETECT_FREED_TSTATE_USE : DETECT_GIL_AFTER_FINALIZE,
+	watch_finding(w, thread, ns, walk_freed_life(w, tstate) ? DETECT_FREED_TSTATE_USE : DETECT_GIL_AFTER_FINALIZE,
 	              how);
 	ts->reported_error = true;
 }
 
-static bool watched(const struct walk *w, int thread, uint64_t ns)
+bool walk_watched(const struct walk *w, int thread, uint64_t ns)
 {
 	const struct replay_epoch *ep = replay_open_epoch(w->r);
 	return ep && ns >= ep->start_ns && thread != replay_epoch_thread(ep) && w->threads[thread].watch != WATCH_DONE;
@@ -334,7 +276,7 @@ static void on_capi_call(struct walk *w, int thread, const struct trace_event *e
 	struct thread_state *ts = &w->threads[thread];
 	unsigned fn = e->arg;
 	uint64_t subject = gtr_capi_subject_is_tstate(fn) ? e->payload[0] : 0, caller = e->payload[1];
-	bool in_watch = watched(w, thread, e->ns);
+	bool in_watch = walk_watched(w, thread, e->ns);
 
 	if (fn == GTR_CAPI_PyThread_exit_thread)
 		return; /* on the way out: the exit event decides */
@@ -346,29 +288,29 @@ static void on_capi_call(struct walk *w, int thread, const struct trace_event *e
 	}
 	if (in_watch && (fn == GTR_CAPI_PyGILState_Ensure || fn == GTR_CAPI_PyEval_AcquireThread) &&
 	    !called_by_interpreter(w, caller)) {
-		struct finding *x = add(w, DETECT_GILSTATE_AFTER_FINALIZE, thread, e->ns);
+		struct finding *x = walk_add_finding(w, DETECT_GILSTATE_AFTER_FINALIZE, thread, e->ns);
 		if (x) {
 			x->capi = fn;
 			x->caller = caller;
-			x->stack_event = with_stack(w, w->at, SIZE_MAX);
-			with_tstate(w, x, subject);
+			x->stack_event = walk_with_stack(w, w->at, SIZE_MAX);
+			walk_with_tstate(w, x, subject);
 			snprintf(x->what, sizeof x->what, "called %s after finalization began, without checking Py_IsFinalizing()",
 			         trace_capi_name(fn));
 		}
 	}
-	const struct tstate_life *freed = subject ? used_after_free(w, ts, subject) : NULL;
-	if (subject && !freed && freed_life(w, subject))
+	const struct tstate_life *freed = subject ? walk_used_after_free(w, ts, subject) : NULL;
+	if (subject && !freed && walk_freed_life(w, subject))
 		life_renewed(w, subject); /* a new thread state this thread never held */
 	/* A freed thread state is protected only on its way into take_gil,
 	 * by a thread the must-exit checks apply to. */
 	bool protected = in_watch && takes_gil(fn);
 	if (freed && !protected && !ts->reported_error) {
-		struct finding *x = add(w, DETECT_FREED_TSTATE_USE, thread, e->ns);
+		struct finding *x = walk_add_finding(w, DETECT_FREED_TSTATE_USE, thread, e->ns);
 		if (x) {
 			x->capi = fn;
 			x->caller = caller;
-			x->stack_event = with_stack(w, w->at, SIZE_MAX);
-			with_tstate(w, x, subject);
+			x->stack_event = walk_with_stack(w, w->at, SIZE_MAX);
+			walk_with_tstate(w, x, subject);
 			snprintf(x->what, sizeof x->what, "passed a freed thread state to %s%s", trace_capi_name(fn),
 			         finalizing_at(w, e->ns) ? "" : " while the runtime was not finalizing");
 		}
@@ -402,13 +344,13 @@ static void on_capi_return(struct walk *w, int thread, const struct trace_event 
 	case GTR_CAPI_PyThreadState_Swap:
 		if (!finalizing_at(w, e->ns))
 			life_renewed(w, result);
-		if (!freed_life(w, result))
+		if (!walk_freed_life(w, result))
 			bind(ts, result, e->ns);
 		break;
 	default:
 		break;
 	}
-	if (takes_gil(fn) && watched(w, thread, e->ns) &&
+	if (takes_gil(fn) && walk_watched(w, thread, e->ns) &&
 	    (ts->watch == WATCH_ACQUIRED || ts->watch == WATCH_ENTERING)) {
 		char how[96];
 		snprintf(how, sizeof how, "returned from %s to its caller", trace_capi_name(fn));
@@ -420,7 +362,7 @@ static void on_acquire(struct walk *w, int thread, const struct trace_event *e)
 {
 	struct thread_state *ts = &w->threads[thread];
 	uint64_t tstate = e->payload[0];
-	if (watched(w, thread, e->ns)) {
+	if (walk_watched(w, thread, e->ns)) {
 		if (ts->watch == WATCH_ACQUIRED || ts->watch == WATCH_RELEASED) {
 			kept_running(w, thread, e->ns, "acquired the GIL again");
 			return;
@@ -436,7 +378,7 @@ static void on_acquire(struct walk *w, int thread, const struct trace_event *e)
 	} else if (!finalizing_at(w, e->ns)) {
 		life_renewed(w, tstate);
 	}
-	if (!freed_life(w, tstate))
+	if (!walk_freed_life(w, tstate))
 		bind(ts, tstate, e->ns);
 	ts->tstate = tstate;
 	ts->freed_own_tstate = false;
@@ -448,17 +390,17 @@ static void on_thread_exit(struct walk *w, int thread, const struct trace_event 
 	unsigned how = gtr_exit_how(e->arg);
 	bool held = gtr_exit_held_gil(e->arg);
 	if (held && (how == GTR_EXIT_RETURN || how == GTR_EXIT_PTHREAD_EXIT)) {
-		struct finding *x = add(w, DETECT_EXIT_HOLDING_GIL, thread, e->ns);
+		struct finding *x = walk_add_finding(w, DETECT_EXIT_HOLDING_GIL, thread, e->ns);
 		if (x) {
-			x->stack_event = with_stack(w, w->at, SIZE_MAX);
-			with_tstate(w, x, ts->tstate);
+			x->stack_event = walk_with_stack(w, w->at, SIZE_MAX);
+			walk_with_tstate(w, x, ts->tstate);
 			snprintf(x->what, sizeof x->what, "%s while it held the GIL; no other thread can take it again",
 			         how == GTR_EXIT_RETURN ? "returned from its start routine" : "called pthread_exit()");
 		}
 		ts->watch = WATCH_DONE;
 		return;
 	}
-	if (!watched(w, thread, e->ns) || how == GTR_EXIT_PROCESS)
+	if (!walk_watched(w, thread, e->ns) || how == GTR_EXIT_PROCESS)
 		return;
 	switch (ts->watch) {
 	case WATCH_ACQUIRED:
@@ -488,7 +430,7 @@ static void on_thread_exit(struct walk *w, int thread, const struct trace_event 
 static void on_park(struct walk *w, int thread, const struct trace_event *e)
 {
 	struct thread_state *ts = &w->threads[thread];
-	if (!watched(w, thread, e->ns))
+	if (!walk_watched(w, thread, e->ns))
 		return;
 	if (ts->watch == WATCH_NONE) {
 		ts->watch_tstate = ts->tstate;
@@ -501,7 +443,7 @@ static void on_park(struct walk *w, int thread, const struct trace_event *e)
 static void on_other(struct walk *w, int thread, const struct trace_event *e)
 {
 	struct thread_state *ts = &w->threads[thread];
-	if (!watched(w, thread, e->ns))
+	if (!walk_watched(w, thread, e->ns))
 		return;
 	switch (e->type) {
 	case GTR_EV_GIL_TAKE_BEGIN:
@@ -531,186 +473,18 @@ static void on_other(struct walk *w, int thread, const struct trace_event *e)
 	}
 }
 
-/* ---- crashes ------------------------------------------------------------------ */
-
-/* The bytes of a thread state (docs/cpython-internals.md §4), from the
- * traced interpreter's version; the largest default build's if unknown. */
-static uint64_t tstate_size(const struct trace *t)
-{
-	unsigned minor = t->header.py_version_hex >> 16 & 0xff;
-	if (t->header.py_version_hex >> 24 != 3)
-		return 1024;
-	if (t->header.py_build & GTR_BUILD_FREE_THREADED)
-		return 17816;
-	switch (minor) {
-	case 8:
-	case 9:
-		return 264;
-	case 10:
-		return 280;
-	case 11:
-		return 360;
-	case 12:
-		return 288;
-	case 13:
-		return 336;
-	default:
-		return minor >= 14 ? 936 : 1024;
-	}
-}
-
-/* The freed thread state whose block holds addr (with the 16 bytes a
- * debug allocator puts before it), or NULL. */
-static const struct tstate_life *freed_block_holding(const struct walk *w, uint64_t addr)
-{
-	uint64_t size = tstate_size(w->t);
-	for (size_t i = 0; i < w->life_cap; i++) {
-		const struct tstate_life *l = &w->lives[i];
-		if (l->addr && l->freed && addr + 16 >= l->addr && addr < l->addr + size)
-			return l;
-	}
-	return NULL;
-}
-
-/* "got SIGSEGV (SEGV_MAPERR) at address 0x0, instruction libx.so+0x12" */
-static void describe_crash(const struct walk *w, const struct trace_event *e, char *buf, size_t size)
-{
-	char a[32], b[32], where[160];
-	unsigned sig = gtr_crash_signal(e->arg);
-	int code = gtr_crash_si_code(e->payload[0]);
-	uint64_t ip = gtr_crash_ip(e->payload[0]);
-	const struct trace_module *mod = trace_module_of(w->t, ip);
-	const char *base = mod ? strrchr(mod->path, '/') : NULL;
-	if (mod)
-		snprintf(where, sizeof where, "%s+0x%" PRIx64, base ? base + 1 : mod->path, ip - mod->load_address);
-	else
-		snprintf(where, sizeof where, "0x%" PRIx64, ip);
-	const char *name = trace_signal_name(sig, a, sizeof a), *code_name = trace_si_code_name(sig, code, b, sizeof b);
-	if (code > 0)
-		snprintf(buf, size, "got %s (%s) at address 0x%" PRIx64 ", instruction %s", name, code_name,
-		         e->payload[1], where);
-	else if (e->payload[1] == (uint64_t)(uint32_t)w->t->header.pid)
-		snprintf(buf, size, "got %s (%s, raised by the process itself: abort() or raise()) at instruction %s",
-		         name, code_name, where);
-	else
-		snprintf(buf, size, "got %s (%s, sent by pid %" PRIu64 ") at instruction %s", name, code_name,
-		         e->payload[1], where);
-}
-
-/* What thread i was doing at the crash, for crash-at-exit; "" if it had
- * not started or had ended. */
-static const char *thread_doing(const struct walk *w, size_t i, uint64_t ns, char *buf, size_t size)
-{
-	const struct replay_thread *rt = &w->r->threads[i];
-	const struct thread_state *ts = &w->threads[i];
-	const struct replay_epoch *ep = replay_open_epoch(w->r);
-	char entry[64];
-	if (rt->first_ns == UINT64_MAX || rt->first_ns > ns)
-		return "";
-	if (rt->exit == THREAD_END_PARKED)
-		return "parked (pause)";
-	if (rt->exit != THREAD_END_NONE && rt->exit != THREAD_END_PROCESS)
-		return "";
-	const char *gil = rt->holding >= 0 ? ", holding the GIL" : rt->waiting ? ", waiting in take_gil" : "";
-	if (ep && (int)i == replay_epoch_thread(ep)) {
-		snprintf(buf, size, "was finalizing%s", gil);
-	} else if (ts->watch == WATCH_ENTERING || ts->watch == WATCH_ACQUIRED || ts->watch == WATCH_RELEASED) {
-		describe_entry(ts, entry, sizeof entry);
-		snprintf(buf, size, "had entered %s after finalization began%s%s", entry,
-		         freed_life(w, ts->watch_tstate ? ts->watch_tstate : ts->tstate) ? " with a freed thread state"
-		                                                                   : "",
-		         gil);
-	} else {
-		snprintf(buf, size, "%s", rt->holding >= 0 ? "held the GIL" : rt->waiting ? "waited in take_gil"
-		                                           : "ran without the GIL (or was blocked)");
-	}
-	return buf;
-}
-
-static void on_crash(struct walk *w, int thread, const struct trace_event *e)
-{
-	struct thread_state *ts = &w->threads[thread];
-	bool fault = gtr_crash_si_code(e->payload[0]) > 0;
-	uint64_t addr = e->payload[1];
-	uint64_t own = ts->watch_tstate ? ts->watch_tstate : ts->tstate;
-	const struct tstate_life *hit = fault ? freed_block_holding(w, addr) : NULL;
-	const char *how = "at an address inside it";
-	if (!hit && fault && addr >> 32 == 0xddddddddu && used_after_free(w, ts, own)) {
-		hit = freed_life(w, own);
-		how = "at an address made of a debug build's freed-memory bytes (0xdd)";
-	}
-	if (!hit && watched(w, thread, e->ns) && ts->watch != WATCH_NONE && used_after_free(w, ts, own)) {
-		hit = freed_life(w, own);
-		how = "on its way into the GIL with it after finalization began";
-	}
-	char crash[256];
-	describe_crash(w, e, crash, sizeof crash);
-	enum detector kind = hit ? DETECT_FREED_TSTATE_USE : finalizing_at(w, e->ns) ? DETECT_CRASH_AT_EXIT : DETECT_CRASH;
-	struct finding *x = add(w, kind, thread, e->ns);
-	if (!x)
-		return;
-	x->stack_event = with_stack(w, w->at, SIZE_MAX);
-	ts->crash_finding = w->out->count - 1;
-	w->crashes++;
-	ts->watch = WATCH_DONE; /* the crash says it: nothing more at the end */
-	const char *gil = w->r->threads[thread].holding >= 0 ? " while holding the GIL" : "";
-	if (hit) {
-		with_tstate(w, x, hit->addr);
-		snprintf(x->what, sizeof x->what, "%s%s, a freed thread state's use: %s", crash, gil, how);
-		ts->reported_error = true;
-		return;
-	}
-	with_tstate(w, x, own);
-	if (kind == DETECT_CRASH) {
-		snprintf(x->what, sizeof x->what, "%s%s", crash, gil);
-		return;
-	}
-	size_t len = (size_t)snprintf(x->what, sizeof x->what, "%s%s; the other threads:", crash, gil);
-	size_t listed = 0, left = 0;
-	for (size_t i = 0; i < w->r->thread_count; i++) {
-		char doing[160], item[200];
-		if ((int)i == thread || !*thread_doing(w, i, e->ns, doing, sizeof doing))
-			continue;
-		int n = snprintf(item, sizeof item, "%s thread %d %s", listed ? ";" : "", w->t->threads[i].tid, doing);
-		if (n > 0 && len + (size_t)n + 24 < sizeof x->what) {
-			memcpy(x->what + len, item, (size_t)n + 1);
-			len += (size_t)n;
-			listed++;
-		} else {
-			left++;
-		}
-	}
-	if (left)
-		snprintf(x->what + len, sizeof x->what - len, "%s and %zu more", listed ? ";" : "", left);
-	else if (!listed)
-		snprintf(x->what + len, sizeof x->what - len, " none alive");
-}
-
-/* The thread ran on after its crash: the signal was not fatal. */
-static void crash_recovered(struct walk *w, struct thread_state *ts)
-{
-	struct finding *x = &w->out->items[ts->crash_finding];
-	if (detectors[x->kind].severity == SEVERITY_ERROR)
-		w->out->errors--;
-	else
-		w->out->notes--;
-	x->kind = DETECT_DROPPED;
-	ts->crash_finding = SIZE_MAX;
-	w->crashes--;
-}
-
 static void walk_event(struct walk *w, const struct trace_event *e)
 {
 	int thread = (int)e->thread;
 	struct thread_state *ts = &w->threads[thread];
 	if (ts->crash_finding != SIZE_MAX && e->type != GTR_EV_CRASH &&
 	    !(e->type == GTR_EV_THREAD_EXIT && gtr_exit_how(e->arg) == GTR_EXIT_PROCESS))
-		crash_recovered(w, ts);
+		detect_crash_recovered(w, ts);
 	switch (e->type) {
 	case GTR_EV_CRASH:
 		if (ts->crash_finding != SIZE_MAX)
-			crash_recovered(w, ts); /* the first was not fatal: the second is */
-		on_crash(w, thread, e);
+			detect_crash_recovered(w, ts); /* the first was not fatal: the second is */
+		detect_crash(w, thread, e);
 		break;
 	case GTR_EV_FINALIZING:
 		break; /* the replay's epochs */
@@ -786,7 +560,7 @@ static void at_end(struct walk *w)
 			uint64_t tstate = ts->watch_tstate ? ts->watch_tstate : ts->tstate;
 			/* with no crash recorded, the thread on its way with freed
 			 * memory is the likely one that died */
-			if (died && !w->crashes && freed_life(w, tstate))
+			if (died && !w->crashes && walk_freed_life(w, tstate))
 				kept_running(w, (int)i, end, "was still using it when the process died");
 			else
 				watch_finding(w, (int)i, end, DETECT_EXIT_IN_TAKE_GIL,
@@ -801,10 +575,10 @@ static void at_end(struct walk *w)
 		const struct replay_thread *req = &r->threads[fs->requester];
 		if (req->exit == THREAD_END_NONE || req->exit_ns > end)
 			continue;
-		struct finding *x = add(w, DETECT_SWITCH_WAIT_ON_DEAD_THREAD, fs->thread, fs->ns);
+		struct finding *x = walk_add_finding(w, DETECT_SWITCH_WAIT_ON_DEAD_THREAD, fs->thread, fs->ns);
 		if (x) {
 			x->other_thread = fs->requester;
-			with_tstate(w, x, w->threads[fs->thread].tstate);
+			walk_with_tstate(w, x, w->threads[fs->thread].tstate);
 			snprintf(x->what, sizeof x->what,
 			         "dropped the GIL and waits on switch_cond for thread %d, whose drop request is pending, "
 			         "but that thread %s and will never take the GIL%s",

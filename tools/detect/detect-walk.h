@@ -1,0 +1,96 @@
+/*
+ * detect-walk.h: the detectors' state as they walk the replay, shared by
+ * detect.c (thread states, watches, the findings) and detect-crash.c
+ * (crashes).  Not for the rest of tools/.
+ */
+#ifndef GILTRACE_DETECT_WALK_H
+#define GILTRACE_DETECT_WALK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "detect.h"
+
+/* A finding made at a crash and dropped later (the thread ran on): its
+ * kind until detect_end() removes it; never seen outside this file. */
+#define DETECT_DROPPED DETECT_COUNT
+
+enum watch { WATCH_NONE, WATCH_ENTERING, WATCH_ACQUIRED, WATCH_RELEASED, WATCH_DONE };
+
+struct tstate_life {
+	uint64_t addr;               /* 0: empty slot */
+	bool freed;
+	uint64_t freed_ns;
+	int freed_by;
+	size_t freed_event;
+};
+
+#define BINDINGS 8
+
+struct thread_state {
+	/* the thread states this thread used, and since when (most recent first) */
+	uint64_t bound[BINDINGS], bound_ns[BINDINGS];
+	enum watch watch;
+	uint64_t tstate;             /* the thread state it last acquired with */
+	bool freed_own_tstate;       /* freed `tstate` itself since (a normal end) */
+	/* what started the watch */
+	unsigned capi;
+	uint64_t caller, watch_tstate;
+	size_t watch_event;
+	bool reported_error;
+	/* its crash's finding, until the thread records something after it
+	 * (then the crash was not fatal), SIZE_MAX none */
+	size_t crash_finding;
+};
+
+struct walk {
+	const struct trace *t;
+	const struct replay *r;      /* the replay visiting us: who holds what,
+	                                which finalization is under way */
+	struct findings *out;
+	size_t at;                   /* index of the event being walked, SIZE_MAX at the end */
+	struct tstate_life *lives;   /* open addressing, power-of-two size */
+	size_t life_cap, life_count;
+	struct thread_state *threads;
+	int drop_requester[REPLAY_MAX_GILS];
+	struct forced_switch {
+		bool pending;
+		uint64_t ns;
+		int thread, requester;
+	} forced_switch[REPLAY_MAX_GILS];
+	size_t crashes;              /* crash findings not dropped: the trace says
+	                                which thread died, no guess is needed */
+	bool oom;
+};
+
+/* Whether finalization was under way at ns (the replay's open epoch). */
+static inline bool finalizing_at(const struct walk *w, uint64_t ns)
+{
+	const struct replay_epoch *ep = replay_open_epoch(w->r);
+	return ep && ns >= ep->start_ns;
+}
+
+/* detect.c */
+/* The freed thread state at addr, or NULL. */
+const struct tstate_life *walk_freed_life(const struct walk *w, uint64_t addr);
+/* The freed life of addr if ts used addr before it was freed, else NULL. */
+const struct tstate_life *walk_used_after_free(const struct walk *w, const struct thread_state *ts, uint64_t addr);
+/* A new finding of kind by thread at ns, or NULL when out of memory. */
+struct finding *walk_add_finding(struct walk *w, enum detector kind, int thread, uint64_t ns);
+void walk_with_tstate(struct walk *w, struct finding *x, uint64_t tstate);
+/* The first of two events (indices, SIZE_MAX none) that has a stack. */
+size_t walk_with_stack(const struct walk *w, size_t first, size_t second);
+/* "PyEval_RestoreThread" or "take_gil": what started ts's watch. */
+void walk_describe_entry(const struct thread_state *ts, char *buf, size_t size);
+/* Whether thread is watched at ns: finalization is under way, it is not
+ * the finalizing thread, and its watch is not done. */
+bool walk_watched(const struct walk *w, int thread, uint64_t ns);
+
+/* detect-crash.c */
+/* A GTR_EV_CRASH of thread: its finding. */
+void detect_crash(struct walk *w, int thread, const struct trace_event *e);
+/* The thread ran on after its crash: the signal was not fatal. */
+void detect_crash_recovered(struct walk *w, struct thread_state *ts);
+
+#endif
