@@ -63,7 +63,10 @@
  * sigaction, bypassing the table, after the first raise was recorded.  A
  * crash during exit: the process that dies of a signal runs no destructor,
  * so its trace is left not closed and the at-exit check (exit-check.c)
- * does not run; with check=1 the handler says so in one line on stderr.
+ * does not run.  The handler prints nothing: the process's stderr is the
+ * program's, and CPython's own tests of crashes (test_faulthandler,
+ * test_subprocess's abort) compare it; `giltrace run` and `giltrace check`
+ * report the crash from the trace.
  */
 #include <errno.h>
 #include <execinfo.h>
@@ -78,7 +81,6 @@
 
 /* The signals the shim records; their index is a bit of `installed`. */
 static const int crash_signals[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
-static const char *const crash_signal_names[] = { "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT" };
 #define CRASH_SIGNALS (sizeof crash_signals / sizeof crash_signals[0])
 
 /* The program's disposition of each crash signal, as the kernel would
@@ -101,9 +103,6 @@ static unsigned installed;
  * the kernel would have returned for the program's own installation. */
 static int glibc_flags;
 static void (*glibc_restorer)(void);
-
-/* Once per process: the line saying that the trace is left unchecked. */
-static int told;
 
 #define ALTSTACK_SIZE (64u * 1024)
 /* The page size, set at installation (the guard below each stack). */
@@ -222,19 +221,6 @@ static void record_crash(int sig, const siginfo_t *info, const ucontext_t *uc, u
 	shim_self.in_shim = was_in_shim;
 }
 
-/* async-signal-safe: with check=1 (no `giltrace run` to check the trace
- * afterwards), say once that the process dies unchecked. */
-static void tell_unchecked(int i)
-{
-	if (!shim_options.check || __atomic_exchange_n(&told, 1, __ATOMIC_ACQ_REL))
-		return;
-	char tid[24];
-	const char *path = recorder_path();
-	const char *parts[] = { crash_signal_names[i], " in thread ", shim_format_u64(tid, (uint64_t)gettid()),
-		                ": the process dies of it; its trace was not checked: run giltrace check ", path };
-	shim_say("error", parts, 5);
-}
-
 static void crash_handler(int sig, siginfo_t *info, void *context)
 {
 	if (walk_escape) {
@@ -288,7 +274,6 @@ static void crash_handler(int sig, siginfo_t *info, void *context)
 	}
 	/* SIG_DFL, or SIG_IGN for a fault (the kernel forces the default then):
 	 * the kernel's default back, and the signal again */
-	tell_unchecked(i);
 	struct sigaction dfl;
 	memset(&dfl, 0, sizeof dfl);
 	dfl.sa_handler = SIG_DFL;

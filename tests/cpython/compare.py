@@ -65,6 +65,14 @@ DEFAULT_MODULES = [
 ]
 
 # What the shim prints: "giltrace: warning: ..." and the sanitizer-style
+# A crash finding says that a process died of a fatal signal, which CPython's
+# tests make happen on purpose (test_faulthandler, test_subprocess's abort,
+# test_concurrent_futures' crashing workers): it is the program's doing,
+# whether traced or not, and the test results' comparison says whether the
+# shim changed anything.  They are counted, not failed.  A crash the
+# detectors explain (freed-tstate-use) stays an error finding.
+CRASH_FINDINGS = {"crash", "crash-at-exit"}
+
 # finding blocks "==PID== giltrace ERROR: ..." (NOTE, WARNING alike).
 SHIM_LINE = re.compile(r"giltrace(?::| [A-Z]+:)")
 # The header unittest prints above each failure's traceback (verbose run):
@@ -142,6 +150,7 @@ class Run:
         self.output = ""
         self.shim_lines = []     # lines the shim printed
         self.findings = []       # error findings: (trace, id, what)
+        self.crashes = 0         # crash findings (CRASH_FINDINGS)
         self.traces = 0
         self.unusable = []       # traces `check` could not use: (trace, why)
         self.truncated = 0
@@ -222,7 +231,9 @@ def check_traces(giltrace, tracedir, run):
         if rep.get("truncated"):
             run.truncated += 1
         for f in rep.get("findings", []):
-            if f.get("severity") == "error":
+            if f.get("id") in CRASH_FINDINGS:
+                run.crashes += 1
+            elif f.get("severity") == "error":
                 run.findings.append((rep.get("trace"), f.get("id"), f.get("what")))
 
 
@@ -356,6 +367,7 @@ class ModuleResult:
             "error_findings": [{"trace": t, "id": i, "what": w} for t, i, w in self.findings()],
             "traces": sum(r.traces for r in traced),
             "truncated_traces": sum(r.truncated for r in traced),
+            "crashes_recorded": sum(r.crashes for r in traced),
             "unusable_traces": [{"trace": t, "why": w} for r in traced for t, w in r.unusable],
         }
 
