@@ -10,7 +10,11 @@ about an hour; its last result is in docs/cpython-tests.md):
     and test_threading's ThreadJoinOnShutdown (children whose stderr must
     stay empty while daemon threads are ended at exit: the shim's at-exit
     notes showed up there) and SubinterpThreadingTests (every subinterpreter
-    gave a false freed-tstate-use error on 3.13); a few seconds each;
+    gave a false freed-tstate-use error on 3.13), and cases whose processes
+    crash on purpose and compare their stderr (test_faulthandler's
+    test_sigsegv and test_sigabrt, test_subprocess's test_run_abort: the
+    shim's crash handler must record them and stay invisible); a few
+    seconds each;
   - the whole of test_threading on two interpreters: Debian's static 3.11
     (what most users have; the shim sees only pthread calls there) and the
     newest pyenv build (3.13: per-interpreter GILs, subinterpreters, stop-
@@ -41,6 +45,11 @@ TARGETED = [
       "test.test_threading.SubinterpThreadingTests.test_threads_join"]),
 ]
 WHOLE_MODULE_ON = ("debian-3.11", "pyenv-3.13")
+# Cases whose processes die of a fatal signal on purpose and compare their
+# stderr: the shim's crash handler records the crash and stays invisible.
+CRASHING = ["test.test_faulthandler.FaultHandlerTests.test_sigsegv",
+            "test.test_faulthandler.FaultHandlerTests.test_sigabrt",
+            "test.test_subprocess.POSIXProcessTestCase.test_run_abort"]
 
 
 def options(*extra):
@@ -79,6 +88,20 @@ def test_threading_module_identical(python, tmp_path):
     assert res.cases > 100, compare.describe(res) + "\n" + res.runs[0].output[-3000:]
     assert res.runs[1].traces > 0
     assert_identical(res)
+
+
+def test_crashing_cases_identical(python, tmp_path):
+    needs_test_package(python)
+    for module in ("test_faulthandler", "test_subprocess"):
+        patterns = [c for c in CRASHING if c.startswith(f"test.{module}.")]
+        res = compare.compare_module(compare.label_of(python), python, module, options(), str(tmp_path / module),
+                                     patterns)
+        untraced, traced = res.runs[0], res.runs[1]
+        for test_id in patterns:
+            assert untraced.results.get(test_id) == "ok", compare.describe(res) + "\n" + untraced.output[-3000:]
+        # the crashes were recorded (the handler ran), and changed nothing
+        assert traced.crashes > 0, compare.describe(res)
+        assert_identical(res)
 
 
 def test_harness_catches_shim_output(tmp_path):
