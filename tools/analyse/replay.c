@@ -487,7 +487,7 @@ int replay_run_with(struct replay *r, struct trace *t, const struct replay_visit
 		return -1;
 	const struct trace_event *e;
 	while (!r->oom && (e = trace_walk_next(walk))) {
-		r->at = trace_walk_index(walk);
+		r->at = e->index;
 		replay_event(r, e);
 		if (cps && (r->at + 1) % cps->every == 0 && checkpoint_take(cps, r, walk, e->ns) != 0)
 			r->oom = true;

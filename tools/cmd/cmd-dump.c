@@ -126,7 +126,7 @@ int cmd_dump(int argc, char **argv)
 	while ((e = trace_walk_next(w))) {
 		printf("%14.9f %7d %s", (double)e->ns / 1e9, t.threads[e->thread].tid, trace_event_name(e->type));
 		print_details(e);
-		const struct trace_stack *st = trace_stack_of(&t, trace_walk_index(w));
+		const struct trace_stack *st = trace_stack_of(&t, e->index);
 		for (uint32_t f = 0; st && f < st->count; f++)
 			printf("%s0x%" PRIx64, f ? "," : " stack=", st->frames[f]);
 		putchar('\n');

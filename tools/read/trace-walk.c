@@ -47,12 +47,19 @@ struct cursor {
 	struct trace_loss loss;
 };
 
+/* A cursor in the heap, with its head's clock beside it: the comparisons
+ * read the heap alone, not the cursors. */
+struct heap_slot {
+	uint64_t clock;
+	size_t cursor;
+};
+
 struct trace_walk {
 	struct trace *t;
 	bool first;                 /* fills in the trace (trace.h) */
 	bool done;
 	struct cursor *cursors;     /* per thread */
-	size_t *heap;               /* cursors by their head */
+	struct heap_slot *heap;     /* cursors by their head */
 	size_t heap_count;
 	const struct trace_event *current; /* the event returned last */
 	size_t next_index;          /* of the next event returned */
@@ -341,25 +348,26 @@ static bool advance(struct trace_walk *w, struct cursor *c)
 	return true;
 }
 
-static bool before(const struct trace_walk *w, size_t a, size_t b)
+/* The merge order: by raw clock (ns may round two ticks to one value),
+ * ties by thread. */
+static bool before(const struct heap_slot *a, const struct heap_slot *b)
 {
-	const struct cursor *ca = &w->cursors[a], *cb = &w->cursors[b];
-	uint64_t x = ca->ev[ca->head].clock, y = cb->ev[cb->head].clock;
-	return x < y || (x == y && a < b);
+	return a->clock < b->clock || (a->clock == b->clock && a->cursor < b->cursor);
 }
 
 static void sift_down(struct trace_walk *w, size_t i)
 {
-	size_t *heap = w->heap, n = w->heap_count;
+	struct heap_slot *heap = w->heap;
+	size_t n = w->heap_count;
 	for (;;) {
 		size_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < n && before(w, heap[l], heap[m]))
+		if (l < n && before(&heap[l], &heap[m]))
 			m = l;
-		if (r < n && before(w, heap[r], heap[m]))
+		if (r < n && before(&heap[r], &heap[m]))
 			m = r;
 		if (m == i)
 			return;
-		size_t tmp = heap[i];
+		struct heap_slot tmp = heap[i];
 		heap[i] = heap[m];
 		heap[m] = tmp;
 		i = m;
@@ -418,9 +426,9 @@ struct trace_walk *trace_walk_begin(struct trace *t)
 			continue;
 		/* sift up */
 		size_t j = w->heap_count++;
-		w->heap[j] = i;
-		while (j && before(w, w->heap[j], w->heap[(j - 1) / 2])) {
-			size_t tmp = w->heap[j];
+		w->heap[j] = (struct heap_slot){ c->ev[c->head].clock, i };
+		while (j && before(&w->heap[j], &w->heap[(j - 1) / 2])) {
+			struct heap_slot tmp = w->heap[j];
 			w->heap[j] = w->heap[(j - 1) / 2];
 			w->heap[(j - 1) / 2] = tmp;
 			j = (j - 1) / 2;
@@ -482,13 +490,16 @@ const struct trace_event *trace_walk_next(struct trace_walk *w)
 		walk_done(w);
 		return NULL;
 	}
-	size_t top = w->heap[0];
+	size_t top = w->heap[0].cursor;
 	struct cursor *c = &w->cursors[top];
 	w->current = &c->ev[c->head];
+	c->ev[c->head].index = w->next_index;
 	if (w->first && c->stack)
 		keep_stack(w, c);
 	w->next_index++;
-	if (!advance(w, c))
+	if (advance(w, c))
+		w->heap[0].clock = c->ev[c->head].clock;
+	else
 		w->heap[0] = w->heap[--w->heap_count];
 	sift_down(w, 0);
 	return w->oom ? NULL : w->current;
@@ -501,7 +512,7 @@ struct trace_walk_place {
 	size_t heap_count;
 	size_t thread_count;
 	struct cursor *cursors;    /* in the same block, after the heap */
-	size_t heap[];
+	struct heap_slot heap[];
 };
 
 struct trace_walk_place *trace_walk_tell(const struct trace_walk *w)
@@ -521,10 +532,10 @@ struct trace_walk_place *trace_walk_tell(const struct trace_walk *w)
 
 size_t trace_walk_place_size(const struct trace *t)
 {
-	/* cursors hold uint64_t and pointers: the heap of size_t before them
-	 * keeps them aligned */
-	_Static_assert(_Alignof(struct cursor) <= _Alignof(size_t), "cursors follow the heap, aligned");
-	return sizeof(struct trace_walk_place) + t->thread_count * (sizeof(size_t) + sizeof(struct cursor));
+	/* cursors hold uint64_t and pointers: the heap before them keeps
+	 * them aligned */
+	_Static_assert(_Alignof(struct cursor) <= _Alignof(struct heap_slot), "cursors follow the heap, aligned");
+	return sizeof(struct trace_walk_place) + t->thread_count * (sizeof(struct heap_slot) + sizeof(struct cursor));
 }
 
 struct trace_walk *trace_walk_resume(struct trace *t, const struct trace_walk_place *p)
@@ -540,11 +551,6 @@ struct trace_walk *trace_walk_resume(struct trace *t, const struct trace_walk_pl
 	w->heap_count = p->heap_count;
 	w->next_index = p->next_index;
 	return w;
-}
-
-size_t trace_walk_index(const struct trace_walk *w)
-{
-	return w->next_index - 1;
 }
 
 int trace_walk_end(struct trace_walk *w)

@@ -39,6 +39,7 @@ struct trace_loss;
 
 /* One decoded event.  ns is relative to the trace start (header `start`). */
 struct trace_event {
+	size_t index;               /* its place in the walk's order, from 0 */
 	uint64_t clock;             /* raw clock, unwrapped: the merge order */
 	uint64_t ns;
 	uint32_t thread;            /* index into trace.threads */
@@ -179,14 +180,12 @@ void trace_close(struct trace *t);
 /* A walk over the events of every thread, merged in time order (by raw
  * clock, ties by thread).  Walks may be repeated; the first one completes
  * the trace (see above), so no two walks of one trace run at once.  The
- * event returned lives until the next call; its index in the order is
- * trace_walk_index(). */
+ * event returned lives until the next call; it carries its index in the
+ * order. */
 struct trace_walk;
 /* NULL when out of memory. */
 struct trace_walk *trace_walk_begin(struct trace *t);
 const struct trace_event *trace_walk_next(struct trace_walk *w);
-/* The index of the event trace_walk_next() returned last. */
-size_t trace_walk_index(const struct trace_walk *w);
 /* Ends the walk (early, too): 0, or -1 if it ran out of memory (then the
  * fields it fills are incomplete). */
 int trace_walk_end(struct trace_walk *w);
