@@ -130,12 +130,16 @@ fuzz: deps-fuzz $(BUILD)/fuzz/fuzz-readers
 deps-fuzz:
 	$(Q)scripts/install-deps.sh --fuzz
 
-bench: deps all $(BUILD)/bench-mutex
+deps-bench:
+	$(Q)scripts/install-deps.sh --bench
+
+bench: deps-bench all $(BUILD)/bench-mutex
 	$(Q)$(PYTHON_FOR_TESTS) bench/run.py
 	$(Q)$(PYTHON_FOR_TESTS) bench/read.py
 	$(Q)$(PYTHON_FOR_TESTS) bench/stacks.py
+	$(Q)$(PYTHON_FOR_TESTS) bench/stress.py
 
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps deps-tests demo check check-loop bench clean fuzz deps-fuzz
+.PHONY: all deps deps-tests demo check check-loop bench clean fuzz deps-fuzz deps-bench

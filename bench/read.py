@@ -57,17 +57,19 @@ def drop_cache(path):
 
 
 def run_once(cmd, cold_path=None):
-    """Wall seconds and peak RSS (KiB) of one run."""
+    """Wall seconds and peak RSS (KiB) of one run.  The peak comes from
+    /usr/bin/time: a child's ru_maxrss seen from here starts at this
+    Python's own size (fork copies it, exec keeps the maximum)."""
     if cold_path:
         drop_cache(cold_path)
-    with open(os.devnull, "wb") as null:
+    with tempfile.NamedTemporaryFile("r") as rss, open(os.devnull, "wb") as null:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=null)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd], stdout=null)
         seconds = time.perf_counter() - t0
-    if status != 0 and os.waitstatus_to_exitcode(status) not in (0, 1):
-        raise SystemExit(f"{cmd} failed: {status}")
-    return seconds, usage.ru_maxrss
+        peak = int(rss.read().split()[-1])
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"{cmd} failed: {proc.returncode}")
+    return seconds, peak
 
 
 def best_of(reps, cmd, cold_path=None):

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Install the Debian packages giltrace needs, if missing: to build and run
 # it (`make demo`), with --tests also to test it (`make check`), with --fuzz
-# to fuzz its readers (`make fuzz`).  Safe to run again (does nothing then).
+# to fuzz its readers (`make fuzz`), with --bench to measure it (`make
+# bench`).  Safe to run again (does nothing then).
 set -eu
 
 # gcc, make, libc headers: build; libdw-dev, libelf-dev: elfutils, with
@@ -18,12 +19,15 @@ TEST_PACKAGES="python3.11-dbg python3.11-dev python3-pytest chromium python3-pil
 # clang, libclang-rt-14-dev: libFuzzer and the sanitizer runtimes of
 # -fsanitize=fuzzer,address,undefined (bookworm's clang is clang-14).
 FUZZ_PACKAGES="clang libclang-rt-14-dev"
+# time: GNU time, whose %M gives bench/read.py each command's peak memory.
+BENCH_PACKAGES="time"
 
 case "${1:-}" in
 --tests) PACKAGES="$PACKAGES $TEST_PACKAGES $FUZZ_PACKAGES" ;; # the tests run the fuzz harness once over its inputs
 --fuzz) PACKAGES="$PACKAGES $FUZZ_PACKAGES" ;;
+--bench) PACKAGES="$PACKAGES $BENCH_PACKAGES" ;;
 "") ;;
-*) echo "usage: $0 [--tests|--fuzz]" >&2; exit 2 ;;
+*) echo "usage: $0 [--tests|--fuzz|--bench]" >&2; exit 2 ;;
 esac
 
 missing=""
