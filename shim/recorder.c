@@ -404,22 +404,27 @@ static void start_chunk(struct shim_thread *t, struct gtr_chunk_header *c, uint6
 	t->last_clock = now;
 }
 
+/* The first event of this thread (in this process, since its trace was
+ * opened): its serial, and no chunk yet.  async-signal-safe. */
+static void first_event_of_thread(struct shim_thread *t)
+{
+	t->generation = rec.generation;
+	t->chunk = NULL;
+	t->lost = 0;
+	t->next_seq = 0;
+	t->ring_first = 0;
+	t->serial = __atomic_add_fetch(&rec.next_serial, 1, __ATOMIC_RELAXED);
+	t->tid = gettid();
+}
+
 /* Give the thread a chunk to write to; false if tracing cannot go on.
  * *child_opened: this call opened a fork child's trace. */
 static bool next_chunk(struct shim_thread *t, uint64_t now, bool *child_opened)
 {
 	if (unlikely(!rec.open) && !open_child_trace(child_opened))
 		return false;
-	if (t->generation != rec.generation) {
-		/* first event of this thread (in this process) */
-		t->generation = rec.generation;
-		t->chunk = NULL;
-		t->lost = 0;
-		t->next_seq = 0;
-		t->ring_first = 0;
-		t->serial = __atomic_add_fetch(&rec.next_serial, 1, __ATOMIC_RELAXED);
-		t->tid = gettid();
-	}
+	if (t->generation != rec.generation)
+		first_event_of_thread(t);
 	if (t->lost)
 		return false;
 	uint32_t ring = rec.hdr->ring_chunks;
@@ -537,15 +542,8 @@ static bool next_chunk_signal_safe(struct shim_thread *t, uint64_t now)
 		start_chunk(t, chunk_at(t->ring_first + t->next_seq % rec.hdr->ring_chunks), now);
 		return true;
 	}
-	if (t->generation != rec.generation) {
-		t->generation = rec.generation;
-		t->chunk = NULL;
-		t->lost = 0;
-		t->next_seq = 0;
-		t->ring_first = 0;
-		t->serial = __atomic_add_fetch(&rec.next_serial, 1, __ATOMIC_RELAXED);
-		t->tid = gettid();
-	}
+	if (t->generation != rec.generation)
+		first_event_of_thread(t);
 	if (t->lost || shim_real.mutex_trylock(&rec.lock) != 0)
 		return false;
 	uint64_t index = rec.hdr->chunks_allocated;
