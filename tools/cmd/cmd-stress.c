@@ -29,7 +29,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#include <math.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -41,6 +40,7 @@
 #include <unistd.h>
 
 #include "builtin.h"
+#include "format.h"
 #include "shim-env.h"
 #include "stress.h"
 #include "trace.h"
@@ -144,30 +144,6 @@ static uint64_t now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
-
-/* "30" (seconds), "30s", "500ms", "10m", "2h". */
-static int parse_seconds(const char *text, uint64_t *ns)
-{
-	static const struct {
-		const char *suffix;
-		double ns;
-	} units[] = { { "", 1e9 }, { "s", 1e9 }, { "ms", 1e6 }, { "m", 60e9 }, { "h", 3600e9 } };
-	char *end;
-	errno = 0;
-	double v = strtod(text, &end);
-	if (end == text || errno || !isfinite(v) || v <= 0)
-		return -1;
-	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-		if (strcmp(end, units[i].suffix) != 0)
-			continue;
-		double total = v * units[i].ns;
-		if (total >= 1.8e19 || total < 1)
-			return -1;
-		*ns = (uint64_t)llround(total);
-		return 0;
-	}
-	return -1;
 }
 
 static unsigned long parse_count(const char *text, const char *what, unsigned long max)
@@ -603,14 +579,14 @@ int cmd_stress(int argc, char **argv)
 			st.until_fail = true;
 			break;
 		case OPT_DURATION:
-			if (parse_seconds(optarg, &st.duration_ns) != 0)
+			if (parse_duration(optarg, &st.duration_ns) != 0)
 				die("--duration: '%s' is not a time; write it like 30s, 10m, 2h", optarg);
 			break;
 		case 'j':
 			st.jobs = (unsigned)parse_count(optarg, "-j", 1024);
 			break;
 		case OPT_TIMEOUT:
-			if (parse_seconds(optarg, &st.timeout_ns) != 0)
+			if (parse_duration(optarg, &st.timeout_ns) != 0)
 				die("--timeout: '%s' is not a time; write it like 30 (seconds), 30s, 500ms, 10m", optarg);
 			break;
 		case OPT_EXPECT: {
