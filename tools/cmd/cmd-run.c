@@ -489,7 +489,7 @@ static void end_hung_command(pid_t pid, const char *cmd, const char *tmpl, const
 		die("out of memory");
 	for (size_t i = 0; i < traces.n; i++)
 		paths[i] = traces.items[i].path;
-	hang_snapshot_traces(paths, traces.n, pid, SNAPSHOT_TIMEOUT, timeout_ns);
+	hang_snapshot_traces(paths, traces.n, pid, SNAPSHOT_TIMEOUT, timeout_ns, true);
 	free(paths);
 	trace_list_free(&traces);
 	const char *abbrev = sigabbrev_np(sig);

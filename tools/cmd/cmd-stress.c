@@ -41,6 +41,7 @@
 
 #include "builtin.h"
 #include "format.h"
+#include "hang-snapshot.h"
 #include "shim-env.h"
 #include "stress.h"
 #include "trace.h"
@@ -342,7 +343,40 @@ static void end_all(struct stress *st, int sig)
 	}
 }
 
-/* Runs past their timeout get SIGTERM, past their grace SIGKILL. */
+/* A run that outlived --timeout: the snapshot of each of its traced
+ * processes still running (run-N.PID.gtr.snapshot beside its trace),
+ * before it is ended.  The loop waits meanwhile: a hung run hardly moves,
+ * a snapshot takes some tens of ms. */
+static void snapshot_run(const struct stress *st, const struct slot *s)
+{
+	char prefix[48];
+	snprintf(prefix, sizeof prefix, "run-%lu.", s->number);
+	size_t plen = strlen(prefix), n = 0;
+	char **paths = NULL;
+	DIR *d = opendir(st->session.dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		if (strncmp(de->d_name, prefix, plen) || len < plen + 4 || strcmp(de->d_name + len - 4, ".gtr"))
+			continue;
+		char **grown = realloc(paths, (n + 1) * sizeof *grown);
+		if (!grown || asprintf(&grown[n], "%s/%s", st->session.dir, de->d_name) < 0) {
+			paths = grown ? grown : paths;
+			break;
+		}
+		paths = grown;
+		n++;
+	}
+	if (d)
+		closedir(d);
+	hang_snapshot_traces(paths, n, s->pid, SNAPSHOT_TIMEOUT, st->timeout_ns, false);
+	for (size_t i = 0; i < n; i++)
+		free(paths[i]);
+	free(paths);
+}
+
+/* Runs past their timeout get their snapshot and SIGTERM, past their
+ * grace SIGKILL. */
 static void enforce_deadlines(struct stress *st, uint64_t now)
 {
 	for (unsigned i = 0; i < st->jobs; i++) {
@@ -351,8 +385,9 @@ static void enforce_deadlines(struct stress *st, uint64_t now)
 			continue;
 		if (st->timeout_ns && !s->timed_out && !s->ended_by_us && now - s->start_ns >= st->timeout_ns) {
 			s->timed_out = true;
+			snapshot_run(st, s);
 			signal_run(s, SIGTERM);
-			s->kill_at_ns = now + KILL_GRACE_NS;
+			s->kill_at_ns = now_ns() + KILL_GRACE_NS; /* after the snapshot */
 		}
 		if (s->kill_at_ns && now >= s->kill_at_ns) {
 			signal_run(s, SIGKILL);

@@ -352,7 +352,8 @@ int hang_snapshot_take(pid_t pid, const char *trace_path, enum snapshot_reason r
 	return rc;
 }
 
-size_t hang_snapshot_traces(char *const *paths, size_t n, pid_t root, enum snapshot_reason reason, uint64_t limit_ns)
+size_t hang_snapshot_traces(char *const *paths, size_t n, pid_t root, enum snapshot_reason reason, uint64_t limit_ns,
+                            bool say)
 {
 	size_t tree_n = 0, taken = 0;
 	pid_t *tree = descendants(root, &tree_n);
@@ -368,9 +369,10 @@ size_t hang_snapshot_traces(char *const *paths, size_t n, pid_t root, enum snaps
 		char err[512] = "";
 		char *snap = snapshot_path_of(paths[i]);
 		if (hang_snapshot_take((pid_t)h.pid, paths[i], reason, limit_ns, err, sizeof err) == 0) {
-			fprintf(stderr, "giltrace: snapshot of pid %d's threads written to %s\n", (int)h.pid, snap);
+			if (say)
+				fprintf(stderr, "giltrace: snapshot of pid %d's threads written to %s\n", (int)h.pid, snap);
 			taken++;
-		} else {
+		} else if (say) {
 			fprintf(stderr, "giltrace: pid %d: %s\n", (int)h.pid, err);
 		}
 		free(snap);

@@ -7,6 +7,7 @@
 #ifndef GILTRACE_HANG_SNAPSHOT_H
 #define GILTRACE_HANG_SNAPSHOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -23,10 +24,10 @@ int hang_snapshot_take(pid_t pid, const char *trace_path, enum snapshot_reason r
 
 /* The traces among paths that belong to processes still running that are
  * root or its descendants (their header's pid; the trace is not closed):
- * each gets its snapshot; one line per trace on stderr says what was
- * taken.  Returns how many snapshots hold stacks. */
-size_t hang_snapshot_traces(char *const *paths, size_t n, pid_t root, enum snapshot_reason reason,
-                            uint64_t limit_ns);
+ * each gets its snapshot; with `say`, one line per trace on stderr says
+ * what was taken.  Returns how many snapshots hold stacks. */
+size_t hang_snapshot_traces(char *const *paths, size_t n, pid_t root, enum snapshot_reason reason, uint64_t limit_ns,
+                            bool say);
 
 /* Send sig to root and to each of its descendants (found through /proc:
  * a process that left the tree, reparented to init, is not reached). */
