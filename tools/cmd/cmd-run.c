@@ -33,6 +33,12 @@
  * A signal sent by a process to run's whole process group reaches CMD
  * twice (directly and forwarded): run cannot tell it from one sent to run
  * alone.
+ *
+ * --timeout.  While a limit runs, run polls for CMD's end (every 50 ms)
+ * instead of blocking in waitid.  Past it, each traced process of CMD
+ * still running gets its hang snapshot (hang-snapshot.h), then CMD and its
+ * descendants get --timeout-signal: not the process group, which is run's
+ * own (CMD stays in the terminal's foreground group, see above).
  */
 #include <errno.h>
 #include <getopt.h>

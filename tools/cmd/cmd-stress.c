@@ -12,6 +12,7 @@
  * ended, so the analysis costs no wall time when a core is free for it.
  *
  * Each run is the leader of a process group of its own, so that a timeout
+ * (after the hang snapshot of its traced processes: hang-snapshot.h)
  * or Ctrl-C ends everything it started (SIGTERM to the group, SIGKILL
  * KILL_GRACE_NS later).  Being outside the terminal's foreground group, the
  * runs never see the terminal's Ctrl-C themselves: stress gets it, ends
@@ -58,8 +59,10 @@ static const char usage_text[] =
         "  --duration T          start no run after T (30s, 10m, 2h; a bare number is\n"
         "                        seconds); with several of these, the first reached stops\n"
         "  -j, --jobs J          runs at a time (default: the number of CPUs)\n"
-        "  --timeout T           a run that lasts longer fails: its process group gets\n"
-        "                        SIGTERM, then SIGKILL 2 s later (default: no limit)\n"
+        "  --timeout T           a run that lasts longer fails: a snapshot of its\n"
+        "                        threads' stacks is kept beside each trace, then its\n"
+        "                        process group gets SIGTERM, then SIGKILL 2 s later\n"
+        "                        (default: no limit)\n"
         "  --expect-status N     the exit status of a good run (default 0)\n"
         "  -o, --output DIR      where the failed runs' files go: run-N.PID.gtr,\n"
         "                        run-N.log (default: a new stress-YYYYmmdd-HHMMSS);\n"
