@@ -114,7 +114,8 @@ static void print_roles(FILE *out, const struct model *m, const struct finding *
 	if (!f->roles || !s)
 		return;
 	char *path = snapshot_path_of(m->trace->path);
-	fprintf(out, "    threads when giltrace ended the process (snapshot %s):\n", path ? path : "?");
+	fprintf(out, "    threads when giltrace ended the process (snapshot %s%s):\n", path ? path : "?",
+	        s->complete ? "" : ", cut short: threads or frames may be missing");
 	free(path);
 	if (s->error)
 		fprintf(out, "    no stacks: %s\n", s->error);
@@ -221,8 +222,9 @@ static void json_stack(struct json *j, const char *key, const struct model *m, s
 	json_array_end(j);
 }
 
-/* exit-hang: "snapshot" {path, reason, limit_ns, error} and "threads"
- * [{tid, name, role, in_trace, kernel_state, wchan, stack}]. */
+/* exit-hang: "snapshot"
+ * {path, reason, limit_ns, error, complete} and "threads" [{tid, name,
+ * role, in_trace, in_snapshot, kernel_state, wchan, stack}]. */
 static void json_roles(struct json *j, const struct model *m, const struct finding *f)
 {
 	const struct snapshot *s = m->trace->snapshot;
@@ -235,6 +237,7 @@ static void json_roles(struct json *j, const struct model *m, const struct findi
 	json_string(j, "reason", s->reason == SNAPSHOT_FINALIZATION ? "finalization" : "timeout");
 	json_u64(j, "limit_ns", s->limit_ns);
 	json_string(j, "error", s->error);
+	json_bool(j, "complete", s->complete);
 	json_object_end(j);
 	free(path);
 	json_array_begin(j, "threads");
