@@ -12,6 +12,7 @@
 #include "detect.h"
 #include "model.h"
 #include "replay.h"
+#include "snapshot.h"
 #include "spans.h"
 #include "trace.h"
 
@@ -626,6 +627,110 @@ static int test_crash_recovered(void)
 	return ok;
 }
 
+/* A hang snapshot of pid 100 with threads 100 and, if `both`, 101 (no
+ * frames), as run --timeout leaves beside the trace: set on t, which
+ * frees it. */
+static void give_snapshot(struct trace *t, bool both)
+{
+	struct snapshot *s = calloc(1, sizeof *s);
+	struct snapshot_thread *th = calloc(2, sizeof *th);
+	if (!s || !th)
+		abort();
+	th[0] = (struct snapshot_thread){ .tid = 100, .state = 'S' };
+	th[1] = (struct snapshot_thread){ .tid = 101, .state = 'S' };
+	*s = (struct snapshot){ .pid = 100, .limit_ns = 10000000000u, .complete = true, .threads = th,
+		                .thread_count = both ? 2 : 1 };
+	t->snapshot = s;
+}
+
+/* exit-hang, gh-96387 shape: the events of the switch-wait test, and the
+ * snapshot giltrace took before it ended the process. */
+static int test_exit_hang_gh96387(void)
+{
+	int ok = 1;
+	static const struct ev evs[] = {
+		TAKE(0, 1100), ACQUIRE(0, 1110, TS_MAIN, 1),
+		TAKE(1, 1200), { 1, GTR_EV_GIL_WAIT_BEGIN, 0, 1210, 0, 0 },
+		{ 1, GTR_EV_GIL_DROP_REQUEST, 0, 1300, 0, 0 },
+		{ 1, GTR_EV_GIL_TAKE_ABANDON, 0, 1400, 0, 0 },
+		EXIT(1, 1410, GTR_EXIT_PTHREAD_EXIT),
+		RELEASE(0, 1500),
+		{ 0, GTR_EV_GIL_FORCED_SWITCH_BEGIN, 0, 1510, 0, 0 },
+	};
+	struct trace t;
+	struct model m;
+	struct findings fs;
+	CHECK(load(&t, evs, sizeof evs / sizeof evs[0], 2, 0) == 0);
+	give_snapshot(&t, false);
+	CHECK(analyse(&t, &m, &fs, 0) == 0);
+	const struct finding *x = NULL;
+	CHECK(count_kind(&fs, DETECT_EXIT_HANG, &x) == 1 && count_kind(&fs, DETECT_SWITCH_WAIT_ON_DEAD_THREAD, NULL) == 1);
+	if (x) {
+		CHECK(x->thread == 0 && x->other_thread == 1);
+		CHECK(strstr(x->what, "gh-96387") && strstr(x->what, "switch_cond"));
+		/* the snapshot's thread, then the thread it waits for, which ended */
+		CHECK(x->role_count == 2 && x->roles[0].tid == 100 && strstr(x->roles[0].role, "switch_cond"));
+		CHECK(x->roles[1].tid == 101 && x->roles[1].thread == 1 && strstr(x->roles[1].role, "drop request"));
+	}
+	findings_free(&fs);
+	model_free(&m);
+	trace_close(&t);
+	return ok;
+}
+
+/* exit-hang, bpo-36469 shape: a daemon thread takes the GIL after
+ * finalization began and keeps it; the finalizing thread waits for it. */
+static int test_exit_hang_bpo36469(void)
+{
+	int ok = 1;
+	static const struct ev evs[] = {
+		TAKE(1, 1050), ACQUIRE(1, 1060, TS_DAEMON, 1), RELEASE(1, 1070),
+		TAKE(0, 1100), ACQUIRE(0, 1110, TS_MAIN, 2),
+		CALL(0, Py_FinalizeEx, 1200, 0),
+		FINALIZING(0, 1300, 1, TS_MAIN),
+		RELEASE(0, 1400),
+		TAKE(1, 1500), ACQUIRE(1, 1510, TS_DAEMON, 3),
+		TAKE(0, 1600), { 0, GTR_EV_GIL_WAIT_BEGIN, 0, 1610, 0, 0 },
+	};
+	struct trace t;
+	struct model m;
+	struct findings fs;
+	CHECK(load(&t, evs, sizeof evs / sizeof evs[0], 2, 0) == 0);
+	give_snapshot(&t, true);
+	CHECK(analyse(&t, &m, &fs, 0) == 0);
+	const struct finding *x = NULL;
+	CHECK(count_kind(&fs, DETECT_EXIT_HANG, &x) == 1);
+	if (x) {
+		CHECK(x->thread == 0 && x->other_thread == 1);
+		CHECK(strstr(x->what, "bpo-36469") != NULL);
+		CHECK(x->role_count == 2 && strstr(x->roles[0].role, "waits for the GIL"));
+		CHECK(strstr(x->roles[1].role, "holds the GIL") != NULL);
+	}
+	findings_free(&fs);
+	model_free(&m);
+	trace_close(&t);
+	return ok;
+}
+
+/* A trace that stops without a snapshot is no hang: no exit-hang. */
+static int test_no_snapshot_no_exit_hang(void)
+{
+	int ok = 1;
+	static const struct ev evs[] = {
+		TAKE(0, 1100), ACQUIRE(0, 1110, TS_MAIN, 1),
+	};
+	struct trace t;
+	struct model m;
+	struct findings fs;
+	CHECK(load(&t, evs, sizeof evs / sizeof evs[0], 1, 0) == 0);
+	CHECK(analyse(&t, &m, &fs, 0) == 0);
+	CHECK(count_kind(&fs, DETECT_EXIT_HANG, NULL) == 0);
+	findings_free(&fs);
+	model_free(&m);
+	trace_close(&t);
+	return ok;
+}
+
 int main(void)
 {
 	int (*const tests[])(void) = {
@@ -643,6 +748,9 @@ int main(void)
 		test_crash_at_exit,
 		test_crash_in_freed_tstate,
 		test_crash_recovered,
+		test_exit_hang_gh96387,
+		test_exit_hang_bpo36469,
+		test_no_snapshot_no_exit_hang,
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
 		tests[i]() ? passed++ : failed++;

@@ -33,6 +33,12 @@
  * A signal sent by a process to run's whole process group reaches CMD
  * twice (directly and forwarded): run cannot tell it from one sent to run
  * alone.
+ *
+ * --timeout.  While a limit runs, run polls for CMD's end (every 50 ms)
+ * instead of blocking in waitid.  Past it, each traced process of CMD
+ * still running gets its hang snapshot (hang-snapshot.h), then CMD and its
+ * descendants get --timeout-signal: not the process group, which is run's
+ * own (CMD stays in the terminal's foreground group, see above).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -45,15 +51,19 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "builtin.h"
+#include "format.h"
+#include "hang-snapshot.h"
 #include "shim-env.h"
 #include "trace.h"
 #include "usage.h"
 
 static const char usage_text[] =
-        "usage: giltrace run [-o PATH] [--mode full|ring] [--ring-size MIB] [--check] [--verbose] -- CMD [ARGS...]\n\n"
+        "usage: giltrace run [-o PATH] [--mode full|ring] [--ring-size MIB] [--check] [--verbose]\n"
+        "                    [--timeout T [--timeout-signal SIG]] -- CMD [ARGS...]\n\n"
         "  -o, --output PATH   trace of the first python process (default giltrace.gtr);\n"
         "                      other python processes get PATH with their pid added;\n"
         "                      %p in PATH (also in a folder name) names every trace\n"
@@ -64,7 +74,14 @@ static const char usage_text[] =
         "                      --ring-size MiB per thread (default 4)\n"
         "  --check             exit with status 1 if a finding of severity error\n"
         "                      appeared (findings are printed on stderr either way)\n"
-        "  --verbose           the shim says when it starts and stops tracing\n\n"
+        "  --verbose           the shim says when it starts and stops tracing\n"
+        "  --timeout T         if CMD still runs after T (30s, 500ms, 10m; a bare\n"
+        "                      number is seconds), take a snapshot of every thread's\n"
+        "                      stack of each traced process still running (beside\n"
+        "                      its trace, TRACE.snapshot), then end CMD and its\n"
+        "                      descendants; check reports the hang (exit-hang)\n"
+        "  --timeout-signal SIG  what ends them after the snapshot (KILL, TERM,\n"
+        "                      ABRT, ... or a number; default KILL)\n\n"
         "Traces are written in place while CMD runs, so they are at PATH even if\n"
         "run is killed.  CMD gets the terminal's signals as without giltrace;\n"
         "SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to run are passed on to CMD.\n\n"
@@ -72,8 +89,8 @@ static const char usage_text[] =
         "stack_depth=48; see README.md); run sets output, mode, ring_size,\n"
         "verbose and check itself.\n\n"
         "exit status: CMD's own (128+N if a signal N killed it; if run was sent\n"
-        "that signal itself, run dies of it too); with --check, 1 when a trace\n"
-        "has error findings; 2 usage error\n";
+        "that signal itself, run dies of it too); 124 when --timeout ended it;\n"
+        "with --check, 1 when a trace has error findings; 2 usage error\n";
 
 /* ---- where the traces go --------------------------------------------------- */
 
@@ -408,6 +425,87 @@ static int wait_child(pid_t pid)
 	return wstatus;
 }
 
+/* ---- --timeout ------------------------------------------------------------------ */
+
+/* run's status when --timeout ended the command, as timeout(1)'s. */
+#define EXIT_TIMED_OUT 124
+
+#define NS_PER_S 1000000000ull
+/* After --timeout-signal, how long the command gets before SIGKILL. */
+#define KILL_GRACE_NS (2 * NS_PER_S)
+/* How often run looks whether the command ended, while a limit runs. */
+#define POLL_NS (50 * 1000000ull)
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+/* "KILL", "SIGKILL" or a number; -1 if none. */
+static int parse_signal(const char *text)
+{
+	char *end;
+	long n = strtol(text, &end, 10);
+	if (*text && !*end)
+		return n > 0 && n < NSIG ? (int)n : -1;
+	if (!strncmp(text, "SIG", 3))
+		text += 3;
+	for (int sig = 1; sig < NSIG; sig++) {
+		const char *abbrev = sigabbrev_np(sig);
+		if (abbrev && !strcmp(abbrev, text))
+			return sig;
+	}
+	return -1;
+}
+
+/* Wait up to limit_ns for the command to end, without reaping it: true if
+ * it still runs then. */
+static bool still_running_after(pid_t pid, uint64_t limit_ns)
+{
+	uint64_t deadline = now_ns() + limit_ns;
+	for (;;) {
+		siginfo_t info = { 0 };
+		int r = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT | WNOHANG);
+		if ((r == 0 && info.si_pid == pid) || (r != 0 && errno != EINTR))
+			return false;
+		uint64_t now = now_ns();
+		if (now >= deadline)
+			return true;
+		uint64_t nap = deadline - now < POLL_NS ? deadline - now : POLL_NS;
+		struct timespec ts = { 0, (long)nap };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* The command outlived --timeout: the snapshot of each of its traced
+ * processes (traces named from tmpl that were not there before), then
+ * sig to it and its descendants, SIGKILL after a grace if they stay. */
+static void end_hung_command(pid_t pid, const char *cmd, const char *tmpl, const struct trace_list *before,
+                             uint64_t timeout_ns, int sig)
+{
+	char limit[32];
+	fprintf(stderr, "giltrace: '%s' still runs after --timeout %s: taking a snapshot of its threads\n", cmd,
+	        format_duration(limit, sizeof limit, timeout_ns));
+	struct trace_list traces;
+	list_traces(tmpl, before, &traces);
+	char **paths = calloc(traces.n ? traces.n : 1, sizeof *paths);
+	if (!paths)
+		die("out of memory");
+	for (size_t i = 0; i < traces.n; i++)
+		paths[i] = traces.items[i].path;
+	hang_snapshot_traces(paths, traces.n, pid, SNAPSHOT_TIMEOUT, timeout_ns, true);
+	free(paths);
+	trace_list_free(&traces);
+	const char *abbrev = sigabbrev_np(sig);
+	fprintf(stderr, "giltrace: ending '%s' (pid %d) and its descendants with SIG%s\n", cmd, (int)pid,
+	        abbrev ? abbrev : "?");
+	hang_signal_tree(pid, sig);
+	if (sig != SIGKILL && still_running_after(pid, KILL_GRACE_NS))
+		hang_signal_tree(pid, SIGKILL);
+}
+
 /* ---- the command -------------------------------------------------------------- */
 
 int cmd_run(int argc, char **argv)
@@ -418,12 +516,16 @@ int cmd_run(int argc, char **argv)
 		{ "ring-size", required_argument, NULL, 'r' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "check", no_argument, NULL, 'c' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "timeout-signal", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *output = "giltrace.gtr", *mode = "full";
 	unsigned long ring_size = 4;
 	bool verbose = false, check = false;
+	uint64_t timeout_ns = 0;     /* --timeout, 0 none */
+	int timeout_signal = SIGKILL;
 	int c;
 	/* "+": stop at the first non-option, CMD's own options are CMD's */
 	while ((c = getopt_long(argc, argv, "+o:h", longopts, NULL)) != -1) {
@@ -448,6 +550,14 @@ int cmd_run(int argc, char **argv)
 			break;
 		case 'c':
 			check = true;
+			break;
+		case 't':
+			if (parse_duration(optarg, &timeout_ns) != 0)
+				die("--timeout: '%s' is not a time; write it like 30 (seconds), 30s, 500ms, 10m", optarg);
+			break;
+		case 's':
+			if ((timeout_signal = parse_signal(optarg)) < 0)
+				die("--timeout-signal: '%s' is not a signal; write it like KILL, TERM or 9", optarg);
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -489,6 +599,9 @@ int cmd_run(int argc, char **argv)
 	child_pid = pid;
 	sigprocmask(SIG_SETMASK, &mask, NULL);
 
+	bool timed_out = timeout_ns && still_running_after(pid, timeout_ns);
+	if (timed_out)
+		end_hung_command(pid, argv[optind], tmpl, &before, timeout_ns, timeout_signal);
 	int wstatus = wait_child(pid);
 	release_forwarded(caught);
 	int status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
@@ -531,5 +644,7 @@ int cmd_run(int argc, char **argv)
 	 * shell or CI job sees an interrupted or terminated job. */
 	if (WIFSIGNALED(wstatus) && (received_signals & (1 << WTERMSIG(wstatus))))
 		die_of_signal(WTERMSIG(wstatus));
-	return check && findings == EXIT_FINDINGS ? EXIT_FINDINGS : status;
+	if (check && findings == EXIT_FINDINGS)
+		return EXIT_FINDINGS;
+	return timed_out ? EXIT_TIMED_OUT : status;
 }

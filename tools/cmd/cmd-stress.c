@@ -12,6 +12,7 @@
  * ended, so the analysis costs no wall time when a core is free for it.
  *
  * Each run is the leader of a process group of its own, so that a timeout
+ * (after the hang snapshot of its traced processes: hang-snapshot.h)
  * or Ctrl-C ends everything it started (SIGTERM to the group, SIGKILL
  * KILL_GRACE_NS later).  Being outside the terminal's foreground group, the
  * runs never see the terminal's Ctrl-C themselves: stress gets it, ends
@@ -29,7 +30,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#include <math.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -41,6 +41,8 @@
 #include <unistd.h>
 
 #include "builtin.h"
+#include "format.h"
+#include "hang-snapshot.h"
 #include "shim-env.h"
 #include "stress.h"
 #include "trace.h"
@@ -57,8 +59,10 @@ static const char usage_text[] =
         "  --duration T          start no run after T (30s, 10m, 2h; a bare number is\n"
         "                        seconds); with several of these, the first reached stops\n"
         "  -j, --jobs J          runs at a time (default: the number of CPUs)\n"
-        "  --timeout T           a run that lasts longer fails: its process group gets\n"
-        "                        SIGTERM, then SIGKILL 2 s later (default: no limit)\n"
+        "  --timeout T           a run that lasts longer fails: a snapshot of its\n"
+        "                        threads' stacks is kept beside each trace, then its\n"
+        "                        process group gets SIGTERM, then SIGKILL 2 s later\n"
+        "                        (default: no limit)\n"
         "  --expect-status N     the exit status of a good run (default 0)\n"
         "  -o, --output DIR      where the failed runs' files go: run-N.PID.gtr,\n"
         "                        run-N.log (default: a new stress-YYYYmmdd-HHMMSS);\n"
@@ -144,30 +148,6 @@ static uint64_t now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
-
-/* "30" (seconds), "30s", "500ms", "10m", "2h". */
-static int parse_seconds(const char *text, uint64_t *ns)
-{
-	static const struct {
-		const char *suffix;
-		double ns;
-	} units[] = { { "", 1e9 }, { "s", 1e9 }, { "ms", 1e6 }, { "m", 60e9 }, { "h", 3600e9 } };
-	char *end;
-	errno = 0;
-	double v = strtod(text, &end);
-	if (end == text || errno || !isfinite(v) || v <= 0)
-		return -1;
-	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-		if (strcmp(end, units[i].suffix) != 0)
-			continue;
-		double total = v * units[i].ns;
-		if (total >= 1.8e19 || total < 1)
-			return -1;
-		*ns = (uint64_t)llround(total);
-		return 0;
-	}
-	return -1;
 }
 
 static unsigned long parse_count(const char *text, const char *what, unsigned long max)
@@ -366,7 +346,40 @@ static void end_all(struct stress *st, int sig)
 	}
 }
 
-/* Runs past their timeout get SIGTERM, past their grace SIGKILL. */
+/* A run that outlived --timeout: the snapshot of each of its traced
+ * processes still running (run-N.PID.gtr.snapshot beside its trace),
+ * before it is ended.  The loop waits meanwhile: a hung run hardly moves,
+ * a snapshot takes some tens of ms. */
+static void snapshot_run(const struct stress *st, const struct slot *s)
+{
+	char prefix[48];
+	snprintf(prefix, sizeof prefix, "run-%lu.", s->number);
+	size_t plen = strlen(prefix), n = 0;
+	char **paths = NULL;
+	DIR *d = opendir(st->session.dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		if (strncmp(de->d_name, prefix, plen) || len < plen + 4 || strcmp(de->d_name + len - 4, ".gtr"))
+			continue;
+		char **grown = realloc(paths, (n + 1) * sizeof *grown);
+		if (!grown || asprintf(&grown[n], "%s/%s", st->session.dir, de->d_name) < 0) {
+			paths = grown ? grown : paths;
+			break;
+		}
+		paths = grown;
+		n++;
+	}
+	if (d)
+		closedir(d);
+	hang_snapshot_traces(paths, n, s->pid, SNAPSHOT_TIMEOUT, st->timeout_ns, false);
+	for (size_t i = 0; i < n; i++)
+		free(paths[i]);
+	free(paths);
+}
+
+/* Runs past their timeout get their snapshot and SIGTERM, past their
+ * grace SIGKILL. */
 static void enforce_deadlines(struct stress *st, uint64_t now)
 {
 	for (unsigned i = 0; i < st->jobs; i++) {
@@ -375,8 +388,9 @@ static void enforce_deadlines(struct stress *st, uint64_t now)
 			continue;
 		if (st->timeout_ns && !s->timed_out && !s->ended_by_us && now - s->start_ns >= st->timeout_ns) {
 			s->timed_out = true;
+			snapshot_run(st, s);
 			signal_run(s, SIGTERM);
-			s->kill_at_ns = now + KILL_GRACE_NS;
+			s->kill_at_ns = now_ns() + KILL_GRACE_NS; /* after the snapshot */
 		}
 		if (s->kill_at_ns && now >= s->kill_at_ns) {
 			signal_run(s, SIGKILL);
@@ -603,14 +617,14 @@ int cmd_stress(int argc, char **argv)
 			st.until_fail = true;
 			break;
 		case OPT_DURATION:
-			if (parse_seconds(optarg, &st.duration_ns) != 0)
+			if (parse_duration(optarg, &st.duration_ns) != 0)
 				die("--duration: '%s' is not a time; write it like 30s, 10m, 2h", optarg);
 			break;
 		case 'j':
 			st.jobs = (unsigned)parse_count(optarg, "-j", 1024);
 			break;
 		case OPT_TIMEOUT:
-			if (parse_seconds(optarg, &st.timeout_ns) != 0)
+			if (parse_duration(optarg, &st.timeout_ns) != 0)
 				die("--timeout: '%s' is not a time; write it like 30 (seconds), 30s, 500ms, 10m", optarg);
 			break;
 		case OPT_EXPECT: {

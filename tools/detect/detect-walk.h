@@ -61,7 +61,19 @@ struct walk {
 	} forced_switch[REPLAY_MAX_GILS];
 	size_t crashes;              /* crash findings not dropped: the trace says
 	                                which thread died, no guess is needed */
+	struct hang_open *hang;      /* per thread, when the trace has a hang
+	                                snapshot (detect-hang.c), else NULL */
 	bool oom;
+};
+
+/* A thread's last hold and wait, as the replay closed them: those that
+ * end at the trace's end were still open when giltrace ended the process. */
+struct hang_open {
+	bool held;
+	unsigned gil;
+	uint64_t hold_since, hold_end;
+	bool waited;
+	uint64_t wait_since, wait_end;
 };
 
 /* Whether finalization was under way at ns (the replay's open epoch). */
@@ -92,5 +104,11 @@ bool walk_watched(const struct walk *w, int thread, uint64_t ns);
 void detect_crash(struct walk *w, int thread, const struct trace_event *e);
 /* The thread ran on after its crash: the signal was not fatal. */
 void detect_crash_recovered(struct walk *w, struct thread_state *ts);
+
+/* detect-hang.c */
+/* Watch the holds and waits (sets w->hang and v's callbacks): 0 or -1. */
+int detect_hang_begin(struct walk *w, struct replay_visitor *v);
+/* At the end of the trace: the exit-hang finding. */
+void detect_hang(struct walk *w);
 
 #endif

@@ -65,6 +65,8 @@ const struct detector_info detectors[DETECT_COUNT] = {
 		                    "finalization parked a thread that was taking the GIL" },
 	[DETECT_CRASH_AT_EXIT] = { "crash-at-exit", SEVERITY_ERROR, "a thread crashed during finalization" },
 	[DETECT_CRASH] = { "crash", SEVERITY_ERROR, "a thread crashed" },
+	[DETECT_EXIT_HANG] = { "exit-hang", SEVERITY_ERROR,
+		               "the process hung: it outlived giltrace's --timeout, which ended it" },
 };
 
 /* ---- thread-state lives ---------------------------------------------------- */
@@ -586,6 +588,8 @@ static void at_end(struct walk *w)
 			         died ? " (the trace ends in this wait: the process hung)" : "");
 		}
 	}
+	if (w->hang)
+		detect_hang(w);
 }
 
 static int by_time(const void *a, const void *b)
@@ -619,6 +623,7 @@ static void walk_free(struct walk *w)
 		return;
 	free(w->lives);
 	free(w->threads);
+	free(w->hang);
 	free(w);
 }
 
@@ -661,6 +666,12 @@ static struct walk *detect_begin(const struct trace *t, struct findings *out, st
 		.events_after_finalization = watched_only,
 		.finish = on_finish,
 	};
+	/* giltrace ended the process for a hang: the holds and waits open at
+	 * the end say who blocks whom (only then: a cost per hold) */
+	if (t->snapshot && detect_hang_begin(w, v) != 0) {
+		walk_free(w);
+		return NULL;
+	}
 	return w;
 }
 
@@ -723,6 +734,8 @@ int analyse(struct trace *t, struct model *m, struct findings *out, unsigned fla
 
 void findings_free(struct findings *f)
 {
+	for (size_t i = 0; i < f->count; i++)
+		free(f->items[i].roles);
 	free(f->items);
 	memset(f, 0, sizeof *f);
 }

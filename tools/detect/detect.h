@@ -30,6 +30,7 @@ enum detector {
 	DETECT_PARKED_AT_EXIT,
 	DETECT_CRASH_AT_EXIT,
 	DETECT_CRASH,
+	DETECT_EXIT_HANG,
 	DETECT_COUNT
 };
 
@@ -39,6 +40,14 @@ struct detector_info {
 	const char *title;           /* one line */
 };
 extern const struct detector_info detectors[DETECT_COUNT];
+
+/* exit-hang: what one thread was doing when giltrace ended the hung
+ * process, from the replay (its stack is in the trace's snapshot). */
+struct finding_role {
+	int32_t tid;
+	int thread;                  /* model thread index, -1: not in the trace */
+	char role[200];              /* "holds the GIL since +1.2 s", ... */
+};
 
 struct finding {
 	enum detector kind;
@@ -59,6 +68,9 @@ struct finding {
 	size_t freed_event;          /* the free of tstate, SIZE_MAX none */
 	char what[480];              /* what the thread did, one sentence (a crash
 	                                at exit: and what the others were doing) */
+	struct finding_role *roles;  /* exit-hang: every thread's, NULL otherwise;
+	                                freed by findings_free() */
+	size_t role_count;
 };
 
 struct findings {

@@ -5,6 +5,7 @@
  */
 #include "trace.h"
 #include "trace-private.h"
+#include "snapshot.h"
 
 #include "lines.h"
 
@@ -503,6 +504,31 @@ static int index_chunks(struct trace *t, int fd)
 	return 0;
 }
 
+/* The hang snapshot beside the trace, if there is one of this process
+ * (a snapshot left from another trace that had the name is not); one that
+ * cannot be used is a note, never a reason to refuse the trace. */
+static void load_snapshot(struct trace *t)
+{
+	struct snapshot s;
+	char err[256];
+	int rc = snapshot_read(t->path, &s, err, sizeof err);
+	if (rc < 0)
+		trace_note(t, "the hang snapshot beside the trace is unusable: %s", err);
+	if (rc <= 0)
+		return;
+	if (s.pid != t->header.pid || s.taken_realtime_ns < t->header.start_realtime_ns) {
+		trace_note(t, "the hang snapshot beside the trace is of another process (pid %d); ignored", (int)s.pid);
+		snapshot_free(&s);
+		return;
+	}
+	t->snapshot = malloc(sizeof *t->snapshot);
+	if (!t->snapshot) {
+		snapshot_free(&s);
+		return;
+	}
+	*t->snapshot = s;
+}
+
 int trace_open(struct trace *t, const char *path, char *err, size_t errlen)
 {
 	memset(t, 0, sizeof *t);
@@ -525,6 +551,7 @@ int trace_open(struct trace *t, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot read trace '%s': out of memory", path);
 		return -1;
 	}
+	load_snapshot(t);
 	t->notes_at_open = t->note_count;
 	return 0;
 }
@@ -567,5 +594,8 @@ void trace_close(struct trace *t)
 	free(t->loss_gaps.items);
 	free(t->loss_all.items);
 	lines_free(t->notes, t->note_count);
+	if (t->snapshot)
+		snapshot_free(t->snapshot);
+	free(t->snapshot);
 	memset(t, 0, sizeof *t);
 }

@@ -36,6 +36,7 @@
 #include "trace-format.h"
 
 struct trace_loss;
+struct snapshot;
 
 /* One decoded event.  ns is relative to the trace start (header `start`). */
 struct trace_event {
@@ -165,6 +166,9 @@ struct trace {
 	struct trace_loss_union loss_all;  /* every loss */
 
 	uint64_t newer_types_noted; /* bit per event type skipped as unknown */
+	/* the hang snapshot beside the trace (snapshot.h), taken by run or
+	 * stress --timeout before they ended the process, or NULL */
+	struct snapshot *snapshot;
 	char **notes;               /* problems met while reading, one line each */
 	size_t note_count;
 	size_t notes_at_open;       /* those trace_open() found; the first walk

@@ -8,9 +8,11 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "format.h"
+#include "snapshot.h"
 #include "symbolize.h"
 
 #define DOCS "docs/findings.md#"
@@ -78,6 +80,62 @@ static void print_stack(FILE *out, const struct model *m, size_t event, struct s
 	}
 }
 
+/* A snapshot's frame (symbolised when it was taken) as a frame_info. */
+static void snapshot_frame_info(const struct snapshot_frame *sf, struct frame_info *fi)
+{
+	*fi = (struct frame_info){
+		.address = sf->address,
+		.module = sf->module,
+		.module_offset = sf->module_offset,
+		.function = sf->function,
+		.function_offset = sf->function_offset,
+		.file = sf->file,
+		.line = sf->line,
+	};
+}
+
+/* "thread main (4242)", or for a thread the trace lacks, its tid and name. */
+static const char *role_thread(const struct model *m, const struct finding_role *r, const struct snapshot_thread *st,
+                               char *buf, size_t size)
+{
+	if (r->thread >= 0)
+		return model_thread_phrase(m, r->thread, buf, size);
+	if (st && st->name[0])
+		snprintf(buf, size, "thread %s (%d)", st->name, (int)r->tid);
+	else
+		snprintf(buf, size, "thread %d", (int)r->tid);
+	return buf;
+}
+
+/* exit-hang: each thread's role and its stack from the snapshot. */
+static void print_roles(FILE *out, const struct model *m, const struct finding *f)
+{
+	const struct snapshot *s = m->trace->snapshot;
+	if (!f->roles || !s)
+		return;
+	char *path = snapshot_path_of(m->trace->path);
+	fprintf(out, "    threads when giltrace ended the process (snapshot %s%s):\n", path ? path : "?",
+	        s->complete ? "" : ", cut short: threads or frames may be missing");
+	free(path);
+	if (s->error)
+		fprintf(out, "    no stacks: %s\n", s->error);
+	for (size_t i = 0; i < f->role_count; i++) {
+		const struct finding_role *r = &f->roles[i];
+		const struct snapshot_thread *st = snapshot_thread_of(s, r->tid);
+		char a[96];
+		fprintf(out, "    %s: %s", role_thread(m, r, st, a, sizeof a), r->role);
+		if (st)
+			fprintf(out, " [kernel: %c%s%s]\n", st->state, st->wchan[0] ? " in " : "", st->wchan);
+		else
+			fprintf(out, " [not in the snapshot: it had ended]\n");
+		for (size_t k = 0; st && k < st->frame_count; k++) {
+			struct frame_info fi;
+			snapshot_frame_info(&st->frames[k], &fi);
+			print_frame(out, (unsigned)k, &fi);
+		}
+	}
+}
+
 void finding_print_text(FILE *out, const struct model *m, const struct finding *f, struct symbolizer *sym)
 {
 	char a[96], b[96], c[96], d[32];
@@ -106,6 +164,7 @@ void finding_print_text(FILE *out, const struct model *m, const struct finding *
 	}
 	if (f->other_thread >= 0)
 		fprintf(out, "    waiting for: %s\n", model_thread_phrase(m, f->other_thread, a, sizeof a));
+	print_roles(out, m, f);
 	fprintf(out, "    see " DOCS "%s\n", k->id);
 }
 
@@ -126,6 +185,26 @@ void findings_print_text(FILE *out, const struct model *m, const struct findings
 	symbolizer_free(sym);
 }
 
+static void json_frame(struct json *j, const struct frame_info *fi)
+{
+	char buf[32];
+	json_object_begin(j, NULL);
+	snprintf(buf, sizeof buf, "0x%" PRIx64, fi->address);
+	json_string(j, "address", buf);
+	json_string(j, "module", fi->module);
+	if (fi->module)
+		json_u64(j, "module_offset", fi->module_offset);
+	else
+		json_null(j, "module_offset");
+	json_string(j, "function", fi->function);
+	json_string(j, "file", fi->file);
+	if (fi->line)
+		json_i64(j, "line", fi->line);
+	else
+		json_null(j, "line");
+	json_object_end(j);
+}
+
 static void json_stack(struct json *j, const char *key, const struct model *m, size_t event, struct symbolizer *sym)
 {
 	const struct trace *t = m->trace;
@@ -134,25 +213,57 @@ static void json_stack(struct json *j, const char *key, const struct model *m, s
 		json_null(j, key);
 		return;
 	}
-	char buf[32];
 	json_array_begin(j, key);
 	for (uint32_t i = 0; i < st->count; i++) {
 		struct frame_info fi;
 		stack_frame(st, i, sym, &fi);
+		json_frame(j, &fi);
+	}
+	json_array_end(j);
+}
+
+/* exit-hang: "snapshot"
+ * {path, reason, limit_ns, error, complete} and "threads" [{tid, name,
+ * role, in_trace, in_snapshot, kernel_state, wchan, stack}]. */
+static void json_roles(struct json *j, const struct model *m, const struct finding *f)
+{
+	const struct snapshot *s = m->trace->snapshot;
+	if (!f->roles || !s)
+		return;
+	char *path = snapshot_path_of(m->trace->path);
+	char state[2] = "";
+	json_object_begin(j, "snapshot");
+	json_string(j, "path", path);
+	json_string(j, "reason", s->reason == SNAPSHOT_FINALIZATION ? "finalization" : "timeout");
+	json_u64(j, "limit_ns", s->limit_ns);
+	json_string(j, "error", s->error);
+	json_bool(j, "complete", s->complete);
+	json_object_end(j);
+	free(path);
+	json_array_begin(j, "threads");
+	for (size_t i = 0; i < f->role_count; i++) {
+		const struct finding_role *r = &f->roles[i];
+		const struct snapshot_thread *st = snapshot_thread_of(s, r->tid);
 		json_object_begin(j, NULL);
-		snprintf(buf, sizeof buf, "0x%" PRIx64, fi.address);
-		json_string(j, "address", buf);
-		json_string(j, "module", fi.module);
-		if (fi.module)
-			json_u64(j, "module_offset", fi.module_offset);
-		else
-			json_null(j, "module_offset");
-		json_string(j, "function", fi.function);
-		json_string(j, "file", fi.file);
-		if (fi.line)
-			json_i64(j, "line", fi.line);
-		else
-			json_null(j, "line");
+		json_i64(j, "tid", r->tid);
+		json_string(j, "name", r->thread >= 0 ? model_thread_name(m, r->thread) : st && st->name[0] ? st->name : NULL);
+		json_string(j, "role", r->role);
+		json_bool(j, "in_trace", r->thread >= 0);
+		json_bool(j, "in_snapshot", st != NULL);
+		state[0] = st ? st->state : '\0';
+		json_string(j, "kernel_state", st ? state : NULL);
+		json_string(j, "wchan", st && st->wchan[0] ? st->wchan : NULL);
+		if (st && st->frame_count) {
+			json_array_begin(j, "stack");
+			for (size_t k = 0; k < st->frame_count; k++) {
+				struct frame_info fi;
+				snapshot_frame_info(&st->frames[k], &fi);
+				json_frame(j, &fi);
+			}
+			json_array_end(j);
+		} else {
+			json_null(j, "stack");
+		}
 		json_object_end(j);
 	}
 	json_array_end(j);
@@ -220,6 +331,7 @@ void findings_json(struct json *j, const char *key, const struct model *m, const
 			json_null(j, "tstate");
 		}
 		json_thread(j, "waiting_for", m, f->other_thread);
+		json_roles(j, m, f);
 		json_object_end(j);
 	}
 	json_array_end(j);
