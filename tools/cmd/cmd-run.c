@@ -53,7 +53,7 @@
 #include "usage.h"
 
 static const char usage_text[] =
-        "usage: giltrace run [-o PATH] [--mode full|ring] [--ring-size MIB] [--check] [--verbose] -- CMD [ARGS...]\n\n"
+        "usage: giltrace run [-o PATH] [--mode full|ring] [--ring-size MIB] [--check] [--verbose] [--provoke SPEC] -- CMD [ARGS...]\n\n"
         "  -o, --output PATH   trace of the first python process (default giltrace.gtr);\n"
         "                      other python processes get PATH with their pid added;\n"
         "                      %p in PATH (also in a folder name) names every trace\n"
@@ -64,7 +64,11 @@ static const char usage_text[] =
         "                      --ring-size MiB per thread (default 4)\n"
         "  --check             exit with status 1 if a finding of severity error\n"
         "                      appeared (findings are printed on stderr either way)\n"
-        "  --verbose           the shim says when it starts and stops tracing\n\n"
+        "  --verbose           the shim says when it starts and stops tracing\n"
+        "  --provoke SPEC      make finalization's races happen on purpose (the\n"
+        "                      shim's provoke=, docs/options.md): a comma list of\n"
+        "                      exit-delay[=DURATION], exit-delay-after-free[=DURATION],\n"
+        "                      poison, jitter[=US][,seed=N]; reports say so\n\n"
         "Traces are written in place while CMD runs, so they are at PATH even if\n"
         "run is killed.  CMD gets the terminal's signals as without giltrace;\n"
         "SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to run are passed on to CMD.\n\n"
@@ -418,10 +422,11 @@ int cmd_run(int argc, char **argv)
 		{ "ring-size", required_argument, NULL, 'r' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "check", no_argument, NULL, 'c' },
+		{ "provoke", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *output = "giltrace.gtr", *mode = "full";
+	const char *output = "giltrace.gtr", *mode = "full", *provoke = NULL;
 	unsigned long ring_size = 4;
 	bool verbose = false, check = false;
 	int c;
@@ -449,6 +454,11 @@ int cmd_run(int argc, char **argv)
 		case 'c':
 			check = true;
 			break;
+		case 'P':
+			if (!*optarg || strchr(optarg, ':'))
+				die("--provoke '%s' must be non-empty and contain no ':'", optarg);
+			provoke = optarg;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			return EXIT_CLEAN;
@@ -471,7 +481,8 @@ int cmd_run(int argc, char **argv)
 	refuse_unusable_output(output, tmpl);
 	refuse_unwritable_folder(output, tmpl);
 	char options[GTR_OPTIONS_MAX];
-	if (shim_options(options, sizeof options, tmpl, mode, ring_size, verbose) != 0)
+	if (shim_options(options, sizeof options, tmpl, mode, ring_size, verbose) != 0 ||
+	    (provoke && shim_options_add(options, sizeof options, "provoke", provoke) != 0))
 		die("GILTRACE_OPTIONS and the trace path '%s' make options longer than the shim reads (%d bytes)",
 		    tmpl, GTR_OPTIONS_MAX - 1);
 
