@@ -27,9 +27,9 @@
 
 #define GTR_MAGIC "GILTRACE"           /* 8 bytes, no terminator on disk */
 #define GTR_VERSION_MAJOR 3            /* readers refuse another major */
-#define GTR_VERSION_MINOR 3            /* readers accept any minor; 1: TSTATE_REUSE,
+#define GTR_VERSION_MINOR 4            /* readers accept any minor; 1: TSTATE_REUSE,
                                           2: event_words and features in the header,
-                                          3: CRASH */
+                                          3: CRASH, 4: the provocations in the header */
 #define GTR_HEADER_SIZE 4096u          /* struct gtr_file_header, padded */
 #define GTR_CHUNK_MAGIC 0x4b435447u    /* "GTCK" */
 #define GTR_CHUNK_HEADER_SIZE 64u      /* struct gtr_chunk_header, padded */
@@ -58,6 +58,29 @@ enum gtr_feature {
 	                                       thread state's block that comes back
 	                                       is recorded (tstate-reuse) */
 };
+
+/* gtr_file_header.provoke: what the shim did to the run on purpose (option
+ * provoke=, docs/options.md), so that a provoked run is never taken for a
+ * natural one */
+enum gtr_provoke {
+	GTR_PROVOKE_EXIT_DELAY = 1u << 0,       /* the finalizing thread held before exit */
+	GTR_PROVOKE_EXIT_DELAY_AFTER_FREE = 1u << 1, /* held after freeing thread states
+	                                           while finalizing */
+	GTR_PROVOKE_POISON = 1u << 2,           /* freed thread states kept, filled with
+	                                           GTR_POISON_WORD */
+	GTR_PROVOKE_JITTER = 1u << 3,           /* random delays at GIL releases and
+	                                           thread-state frees */
+};
+
+/* The word a poisoned (freed) thread state is filled with: a canonical
+ * user-space address that nothing maps on x86-64 Linux (between the
+ * executable's heap, ~0x55.., and the mmap area, ~0x7f..), so that a
+ * pointer read from the block faults at once, near this address, and the
+ * fault's si_addr names it; not 0xdd, a debug build's fill. */
+#define GTR_POISON_WORD UINT64_C(0x00005a5a5a5a5a5a)
+/* Faults at addresses in [GTR_POISON_WORD, + this) come from the poison:
+ * a field of a structure reached through a poisoned pointer. */
+#define GTR_POISON_REACH (UINT64_C(1) << 20)
 
 /* Room for event types in the header's event_words table. */
 #define GTR_EVENT_TYPES_MAX 64
@@ -117,6 +140,14 @@ struct gtr_file_header {
 	 * types it does not write), so that a reader skips the events of types
 	 * newer than itself instead of stopping at them. */
 	uint8_t event_words[GTR_EVENT_TYPES_MAX];
+	/* Minor 4: the provocations (enum gtr_provoke; 0 for a natural run,
+	 * and in every older trace, whose header is zero here) and their
+	 * parameters, 0 for those not asked for. */
+	uint32_t provoke;            /* enum gtr_provoke */
+	uint32_t provoke_jitter_us;  /* jitter: the longest delay, µs */
+	uint64_t provoke_exit_delay_ns;       /* exit-delay */
+	uint64_t provoke_after_free_delay_ns; /* exit-delay-after-free */
+	uint64_t provoke_jitter_seed;         /* jitter: the seed of its delays */
 	/* bytes up to GTR_HEADER_SIZE are zero; readers ignore them */
 };
 
@@ -308,6 +339,9 @@ static const uint8_t gtr_event_payload_words[GTR_EV_COUNT] = {
 	[GTR_EV_CRASH] = 2,
 };
 
+_Static_assert(__builtin_offsetof(struct gtr_file_header, provoke) == 600 &&
+                       __builtin_offsetof(struct gtr_file_header, provoke_jitter_seed) == 624,
+               "docs/trace-format.md gives the provocations' offsets");
 _Static_assert(GTR_EV_COUNT <= GTR_EVENT_TYPES_MAX, "the header's event_words table holds every type");
 
 /* Payload words of an event of `type` (< GTR_EV_COUNT) with `arg`. */

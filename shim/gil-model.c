@@ -257,27 +257,32 @@ void gil_model_on_lock(const pthread_mutex_t *m)
 	int i = hook_enter(m, GIL_MUTEX_FROM_COND, &saved_errno);
 	if (i < 0)
 		return;
-	if (shim_self.gil_held != i + 1) {
+	bool taking = shim_self.gil_held != i + 1;
+	if (taking) {
 		/* take_gil(); drop_gil() is the holder's lock of M */
 		shim_self.gil_taking = (uint8_t)(i + 1);
 		recorder_emit(GTR_EV_GIL_TAKE_BEGIN, (unsigned)i, NULL);
 		gil_model_check_finalizing();
 	}
 	hook_leave(saved_errno);
+	if (taking && provoking(GTR_PROVOKE_JITTER))
+		provoke_before_gil_take(); /* outside the shim, before M is locked */
 }
 
 /* Called with M held, before the real unlock. */
-void gil_model_on_unlock(const pthread_mutex_t *m)
+bool gil_model_on_unlock(const pthread_mutex_t *m)
 {
 	int saved_errno;
+	bool released = false;
 	int i = hook_enter(m, GIL_MUTEX_FROM_COND, &saved_errno);
 	if (i < 0)
-		return;
+		return false;
 	if (shim_self.gil_held == i + 1) {
 		if (*gils[i].locked == 0) {
 			shim_self.gil_held = 0;
 			gil_stamp_under_mutex(&gils[i], GTR_EV_GIL_RELEASE, (unsigned)i, NULL);
 			gil_model_check_finalizing();
+			released = true;
 		}
 	} else if (shim_self.gil_taking == i + 1) {
 		shim_self.gil_taking = 0;
@@ -285,6 +290,7 @@ void gil_model_on_unlock(const pthread_mutex_t *m)
 		gil_model_check_finalizing();
 	}
 	hook_leave(saved_errno);
+	return released && provoking(GTR_PROVOKE_JITTER | GTR_PROVOKE_EXIT_DELAY_AFTER_FREE);
 }
 
 /* Called with M held, before the real timed wait on C. */

@@ -213,6 +213,11 @@ void shim_finish(void)
 	int saved_errno = errno;
 	if (shim_enter()) {
 		gil_model_check_finalizing();
+		shim_leave();
+	}
+	if (provoking(GTR_PROVOKE_EXIT_DELAY | GTR_PROVOKE_EXIT_DELAY_AFTER_FREE))
+		provoke_at_exit(); /* the delays not taken yet: provoke.c */
+	if (shim_enter()) {
 		recorder_emit(GTR_EV_THREAD_EXIT, (unsigned)process_exit_how(), NULL);
 		shim_leave();
 	}

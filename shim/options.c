@@ -73,6 +73,104 @@ static bool parse_stack_events(const char *value, unsigned *out)
 	return true;
 }
 
+/* "1s", "200ms", "500us", "1000ns"; a bare number is seconds (sleep(1)
+ * of bpo-39877's slow_exit.patch).  At most an hour. */
+static bool parse_duration(const char *s, size_t len, uint64_t *ns)
+{
+	static const struct {
+		const char *unit;
+		uint64_t ns;
+	} units[] = { { "", 1000000000u }, { "s", 1000000000u }, { "ms", 1000000u }, { "us", 1000u }, { "ns", 1u } };
+	uint64_t v = 0;
+	size_t i = 0;
+	if (!len || s[0] < '0' || s[0] > '9')
+		return false;
+	for (; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+		if ((v = v * 10 + (uint64_t)(s[i] - '0')) > 3600000000000u)
+			return false;
+	for (size_t u = 0; u < sizeof units / sizeof units[0]; u++)
+		if (strlen(units[u].unit) == len - i && strncmp(units[u].unit, s + i, len - i) == 0) {
+			*ns = v * units[u].ns;
+			return *ns <= 3600000000000u;
+		}
+	return false;
+}
+
+/* A decimal number of len characters, at most max. */
+static bool parse_u64_n(const char *s, size_t len, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (!len)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9' || v > (max - (uint64_t)(s[i] - '0')) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+#define PROVOKE_DEFAULT_DELAY_NS 1000000000u /* slow_exit.patch's sleep(1) */
+#define PROVOKE_DEFAULT_JITTER_US 100u
+#define PROVOKE_MAX_JITTER_US 1000000u
+
+/* provoke=exit-delay=1s,exit-delay-after-free=200ms,poison,jitter=50,seed=7
+ * (provoke.c): a comma list; all or nothing. */
+static bool parse_provoke(const char *value, struct shim_options *o)
+{
+	struct shim_options v = *o;
+	bool seed_given = false;
+	v.provoke = 0;
+	if (strcmp(value, "none") == 0) {
+		*o = v;
+		return true;
+	}
+	const char *p = value;
+	do {
+		size_t len = strcspn(p, ",");
+		size_t name_len = strcspn(p, "=,");
+		const char *arg = name_len < len ? p + name_len + 1 : NULL;
+		size_t arg_len = arg ? len - name_len - 1 : 0;
+#define IS(name) (name_len == strlen(name) && strncmp(p, name, name_len) == 0)
+		if (IS("exit-delay")) {
+			v.provoke |= GTR_PROVOKE_EXIT_DELAY;
+			v.provoke_exit_delay_ns = PROVOKE_DEFAULT_DELAY_NS;
+			if (arg && !parse_duration(arg, arg_len, &v.provoke_exit_delay_ns))
+				return false;
+		} else if (IS("exit-delay-after-free")) {
+			v.provoke |= GTR_PROVOKE_EXIT_DELAY_AFTER_FREE;
+			v.provoke_after_free_delay_ns = PROVOKE_DEFAULT_DELAY_NS;
+			if (arg && !parse_duration(arg, arg_len, &v.provoke_after_free_delay_ns))
+				return false;
+		} else if (IS("poison") && !arg) {
+			v.provoke |= GTR_PROVOKE_POISON;
+		} else if (IS("jitter")) {
+			uint64_t us = PROVOKE_DEFAULT_JITTER_US;
+			if (arg && arg_len > 2 && strncmp(arg + arg_len - 2, "us", 2) == 0)
+				arg_len -= 2;
+			if (arg && !parse_u64_n(arg, arg_len, PROVOKE_MAX_JITTER_US, &us))
+				return false;
+			v.provoke |= GTR_PROVOKE_JITTER;
+			v.provoke_jitter_us = (unsigned)us;
+		} else if (IS("seed") && arg) {
+			if (!parse_u64_n(arg, arg_len, UINT64_MAX, &v.provoke_jitter_seed))
+				return false;
+			seed_given = true;
+		} else {
+			return false;
+		}
+#undef IS
+		p += len;
+	} while (*p++ == ',');
+	if (seed_given && !(v.provoke & GTR_PROVOKE_JITTER))
+		return false;
+	*o = v;
+	if ((o->provoke & GTR_PROVOKE_JITTER) && !seed_given)
+		provoke_choose_seed();
+	return true;
+}
+
 static void set_option(const char *key, const char *value)
 {
 	if (strcmp(key, "output") == 0) {
@@ -137,9 +235,14 @@ static void set_option(const char *key, const char *value)
 			shim_options.stack_depth = v;
 		else
 			warn("stack_depth", value, "frames per stack, 1 to 64");
+	} else if (strcmp(key, "provoke") == 0) {
+		if (!parse_provoke(value, &shim_options))
+			warn("provoke", value,
+			     "none, or a comma list of exit-delay[=DURATION], exit-delay-after-free[=DURATION], poison, "
+			     "jitter[=MICROSECONDS][,seed=N]");
 	} else {
 		const char *parts[] = { "GILTRACE_OPTIONS: unknown option '", key,
-			                "' (valid: output, mode, ring_size, verbose, check, check_severity, check_timeout, log_path, giltrace, stacks, stack_depth)" };
+			                "' (valid: output, mode, ring_size, verbose, check, check_severity, check_timeout, log_path, giltrace, stacks, stack_depth, provoke)" };
 		shim_say("warning", parts, 3);
 	}
 }
@@ -158,6 +261,7 @@ void shim_options_parse(const char *text)
 	shim_options.giltrace[0] = '\0';
 	shim_options.stacks = STACKS_DEFAULT;
 	shim_options.stack_depth = 32;
+	shim_options.provoke = 0;
 	if (!text || !*text)
 		return;
 	if (strlen(text) >= sizeof buf) {

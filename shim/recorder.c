@@ -211,6 +211,7 @@ static void fill_header(uint32_t extra_flags)
 	h->features = GTR_FEATURE_TSTATE_REUSE | (shim_options.stacks ? GTR_FEATURE_STACKS : 0);
 	for (unsigned type = 1; type < GTR_EV_COUNT; type++)
 		h->event_words[type] = gtr_event_words_entry(type);
+	provoke_write_header(h);
 }
 
 static bool open_trace(uint32_t extra_flags)

@@ -17,6 +17,7 @@
  *   stack.c          native stacks at the events that explain findings
  *   exit-check.c     findings on stderr when the process ends
  *   crash.c          fatal signals: recorded, then the program's handler
+ *   provoke.c        provocations: exit delays, poisoned frees, jitter
  *   signal-safe.c    async-signal-safe output helpers
  *   cpython-layout.h the CPython struct layouts relied on, one table each
  */
@@ -97,6 +98,13 @@ struct shim_options {
 	char giltrace[4096];       /* the giltrace binary for `check`, or "" */
 	unsigned stacks;           /* enum stack_events: which events get a stack */
 	unsigned stack_depth;      /* frames per stack, 1..GTR_STACK_MAX_FRAMES */
+	/* provoke= (provoke.c): enum gtr_provoke, and the parameters of those
+	 * asked for */
+	unsigned provoke;
+	unsigned provoke_jitter_us;        /* the longest jitter sleep */
+	uint64_t provoke_exit_delay_ns;
+	uint64_t provoke_after_free_delay_ns;
+	uint64_t provoke_jitter_seed;
 };
 extern struct shim_options shim_options;
 
@@ -245,7 +253,9 @@ static inline bool gil_maybe(const void *addr)
 
 void gil_model_on_init(const void *addr, bool is_cond);
 void gil_model_on_lock(const pthread_mutex_t *m);
-void gil_model_on_unlock(const pthread_mutex_t *m);
+/* True if the caller must call provoke_after_gil_release() once the
+ * mutex is unlocked: a GIL was released and provoke= wants that moment. */
+bool gil_model_on_unlock(const pthread_mutex_t *m);
 void gil_model_on_timedwait_begin(const pthread_cond_t *c, unsigned long *switch_before);
 void gil_model_on_timedwait_end(const pthread_cond_t *c, int rc, unsigned long switch_before);
 void gil_model_on_wait(const pthread_cond_t *c, bool begin);
@@ -345,6 +355,36 @@ void crash_thread_ends(void);
 /* async-signal-safe: before exec, the kernel gets the program's
  * dispositions back (what exec keeps: SIG_IGN). */
 void crash_before_exec(void);
+
+/* ---- provocations (provoke.c) ------------------------------------------ */
+
+/* Whether provoke= asked for any of `what` (enum gtr_provoke): the one
+ * test on the hot paths. */
+static inline bool provoking(unsigned what)
+{
+	return unlikely(shim_options.provoke & what);
+}
+
+/* jitter without seed=: a random one (options.c, before the header). */
+void provoke_choose_seed(void);
+/* The provocations into a new trace's header (recorder.c). */
+void provoke_write_header(struct gtr_file_header *h);
+/* Py_FinalizeEx or Py_Finalize returned (wrap-capi.c): exit-delay. */
+void provoke_after_finalize(void);
+/* The process exits (shim_finish, before its exit event): the delays not
+ * taken yet, if the runtime was seen finalizing. */
+void provoke_at_exit(void);
+/* A known thread state was freed by this thread (wrap-free.c), outside
+ * shim_enter(): jitter, and exit-delay-after-free becomes owed. */
+void provoke_tstate_freed(void);
+/* This thread released a GIL and unlocked its mutex (wrap-pthread.c):
+ * an owed exit-delay-after-free, jitter.  errno kept. */
+void provoke_after_gil_release(void);
+/* This thread is about to lock a GIL's mutex to take it: jitter. */
+void provoke_before_gil_take(void);
+/* poison: fill the freed block of `size` bytes and keep it; returns the
+ * oldest block kept, to be freed for real, when the quarantine is full. */
+void *provoke_quarantine(void *block, size_t size);
 
 /* ---- real functions (resolved in init.c) ------------------------------- */
 

@@ -294,6 +294,8 @@ SHIM_EXPORT int Py_FinalizeEx(void)
 	record_call(GTR_CAPI_Py_FinalizeEx, 0, CALLER());
 	int rc = REAL(Py_FinalizeEx, int (*)(void))();
 	record_return(GTR_CAPI_Py_FinalizeEx, (uint64_t)(int64_t)rc, false);
+	if (provoking(GTR_PROVOKE_EXIT_DELAY))
+		provoke_after_finalize(); /* provoke=exit-delay: see provoke.c */
 	return rc;
 }
 
@@ -302,6 +304,8 @@ SHIM_EXPORT void Py_Finalize(void)
 	record_call(GTR_CAPI_Py_Finalize, 0, CALLER());
 	REAL(Py_Finalize, void (*)(void))();
 	record_return(GTR_CAPI_Py_Finalize, 0, false);
+	if (provoking(GTR_PROVOKE_EXIT_DELAY))
+		provoke_after_finalize();
 }
 
 SHIM_EXPORT int Py_RunMain(void)

@@ -20,12 +20,17 @@
  * (tstate_table_maybe_known; docs/performance.md).  Everything else is out
  * of line, so that free() itself needs no stack frame.
  *
+ * provoke= (provoke.c) acts here, after the free of a known thread state
+ * was recorded: poison keeps the block instead of freeing it; jitter and
+ * exit-delay-after-free may sleep after it.
+ *
  * Bootstrap: dlsym() may itself free memory while the shim is resolving
  * the real free().  Such a block is leaked (once per process, a few bytes)
  * rather than handed to a free() that is not known yet.
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <malloc.h>
 
 #include "shim.h"
 
@@ -75,15 +80,25 @@ __attribute__((noinline)) static void free_unusual(void *block)
 		if (!real_free)
 			return; /* see "Bootstrap" above */
 	}
+	uintptr_t tstate = 0;
 	if (shim_state == SHIM_ACTIVE && block) {
 		unsigned unconfirmed;
-		uintptr_t tstate = tstate_table_find_entry(block, &unconfirmed);
+		tstate = tstate_table_find_entry(block, &unconfirmed);
 		if (tstate)
 			tstate_freed(block, tstate, unconfirmed);
 	}
 	if (alloc_is_early(block))
 		return; /* see wrap-alloc.c, "Bootstrap" */
-	real_free(block);
+	if (tstate && provoking(GTR_PROVOKE_POISON)) {
+		/* provoke=poison: kept, filled, the oldest kept one goes */
+		int saved_errno = errno;
+		block = provoke_quarantine(block, malloc_usable_size(block));
+		errno = saved_errno;
+	}
+	if (block)
+		real_free(block);
+	if (tstate && provoking(GTR_PROVOKE_JITTER | GTR_PROVOKE_EXIT_DELAY_AFTER_FREE))
+		provoke_tstate_freed();
 }
 
 /* The usual case is a tail call. */

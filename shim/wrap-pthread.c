@@ -57,8 +57,12 @@ SHIM_EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
 SHIM_EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
 {
 	RESOLVED(mutex_unlock);
-	if (gil_maybe(m))
-		gil_model_on_unlock(m);
+	if (gil_maybe(m) && gil_model_on_unlock(m)) {
+		/* provoke=: the GIL was released; sleep once it is free */
+		int rc = shim_real.mutex_unlock(m);
+		provoke_after_gil_release();
+		return rc;
+	}
 	return shim_real.mutex_unlock(m);
 }
 

@@ -140,6 +140,7 @@ static void check_json_one(struct json *j, const char *path, const struct trace 
 	json_i64(j, "pid", t->header.pid);
 	json_string(j, "python", t->header.py_version[0] ? t->header.py_version : NULL);
 	findings_json_truncation(j, t);
+	findings_json_provoked(j, t);
 	json_object_begin(j, "lost");
 	json_u64(j, "threads", t->threads_with_loss);
 	json_u64(j, "chunks", t->chunks_lost);
@@ -154,7 +155,7 @@ static void check_json_one(struct json *j, const char *path, const struct trace 
 static void check_text_one(FILE *out, const char *path, const struct trace *t, const struct model *m,
                            const struct findings *fs, const struct check_options *o)
 {
-	char why[320], d[32];
+	char why[320], d[32], provoked[256];
 	bool incomplete = trace_incomplete(t);
 	if (!fs->count && !incomplete && o->quiet_if_clean)
 		return;
@@ -165,6 +166,8 @@ static void check_text_one(FILE *out, const char *path, const struct trace *t, c
 	if (t->threads_with_loss && (t->header.flags & GTR_FLAG_RING))
 		fprintf(out, "; ring mode kept only the newest events of %zu thread%s", t->threads_with_loss,
 		        t->threads_with_loss == 1 ? "" : "s");
+	if (trace_provoked(t, provoked, sizeof provoked))
+		fprintf(out, "; provoked: %s", provoked);
 	/* one line, also when it is all that is printed (the shim's report) */
 	if (incomplete)
 		fprintf(out, "; TRUNCATED, not clean: %s; events read up to +%s", trace_incomplete_why(t, why, sizeof why),

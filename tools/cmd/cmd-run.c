@@ -63,7 +63,7 @@
 
 static const char usage_text[] =
         "usage: giltrace run [-o PATH] [--mode full|ring] [--ring-size MIB] [--check] [--verbose]\n"
-        "                    [--timeout T [--timeout-signal SIG]] -- CMD [ARGS...]\n\n"
+        "                    [--timeout T [--timeout-signal SIG]] [--provoke SPEC] -- CMD [ARGS...]\n\n"
         "  -o, --output PATH   trace of the first python process (default giltrace.gtr);\n"
         "                      other python processes get PATH with their pid added;\n"
         "                      %p in PATH (also in a folder name) names every trace\n"
@@ -81,7 +81,11 @@ static const char usage_text[] =
         "                      its trace, TRACE.snapshot), then end CMD and its\n"
         "                      descendants; check reports the hang (exit-hang)\n"
         "  --timeout-signal SIG  what ends them after the snapshot (KILL, TERM,\n"
-        "                      ABRT, ... or a number; default KILL)\n\n"
+        "                      ABRT, ... or a number; default KILL)\n"
+        "  --provoke SPEC      make finalization's races happen on purpose (the\n"
+        "                      shim's provoke=, docs/options.md): a comma list of\n"
+        "                      exit-delay[=DURATION], exit-delay-after-free[=DURATION],\n"
+        "                      poison, jitter[=US][,seed=N]; reports say so\n\n"
         "Traces are written in place while CMD runs, so they are at PATH even if\n"
         "run is killed.  CMD gets the terminal's signals as without giltrace;\n"
         "SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to run are passed on to CMD.\n\n"
@@ -518,10 +522,11 @@ int cmd_run(int argc, char **argv)
 		{ "check", no_argument, NULL, 'c' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "timeout-signal", required_argument, NULL, 's' },
+		{ "provoke", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *output = "giltrace.gtr", *mode = "full";
+	const char *output = "giltrace.gtr", *mode = "full", *provoke = NULL;
 	unsigned long ring_size = 4;
 	bool verbose = false, check = false;
 	uint64_t timeout_ns = 0;     /* --timeout, 0 none */
@@ -559,6 +564,11 @@ int cmd_run(int argc, char **argv)
 			if ((timeout_signal = parse_signal(optarg)) < 0)
 				die("--timeout-signal: '%s' is not a signal; write it like KILL, TERM or 9", optarg);
 			break;
+		case 'P':
+			if (!*optarg || strchr(optarg, ':'))
+				die("--provoke '%s' must be non-empty and contain no ':'", optarg);
+			provoke = optarg;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			return EXIT_CLEAN;
@@ -581,7 +591,8 @@ int cmd_run(int argc, char **argv)
 	refuse_unusable_output(output, tmpl);
 	refuse_unwritable_folder(output, tmpl);
 	char options[GTR_OPTIONS_MAX];
-	if (shim_options(options, sizeof options, tmpl, mode, ring_size, verbose) != 0)
+	if (shim_options(options, sizeof options, tmpl, mode, ring_size, verbose) != 0 ||
+	    (provoke && shim_options_add(options, sizeof options, "provoke", provoke) != 0))
 		die("GILTRACE_OPTIONS and the trace path '%s' make options longer than the shim reads (%d bytes)",
 		    tmpl, GTR_OPTIONS_MAX - 1);
 

@@ -51,7 +51,8 @@
 static const char usage_text[] =
         "usage: giltrace stress (-n N | --until-fail | --duration T) [-j J] [--timeout T]\n"
         "                       [--expect-status N] [-o DIR] [--keep failed|all] [--json]\n"
-        "                       [--mode ring|full] [--ring-size MIB] -- CMD [ARGS...]\n\n"
+        "                       [--mode ring|full] [--ring-size MIB] [--provoke SPEC]\n"
+        "                       -- CMD [ARGS...]\n\n"
         "Runs CMD again and again under the shim, J at a time, and keeps the traces\n"
         "and output of the runs that failed.\n\n"
         "  -n, --runs N          run CMD N times\n"
@@ -70,7 +71,10 @@ static const char usage_text[] =
         "  --keep failed|all     keep the files of failed runs (default) or of all\n"
         "  --json                the summary as JSON\n"
         "  --mode ring|full      ring: keep the last --ring-size MiB per thread\n"
-        "                        (default 4); full: every event\n\n"
+        "                        (default 4); full: every event\n"
+        "  --provoke SPEC        provoke finalization's races in every run (the\n"
+        "                        shim's provoke=, as run --provoke; jitter without\n"
+        "                        seed= gets another seed in each run, in its trace)\n\n"
         "A run fails when a trace has an error finding, it outlives --timeout, dies\n"
         "of a signal, exits with another status, or its trace is unusable or\n"
         "missing.  The summary groups the failures by signature.  GILTRACE_OPTIONS\n"
@@ -111,6 +115,7 @@ struct stress {
 	unsigned jobs;
 	const char *mode;
 	unsigned long ring_size;
+	const char *provoke;        /* the shim's provoke=, or NULL */
 	bool as_json;
 	char **cmd;
 
@@ -277,7 +282,10 @@ static int set_run_options(struct stress *st, unsigned long number)
 	snprintf(output, sizeof output, "%s/run-%lu.%%p.gtr", st->shim_dir, number);
 	size_t prefix = strlen("GILTRACE_OPTIONS=");
 	memcpy(st->options, "GILTRACE_OPTIONS=", prefix);
-	return shim_options(st->options + prefix, sizeof st->options - prefix, output, st->mode, st->ring_size, false);
+	if (shim_options(st->options + prefix, sizeof st->options - prefix, output, st->mode, st->ring_size, false) != 0)
+		return -1;
+	return st->provoke ? shim_options_add(st->options + prefix, sizeof st->options - prefix, "provoke", st->provoke)
+	                   : 0;
 }
 
 /* Send sig to a run's process group (to the run alone if it has none). */
@@ -588,7 +596,8 @@ static void setup_signals(struct stress *st)
 
 int cmd_stress(int argc, char **argv)
 {
-	enum { OPT_UNTIL_FAIL = 256, OPT_DURATION, OPT_TIMEOUT, OPT_EXPECT, OPT_KEEP, OPT_JSON, OPT_MODE, OPT_RING };
+	enum { OPT_UNTIL_FAIL = 256, OPT_DURATION, OPT_TIMEOUT, OPT_EXPECT, OPT_KEEP, OPT_JSON, OPT_MODE, OPT_RING,
+	       OPT_PROVOKE };
 	static const struct option longopts[] = {
 		{ "runs", required_argument, NULL, 'n' },
 		{ "until-fail", no_argument, NULL, OPT_UNTIL_FAIL },
@@ -601,6 +610,7 @@ int cmd_stress(int argc, char **argv)
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "mode", required_argument, NULL, OPT_MODE },
 		{ "ring-size", required_argument, NULL, OPT_RING },
+		{ "provoke", required_argument, NULL, OPT_PROVOKE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -656,6 +666,11 @@ int cmd_stress(int argc, char **argv)
 			break;
 		case OPT_RING:
 			st.ring_size = parse_count(optarg, "--ring-size (MiB)", 4096);
+			break;
+		case OPT_PROVOKE:
+			if (!*optarg || strchr(optarg, ':'))
+				die("--provoke '%s' must be non-empty and contain no ':'", optarg);
+			st.provoke = optarg;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);

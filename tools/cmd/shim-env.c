@@ -57,3 +57,14 @@ int shim_options(char *out, size_t size, const char *output, const char *mode, u
 	                 user && *user ? ":" : "", output, mode, ring_size, verbose);
 	return n < 0 || (size_t)n >= size ? -1 : 0;
 }
+
+int shim_options_add(char *options, size_t size, const char *key, const char *value)
+{
+	size_t len = strlen(options);
+	int n = snprintf(options + len, size - len, ":%s=%s", key, value);
+	if (n < 0 || (size_t)n >= size - len) {
+		options[len] = '\0';
+		return -1;
+	}
+	return 0;
+}

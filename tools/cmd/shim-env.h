@@ -30,5 +30,8 @@ char *shim_preload_value(const char *shim);
  * they do not fit in size bytes. */
 int shim_options(char *out, size_t size, const char *output, const char *mode, unsigned long ring_size,
                  bool verbose);
+/* Append ":key=value" to options made by shim_options() (--provoke's
+ * provoke=); value must hold no ':'.  0, or -1 when it does not fit. */
+int shim_options_add(char *options, size_t size, const char *key, const char *value);
 
 #endif

@@ -115,6 +115,13 @@ void detect_crash(struct walk *w, int thread, const struct trace_event *e)
 		hit = walk_freed_life(w, own);
 		how = "at an address made of a debug build's freed-memory bytes (0xdd)";
 	}
+	/* provoke=poison filled every freed thread state with GTR_POISON_WORD:
+	 * a pointer read from one leads near that address */
+	bool poisoned = fault && (w->t->header.provoke & GTR_PROVOKE_POISON) && addr - GTR_POISON_WORD < GTR_POISON_REACH;
+	if (!hit && poisoned && walk_used_after_free(w, ts, own)) {
+		hit = walk_freed_life(w, own);
+		how = "at an address made of the poison provoke=poison fills freed thread states with (0x5a5a5a5a5a5a)";
+	}
 	if (!hit && walk_watched(w, thread, e->ns) && ts->watch != WATCH_NONE && walk_used_after_free(w, ts, own)) {
 		hit = walk_freed_life(w, own);
 		how = "on its way into the GIL with it after finalization began";
@@ -138,7 +145,8 @@ void detect_crash(struct walk *w, int thread, const struct trace_event *e)
 	}
 	walk_with_tstate(w, x, own);
 	if (kind == DETECT_CRASH) {
-		snprintf(x->what, sizeof x->what, "%s%s", crash, gil);
+		snprintf(x->what, sizeof x->what, "%s%s%s", crash, gil,
+		         poisoned ? ", an address made of the poison provoke=poison fills freed thread states with" : "");
 		return;
 	}
 	size_t len = (size_t)snprintf(x->what, sizeof x->what, "%s%s; the other threads:", crash, gil);

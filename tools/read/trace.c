@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -321,6 +322,11 @@ static int check_header(struct trace *t, const unsigned char *data, size_t size,
 		snprintf(err, errlen, "'%s' has a corrupt header (sizes out of range)", t->path);
 		return -1;
 	}
+	if (h->version_minor < 4) { /* the provocations' words were not written */
+		t->header.provoke = t->header.provoke_jitter_us = 0;
+		t->header.provoke_exit_delay_ns = t->header.provoke_after_free_delay_ns = 0;
+		t->header.provoke_jitter_seed = 0;
+	}
 	t->header.py_version[sizeof h->py_version - 1] = '\0';
 	t->header.executable[sizeof h->executable - 1] = '\0';
 	trace_sanitize_string(t->header.py_version);
@@ -598,4 +604,44 @@ void trace_close(struct trace *t)
 		snapshot_free(t->snapshot);
 	free(t->snapshot);
 	memset(t, 0, sizeof *t);
+}
+
+/* A delay as the option takes it: the largest unit that says it exactly. */
+static const char *option_duration(char *buf, size_t size, uint64_t ns)
+{
+	static const struct {
+		const char *unit;
+		uint64_t ns;
+	} units[] = { { "s", 1000000000u }, { "ms", 1000000u }, { "us", 1000u }, { "ns", 1u } };
+	size_t u = 0;
+	while (ns && ns % units[u].ns)
+		u++;
+	snprintf(buf, size, "%" PRIu64 "%s", ns / units[u].ns, units[u].unit);
+	return buf;
+}
+
+const char *trace_provoked(const struct trace *t, char *buf, size_t size)
+{
+	const struct gtr_file_header *h = &t->header;
+	char d[32];
+	size_t n = 0;
+	if (!h->provoke || !size)
+		return NULL;
+	buf[0] = '\0';
+#define ADD(...) (n += (size_t)snprintf(buf + n, n < size ? size - n : 0, __VA_ARGS__), n = n < size ? n : size)
+	if (h->provoke & GTR_PROVOKE_EXIT_DELAY)
+		ADD("%sexit-delay=%s", n ? ", " : "", option_duration(d, sizeof d, h->provoke_exit_delay_ns));
+	if (h->provoke & GTR_PROVOKE_EXIT_DELAY_AFTER_FREE)
+		ADD("%sexit-delay-after-free=%s", n ? ", " : "",
+		    option_duration(d, sizeof d, h->provoke_after_free_delay_ns));
+	if (h->provoke & GTR_PROVOKE_POISON)
+		ADD("%spoison", n ? ", " : "");
+	if (h->provoke & GTR_PROVOKE_JITTER)
+		ADD("%sjitter=%" PRIu32 "us seed=%" PRIu64, n ? ", " : "", h->provoke_jitter_us, h->provoke_jitter_seed);
+	uint32_t unknown = h->provoke & ~(uint32_t)(GTR_PROVOKE_EXIT_DELAY | GTR_PROVOKE_EXIT_DELAY_AFTER_FREE |
+	                                            GTR_PROVOKE_POISON | GTR_PROVOKE_JITTER);
+	if (unknown)
+		ADD("%sunknown (0x%" PRIx32 ")", n ? ", " : "", unknown);
+#undef ADD
+	return buf;
 }

@@ -231,6 +231,10 @@ const char *trace_incomplete_why(const struct trace *t, char *buf, size_t size);
 /* The stable ids of the reasons, in the order of trace_incomplete_why():
  * "cut_short", "not_closed", "out_of_space", "empty"; returns how many. */
 size_t trace_incomplete_reasons(const struct trace *t, const char *ids[TRACE_INCOMPLETE_REASONS]);
+/* The provocations of the run (format 3.4: header.provoke, option
+ * provoke= of the shim), in the words of the option: "exit-delay=1s,
+ * poison, jitter=50us seed=1234"; NULL for a natural run. */
+const char *trace_provoked(const struct trace *t, char *buf, size_t size);
 /* Whether events of some thread may be missing strictly between from_ns
  * and to_ns: a GAP or TRAILING loss overlaps (from_ns, to_ns), or with
  * leading_too any loss does. */

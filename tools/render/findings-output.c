@@ -344,6 +344,35 @@ void findings_json(struct json *j, const char *key, const struct model *m, const
 	symbolizer_free(sym);
 }
 
+/* "provoked" (the provocations of the run, format 3.4), only in the
+ * objects of a provoked run: those of a natural one stay as they were. */
+void findings_json_provoked(struct json *j, const struct trace *t)
+{
+	const struct gtr_file_header *h = &t->header;
+	char text[256];
+	if (!trace_provoked(t, text, sizeof text))
+		return;
+	json_object_begin(j, "provoked");
+	json_string(j, "text", text);
+	if (h->provoke & GTR_PROVOKE_EXIT_DELAY)
+		json_u64(j, "exit_delay_ns", h->provoke_exit_delay_ns);
+	else
+		json_null(j, "exit_delay_ns");
+	if (h->provoke & GTR_PROVOKE_EXIT_DELAY_AFTER_FREE)
+		json_u64(j, "exit_delay_after_free_ns", h->provoke_after_free_delay_ns);
+	else
+		json_null(j, "exit_delay_after_free_ns");
+	json_bool(j, "poison", h->provoke & GTR_PROVOKE_POISON);
+	if (h->provoke & GTR_PROVOKE_JITTER) {
+		json_u64(j, "jitter_us", h->provoke_jitter_us);
+		json_u64(j, "jitter_seed", h->provoke_jitter_seed);
+	} else {
+		json_null(j, "jitter_us");
+		json_null(j, "jitter_seed");
+	}
+	json_object_end(j);
+}
+
 /* "truncated", why, and up to when the events are complete: the same
  * members in check's and report's objects. */
 void findings_json_truncation(struct json *j, const struct trace *t)

@@ -29,5 +29,8 @@ void findings_json(struct json *j, const char *key, const struct model *m, const
  * "truncated_why" and "truncated_at_ns" (null when complete).  check and
  * report give the same. */
 void findings_json_truncation(struct json *j, const struct trace *t);
+/* "provoked": the provocations of a provoked run (trace_provoked() as
+ * "text", and each one's parameter); nothing for a natural run. */
+void findings_json_provoked(struct json *j, const struct trace *t);
 
 #endif

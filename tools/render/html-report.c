@@ -458,6 +458,10 @@ static void write_summary(struct page *p)
 		fputs("<br>", out);
 		html_escape(out, h->py_version);
 	}
+	if (r->provoked) {
+		fputs("</dd>\n<dt>provoked</dt><dd class=\"warn\" id=\"provoked\">", out);
+		html_escapef(out, "%s: not a natural run", r->provoked);
+	}
 	fputs("</dd>\n<dt>executable</dt><dd>", out);
 	html_escape(out, h->executable[0] ? h->executable : "?");
 	fputs("</dd>\n<dt>process</dt><dd>", out);

@@ -88,6 +88,9 @@ struct report {
 	const char *mode;          /* "full", "ring" */
 	const char *clock;         /* "tsc", "monotonic" */
 	char process[192];         /* "pid 12, 3 threads, 4567 events, wall 1.2 s, full mode" */
+	const char *provoked;      /* "exit-delay=1s, poison" (trace_provoked), NULL:
+	                              a natural run */
+	char provoked_buf[256];
 
 	/* how complete the evidence is */
 	bool truncated;            /* trace_incomplete() */

@@ -195,6 +195,7 @@ void report_json(struct json *j, const struct report *r)
 	json_u64(j, "wall_ns", m->wall_ns);
 	json_u64(j, "events", t->event_count);
 	findings_json_truncation(j, t);
+	findings_json_provoked(j, t);
 	json_losses(j, t, m);
 	json_gils(j, r);
 	json_threads(j, r);

@@ -44,6 +44,8 @@ void report_print_text(FILE *out, const struct report *r)
 	const struct model *m = r->m;
 	fprintf(out, "trace %s\n", t->path);
 	fprintf(out, "  python %s, %s\n", r->python, r->process);
+	if (r->provoked)
+		fprintf(out, "  provoked: %s\n", r->provoked);
 	if (r->truncated)
 		fprintf(out, "  TRUNCATED: %s;\n  %s\n", r->truncated_why, r->truncated_read);
 	for (size_t i = 0; i < t->note_count; i++)
