@@ -182,3 +182,13 @@ void *provoke_quarantine(void *block, size_t size)
 	__atomic_store_n(&quarantine_lock, 0, __ATOMIC_RELEASE);
 	return oldest;
 }
+
+void provoke_reset_in_child(void)
+{
+	/* Another thread of the parent may have held the lock at the fork, in
+	 * the middle of an update: the child forgets the quarantine (its
+	 * blocks stay allocated: at most QUARANTINE_MAX thread states) rather
+	 * than trust a torn queue. */
+	quarantine_head = quarantine_count = 0;
+	__atomic_store_n(&quarantine_lock, 0, __ATOMIC_RELEASE);
+}

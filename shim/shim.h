@@ -385,6 +385,8 @@ void provoke_before_gil_take(void);
 /* poison: fill the freed block of `size` bytes and keep it; returns the
  * oldest block kept, to be freed for real, when the quarantine is full. */
 void *provoke_quarantine(void *block, size_t size);
+/* In a fork child: a quarantine another thread was changing is forgotten. */
+void provoke_reset_in_child(void);
 
 /* ---- real functions (resolved in init.c) ------------------------------- */
 

@@ -132,6 +132,7 @@ SHIM_EXPORT pid_t fork(void)
 	int saved_errno = errno;
 	if (pid == 0) {
 		tstate_table_reset_in_child();
+		provoke_reset_in_child();
 		recorder_forget_parent_in_child();
 		gil_model_after_fork_child();
 	} else if (pid > 0 && shim_enter()) {
