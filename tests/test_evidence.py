@@ -182,32 +182,24 @@ def test_killed_process_still_reports_its_findings(python, extension, tmp_path):
     assert "giltrace ERROR: exit-holding-gil" in text and "TRUNCATED" in text
 
 
-# every spinning thread is running before the main thread goes on to exit
-# (on a loaded machine a thread started last might not be, and a thread that
-# never ran is no finding)
-SPIN = """
-import threading, time
-running = threading.Barrier(5)
-def spin():
-    running.wait()
-    while True:
-        pass
-for _ in range(4):
-    threading.Thread(target=spin, daemon=True).start()
-running.wait()
-time.sleep(0.05)
-"""
-
-
 def test_min_severity(tmp_path):
-    """Notes only (finalization ended spinning daemon threads): with
+    """Notes only (finalization ended daemon threads): with
     --min-severity error nothing is shown, and quiet means silent; the exit
     status is the same either way."""
     need(DEBIAN)
-    proc, trace = giltrace_run(DEBIAN, write_script(tmp_path, SPIN), tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    (result,), status = check_json(trace)
-    assert status == 0 and result["notes"] > 0 and result["errors"] == 0
+    # daemon threads doing I/O at exit: finalization ends some of them as
+    # they take the GIL, which is notes, in most runs but not in every one
+    # (the finalizing thread may keep the GIL to the end); up to 5 tries
+    for attempt in range(5):
+        run_dir = tmp_path / str(attempt)
+        run_dir.mkdir()
+        proc, trace = giltrace_run(DEBIAN, os.path.join(SCENARIOS, "daemon_io.py"), run_dir)
+        assert proc.returncode == 0, proc.stderr
+        (result,), status = check_json(trace)
+        assert status == 0 and result["errors"] == 0
+        if result["notes"] > 0:
+            break
+    assert result["notes"] > 0, "5 runs of daemon_io.py gave no note"
     notes = tool("check", "--quiet-if-clean", trace)
     assert notes.returncode == 0 and "giltrace note: exit-in-take-gil" in notes.stdout
     quiet = tool("check", "--quiet-if-clean", "--min-severity", "error", trace)
