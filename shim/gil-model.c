@@ -251,12 +251,12 @@ static void hook_leave(int saved_errno)
 	shim_leave();
 }
 
-void gil_model_on_lock(const pthread_mutex_t *m)
+bool gil_model_on_lock(const pthread_mutex_t *m)
 {
 	int saved_errno;
 	int i = hook_enter(m, GIL_MUTEX_FROM_COND, &saved_errno);
 	if (i < 0)
-		return;
+		return false;
 	bool taking = shim_self.gil_held != i + 1;
 	if (taking) {
 		/* take_gil(); drop_gil() is the holder's lock of M */
@@ -265,8 +265,7 @@ void gil_model_on_lock(const pthread_mutex_t *m)
 		gil_model_check_finalizing();
 	}
 	hook_leave(saved_errno);
-	if (taking && provoking(GTR_PROVOKE_JITTER))
-		provoke_before_gil_take(); /* outside the shim, before M is locked */
+	return taking && provoking(GTR_PROVOKE_JITTER);
 }
 
 /* Called with M held, before the real unlock. */

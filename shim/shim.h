@@ -252,7 +252,9 @@ static inline bool gil_maybe(const void *addr)
 }
 
 void gil_model_on_init(const void *addr, bool is_cond);
-void gil_model_on_lock(const pthread_mutex_t *m);
+/* True if the caller must call provoke_before_gil_take() before it locks
+ * M: a take of a GIL begins and provoke=jitter wants that moment. */
+bool gil_model_on_lock(const pthread_mutex_t *m);
 /* True if the caller must call provoke_after_gil_release() once the
  * mutex is unlocked: a GIL was released and provoke= wants that moment. */
 bool gil_model_on_unlock(const pthread_mutex_t *m);

@@ -40,8 +40,8 @@ SHIM_EXPORT int pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t
 SHIM_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 {
 	RESOLVED(mutex_lock);
-	if (gil_maybe(m))
-		gil_model_on_lock(m);
+	if (gil_maybe(m) && gil_model_on_lock(m))
+		provoke_before_gil_take(); /* provoke=jitter: a take, before M is locked */
 	return shim_real.mutex_lock(m);
 }
 
@@ -50,7 +50,7 @@ SHIM_EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
 	RESOLVED(mutex_trylock);
 	int rc = shim_real.mutex_trylock(m);
 	if (rc == 0 && gil_maybe(m))
-		gil_model_on_lock(m);
+		(void)gil_model_on_lock(m); /* M is held: no jitter here */
 	return rc;
 }
 
