@@ -200,6 +200,8 @@ def test_timeout_kills_the_process_group(tmp_path):
     assert [g["signature"] for g in result["groups"]] == ["exit-hang"]
     assert all(f["reasons"] == ["exit-hang", "timeout"] for f in result["failures"])
     assert all((tmp_path / (t + ".snapshot")).exists() for f in result["failures"] for t in f["traces"])
+    # and the summary lists them with the traces
+    assert all(f["snapshots"] == [t + ".snapshot" for t in f["traces"]] for f in result["failures"])
     # SIGTERM is ignored: the SIGKILL 2 s later ended them
     assert all(2.5e9 < f["duration_ns"] < 10e9 for f in result["failures"]), result["failures"]
     assert took < 20

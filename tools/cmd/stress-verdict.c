@@ -28,6 +28,7 @@
 
 #include "analysis.h"
 #include "json.h"
+#include "snapshot.h"
 #include "symbolize.h"
 #include "usage.h"
 
@@ -405,6 +406,18 @@ static double rate_of(const struct stress_results *res, const struct stress_summ
 {
 	return sum->elapsed_ns ? (double)res->runs * 1e9 / (double)sum->elapsed_ns : 0;
 }
+/* The snapshot beside a kept trace (a run that outlived --timeout), or
+ * NULL; free() it. */
+static char *kept_snapshot(const char *trace)
+{
+	char *path = snapshot_path_of(trace);
+	if (path && access(path, F_OK) != 0) {
+		free(path);
+		path = NULL;
+	}
+	return path;
+}
+
 
 void stress_print_text(FILE *out, const struct stress_results *res, const struct stress_summary *sum)
 {
@@ -424,8 +437,11 @@ void stress_print_text(FILE *out, const struct stress_results *res, const struct
 		const struct failure *f = groups[i].first;
 		fprintf(out, "  %zu  %s\n", groups[i].count, groups[i].key);
 		fprintf(out, "      e.g. run %lu (pid %d):", f->run, (int)f->pid);
-		for (size_t k = 0; k < f->trace_count; k++)
-			fprintf(out, " %s", f->traces[k]);
+		for (size_t k = 0; k < f->trace_count; k++) {
+			char *snapshot = kept_snapshot(f->traces[k]);
+			fprintf(out, " %s%s%s", f->traces[k], snapshot ? " " : "", snapshot ? snapshot : "");
+			free(snapshot);
+		}
 		if (f->log)
 			fprintf(out, " %s", f->log);
 		if (!f->trace_count && !f->log)
@@ -442,6 +458,14 @@ static void json_failure_files(struct json *j, const struct failure *f)
 	json_array_begin(j, "traces");
 	for (size_t k = 0; k < f->trace_count; k++)
 		json_string(j, NULL, f->traces[k]);
+	json_array_end(j);
+	json_array_begin(j, "snapshots");
+	for (size_t k = 0; k < f->trace_count; k++) {
+		char *snapshot = kept_snapshot(f->traces[k]);
+		if (snapshot)
+			json_string(j, NULL, snapshot);
+		free(snapshot);
+	}
 	json_array_end(j);
 	json_string(j, "log", f->log);
 }
