@@ -276,16 +276,12 @@ int cmd_check(int argc, char **argv)
 			}
 			break;
 		case 'h':
-			fputs(usage_text, stdout);
-			return EXIT_CLEAN;
+			return usage(usage_text, true);
 		default:
-			fputs(usage_text, stderr);
-			return EXIT_UNUSABLE;
+			return usage(usage_text, false);
 		}
 	}
-	if (optind >= argc) {
-		fputs(usage_text, stderr);
-		return EXIT_UNUSABLE;
-	}
+	if (optind >= argc)
+		return usage(usage_text, false);
 	return check_paths_with(argv + optind, (size_t)(argc - optind), stdout, &o);
 }

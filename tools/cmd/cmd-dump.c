@@ -85,18 +85,10 @@ int cmd_dump(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (c == 'h') {
-			fputs(usage_text, stdout);
-			return EXIT_CLEAN;
-		}
-		fputs(usage_text, stderr);
-		return EXIT_UNUSABLE;
-	}
-	if (optind + 1 != argc) {
-		fputs(usage_text, stderr);
-		return EXIT_UNUSABLE;
-	}
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1)
+		return usage(usage_text, c == 'h');
+	if (optind + 1 != argc)
+		return usage(usage_text, false);
 	struct trace t;
 	char err[512];
 	if (trace_open(&t, argv[optind], err, sizeof err) != 0) {

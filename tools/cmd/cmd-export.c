@@ -87,11 +87,9 @@ int cmd_export(int argc, char **argv)
 			output = optarg;
 			break;
 		case 'h':
-			fputs(usage_text, stdout);
-			return EXIT_CLEAN;
+			return usage(usage_text, true);
 		default: /* getopt said which option */
-			fputs(usage_text, stderr);
-			return EXIT_UNUSABLE;
+			return usage(usage_text, false);
 		}
 	}
 	if (strcmp(format, "chrome") != 0)

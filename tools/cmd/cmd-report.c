@@ -137,17 +137,13 @@ int cmd_report(int argc, char **argv)
 			*(c == OPT_FROM ? &wr.has_from : &wr.has_to) = true;
 			break;
 		case 'h':
-			fputs(usage_text, stdout);
-			return EXIT_CLEAN;
+			return usage(usage_text, true);
 		default:
-			fputs(usage_text, stderr);
-			return EXIT_UNUSABLE;
+			return usage(usage_text, false);
 		}
 	}
-	if (optind >= argc) {
-		fputs(usage_text, stderr);
-		return EXIT_UNUSABLE;
-	}
+	if (optind >= argc)
+		return usage(usage_text, false);
 	if (html_path && as_json) {
 		print_error("--html and --json cannot be combined: run report once with each");
 		return EXIT_UNUSABLE;

@@ -570,17 +570,13 @@ int cmd_run(int argc, char **argv)
 			provoke = optarg;
 			break;
 		case 'h':
-			fputs(usage_text, stdout);
-			return EXIT_CLEAN;
+			return usage(usage_text, true);
 		default:
-			fputs(usage_text, stderr);
-			return EXIT_UNUSABLE;
+			return usage(usage_text, false);
 		}
 	}
-	if (optind >= argc) {
-		fputs(usage_text, stderr);
-		return EXIT_UNUSABLE;
-	}
+	if (optind >= argc)
+		return usage(usage_text, false);
 	if (!*output || strchr(output, ':'))
 		die("-o '%s': the trace path must be non-empty and contain no ':'", output);
 

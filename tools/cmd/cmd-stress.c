@@ -673,17 +673,13 @@ int cmd_stress(int argc, char **argv)
 			st.provoke = optarg;
 			break;
 		case 'h':
-			fputs(usage_text, stdout);
-			return EXIT_CLEAN;
+			return usage(usage_text, true);
 		default:
-			fputs(usage_text, stderr);
-			return EXIT_UNUSABLE;
+			return usage(usage_text, false);
 		}
 	}
-	if (optind >= argc) {
-		fputs(usage_text, stderr);
-		return EXIT_UNUSABLE;
-	}
+	if (optind >= argc)
+		return usage(usage_text, false);
 	if (!st.max_runs && !st.until_fail && !st.duration_ns)
 		die("say when to stop: -n N, --until-fail or --duration T");
 	st.cmd = argv + optind;

@@ -332,17 +332,13 @@ int cmd_timeline(int argc, char **argv)
 			colour_when = optarg;
 			break;
 		case 'h':
-			fputs(usage_text, stdout);
-			return EXIT_CLEAN;
+			return usage(usage_text, true);
 		default:
-			fputs(usage_text, stderr);
-			return EXIT_UNUSABLE;
+			return usage(usage_text, false);
 		}
 	}
-	if (argc - optind != 1) {
-		fputs(usage_text, stderr);
-		return EXIT_UNUSABLE;
-	}
+	if (argc - optind != 1)
+		return usage(usage_text, false);
 	bool colour = want_colour(colour_when);
 	struct analysis a;
 	if (analysis_open(&a, argv[optind], ANALYSIS_WINDOWS, err, sizeof err) != 0) {

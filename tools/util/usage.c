@@ -54,3 +54,9 @@ void die_of_signal(int sig)
 	raise(sig);
 	exit(128 + sig);
 }
+
+int usage(const char *text, bool asked)
+{
+	fputs(text, asked ? stdout : stderr);
+	return asked ? EXIT_CLEAN : EXIT_UNUSABLE;
+}

@@ -11,6 +11,8 @@
 #ifndef GILTRACE_USAGE_H
 #define GILTRACE_USAGE_H
 
+#include <stdbool.h>
+
 /* Exit statuses shared by every command (documented in giltrace --help). */
 enum {
 	EXIT_CLEAN = 0,    /* no error findings */
@@ -18,6 +20,10 @@ enum {
 	EXIT_UNUSABLE = 2, /* unusable input or usage error */
 };
 
+/* A command's usage text: on stdout, returning EXIT_CLEAN, when it was
+ * asked for (-h); else on stderr, returning EXIT_UNUSABLE (a bad option or
+ * operand). */
+int usage(const char *text, bool asked);
 __attribute__((noreturn, format(printf, 1, 2))) void die(const char *fmt, ...);
 __attribute__((format(printf, 1, 2))) int print_error(const char *fmt, ...);
 __attribute__((format(printf, 1, 2))) void warning(const char *fmt, ...);
