@@ -27,9 +27,10 @@
 
 #define GTR_MAGIC "GILTRACE"           /* 8 bytes, no terminator on disk */
 #define GTR_VERSION_MAJOR 3            /* readers refuse another major */
-#define GTR_VERSION_MINOR 4            /* readers accept any minor; 1: TSTATE_REUSE,
+#define GTR_VERSION_MINOR 5            /* readers accept any minor; 1: TSTATE_REUSE,
                                           2: event_words and features in the header,
-                                          3: CRASH, 4: the provocations in the header */
+                                          3: CRASH, 4: the provocations in the header,
+                                          5: finalizing_mono_ns in the header */
 #define GTR_HEADER_SIZE 4096u          /* struct gtr_file_header, padded */
 #define GTR_CHUNK_MAGIC 0x4b435447u    /* "GTCK" */
 #define GTR_CHUNK_HEADER_SIZE 64u      /* struct gtr_chunk_header, padded */
@@ -148,6 +149,13 @@ struct gtr_file_header {
 	uint64_t provoke_exit_delay_ns;       /* exit-delay */
 	uint64_t provoke_after_free_delay_ns; /* exit-delay-after-free */
 	uint64_t provoke_jitter_seed;         /* jitter: the seed of its delays */
+	/* Minor 5, updated live: CLOCK_MONOTONIC (ns) when the writer first saw
+	 * finalization begin (a call of Py_FinalizeEx or Py_Finalize, or the
+	 * runtime's finalizing flag set), 0 while it has not or after the
+	 * interpreter was initialized again.  Not evidence (the events are):
+	 * the clock `giltrace run --exit-timeout` compares with its own, on the
+	 * same machine, to see a process that does not exit. */
+	uint64_t finalizing_mono_ns;
 	/* bytes up to GTR_HEADER_SIZE are zero; readers ignore them */
 };
 

@@ -208,6 +208,7 @@ void gil_model_check_finalizing(void)
 	if (!__atomic_compare_exchange_n(&finalizing_last, &last, now, false, __ATOMIC_ACQ_REL,
 	                                 __ATOMIC_RELAXED))
 		return; /* another thread recorded this flip */
+	recorder_note_finalizing(now != 0);
 	uint64_t tstate = shim_python.finalizing_offset >= 0 ? now : 0;
 	if (now && stack_wanted(STACKS_FINALIZE))
 		stack_emit_at(GTR_EV_FINALIZING, 1, &tstate, stamp);

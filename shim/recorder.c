@@ -374,6 +374,23 @@ void recorder_note_capi_routing(uint32_t build_flags, uint32_t got_slots)
 	shim_real.mutex_unlock(&rec.lock);
 }
 
+/* async-signal-safe (clock_gettime, atomics).  The header's live
+ * finalizing_mono_ns: set once when finalization begins, cleared when the
+ * interpreter is initialized again (an embedder's next epoch), so that
+ * `run --exit-timeout` times only a process on its way out. */
+void recorder_note_finalizing(bool began)
+{
+	if (!__atomic_load_n(&rec.open, __ATOMIC_ACQUIRE) || rec.closed)
+		return;
+	uint64_t *field = &rec.hdr->finalizing_mono_ns;
+	if (!began) {
+		__atomic_store_n(field, 0, __ATOMIC_RELEASE);
+		return;
+	}
+	uint64_t none = 0;
+	__atomic_compare_exchange_n(field, &none, mono_ns(), false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+}
+
 bool recorder_owned_by_this_process(void)
 {
 	return getpid() == rec.pid;

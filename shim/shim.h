@@ -231,6 +231,7 @@ void recorder_note_modules(void);
  * add (GTR_BUILD_PLT_ROUTED) and the number of GOT slots routed so far. */
 void recorder_note_capi_routing(uint32_t build_flags, uint32_t got_slots);
 /* False in a vfork child, which shares the parent's memory. */
+void recorder_note_finalizing(bool began);
 bool recorder_owned_by_this_process(void);
 /* The path the trace is written to, valid once ACTIVE. */
 const char *recorder_path(void);

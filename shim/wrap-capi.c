@@ -97,6 +97,8 @@ static void record_call(enum gtr_capi fn, uintptr_t subject, uintptr_t caller)
 		return;
 	int saved_errno = errno;
 	gil_model_check_finalizing();
+	if (fn == GTR_CAPI_Py_FinalizeEx || fn == GTR_CAPI_Py_Finalize)
+		recorder_note_finalizing(true);
 	uint64_t payload[2] = { subject, caller };
 	stack_emit_if(call_wants_stack(fn, subject), GTR_EV_CAPI_CALL, fn, payload);
 	errno = saved_errno;
@@ -111,6 +113,8 @@ static void record_return(enum gtr_capi fn, uint64_t result, bool tstate)
 	int saved_errno = errno;
 	gil_model_check_finalizing();
 	recorder_emit(GTR_EV_CAPI_RETURN, fn, &result);
+	if (fn == GTR_CAPI_Py_Initialize || fn == GTR_CAPI_Py_InitializeEx || fn == GTR_CAPI_Py_InitializeFromConfig)
+		recorder_note_finalizing(false); /* an embedder's next epoch */
 	if (tstate)
 		shim_know_tstate((uintptr_t)result);
 	errno = saved_errno;
