@@ -1,7 +1,9 @@
-"""`giltrace run --timeout` and `stress --timeout` on a hung process: the
-snapshot of every thread's stack is taken beside the trace, the process is
-ended, the trace is kept, and `check` reports exit-hang, saying who holds
-the GIL, who waits for it and who waits on switch_cond for whom."""
+"""`giltrace run --timeout` and `stress --timeout` on a hung process, and
+their --exit-timeout on a process that does not exit after finalization
+began: the snapshot of every thread's stack is taken beside the trace, the
+process is ended, the trace is kept, and `check` reports exit-hang, saying
+who holds the GIL, who waits for it and who waits on switch_cond for
+whom."""
 import glob
 import json
 import os
@@ -9,7 +11,8 @@ import subprocess
 
 import pytest
 
-from helpers import GILTRACE, SCENARIOS, check_json, main_tid, of, version_of, write_script
+import scenario_build
+from helpers import GILTRACE, SCENARIOS, check_json, main_tid, of, report, version_of, write_script
 
 # A daemon thread that keeps taking the GIL, and a main thread that sleeps
 # forever in time.sleep: a hang before finalization.
@@ -21,6 +24,24 @@ def worker():
         time.sleep(0.01)
 threading.Thread(target=worker, daemon=True).start()
 time.sleep(1000)
+"""
+
+# Finalization itself hangs: a module global's __del__ sleeps when the
+# module is torn down, after the runtime's finalizing flag is set.
+HANGS_IN_FINALIZATION = """\
+import time
+class Slow:
+    def __del__(self):
+        time.sleep(1000)
+slow = Slow()
+"""
+
+# A parent that runs a child which hangs in finalization, and reports how
+# the child ended.
+PARENT_OF_HUNG_CHILD = """\
+import subprocess, sys
+child = subprocess.run([sys.executable, sys.argv[1]])
+print("child ended", child.returncode)
 """
 
 # Two threads, each holding the lock the other wants; main joins them.
@@ -86,11 +107,13 @@ def snapshot_threads(path):
 
 def test_gh96387_hang_is_ended_and_explained(python, extension, tmp_path):
     """3.9's finalizing thread waits on switch_cond for a daemon thread that
-    exited: run --timeout ends it, with the stacks; fixed versions exit."""
+    exited: run --exit-timeout ends it, with the stacks, long before
+    --timeout would; fixed versions exit."""
     version = version_of(python)
     trace = str(tmp_path / "hang.gtr")
     env = dict(os.environ, PYTHONPATH=extension)
-    proc = run_with_timeout(python, os.path.join(SCENARIOS, "drop_request_hang.py"), trace, 10, env=env)
+    proc = run_with_timeout(python, os.path.join(SCENARIOS, "drop_request_hang.py"), trace, 60, env=env,
+                            extra=("--exit-timeout", "3"))
     result, status = check_json(trace)
     found = of(result, "exit-hang")
     snapshot = trace + ".snapshot"
@@ -100,7 +123,7 @@ def test_gh96387_hang_is_ended_and_explained(python, extension, tmp_path):
         assert found == []
         return
     assert proc.returncode == 124, proc.stderr
-    assert "still runs after --timeout" in proc.stderr
+    assert "has not exited after --exit-timeout 3" in proc.stderr
     assert not alive(result["pid"])
     assert os.path.exists(snapshot)
     stacks = snapshot_threads(snapshot)
@@ -109,7 +132,7 @@ def test_gh96387_hang_is_ended_and_explained(python, extension, tmp_path):
     assert "drop_gil" in stacks[main], stacks[main]
     assert status == 1 and len(found) == 1, result["findings"]
     f = found[0]
-    assert "gh-96387" in f["what"]
+    assert "gh-96387" in f["what"] and "after finalization began (--exit-timeout)" in f["what"]
     assert f["thread"]["tid"] == main
     assert f["waiting_for"]["tid"] != main
     roles = {t["tid"]: t for t in f["threads"]}
@@ -117,6 +140,75 @@ def test_gh96387_hang_is_ended_and_explained(python, extension, tmp_path):
     dead = roles[f["waiting_for"]["tid"]]
     assert not dead["in_snapshot"] and "pthread_exit" in dead["role"]
     assert f["snapshot"]["path"] == snapshot and f["snapshot"]["error"] is None
+
+
+def snapshot_reason(path):
+    with open(path) as f:
+        fields = dict(line.split("\t", 1) for line in f.read().splitlines() if "\t" in line)
+    return fields["reason"].split("\t")[0]
+
+
+def test_exit_timeout_ends_a_hang_in_finalization(python, tmp_path):
+    """A process that hangs once finalization began is ended --exit-timeout
+    after, with the snapshot showing where it hangs."""
+    trace = str(tmp_path / "fin.gtr")
+    proc = run_with_timeout(python, write_script(tmp_path, HANGS_IN_FINALIZATION), trace, 60,
+                            extra=("--exit-timeout", "1"))
+    assert proc.returncode == 124, proc.stderr
+    assert "has not exited after --exit-timeout 1" in proc.stderr
+    assert "still runs after --timeout" not in proc.stderr
+    result, status = check_json(trace)
+    assert not alive(result["pid"])
+    assert snapshot_reason(trace + ".snapshot") == "finalization"
+    (f,) = of(result, "exit-hang")
+    assert status == 1
+    assert f["thread"]["tid"] == main_tid(result)
+    assert "finalizes the interpreter" in f["what"], f["what"]
+    assert "had not exited 1.000 s after finalization began (--exit-timeout)" in f["what"], f["what"]
+    stack = snapshot_threads(trace + ".snapshot")[main_tid(result)]
+    if any(stack):  # symbols: every build here but a stripped one without debug info
+        assert "Py_FinalizeEx" in stack, stack
+
+
+def test_exit_timeout_leaves_slow_programs_alone(tmp_path):
+    """Time spent before finalization, or in an embedder's next interpreter
+    after an earlier finalization, is not a hang at exit."""
+    python = pyenv_311()
+    slow = write_script(tmp_path, SLEEPER.replace("1000", "2.5"))
+    trace = str(tmp_path / "slow.gtr")
+    proc = run_with_timeout(python, slow, trace, 60, extra=("--exit-timeout", "1"))
+    assert proc.returncode == 0, proc.stderr
+    assert not os.path.exists(trace + ".snapshot")
+    assert of(check_json(trace)[0], "exit-hang") == []
+
+
+def test_exit_timeout_skips_an_embedders_next_interpreter(python, build_dir, tmp_path):
+    program = scenario_build.build_embed(python, build_dir)
+    trace = str(tmp_path / "embed.gtr")
+    proc = subprocess.run([GILTRACE, "run", "--exit-timeout", "1", "-o", trace, "--", program, "slow"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout == "done\n", proc.stderr
+    assert not os.path.exists(trace + ".snapshot")
+    result, _ = check_json(trace)
+    assert of(result, "exit-hang") == []
+    assert len(report(trace)["finalizations"]) == 2
+
+
+def test_exit_timeout_ends_the_hung_child_only(tmp_path):
+    """A child hung at exit is ended; its parent (a test runner, say) goes
+    on and run exits as the parent does."""
+    python = pyenv_311()
+    parent = write_script(tmp_path, PARENT_OF_HUNG_CHILD, "parent.py")
+    child = write_script(tmp_path, HANGS_IN_FINALIZATION, "child.py")
+    trace = str(tmp_path / "t.gtr")
+    proc = subprocess.run([GILTRACE, "run", "--exit-timeout", "1", "--timeout", "60", "-o", trace, "--", python,
+                           parent, child], capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "child ended -9\n"
+    (child_trace,) = glob.glob(str(tmp_path / "t.*.gtr"))
+    assert os.path.exists(child_trace + ".snapshot") and not os.path.exists(trace + ".snapshot")
+    assert len(of(check_json(child_trace)[0], "exit-hang")) == 1
+    assert of(check_json(trace)[0], "exit-hang") == []
 
 
 def test_plain_hang_is_ended_with_a_snapshot(tmp_path):
@@ -167,10 +259,15 @@ def test_no_timeout_reached_no_snapshot(tmp_path):
 
 
 def test_bad_options(tmp_path):
-    for args in (("--timeout", "soon"), ("--timeout", "0"), ("--timeout", "1", "--timeout-signal", "NOPE")):
-        proc = subprocess.run([GILTRACE, "run", *args, "--", "true"], capture_output=True, text=True, timeout=30,
-                              cwd=tmp_path)
-        assert proc.returncode == 2 and "giltrace: --timeout" in proc.stderr, proc.stderr
+    for args in (("--timeout", "soon"), ("--timeout", "0"), ("--timeout", "1", "--timeout-signal", "NOPE"),
+                 ("--exit-timeout", "soon"), ("--exit-timeout", "0")):
+        for command in ("run", "stress"):
+            runs = ("-n", "1") if command == "stress" else ()
+            proc = subprocess.run([GILTRACE, command, *runs, *args, "--", "true"], capture_output=True, text=True,
+                                  timeout=30, cwd=tmp_path)
+            if command == "stress" and "--timeout-signal" in args:
+                continue  # a run option only
+            assert proc.returncode == 2 and f"giltrace: {args[0]}" in proc.stderr, (command, proc.stderr)
 
 
 def test_stress_timeout_keeps_the_snapshot(tmp_path):
@@ -187,3 +284,20 @@ def test_stress_timeout_keeps_the_snapshot(tmp_path):
     assert os.path.exists(trace + ".snapshot")
     result, status = check_json(trace)
     assert status == 1 and len(of(result, "exit-hang")) == 1
+
+
+def test_stress_exit_timeout(tmp_path):
+    python = pyenv_311()
+    out = tmp_path / "failures"
+    proc = subprocess.run([GILTRACE, "stress", "-n", "2", "-j", "2", "--exit-timeout", "1", "--timeout", "60",
+                           "--json", "-o", str(out), "--", python, write_script(tmp_path, HANGS_IN_FINALIZATION)],
+                          capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 1, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert len(summary["failures"]) == 2
+    for failure in summary["failures"]:
+        assert "exit timeout" in failure["reasons"], failure
+        (trace,) = failure["traces"]
+        assert snapshot_reason(trace + ".snapshot") == "finalization"
+        result, status = check_json(trace)
+        assert status == 1 and len(of(result, "exit-hang")) == 1

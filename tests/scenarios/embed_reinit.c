@@ -7,6 +7,9 @@
  *
  *	embed_reinit		use the stale thread state, then finish
  *	embed_reinit clean	the same sequence without the stale use
+ *	embed_reinit slow	clean, and the second interpreter runs 2 s
+ *				(a process whose first finalization ended long
+ *				before it exits: run --exit-timeout leaves it be)
  *
  * Prints "done" on success.  An alarm kills the process with SIGALRM if
  * the stale GIL hand-off ever wedges, so that it cannot hang forever.
@@ -31,7 +34,8 @@ static PyInterpreterState *interp_of(PyThreadState *ts)
 
 int main(int argc, char **argv)
 {
-	int clean = argc > 1 && strcmp(argv[1], "clean") == 0;
+	int slow = argc > 1 && strcmp(argv[1], "slow") == 0;
+	int clean = slow || (argc > 1 && strcmp(argv[1], "clean") == 0);
 	PyThreadState *main_ts, *kept, *saved;
 
 	alarm(WATCHDOG_SECONDS);
@@ -48,6 +52,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "embed_reinit: first Py_FinalizeEx failed\n");
 
 	Py_Initialize();
+	if (slow)
+		PyRun_SimpleString("import time; time.sleep(2)");
 	saved = PyEval_SaveThread();
 	if (!clean) {
 		PyEval_RestoreThread(kept);	/* stale: freed memory */

@@ -34,11 +34,17 @@
  * twice (directly and forwarded): run cannot tell it from one sent to run
  * alone.
  *
- * --timeout.  While a limit runs, run polls for CMD's end (every 50 ms)
- * instead of blocking in waitid.  Past it, each traced process of CMD
- * still running gets its hang snapshot (hang-snapshot.h), then CMD and its
- * descendants get --timeout-signal: not the process group, which is run's
- * own (CMD stays in the terminal's foreground group, see above).
+ * --timeout and --exit-timeout.  While a limit runs, run polls for CMD's
+ * end (every 50 ms) instead of blocking in waitid.  Past --timeout, each
+ * traced process of CMD still running gets its hang snapshot
+ * (hang-snapshot.h), then CMD and its descendants get --timeout-signal:
+ * not the process group, which is run's own (CMD stays in the terminal's
+ * foreground group, see above).  For --exit-timeout run reads the headers
+ * of CMD's traces every 200 ms: one whose process began finalization
+ * longer ago than the limit (finalizing_mono_ns, which the shim sets) and
+ * still runs is the hang of bpo-36469 and gh-96387, at exit; that process
+ * alone gets its snapshot and the signal, and CMD, if it was another
+ * process, goes on as it would after a worker died.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -63,7 +69,8 @@
 
 static const char usage_text[] =
         "usage: giltrace run [-o PATH] [--mode full|ring] [--ring-size MIB] [--check] [--verbose]\n"
-        "                    [--timeout T [--timeout-signal SIG]] [--provoke SPEC] -- CMD [ARGS...]\n\n"
+        "                    [--timeout T] [--exit-timeout T] [--timeout-signal SIG]\n"
+        "                    [--provoke SPEC] -- CMD [ARGS...]\n\n"
         "  -o, --output PATH   trace of the first python process (default giltrace.gtr);\n"
         "                      other python processes get PATH with their pid added;\n"
         "                      %p in PATH (also in a folder name) names every trace\n"
@@ -80,6 +87,11 @@ static const char usage_text[] =
         "                      stack of each traced process still running (beside\n"
         "                      its trace, TRACE.snapshot), then end CMD and its\n"
         "                      descendants; check reports the hang (exit-hang)\n"
+        "  --exit-timeout T    if a traced process of CMD has not exited T after\n"
+        "                      its finalization began (Py_FinalizeEx), take the\n"
+        "                      snapshot of its threads, then end it and its\n"
+        "                      descendants (CMD goes on if it was not CMD);\n"
+        "                      check reports the hang (exit-hang)\n"
         "  --timeout-signal SIG  what ends them after the snapshot (KILL, TERM,\n"
         "                      ABRT, ... or a number; default KILL)\n"
         "  --provoke SPEC      make finalization's races happen on purpose (the\n"
@@ -93,7 +105,8 @@ static const char usage_text[] =
         "stack_depth=48; see README.md); run sets output, mode, ring_size,\n"
         "verbose and check itself.\n\n"
         "exit status: CMD's own (128+N if a signal N killed it; if run was sent\n"
-        "that signal itself, run dies of it too); 124 when --timeout ended it;\n"
+        "that signal itself, run dies of it too); 124 when --timeout or\n"
+        "--exit-timeout ended it;\n"
         "with --check, 1 when a trace has error findings; 2 usage error\n";
 
 /* ---- where the traces go --------------------------------------------------- */
@@ -464,50 +477,108 @@ static int parse_signal(const char *text)
 	return -1;
 }
 
-/* Wait up to limit_ns for the command to end, without reaping it: true if
- * it still runs then. */
-static bool still_running_after(pid_t pid, uint64_t limit_ns)
+/* The limits on the command: --timeout on CMD, --exit-timeout on each of
+ * its traced processes once it began finalization. */
+struct limits {
+	uint64_t timeout_ns;        /* 0: none */
+	uint64_t exit_timeout_ns;   /* 0: none */
+	int signal;                 /* --timeout-signal */
+	const char *cmd;            /* CMD's name, for the messages */
+	const char *tmpl;           /* where its traces go, and those that */
+	const struct trace_list *before; /* were there before it started */
+};
+
+/* How often run reads the headers of the command's traces for
+ * --exit-timeout: a limit of a few seconds is met within this. */
+#define EXIT_POLL_NS (200 * 1000000ull)
+
+/* The paths of a trace list, for the hang-snapshot calls. */
+static char **paths_of(const struct trace_list *traces)
 {
-	uint64_t deadline = now_ns() + limit_ns;
+	char **paths = calloc(traces->n ? traces->n : 1, sizeof *paths);
+	if (!paths)
+		die("out of memory");
+	for (size_t i = 0; i < traces->n; i++)
+		paths[i] = traces->items[i].path;
+	return paths;
+}
+
+/* The command outlived --timeout: the snapshot of each of its traced
+ * processes, then the signal to it and its descendants. */
+static void end_timed_out_command(pid_t pid, const struct limits *l)
+{
+	char limit[32];
+	fprintf(stderr, "giltrace: '%s' still runs after --timeout %s: taking a snapshot of its threads\n", l->cmd,
+	        format_duration(limit, sizeof limit, l->timeout_ns));
+	struct trace_list traces;
+	list_traces(l->tmpl, l->before, &traces);
+	char **paths = paths_of(&traces);
+	hang_snapshot_traces(paths, traces.n, pid, SNAPSHOT_TIMEOUT, l->timeout_ns, true);
+	free(paths);
+	trace_list_free(&traces);
+	const char *abbrev = sigabbrev_np(l->signal);
+	fprintf(stderr, "giltrace: ending '%s' (pid %d) and its descendants with SIG%s\n", l->cmd, (int)pid,
+	        abbrev ? abbrev : "?");
+	hang_end_tree(pid, l->signal, KILL_GRACE_NS);
+}
+
+/* A traced process of the command that has not exited --exit-timeout after
+ * finalization began: its snapshot, then the signal to it and its
+ * descendants; the command goes on (a test runner sees its worker end).
+ * Returns the pid ended, 0 if none was overdue. */
+static pid_t end_process_hung_at_exit(pid_t pid, const struct limits *l)
+{
+	struct trace_list traces;
+	list_traces(l->tmpl, l->before, &traces);
+	char **paths = paths_of(&traces);
+	size_t which = 0;
+	pid_t hung = hang_exit_overdue(paths, traces.n, pid, l->exit_timeout_ns, &which);
+	if (hung) {
+		char limit[32], err[512] = "";
+		fprintf(stderr,
+		        "giltrace: pid %d began finalization and has not exited after --exit-timeout %s: taking a "
+		        "snapshot of its threads\n",
+		        (int)hung, format_duration(limit, sizeof limit, l->exit_timeout_ns));
+		char *snap = snapshot_path_of(paths[which]);
+		if (hang_snapshot_take(hung, paths[which], SNAPSHOT_FINALIZATION, l->exit_timeout_ns, err, sizeof err) == 0)
+			fprintf(stderr, "giltrace: snapshot of pid %d's threads written to %s\n", (int)hung, snap);
+		else
+			fprintf(stderr, "giltrace: pid %d: %s\n", (int)hung, err);
+		free(snap);
+		const char *abbrev = sigabbrev_np(l->signal);
+		fprintf(stderr, "giltrace: ending pid %d and its descendants with SIG%s\n", (int)hung,
+		        abbrev ? abbrev : "?");
+		hang_end_tree(hung, l->signal, KILL_GRACE_NS);
+	}
+	free(paths);
+	trace_list_free(&traces);
+	return hung;
+}
+
+/* Wait for the command to end, without reaping it, polling every POLL_NS
+ * while a limit runs.  Returns true if run ended CMD itself (--timeout,
+ * or --exit-timeout on CMD's own process). */
+static bool wait_within_limits(pid_t pid, const struct limits *l)
+{
+	uint64_t start = now_ns(), next_exit_poll = start + EXIT_POLL_NS;
 	for (;;) {
 		siginfo_t info = { 0 };
 		int r = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT | WNOHANG);
 		if ((r == 0 && info.si_pid == pid) || (r != 0 && errno != EINTR))
 			return false;
 		uint64_t now = now_ns();
-		if (now >= deadline)
+		if (l->timeout_ns && now - start >= l->timeout_ns) {
+			end_timed_out_command(pid, l);
 			return true;
-		uint64_t nap = deadline - now < POLL_NS ? deadline - now : POLL_NS;
-		struct timespec ts = { 0, (long)nap };
-		nanosleep(&ts, NULL);
+		}
+		if (l->exit_timeout_ns && now >= next_exit_poll) {
+			if (end_process_hung_at_exit(pid, l) == pid)
+				return true;
+			next_exit_poll = now_ns() + EXIT_POLL_NS;
+		}
+		struct timespec nap = { 0, (long)POLL_NS };
+		nanosleep(&nap, NULL);
 	}
-}
-
-/* The command outlived --timeout: the snapshot of each of its traced
- * processes (traces named from tmpl that were not there before), then
- * sig to it and its descendants, SIGKILL after a grace if they stay. */
-static void end_hung_command(pid_t pid, const char *cmd, const char *tmpl, const struct trace_list *before,
-                             uint64_t timeout_ns, int sig)
-{
-	char limit[32];
-	fprintf(stderr, "giltrace: '%s' still runs after --timeout %s: taking a snapshot of its threads\n", cmd,
-	        format_duration(limit, sizeof limit, timeout_ns));
-	struct trace_list traces;
-	list_traces(tmpl, before, &traces);
-	char **paths = calloc(traces.n ? traces.n : 1, sizeof *paths);
-	if (!paths)
-		die("out of memory");
-	for (size_t i = 0; i < traces.n; i++)
-		paths[i] = traces.items[i].path;
-	hang_snapshot_traces(paths, traces.n, pid, SNAPSHOT_TIMEOUT, timeout_ns, true);
-	free(paths);
-	trace_list_free(&traces);
-	const char *abbrev = sigabbrev_np(sig);
-	fprintf(stderr, "giltrace: ending '%s' (pid %d) and its descendants with SIG%s\n", cmd, (int)pid,
-	        abbrev ? abbrev : "?");
-	hang_signal_tree(pid, sig);
-	if (sig != SIGKILL && still_running_after(pid, KILL_GRACE_NS))
-		hang_signal_tree(pid, SIGKILL);
 }
 
 /* ---- the command -------------------------------------------------------------- */
@@ -522,6 +593,7 @@ int cmd_run(int argc, char **argv)
 		{ "check", no_argument, NULL, 'c' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "timeout-signal", required_argument, NULL, 's' },
+		{ "exit-timeout", required_argument, NULL, 'x' },
 		{ "provoke", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -529,8 +601,7 @@ int cmd_run(int argc, char **argv)
 	const char *output = "giltrace.gtr", *mode = "full", *provoke = NULL;
 	unsigned long ring_size = 4;
 	bool verbose = false, check = false;
-	uint64_t timeout_ns = 0;     /* --timeout, 0 none */
-	int timeout_signal = SIGKILL;
+	struct limits limits = { .signal = SIGKILL };
 	int c;
 	/* "+": stop at the first non-option, CMD's own options are CMD's */
 	while ((c = getopt_long(argc, argv, "+o:h", longopts, NULL)) != -1) {
@@ -557,11 +628,15 @@ int cmd_run(int argc, char **argv)
 			check = true;
 			break;
 		case 't':
-			if (parse_duration(optarg, &timeout_ns) != 0)
+			if (parse_duration(optarg, &limits.timeout_ns) != 0)
 				die("--timeout: '%s' is not a time; write it like 30 (seconds), 30s, 500ms, 10m", optarg);
 			break;
+		case 'x':
+			if (parse_duration(optarg, &limits.exit_timeout_ns) != 0)
+				die("--exit-timeout: '%s' is not a time; write it like 10 (seconds), 10s, 500ms", optarg);
+			break;
 		case 's':
-			if ((timeout_signal = parse_signal(optarg)) < 0)
+			if ((limits.signal = parse_signal(optarg)) < 0)
 				die("--timeout-signal: '%s' is not a signal; write it like KILL, TERM or 9", optarg);
 			break;
 		case 'P':
@@ -606,9 +681,10 @@ int cmd_run(int argc, char **argv)
 	child_pid = pid;
 	sigprocmask(SIG_SETMASK, &mask, NULL);
 
-	bool timed_out = timeout_ns && still_running_after(pid, timeout_ns);
-	if (timed_out)
-		end_hung_command(pid, argv[optind], tmpl, &before, timeout_ns, timeout_signal);
+	limits.cmd = argv[optind];
+	limits.tmpl = tmpl;
+	limits.before = &before;
+	bool timed_out = (limits.timeout_ns || limits.exit_timeout_ns) && wait_within_limits(pid, &limits);
 	int wstatus = wait_child(pid);
 	release_forwarded(caught);
 	int status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);

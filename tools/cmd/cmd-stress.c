@@ -50,7 +50,8 @@
 
 static const char usage_text[] =
         "usage: giltrace stress (-n N | --until-fail | --duration T) [-j J] [--timeout T]\n"
-        "                       [--expect-status N] [-o DIR] [--keep failed|all] [--json]\n"
+        "                       [--exit-timeout T] [--expect-status N] [-o DIR]\n"
+        "                       [--keep failed|all] [--json]\n"
         "                       [--mode ring|full] [--ring-size MIB] [--provoke SPEC]\n"
         "                       -- CMD [ARGS...]\n\n"
         "Runs CMD again and again under the shim, J at a time, and keeps the traces\n"
@@ -64,6 +65,9 @@ static const char usage_text[] =
         "                        threads' stacks is kept beside each trace, then its\n"
         "                        process group gets SIGTERM, then SIGKILL 2 s later\n"
         "                        (default: no limit)\n"
+        "  --exit-timeout T      a run with a process that has not exited T after\n"
+        "                        its finalization began fails the same way (that\n"
+        "                        process's snapshot is kept)\n"
         "  --expect-status N     the exit status of a good run (default 0)\n"
         "  -o, --output DIR      where the failed runs' files go: run-N.PID.gtr,\n"
         "                        run-N.log (default: a new stress-YYYYmmdd-HHMMSS);\n"
@@ -75,9 +79,9 @@ static const char usage_text[] =
         "  --provoke SPEC        provoke finalization's races in every run (the\n"
         "                        shim's provoke=, as run --provoke; jitter without\n"
         "                        seed= gets another seed in each run, in its trace)\n\n"
-        "A run fails when a trace has an error finding, it outlives --timeout, dies\n"
-        "of a signal, exits with another status, or its trace is unusable or\n"
-        "missing.  The summary groups the failures by signature.  GILTRACE_OPTIONS\n"
+        "A run fails when a trace has an error finding, it outlives --timeout or\n"
+        "--exit-timeout, dies of a signal, exits with another status, or its trace\n"
+        "is unusable or missing.  The summary groups the failures by signature.  GILTRACE_OPTIONS\n"
         "in the environment is passed on, as run does.\n\n"
         "exit status: 0 no run failed; 1 a run failed; 2 usage error; on Ctrl-C\n"
         "with no failure, stress dies of the signal after its summary\n";
@@ -85,6 +89,8 @@ static const char usage_text[] =
 #define NS_PER_S 1000000000ull
 /* From a run's SIGTERM (timeout, Ctrl-C) to its SIGKILL. */
 #define KILL_GRACE_NS (2 * NS_PER_S)
+/* How often a run's trace headers are read for --exit-timeout. */
+#define EXIT_POLL_NS (NS_PER_S / 5)
 /* How often the progress line is redrawn. */
 #define PROGRESS_EVERY_NS (NS_PER_S / 4)
 
@@ -95,7 +101,9 @@ struct slot {
 	pid_t pid;                  /* also its process group */
 	uint64_t start_ns;
 	uint64_t kill_at_ns;        /* SIGKILL due, 0 none */
+	uint64_t exit_poll_ns;      /* next look at its traces for --exit-timeout */
 	bool timed_out;
+	bool exit_hung;             /* timed out by --exit-timeout */
 	bool ended_by_us;           /* Ctrl-C or --until-fail: not counted */
 };
 
@@ -112,6 +120,7 @@ struct stress {
 	bool until_fail;
 	uint64_t duration_ns;       /* 0: no limit */
 	uint64_t timeout_ns;        /* 0: no limit */
+	uint64_t exit_timeout_ns;   /* 0: no limit */
 	unsigned jobs;
 	const char *mode;
 	unsigned long ring_size;
@@ -334,6 +343,7 @@ static void start_run(struct stress *st, struct slot *s)
 		close(out);
 	st->started = number;
 	*s = (struct slot){ .active = true, .number = number, .pid = pid, .start_ns = now_ns() };
+	s->exit_poll_ns = s->start_ns + EXIT_POLL_NS;
 	st->running++;
 }
 
@@ -354,36 +364,66 @@ static void end_all(struct stress *st, int sig)
 	}
 }
 
-/* A run that outlived --timeout: the snapshot of each of its traced
- * processes still running (run-N.PID.gtr.snapshot beside its trace),
- * before it is ended.  The loop waits meanwhile: a hung run hardly moves,
- * a snapshot takes some tens of ms. */
-static void snapshot_run(const struct stress *st, const struct slot *s)
+/* The traces of a run so far: run-N.*.gtr in the session's folder; the
+ * count in *n.  Free each and the array. */
+static char **run_traces(const struct stress *st, const struct slot *s, size_t *n)
 {
 	char prefix[48];
 	snprintf(prefix, sizeof prefix, "run-%lu.", s->number);
-	size_t plen = strlen(prefix), n = 0;
+	size_t plen = strlen(prefix);
 	char **paths = NULL;
+	*n = 0;
 	DIR *d = opendir(st->session.dir);
 	struct dirent *de;
 	while (d && (de = readdir(d))) {
 		size_t len = strlen(de->d_name);
 		if (strncmp(de->d_name, prefix, plen) || len < plen + 4 || strcmp(de->d_name + len - 4, ".gtr"))
 			continue;
-		char **grown = realloc(paths, (n + 1) * sizeof *grown);
-		if (!grown || asprintf(&grown[n], "%s/%s", st->session.dir, de->d_name) < 0) {
+		char **grown = realloc(paths, (*n + 1) * sizeof *grown);
+		if (!grown || asprintf(&grown[*n], "%s/%s", st->session.dir, de->d_name) < 0) {
 			paths = grown ? grown : paths;
 			break;
 		}
 		paths = grown;
-		n++;
+		(*n)++;
 	}
 	if (d)
 		closedir(d);
-	hang_snapshot_traces(paths, n, s->pid, SNAPSHOT_TIMEOUT, st->timeout_ns, false);
+	return paths;
+}
+
+static void free_paths(char **paths, size_t n)
+{
 	for (size_t i = 0; i < n; i++)
 		free(paths[i]);
 	free(paths);
+}
+
+/* A run that outlived --timeout: the snapshot of each of its traced
+ * processes still running (run-N.PID.gtr.snapshot beside its trace),
+ * before it is ended.  The loop waits meanwhile: a hung run hardly moves,
+ * a snapshot takes some tens of ms. */
+static void snapshot_run(const struct stress *st, const struct slot *s)
+{
+	size_t n;
+	char **paths = run_traces(st, s, &n);
+	hang_snapshot_traces(paths, n, s->pid, SNAPSHOT_TIMEOUT, st->timeout_ns, false);
+	free_paths(paths, n);
+}
+
+/* --exit-timeout: true if a process of the run began finalization longer
+ * ago than the limit and still runs; it got its snapshot. */
+static bool snapshot_if_hung_at_exit(const struct stress *st, const struct slot *s)
+{
+	size_t n, which = 0;
+	char **paths = run_traces(st, s, &n);
+	pid_t hung = hang_exit_overdue(paths, n, s->pid, st->exit_timeout_ns, &which);
+	char err[512];
+	if (hung)
+		(void)hang_snapshot_take(hung, paths[which], SNAPSHOT_FINALIZATION, st->exit_timeout_ns, err,
+		                         sizeof err); /* without stacks it still names the threads */
+	free_paths(paths, n);
+	return hung != 0;
 }
 
 /* Runs past their timeout get their snapshot and SIGTERM, past their
@@ -397,6 +437,11 @@ static void enforce_deadlines(struct stress *st, uint64_t now)
 		if (st->timeout_ns && !s->timed_out && !s->ended_by_us && now - s->start_ns >= st->timeout_ns) {
 			s->timed_out = true;
 			snapshot_run(st, s);
+		} else if (st->exit_timeout_ns && !s->timed_out && !s->ended_by_us && now >= s->exit_poll_ns) {
+			s->exit_hung = s->timed_out = snapshot_if_hung_at_exit(st, s);
+			s->exit_poll_ns = now_ns() + EXIT_POLL_NS;
+		}
+		if (s->timed_out && !s->kill_at_ns) {
 			signal_run(s, SIGTERM);
 			s->kill_at_ns = now_ns() + KILL_GRACE_NS; /* after the snapshot */
 		}
@@ -417,6 +462,8 @@ static uint64_t next_deadline(const struct stress *st)
 			continue;
 		if (st->timeout_ns && !s->timed_out && !s->ended_by_us && s->start_ns + st->timeout_ns < next)
 			next = s->start_ns + st->timeout_ns;
+		if (st->exit_timeout_ns && !s->timed_out && !s->ended_by_us && s->exit_poll_ns < next)
+			next = s->exit_poll_ns;
 		if (s->kill_at_ns && s->kill_at_ns < next)
 			next = s->kill_at_ns;
 	}
@@ -439,6 +486,7 @@ static void reap(struct stress *st)
 				.pid = pid,
 				.wstatus = wstatus,
 				.timed_out = s->timed_out,
+				.exit_hung = s->exit_hung,
 				.ended_by_us = s->ended_by_us,
 				.duration_ns = now - s->start_ns,
 			};
@@ -596,7 +644,7 @@ static void setup_signals(struct stress *st)
 
 int cmd_stress(int argc, char **argv)
 {
-	enum { OPT_UNTIL_FAIL = 256, OPT_DURATION, OPT_TIMEOUT, OPT_EXPECT, OPT_KEEP, OPT_JSON, OPT_MODE, OPT_RING,
+	enum { OPT_UNTIL_FAIL = 256, OPT_DURATION, OPT_TIMEOUT, OPT_EXIT_TIMEOUT, OPT_EXPECT, OPT_KEEP, OPT_JSON, OPT_MODE, OPT_RING,
 	       OPT_PROVOKE };
 	static const struct option longopts[] = {
 		{ "runs", required_argument, NULL, 'n' },
@@ -604,6 +652,7 @@ int cmd_stress(int argc, char **argv)
 		{ "duration", required_argument, NULL, OPT_DURATION },
 		{ "jobs", required_argument, NULL, 'j' },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "exit-timeout", required_argument, NULL, OPT_EXIT_TIMEOUT },
 		{ "expect-status", required_argument, NULL, OPT_EXPECT },
 		{ "output", required_argument, NULL, 'o' },
 		{ "keep", required_argument, NULL, OPT_KEEP },
@@ -636,6 +685,10 @@ int cmd_stress(int argc, char **argv)
 		case OPT_TIMEOUT:
 			if (parse_duration(optarg, &st.timeout_ns) != 0)
 				die("--timeout: '%s' is not a time; write it like 30 (seconds), 30s, 500ms, 10m", optarg);
+			break;
+		case OPT_EXIT_TIMEOUT:
+			if (parse_duration(optarg, &st.exit_timeout_ns) != 0)
+				die("--exit-timeout: '%s' is not a time; write it like 10 (seconds), 10s, 500ms", optarg);
 			break;
 		case OPT_EXPECT: {
 			char *end;

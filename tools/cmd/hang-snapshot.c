@@ -126,6 +126,60 @@ void hang_signal_tree(pid_t root, int sig)
 	free(pids);
 }
 
+/* Whether pid is gone or a zombie (ended, not yet reaped). */
+static bool ended(pid_t pid)
+{
+	char path[64], line[512], state;
+	pid_t ppid;
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	read_proc_line(path, line, sizeof line);
+	return !parse_stat(line, &state, &ppid) || state == 'Z';
+}
+
+void hang_end_tree(pid_t root, int sig, uint64_t grace_ns)
+{
+	hang_signal_tree(root, sig);
+	if (sig == SIGKILL)
+		return;
+	struct timespec nap = { 0, 20 * 1000000L };
+	for (uint64_t waited = 0; waited < grace_ns; waited += (uint64_t)nap.tv_nsec) {
+		if (ended(root))
+			return;
+		nanosleep(&nap, NULL);
+	}
+	hang_signal_tree(root, SIGKILL);
+}
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+pid_t hang_exit_overdue(char *const *paths, size_t n, pid_t root, uint64_t limit_ns, size_t *which)
+{
+	uint64_t now = monotonic_ns();
+	pid_t found = 0;
+	pid_t *tree = NULL;
+	size_t tree_n = 0;
+	for (size_t i = 0; i < n && !found; i++) {
+		struct gtr_file_header h;
+		/* finalizing_mono_ns is header minor 5; older headers are zero there */
+		if (trace_read_header(paths[i], &h) != 0 || !h.finalizing_mono_ns || h.pid <= 0 ||
+		    now - h.finalizing_mono_ns < limit_ns || now < h.finalizing_mono_ns)
+			continue;
+		/* only a process of this command: a trace's pid may be reused */
+		if (!tree && !(tree = descendants(root, &tree_n)))
+			break;
+		for (size_t k = 0; k < tree_n && !found; k++)
+			if (tree[k] == (pid_t)h.pid && !ended(tree[k]))
+				found = tree[k], *which = i;
+	}
+	free(tree);
+	return found;
+}
+
 /* ---- writing ------------------------------------------------------------------------------ */
 
 /* A field: tabs and newlines would end it, "" is written as "-". */

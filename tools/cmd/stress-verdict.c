@@ -283,7 +283,7 @@ bool stress_judge(const struct stress_session *s, const struct run_end *e, struc
 		enum run_reason reason;
 		const char *label;
 	} others[] = {
-		{ e->timed_out, REASON_TIMEOUT, "timeout" },
+		{ e->timed_out, REASON_TIMEOUT, e->exit_hung ? "exit timeout" : "timeout" },
 		{ signalled, REASON_SIGNAL, NULL },
 		{ bad_status, REASON_STATUS, NULL },
 		{ v.unusable != NULL, REASON_TRACE_UNUSABLE, "trace unusable" },

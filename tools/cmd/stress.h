@@ -37,6 +37,7 @@ struct run_end {
 	pid_t pid;
 	int wstatus;            /* waitpid's */
 	bool timed_out;
+	bool exit_hung;         /* timed out by --exit-timeout */
 	bool ended_by_us;       /* by Ctrl-C or --until-fail: not judged */
 	uint64_t duration_ns;
 };

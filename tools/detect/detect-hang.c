@@ -127,7 +127,7 @@ static const char *when(const struct hang_view *v, uint64_t ns, char *buf, size_
 {
 	char d[32], e[32];
 	format_duration(d, sizeof d, ns);
-	if (v->epoch && ns >= v->epoch->start_ns)
+	if (v->epoch && ns > v->epoch->start_ns)
 		snprintf(buf, size, "+%s (%s after finalization began)", d,
 		         format_duration(e, sizeof e, ns - v->epoch->start_ns));
 	else
@@ -262,8 +262,13 @@ void detect_hang(struct walk *w)
 		return;
 	struct hang_view v;
 	view_of(w, &v);
-	char limit[32], gil[160], a[96], b[96];
-	format_duration(limit, sizeof limit, s->limit_ns);
+	char limit[96], gil[160], a[96], b[96], d[32];
+	format_duration(d, sizeof d, s->limit_ns);
+	/* the limit that made run or stress take the snapshot */
+	if (s->reason == SNAPSHOT_FINALIZATION)
+		snprintf(limit, sizeof limit, "had not exited %s after finalization began (--exit-timeout)", d);
+	else
+		snprintf(limit, sizeof limit, "outlived --timeout %s", d);
 	gil_summary(w, &v, gil, sizeof gil);
 
 	bool gh96387 = v.switch_waiter >= 0 && v.switch_for_ended;
@@ -283,7 +288,7 @@ void detect_hang(struct walk *w)
 		snprintf(x->what, sizeof x->what,
 		         "released the GIL and waits on switch_cond for %s, which %s and will never take it: "
 		         "its drop request is still pending; the gh-96387 shape (3.9, 3.10.0-3.10.7, 3.11.0: a thread "
-		         "ended in take_gil leaves its drop request set); the process outlived --timeout %s",
+		         "ended in take_gil leaves its drop request set); the process %s",
 		         label(w, v.switch_for, a, sizeof a),
 		         w->r->threads[v.switch_for].exit == THREAD_END_PARKED ? "is parked" : "has exited", limit);
 	} else if (bpo36469) {
@@ -291,15 +296,15 @@ void detect_hang(struct walk *w)
 		snprintf(x->what, sizeof x->what,
 		         "finalizes and waits for the GIL, which %s took after finalization began and keeps: the "
 		         "bpo-36469 shape (a daemon thread taking the GIL during finalization, the finalizing thread "
-		         "blocked); the process outlived --timeout %s",
+		         "blocked); the process %s",
 		         label(w, v.holder, a, sizeof a), limit);
 	} else if (v.epoch) {
 		snprintf(x->what, sizeof x->what,
-		         "%s; finalization began at %s and the process outlived --timeout %s without ending it; %s",
+		         "%s; finalization began at %s and the process %s; %s",
 		         thread == v.finalizer ? "finalizes the interpreter" : "was the last to hold the GIL",
 		         when(&v, v.epoch->start_ns, b, sizeof b), limit, gil);
 	} else {
-		snprintf(x->what, sizeof x->what, "%s; the process outlived --timeout %s before finalization began; %s",
+		snprintf(x->what, sizeof x->what, "%s; the process %s before finalization began; %s",
 		         thread == v.holder ? "holds the GIL" : "is the main thread", limit, gil);
 	}
 	if (!add_roles(w, &v, x))

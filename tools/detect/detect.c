@@ -66,7 +66,7 @@ const struct detector_info detectors[DETECT_COUNT] = {
 	[DETECT_CRASH_AT_EXIT] = { "crash-at-exit", SEVERITY_ERROR, "a thread crashed during finalization" },
 	[DETECT_CRASH] = { "crash", SEVERITY_ERROR, "a thread crashed" },
 	[DETECT_EXIT_HANG] = { "exit-hang", SEVERITY_ERROR,
-		               "the process hung: it outlived giltrace's --timeout, which ended it" },
+		               "the process hung: it outlived giltrace's --timeout or --exit-timeout, which ended it" },
 };
 
 /* ---- thread-state lives ---------------------------------------------------- */
