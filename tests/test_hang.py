@@ -44,6 +44,20 @@ child = subprocess.run([sys.executable, sys.argv[1]])
 print("child ended", child.returncode)
 """
 
+# Both threads asleep for good: the trace's last event is a GIL release.
+ASLEEP = """\
+import threading, time
+threading.Thread(target=time.sleep, args=(1000,), daemon=True).start()
+time.sleep(1000)
+"""
+
+# A process that makes itself non-dumpable: attaching to it needs
+# CAP_SYS_PTRACE, which the test takes away from giltrace.
+NOT_DUMPABLE = """\
+import ctypes
+ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)   # PR_SET_DUMPABLE, 0
+""" + ASLEEP
+
 # Two threads, each holding the lock the other wants; main joins them.
 DEADLOCK = """\
 import threading, time
@@ -230,6 +244,38 @@ def test_plain_hang_is_ended_with_a_snapshot(tmp_path):
     # the text output shows the same, stacks included
     text = subprocess.run([GILTRACE, "check", trace], capture_output=True, text=True, timeout=60).stdout
     assert "giltrace ERROR: exit-hang" in text and "in time_sleep" in text
+
+
+def test_hang_after_the_last_release_holds_nothing(python, tmp_path):
+    """A GIL release that is the trace's last event ends the hold: nobody
+    holds the GIL in the hang (it was taken for held once)."""
+    trace = str(tmp_path / "asleep.gtr")
+    proc = run_with_timeout(python, write_script(tmp_path, ASLEEP), trace, 2)
+    assert proc.returncode == 124, proc.stderr
+    result, status = check_json(trace)
+    (f,) = of(result, "exit-hang")
+    assert "no thread holds the GIL" in f["what"], f["what"]
+    assert not any("holds the GIL" in t["role"] for t in f["threads"]), f["threads"]
+
+
+def test_snapshot_without_ptrace_permission(tmp_path):
+    """Stacks that cannot be read are said to be missing, with the reason
+    and the fix; the process is ended anyway and the finding made."""
+    python = pyenv_311()
+    trace = str(tmp_path / "nodump.gtr")
+    cmd = [GILTRACE, "run", "--timeout", "2", "-o", trace, "--", python, write_script(tmp_path, NOT_DUMPABLE)]
+    if os.geteuid() == 0:  # root may attach to anything: drop the capability that lets it
+        cmd = ["setpriv", "--bounding-set", "-sys_ptrace", "--inh-caps", "-sys_ptrace", *cmd]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 124, proc.stderr
+    assert "cannot read the stacks" in proc.stderr and "CAP_SYS_PTRACE" in proc.stderr, proc.stderr
+    result, status = check_json(trace)
+    assert not alive(result["pid"])
+    (f,) = of(result, "exit-hang")
+    assert status == 1
+    assert "Operation not permitted" in f["snapshot"]["error"], f["snapshot"]
+    threads = snapshot_threads(trace + ".snapshot")
+    assert len(threads) == 2 and not any(threads.values()), threads
 
 
 def test_deadlock_with_term_signal(tmp_path):

@@ -382,6 +382,7 @@ static void replay_event(struct replay *r, const struct trace_event *e)
 /* Holds, waits and lanes still open at the end of the trace. */
 static void replay_finish(struct replay *r)
 {
+	r->at = SIZE_MAX; /* what closes now was open at the end */
 	uint64_t end = r->end_ns;
 	const struct trace *t = r->trace;
 	for (size_t i = 0; i < r->thread_count; i++) {
@@ -407,7 +408,6 @@ static void replay_finish(struct replay *r)
 		EMIT(r, unheld, gi, g->last_hold_end, end,
 		     end > g->last_hold_end && trace_lost_within(t, g->last_hold_end, end, true));
 	}
-	r->at = SIZE_MAX;
 	EMIT(r, finish);
 }
 

@@ -151,7 +151,9 @@ struct replay {
 	struct replay_gil gils[REPLAY_MAX_GILS];
 	uint64_t end_ns;           /* the trace's end (known at `finish`): holds
 	                              still open end here */
-	size_t at;                 /* index of the event being replayed, SIZE_MAX at the end */
+	size_t at;                 /* index of the event being replayed; SIZE_MAX
+	                              at the end, where what was still open
+	                              closes (hold, wait) */
 
 	struct replay_epoch *epochs; /* in time order */
 	size_t epoch_count;

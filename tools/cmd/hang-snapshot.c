@@ -200,6 +200,8 @@ struct taking {
 	pid_t pid;
 	unsigned frames;             /* of the thread being unwound */
 	size_t threads_unwound;
+	size_t threads_with_frames;
+	char first_error[256];       /* the first thread's that gave no frame */
 };
 
 static void put_thread(struct taking *k, pid_t tid)
@@ -275,9 +277,14 @@ static int on_thread(Dwfl_Thread *thread, void *arg)
 	struct taking *k = arg;
 	put_thread(k, dwfl_thread_tid(thread));
 	k->frames = 0;
-	/* an error at the end of a stack is how some stacks end: keep what came */
-	dwfl_thread_getframes(thread, on_frame, k);
+	/* an error at the end of a stack is how some stacks end: keep what
+	 * came; an error before the first frame is a thread not unwound
+	 * (elfutils attaches to each thread here: EPERM on a process that
+	 * made itself non-dumpable, say) */
+	if (dwfl_thread_getframes(thread, on_frame, k) != 0 && !k->frames && !k->first_error[0])
+		snprintf(k->first_error, sizeof k->first_error, "%s", dwfl_errmsg(-1));
 	k->threads_unwound++;
+	k->threads_with_frames += k->frames != 0;
 	return DWARF_CB_OK;
 }
 
@@ -298,22 +305,32 @@ static void put_threads_from_proc(struct taking *k)
 		closedir(d);
 }
 
+/* What limits ptrace here, after err: Yama's scope when it is not 0, and
+ * the capability a non-dumpable process needs. */
+static void add_ptrace_hint(char *err, size_t errlen)
+{
+	char scope[16];
+	size_t n = strlen(err);
+	read_proc_line("/proc/sys/kernel/yama/ptrace_scope", scope, sizeof scope);
+	if (scope[0] && strcmp(scope, "0"))
+		snprintf(err + n, errlen - n, " (/proc/sys/kernel/yama/ptrace_scope is %s%s)", scope,
+		         !strcmp(scope, "3") ? ": ptrace is disabled for everyone" :
+		         !strcmp(scope, "2") ? ": only root may attach" : "");
+	else
+		snprintf(err + n, errlen - n,
+		         " (attaching needs the same user and, to a process that made itself non-dumpable, "
+		         "CAP_SYS_PTRACE)");
+}
+
 /* Why attaching failed, with what the user can do about it. */
 static void attach_error(pid_t pid, int rc, char *err, size_t errlen)
 {
 	int e = rc > 0 ? rc : errno;
-	char scope[16];
-	read_proc_line("/proc/sys/kernel/yama/ptrace_scope", scope, sizeof scope);
 	if (rc < 0 && dwfl_errno())
 		snprintf(err, errlen, "cannot attach to pid %d to read its stacks: %s", (int)pid, dwfl_errmsg(-1));
 	else
 		snprintf(err, errlen, "cannot attach to pid %d to read its stacks: %s", (int)pid, strerror(e));
-	if (scope[0] && strcmp(scope, "0")) {
-		size_t n = strlen(err);
-		snprintf(err + n, errlen - n, " (/proc/sys/kernel/yama/ptrace_scope is %s%s)", scope,
-		         !strcmp(scope, "3") ? ": ptrace is disabled for everyone" :
-		         !strcmp(scope, "2") ? ": only root may attach" : "");
-	}
+	add_ptrace_hint(err, errlen);
 }
 
 /* Write the snapshot to f: 0 with stacks, -1 without (err says why). */
@@ -356,6 +373,16 @@ static int take_into(FILE *f, pid_t pid, enum snapshot_reason reason, uint64_t l
 	if (dwfl_getthreads(k.dwfl, on_thread, &k) != 0 && !k.threads_unwound) {
 		attach_error(pid, -1, err, errlen);
 		goto no_stacks;
+	}
+	if (!k.threads_with_frames) {
+		/* the threads are listed already: only the reason is left to say */
+		snprintf(err, errlen, "cannot read the stacks of pid %d: %s", (int)pid,
+		         k.first_error[0] ? k.first_error : "no thread could be unwound");
+		add_ptrace_hint(err, errlen);
+		fputs("error", f);
+		put_field(f, err);
+		fputc('\n', f);
+		goto done;
 	}
 	rc = 0;
 	goto done;

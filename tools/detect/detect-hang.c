@@ -1,11 +1,13 @@
 /*
  * detect-hang.c: exit-hang, from a trace whose process giltrace ended for
- * outliving --timeout (it has a hang snapshot: tools/read/snapshot.h).
+ * outliving --timeout or --exit-timeout (it has a hang snapshot:
+ * tools/read/snapshot.h).
  *
  * The trace ends where the process stopped making progress, so what is
  * still open at its end is what the process was stuck in: the replay
- * closes every hold and wait at the end of the trace, and those that end
- * exactly there were open.  From them and the detectors' own state:
+ * closes every hold and wait still open at the end of the trace (with
+ * r->at SIZE_MAX, which tells them from a release that was the trace's
+ * last event).  From them and the detectors' own state:
  *
  * - who holds each GIL, and whether it took it after finalization began;
  * - who waits for it (inside take_gil);
@@ -40,22 +42,22 @@
 
 static void on_hold(void *ctx, const struct replay *r, int thread, unsigned gil, uint64_t start, uint64_t end)
 {
-	(void)r;
+	(void)end;
 	struct hang_open *h = &((struct walk *)ctx)->hang[thread];
 	h->held = true;
+	h->hold_open = r->at == SIZE_MAX; /* closed by the end, not a release */
 	h->gil = gil;
 	h->hold_since = start;
-	h->hold_end = end;
 }
 
 static void on_wait(void *ctx, const struct replay *r, int thread, uint64_t start, uint64_t end, bool known)
 {
-	(void)r;
+	(void)end;
 	(void)known;
 	struct hang_open *h = &((struct walk *)ctx)->hang[thread];
 	h->waited = true;
+	h->wait_open = r->at == SIZE_MAX;
 	h->wait_since = start;
-	h->wait_end = end;
 }
 
 int detect_hang_begin(struct walk *w, struct replay_visitor *v)
@@ -79,14 +81,14 @@ struct hang_view {
 	bool switch_for_ended;
 };
 
-static bool holds_at_end(const struct walk *w, int i, uint64_t end)
+static bool holds_at_end(const struct walk *w, int i)
 {
-	return w->hang[i].held && w->hang[i].hold_end == end;
+	return w->hang[i].held && w->hang[i].hold_open;
 }
 
-static bool waits_at_end(const struct walk *w, int i, uint64_t end)
+static bool waits_at_end(const struct walk *w, int i)
 {
-	return w->hang[i].waited && w->hang[i].wait_end == end;
+	return w->hang[i].waited && w->hang[i].wait_open;
 }
 
 static bool ended_by(const struct replay *r, int i, uint64_t end)
@@ -104,9 +106,9 @@ static void view_of(const struct walk *w, struct hang_view *v)
 	if (v->epoch)
 		v->finalizer = replay_epoch_thread(v->epoch);
 	for (size_t i = 0; i < r->thread_count; i++) {
-		if (holds_at_end(w, (int)i, v->end) && v->holder < 0)
+		if (holds_at_end(w, (int)i) && v->holder < 0)
 			v->holder = (int)i;
-		if (waits_at_end(w, (int)i, v->end))
+		if (waits_at_end(w, (int)i))
 			v->waiting++;
 	}
 	for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++) {
@@ -161,7 +163,7 @@ static void role_of(const struct walk *w, const struct hang_view *v, int i, char
 	role[0] = '\0';
 	if (i == v->finalizer)
 		add_part(role, size, "finalizes the interpreter");
-	if (holds_at_end(w, i, v->end)) {
+	if (holds_at_end(w, i)) {
 		snprintf(part, sizeof part, "holds the GIL since %s", when(v, h->hold_since, a, sizeof a));
 		add_part(role, size, part);
 	}
@@ -170,7 +172,7 @@ static void role_of(const struct walk *w, const struct hang_view *v, int i, char
 		         v->switch_for >= 0 ? label(w, v->switch_for, b, sizeof b) : "another thread");
 		add_part(role, size, part);
 	}
-	if (waits_at_end(w, i, v->end)) {
+	if (waits_at_end(w, i)) {
 		snprintf(part, sizeof part, "waits for the GIL (in take_gil) since %s", when(v, h->wait_since, a, sizeof a));
 		add_part(role, size, part);
 	}
@@ -273,7 +275,7 @@ void detect_hang(struct walk *w)
 
 	bool gh96387 = v.switch_waiter >= 0 && v.switch_for_ended;
 	bool bpo36469 = !gh96387 && v.finalizer >= 0 && v.holder >= 0 && v.holder != v.finalizer &&
-	                waits_at_end(w, v.finalizer, v.end) && w->hang[v.holder].hold_since >= v.epoch->start_ns;
+	                waits_at_end(w, v.finalizer) && w->hang[v.holder].hold_since >= v.epoch->start_ns;
 	int thread = gh96387 ? v.switch_waiter : v.finalizer >= 0 ? v.finalizer : v.holder;
 	if (thread < 0)
 		thread = thread_of_tid(w, w->t->header.pid);

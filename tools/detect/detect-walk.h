@@ -66,14 +66,15 @@ struct walk {
 	bool oom;
 };
 
-/* A thread's last hold and wait, as the replay closed them: those that
- * end at the trace's end were still open when giltrace ended the process. */
+/* A thread's last hold and wait, as the replay closed them: those closed
+ * by the trace's end (not by an event, though one may come at the same
+ * instant) were still open when giltrace ended the process. */
 struct hang_open {
-	bool held;
+	bool held, hold_open;
 	unsigned gil;
-	uint64_t hold_since, hold_end;
-	bool waited;
-	uint64_t wait_since, wait_end;
+	uint64_t hold_since;
+	bool waited, wait_open;
+	uint64_t wait_since;
 };
 
 /* Whether finalization was under way at ns (the replay's open epoch). */
