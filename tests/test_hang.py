@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 import scenario_build
-from helpers import GILTRACE, SCENARIOS, check_json, main_tid, of, report, version_of, write_script
+from helpers import GILTRACE, SCENARIOS, check_json, dump, main_tid, of, report, version_of, write_script
 
 # A daemon thread that keeps taking the GIL, and a main thread that sleeps
 # forever in time.sleep: a hang before finalization.
@@ -160,6 +160,38 @@ def snapshot_reason(path):
     with open(path) as f:
         fields = dict(line.split("\t", 1) for line in f.read().splitlines() if "\t" in line)
     return fields["reason"].split("\t")[0]
+
+
+def test_bpo36469_gil_kept_at_exit(python, extension, tmp_path):
+    """A native thread takes the GIL after Py_FinalizeEx began and keeps it:
+    the finalizing thread waits for it forever.  Where the shim sees the
+    Py_FinalizeEx call, --exit-timeout ends it and exit-hang names
+    bpo-36469; where it does not (Debian's static python3.11 calls it
+    inside itself, and the finalizing flag is never set), --timeout ends
+    it and the hang is before finalization as far as the trace knows."""
+    trace = str(tmp_path / "kept.gtr")
+    env = dict(os.environ, PYTHONPATH=extension)
+    proc = run_with_timeout(python, os.path.join(SCENARIOS, "gil_kept_at_exit.py"), trace, 15, env=env,
+                            extra=("--exit-timeout", "2"))
+    assert proc.returncode == 124, proc.stderr
+    result, status = check_json(trace)
+    (f,) = of(result, "exit-hang")
+    assert status == 1
+    main = main_tid(result)
+    sees_finalize = any(e[2] == "capi-call" and "Py_FinalizeEx" in " ".join(e[3]) for e in dump(trace))
+    if not sees_finalize:
+        assert "still runs after --timeout" in proc.stderr
+        assert "before finalization began" in f["what"], f["what"]
+        return
+    assert "has not exited after --exit-timeout 2" in proc.stderr
+    assert "bpo-36469" in f["what"], f["what"]
+    assert f["thread"]["tid"] == main
+    holder = f["waiting_for"]["tid"]
+    assert holder != main
+    roles = {t["tid"]: t for t in f["threads"]}
+    assert "holds the GIL" in roles[holder]["role"], roles[holder]
+    assert "native_waiter" in [fr["function"] for fr in roles[holder]["stack"]], roles[holder]["stack"]
+    assert any((fr["function"] or "").startswith("take_gil") for fr in roles[main]["stack"]), roles[main]["stack"]
 
 
 def test_exit_timeout_ends_a_hang_in_finalization(python, tmp_path):

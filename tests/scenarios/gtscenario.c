@@ -6,7 +6,8 @@
  * freed its thread state (bpo-39877), from a native thread during
  * finalization (bpo-36475), with a freed thread state (use after
  * PyThreadState_DeleteCurrent()), dying while holding the GIL (gh-87135,
- * bpo-36469's symptom), leaving a stale GIL drop request behind
+ * bpo-36469's symptom), keeping the GIL it took as finalization began
+ * (bpo-36469's shape), leaving a stale GIL drop request behind
  * (gh-96387), and crashing during finalization (gh-110052's shape), with
  * or without a SIGSEGV handler of the program's.
  * The scripts next to this file drive them; each one says what it
@@ -161,7 +162,16 @@ static PyObject *arm_wake_at_exit(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED
 
 static sem_t waiter_sem;
 
-static void *native_waiter(void *Py_UNUSED(arg))
+/*
+ * With `keep` (bpo-36469, "stuck during interpreter exit, attempting to
+ * take the GIL"), the thread keeps the GIL once it has it: blocking C
+ * work without Py_BEGIN_ALLOW_THREADS.  Woken from an atexit hook, it
+ * takes the GIL after Py_FinalizeEx() began but before the finalizing
+ * flag is set, so no must-exit check stops it, and the finalizing thread
+ * waits for the GIL forever.  It sleeps in nanosleep, not pause(): a
+ * thread in pause() is what 3.13.8+ calls parked.
+ */
+static void *native_waiter(void *arg)
 {
 	PyGILState_STATE state;
 
@@ -169,15 +179,20 @@ static void *native_waiter(void *Py_UNUSED(arg))
 	state = PyGILState_Ensure();	/* no Py_IsFinalizing() check, on purpose */
 	if (debug_enabled())
 		fprintf(stderr, "gtscenario: native waiter got the GIL\n");
+	while (arg)
+		sleep_seconds(1.0);
 	PyGILState_Release(state);
 	return NULL;
 }
 
-static PyObject *start_native_waiter(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+static PyObject *start_native_waiter(PyObject *Py_UNUSED(self), PyObject *args)
 {
 	pthread_t tid;
+	int keep = 0;
 
-	if (start_thread(&tid, native_waiter, NULL, 1) < 0)
+	if (!PyArg_ParseTuple(args, "|p", &keep))
+		return NULL;
+	if (start_thread(&tid, native_waiter, keep ? (void *)1 : NULL, 1) < 0)
 		return NULL;
 	Py_RETURN_NONE;
 }
@@ -424,8 +439,9 @@ static PyMethodDef gtscenario_methods[] = {
 	  "True once block_then_restore() is blocked." },
 	{ "arm_wake_at_exit", arm_wake_at_exit, METH_NOARGS,
 	  "Wake block_then_restore() from a Py_AtExit() callback, then sleep 0.3 s." },
-	{ "start_native_waiter", start_native_waiter, METH_NOARGS,
-	  "Start a native thread that calls PyGILState_Ensure() once woken." },
+	{ "start_native_waiter", start_native_waiter, METH_VARARGS,
+	  "start_native_waiter(keep=False): a native thread that calls PyGILState_Ensure()\n"
+	  "once woken, and with keep never releases the GIL." },
 	{ "wake_native_waiter_and_wait", wake_native_waiter_and_wait, METH_VARARGS,
 	  "wake_native_waiter_and_wait(seconds): wake it, then sleep without the GIL." },
 	{ "use_after_delete", use_after_delete, METH_NOARGS,

@@ -73,7 +73,11 @@ int detect_hang_begin(struct walk *w, struct replay_visitor *v)
 /* What the end of the trace says (see the note above). */
 struct hang_view {
 	uint64_t end;
-	const struct replay_epoch *epoch; /* finalization under way, or NULL */
+	bool finalizing;             /* finalization under way at the end */
+	uint64_t began_ns;           /* since: its epoch's start, or the
+	                                Py_FinalizeEx call whose flag is not
+	                                set yet (atexit hooks run first) */
+	bool flag_set;               /* began_ns is the finalizing flag's */
 	int finalizer;               /* its thread, -1 */
 	int holder;                  /* of the first GIL held at the end, -1 */
 	unsigned waiting;            /* threads in take_gil at the end */
@@ -102,9 +106,16 @@ static void view_of(const struct walk *w, struct hang_view *v)
 	const struct replay *r = w->r;
 	*v = (struct hang_view){ .end = r->end_ns, .finalizer = -1, .holder = -1, .switch_waiter = -1,
 		                 .switch_for = -1 };
-	v->epoch = replay_open_epoch(r);
-	if (v->epoch)
-		v->finalizer = replay_epoch_thread(v->epoch);
+	const struct replay_epoch *ep = replay_open_epoch(r);
+	if (ep) {
+		v->finalizing = v->flag_set = true;
+		v->finalizer = replay_epoch_thread(ep);
+		v->began_ns = ep->start_ns;
+	} else if (r->finalize_call.seen && !r->finalize_call.returned) {
+		v->finalizing = true;
+		v->finalizer = r->finalize_call.caller;
+		v->began_ns = r->finalize_call.call_ns;
+	}
 	for (size_t i = 0; i < r->thread_count; i++) {
 		if (holds_at_end(w, (int)i) && v->holder < 0)
 			v->holder = (int)i;
@@ -129,9 +140,9 @@ static const char *when(const struct hang_view *v, uint64_t ns, char *buf, size_
 {
 	char d[32], e[32];
 	format_duration(d, sizeof d, ns);
-	if (v->epoch && ns > v->epoch->start_ns)
+	if (v->finalizing && ns > v->began_ns)
 		snprintf(buf, size, "+%s (%s after finalization began)", d,
-		         format_duration(e, sizeof e, ns - v->epoch->start_ns));
+		         format_duration(e, sizeof e, ns - v->began_ns));
 	else
 		snprintf(buf, size, "+%s", d);
 	return buf;
@@ -232,7 +243,7 @@ static bool add_roles(struct walk *w, const struct hang_view *v, struct finding 
 	for (size_t i = w->r->thread_count; i-- > 0 && ended < MAX_ENDED_ROLES;) {
 		const struct replay_thread *th = &w->r->threads[i];
 		bool relevant = (int)i == v->switch_for ||
-		                (v->epoch && ended_by(w->r, (int)i, v->end) && th->exit_ns >= v->epoch->start_ns);
+		                (v->finalizing && ended_by(w->r, (int)i, v->end) && th->exit_ns >= v->began_ns);
 		if (!relevant || !ended_by(w->r, (int)i, v->end))
 			continue;
 		role_of(w, v, (int)i, role, sizeof role);
@@ -275,7 +286,7 @@ void detect_hang(struct walk *w)
 
 	bool gh96387 = v.switch_waiter >= 0 && v.switch_for_ended;
 	bool bpo36469 = !gh96387 && v.finalizer >= 0 && v.holder >= 0 && v.holder != v.finalizer &&
-	                waits_at_end(w, v.finalizer) && w->hang[v.holder].hold_since >= v.epoch->start_ns;
+	                waits_at_end(w, v.finalizer) && w->hang[v.holder].hold_since >= v.began_ns;
 	int thread = gh96387 ? v.switch_waiter : v.finalizer >= 0 ? v.finalizer : v.holder;
 	if (thread < 0)
 		thread = thread_of_tid(w, w->t->header.pid);
@@ -296,15 +307,17 @@ void detect_hang(struct walk *w)
 	} else if (bpo36469) {
 		x->other_thread = v.holder;
 		snprintf(x->what, sizeof x->what,
-		         "finalizes and waits for the GIL, which %s took after finalization began and keeps: the "
-		         "bpo-36469 shape (a daemon thread taking the GIL during finalization, the finalizing thread "
+		         "finalizes and waits for the GIL, which %s took after finalization began%s and keeps: the "
+		         "bpo-36469 shape (a thread taking the GIL during finalization, the finalizing thread "
 		         "blocked); the process %s",
-		         label(w, v.holder, a, sizeof a), limit);
-	} else if (v.epoch) {
+		         label(w, v.holder, a, sizeof a),
+		         v.flag_set ? "" : ", before the finalizing flag (no must-exit check then),", limit);
+	} else if (v.finalizing) {
 		snprintf(x->what, sizeof x->what,
-		         "%s; finalization began at %s and the process %s; %s",
+		         "%s; finalization began at %s%s and the process %s; %s",
 		         thread == v.finalizer ? "finalizes the interpreter" : "was the last to hold the GIL",
-		         when(&v, v.epoch->start_ns, b, sizeof b), limit, gil);
+		         when(&v, v.began_ns, b, sizeof b),
+		         v.flag_set ? "" : " (Py_FinalizeEx called, the finalizing flag not set yet)", limit, gil);
 	} else {
 		snprintf(x->what, sizeof x->what, "%s; the process %s before finalization began; %s",
 		         thread == v.holder ? "holds the GIL" : "is the main thread", limit, gil);
