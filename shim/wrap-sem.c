@@ -33,10 +33,12 @@
  * timeout need not be checked when the semaphore can be taken at once).
  *
  * What it cannot see: locks that are not semaphores.  CPython 3.14's
- * PyThread_type_lock is a PyMutex (Python/thread.c, _PyMutex_LockTimed),
- * and 3.13's threading.Lock is one too: their uncontended acquire and
- * release are atomics in user space, and a contended one parks in the
- * parking lot, whose semaphore says nothing of the lock it waits for.  A
+ * PyThread_type_lock is a PyMutex (Python/thread.c, _PyMutex_LockTimed), as
+ * are the interpreter's internal locks since 3.13: an uncontended acquire
+ * or release is an atomic in user space, and a contended one parks in the
+ * parking lot, whose semaphore says nothing of the lock it waits for.
+ * (3.13.0's threading.Lock and buffered streams still use PyThread locks,
+ * that is semaphores.)  A
  * lock acquired before tracing began, or with pshared 1, has no owner.
  */
 #include <errno.h>
