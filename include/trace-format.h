@@ -27,10 +27,12 @@
 
 #define GTR_MAGIC "GILTRACE"           /* 8 bytes, no terminator on disk */
 #define GTR_VERSION_MAJOR 3            /* readers refuse another major */
-#define GTR_VERSION_MINOR 5            /* readers accept any minor; 1: TSTATE_REUSE,
+#define GTR_VERSION_MINOR 6            /* readers accept any minor; 1: TSTATE_REUSE,
                                           2: event_words and features in the header,
                                           3: CRASH, 4: the provocations in the header,
-                                          5: finalizing_mono_ns in the header */
+                                          5: finalizing_mono_ns in the header, 6: LOCK_WAIT_BEGIN,
+                                          LOCK_WAIT_END, LOCK_HELD and
+                                          GTR_FLAG_LOCKS_UNTRACKED */
 #define GTR_HEADER_SIZE 4096u          /* struct gtr_file_header, padded */
 #define GTR_CHUNK_MAGIC 0x4b435447u    /* "GTCK" */
 #define GTR_CHUNK_HEADER_SIZE 64u      /* struct gtr_chunk_header, padded */
@@ -50,6 +52,9 @@ enum gtr_file_flag {
 	GTR_FLAG_FILE_LOST = 1u << 6,    /* the trace's name led to another file
 	                                    (renamed, replaced, removed): growth
 	                                    stopped, later events lost */
+	GTR_FLAG_LOCKS_UNTRACKED = 1u << 7, /* the shim's lock-owner table was full:
+	                                    some PyThread locks made later have
+	                                    no owner and no lock events (minor 6) */
 };
 
 /* gtr_file_header.features: optional records and what their absence means */
@@ -280,6 +285,19 @@ enum gtr_event_type {
 	                                 kernel raised (si_code > 0), else the
 	                                 sender's pid; a stack follows, frame 0 the
 	                                 full instruction pointer */
+	/* PyThread locks (POSIX semaphores of value 1, CPython 3.8-3.13;
+	 * docs/cpython-internals.md §7), minor 6 */
+	GTR_EV_LOCK_WAIT_BEGIN,       /* a blocking acquire of a lock that did not
+	                                 succeed at once, while finalizing; arg: 1
+	                                 if it has a timeout; payload: the lock, its
+	                                 owner's tid (0 unknown or none) | the
+	                                 timeout in µs << 32 (gtr_lock_wait_word) */
+	GTR_EV_LOCK_WAIT_END,         /* that wait returned; arg: enum
+	                                 gtr_lock_wait_end; payload: the lock */
+	GTR_EV_LOCK_HELD,             /* the thread ends, parks or crashes owning a
+	                                 lock (one event per lock, before the exit,
+	                                 park or crash event); arg: enum
+	                                 gtr_lock_held_at; payload: the lock */
 	GTR_EV_COUNT
 };
 
@@ -289,6 +307,21 @@ enum gtr_exit_how {
 	GTR_EXIT_PROCESS = 3,         /* the process exited (main thread) */
 };
 #define GTR_EXIT_HELD_GIL 0x80u       /* arg bit: the thread held a GIL */
+
+/* How a lock wait ended (arg of GTR_EV_LOCK_WAIT_END). */
+enum gtr_lock_wait_end {
+	GTR_LOCK_ACQUIRED = 1,
+	GTR_LOCK_TIMED_OUT = 2,       /* ETIMEDOUT */
+	GTR_LOCK_INTERRUPTED = 3,     /* EINTR: a signal handler ran */
+	GTR_LOCK_FAILED = 4,          /* another error (EINVAL) */
+};
+
+/* When a thread was seen owning a lock (arg of GTR_EV_LOCK_HELD). */
+enum gtr_lock_held_at {
+	GTR_LOCK_HELD_AT_EXIT = 1,    /* it returned or called pthread_exit() */
+	GTR_LOCK_HELD_AT_PARK = 2,    /* it parked in pause() */
+	GTR_LOCK_HELD_AT_CRASH = 3,   /* a fatal signal reached it */
+};
 
 /* What the program had installed for a crash signal when it arrived (the
  * top two bits of a crash event's arg). */
@@ -328,6 +361,23 @@ static inline int gtr_crash_si_code(uint64_t word)
 	return (int)(int16_t)(uint16_t)(word >> 48);
 }
 
+/* A lock wait's second word: the owner's tid, the timeout in µs (at most
+ * UINT32_MAX: 71 minutes; 0 with no timeout). */
+static inline uint64_t gtr_lock_wait_word(int32_t owner, uint64_t timeout_us)
+{
+	return (uint64_t)(uint32_t)owner | (timeout_us > UINT32_MAX ? UINT32_MAX : timeout_us) << 32;
+}
+
+static inline int32_t gtr_lock_wait_owner(uint64_t word)
+{
+	return (int32_t)(uint32_t)word;
+}
+
+static inline uint64_t gtr_lock_wait_timeout_us(uint64_t word)
+{
+	return word >> 32;
+}
+
 #define GTR_STACK_MAX_FRAMES 64u
 
 /* Payload words per event type; a type not listed here has none, and
@@ -345,6 +395,9 @@ static const uint8_t gtr_event_payload_words[GTR_EV_COUNT] = {
 	[GTR_EV_CLOCK] = 1,
 	[GTR_EV_TSTATE_REUSE] = 2,
 	[GTR_EV_CRASH] = 2,
+	[GTR_EV_LOCK_WAIT_BEGIN] = 2,
+	[GTR_EV_LOCK_WAIT_END] = 1,
+	[GTR_EV_LOCK_HELD] = 1,
 };
 
 _Static_assert(__builtin_offsetof(struct gtr_file_header, provoke) == 600 &&

@@ -31,6 +31,9 @@
  * again from inside itself: that nested delivery comes back here and is
  * not recorded twice (a self-sent signal while the handler runs).
  *
+ * Before the crash event, one LOCK_HELD event per PyThread lock the
+ * thread owns (lock-table.c: a scan of loads), if its chunk has room.
+ *
  * Only async-signal-safe means in the handler: stores into this thread's
  * chunk (recorder_emit_crash_signal_safe, which at worst tries the
  * allocation lock, never waits for it), sigaction, sigprocmask, tgkill,
@@ -213,6 +216,9 @@ static void record_crash(int sig, const siginfo_t *info, const ucontext_t *uc, u
 	 * event the interrupted shim code had not committed is overwritten. */
 	uint8_t was_in_shim = shim_self.in_shim;
 	shim_self.in_shim = 1;
+	/* the PyThread locks it owns, into room its chunk has (no wait, no
+	 * allocation): what another thread may be waiting for */
+	lock_table_report_held_signal_safe();
 	if (recorder_emit_crash_signal_safe(gtr_crash_arg((unsigned)sig, disposition), payload, frames, n)) {
 		last_sig = sig;
 		last_ip = ip;

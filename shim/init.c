@@ -95,6 +95,13 @@ static void resolve_all(void)
 	r.sigaltstack = resolve("sigaltstack");
 	r.signal = resolve("signal");
 	r.sysv_signal = resolve("sysv_signal");
+	r.sem_init = resolve("sem_init");
+	r.sem_destroy = resolve("sem_destroy");
+	r.sem_wait = resolve("sem_wait");
+	r.sem_trywait = resolve("sem_trywait");
+	r.sem_timedwait = resolve("sem_timedwait");
+	r.sem_clockwait = resolve("sem_clockwait");
+	r.sem_post = resolve("sem_post");
 	shim_real = r;
 }
 

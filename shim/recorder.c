@@ -574,6 +574,12 @@ static bool next_chunk_signal_safe(struct shim_thread *t, uint64_t now)
 	return ok;
 }
 
+void recorder_set_flag(uint32_t flag)
+{
+	if (rec.open && rec.pid == getpid())
+		__atomic_or_fetch(&rec.hdr->flags, flag, __ATOMIC_RELEASE);
+}
+
 bool recorder_emit_crash_signal_safe(unsigned arg, const uint64_t *payload, const uint64_t *frames, unsigned nframes)
 {
 	struct shim_thread *t = &shim_self;

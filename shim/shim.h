@@ -8,6 +8,8 @@
  *   recorder.c       the trace: mapping, growth, chunks, event writing
  *   gil-model.c      recognising GIL objects and deriving GIL transitions
  *   wrap-pthread.c   pthread mutex/cond interposers (the primary signal)
+ *   wrap-sem.c       sem_* interposers: PyThread locks, who owns each
+ *   lock-table.c     the lock-owner table those interposers keep
  *   wrap-lifecycle.c threads, fork, exit, pause, dlopen interposers
  *   wrap-capi.c      CPython C-API wrappers (PyEval_*, PyThreadState_*, ...)
  *   got-patch.c      routing loaded objects' C-API imports to those wrappers
@@ -25,6 +27,7 @@
 #define GILTRACE_SHIM_H
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -208,6 +211,9 @@ void recorder_emit(unsigned type, unsigned arg, const uint64_t *payload);
 /* async-signal-safe: the same, only if the thread's current chunk has room
  * (never takes the allocation lock); false if the event was not written. */
 bool recorder_emit_signal_safe(unsigned type, unsigned arg, const uint64_t *payload);
+/* Set a flag (enum gtr_file_flag) in the open trace's header.
+ * async-signal-safe. */
+void recorder_set_flag(uint32_t flag);
 /* For a crash handler (crash.c): a crash event (arg: gtr_crash_arg) and its
  * stack; a thread without room gets a chunk only if the allocation lock is
  * free and no growth is needed.  Works after the trace was closed too, in
@@ -391,6 +397,43 @@ void *provoke_quarantine(void *block, size_t size);
 /* In a fork child: a quarantine another thread was changing is forgotten. */
 void provoke_reset_in_child(void);
 
+/* ---- PyThread locks: who owns each (lock-table.c) ------------------------ */
+
+/* A lock-owner slot: the lock's address (LOCK_KEY_EMPTY never used,
+ * LOCK_KEY_GONE destroyed) and the tid of the thread that owns it, 0 none. */
+struct lock_slot {
+	uintptr_t key;
+	int32_t owner;
+	uint32_t reserved;
+};
+#define LOCK_KEY_EMPTY ((uintptr_t)0)
+#define LOCK_KEY_GONE ((uintptr_t)1)
+
+/* Slots ever claimed: 0 in a process that made no lock while tracing, so
+ * that the sem_* wrappers do nothing more than one load. */
+extern unsigned lock_table_used;
+
+/* The slot of `lock`, or NULL if it is not tracked.  Lock-free,
+ * async-signal-safe. */
+struct lock_slot *lock_table_find(const void *lock);
+/* Track a lock just made (sem_init of value 1, not shared); when the table
+ * has no room near its home, the trace's header says so and it is not. */
+void lock_table_add(const void *lock);
+/* The lock is destroyed: forget it. */
+void lock_table_remove(const void *lock);
+/* This thread's kernel tid, cached (async-signal-safe after its first
+ * call on the thread; the fork child's wrapper resets it). */
+int32_t lock_table_self(void);
+/* After fork in the child: the forking thread has a new tid; what it owned
+ * is its under the new one. */
+void lock_table_after_fork_child(void);
+/* One GTR_EV_LOCK_HELD (arg: enum gtr_lock_held_at) per lock the calling
+ * thread owns.  Inside shim_enter(). */
+void lock_table_report_held(unsigned at);
+/* The same for a crash handler: only into room the chunk has.
+ * async-signal-safe. */
+void lock_table_report_held_signal_safe(void);
+
 /* ---- real functions (resolved in init.c) ------------------------------- */
 
 struct shim_real {
@@ -420,6 +463,13 @@ struct shim_real {
 	int (*sigaltstack)(const stack_t *, stack_t *);
 	sighandler_t (*signal)(int, sighandler_t);
 	sighandler_t (*sysv_signal)(int, sighandler_t);
+	int (*sem_init)(sem_t *, int, unsigned);
+	int (*sem_destroy)(sem_t *);
+	int (*sem_wait)(sem_t *);
+	int (*sem_trywait)(sem_t *);
+	int (*sem_timedwait)(sem_t *, const struct timespec *);
+	int (*sem_clockwait)(sem_t *, clockid_t, const struct timespec *);
+	int (*sem_post)(sem_t *);
 };
 extern struct shim_real shim_real;
 

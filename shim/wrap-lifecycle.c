@@ -16,7 +16,10 @@
  * adds newly loaded objects to the module map, and pthread_setname_np()
  * gives threads their names (CPython 3.14 names its threads).  Each thread
  * started while tracing gets an alternate signal stack for the crash
- * handler at its start and gives it back at its end (crash.c).
+ * handler at its start and gives it back at its end (crash.c).  A thread
+ * that ends or parks owning PyThread locks gets one LOCK_HELD event per
+ * lock first (lock-table.c: the daemon thread of bpo-23309 / gh-129536,
+ * ended holding a buffered stream's lock).
  *
  * What it cannot see: threads started before the process activated (they
  * have no start event, and end without one if they return), threads killed
@@ -41,7 +44,8 @@ struct thread_start {
 };
 
 /* A thread's end (exit or park), with a stack when it may explain a
- * finding: while finalizing (a must-exit check ended it) or holding a GIL. */
+ * finding: while finalizing (a must-exit check ended it) or holding a GIL;
+ * before it, one event per PyThread lock it owns (lock-table.c). */
 static void record_thread_end(unsigned type, unsigned how)
 {
 	if (!shim_enter())
@@ -49,6 +53,9 @@ static void record_thread_end(unsigned type, unsigned how)
 	int saved_errno = errno;
 	gil_model_check_finalizing();
 	unsigned arg = how | (shim_self.gil_held ? GTR_EXIT_HELD_GIL : 0);
+	/* the PyThread locks it still owns, before its end: nobody can
+	 * release them now (bpo-23309, gh-129536) */
+	lock_table_report_held(type == GTR_EV_THREAD_PARK ? GTR_LOCK_HELD_AT_PARK : GTR_LOCK_HELD_AT_EXIT);
 	stack_emit_if((gil_model_finalizing() || shim_self.gil_held) && stack_wanted(STACKS_EXIT), type, arg, NULL);
 	if (type == GTR_EV_THREAD_EXIT)
 		recorder_thread_ends();
@@ -132,6 +139,7 @@ SHIM_EXPORT pid_t fork(void)
 	int saved_errno = errno;
 	if (pid == 0) {
 		tstate_table_reset_in_child();
+		lock_table_after_fork_child();
 		provoke_reset_in_child();
 		recorder_forget_parent_in_child();
 		gil_model_after_fork_child();

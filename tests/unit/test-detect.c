@@ -731,6 +731,87 @@ static int test_no_snapshot_no_exit_hang(void)
 	return ok;
 }
 
+/* bpo-23309 / gh-129536: a daemon thread (tid 101) owns a buffered
+ * stream's lock when finalization begins; the must-exit check ends it
+ * (pthread_exit) holding the lock; the finalizing thread waits 1 s for it,
+ * times out, and Py_FatalError aborts.  exit-lock-held names both. */
+#define LOCK_ADDR 0x5000u
+#define LOCK_WAIT(th, clk, owner, timeout_us) { th, GTR_EV_LOCK_WAIT_BEGIN, 1, clk, LOCK_ADDR, (uint64_t)(owner) | (uint64_t)(timeout_us) << 32 }
+#define LOCK_END(th, clk, end) { th, GTR_EV_LOCK_WAIT_END, end, clk, LOCK_ADDR, 0 }
+#define LOCK_HELD(th, clk, at) { th, GTR_EV_LOCK_HELD, at, clk, LOCK_ADDR, 0 }
+
+static int lock_case(const struct ev *evs, size_t n, uint64_t end_clock, size_t want, const char *want_text)
+{
+	int ok = 1;
+	struct trace t;
+	struct model m;
+	struct findings fs;
+	CHECK(load(&t, evs, n, 2, end_clock) == 0);
+	CHECK(analyse(&t, &m, &fs, 0) == 0);
+	const struct finding *x = NULL;
+	CHECK(count_kind(&fs, DETECT_EXIT_LOCK_HELD, &x) == want);
+	if (x) {
+		CHECK(x->thread == 0 && x->other_thread == 1 && x->lock == LOCK_ADDR);
+		CHECK(strstr(x->what, "gh-129536") != NULL);
+		CHECK(strstr(x->what, "the finalizing thread") != NULL);
+		if (want_text && !strstr(x->what, want_text)) {
+			fprintf(stderr, "  what: %s\n", x->what);
+			ok = 0;
+		}
+	}
+	findings_free(&fs);
+	model_free(&m);
+	trace_close(&t);
+	return ok;
+}
+
+static int test_exit_lock_held(void)
+{
+	const struct ev evs[] = {
+		{ 1, GTR_EV_THREAD_START, 0, 1100, 100, 0 },
+		TAKE(1, 1200), ACQUIRE(1, 1210, TS_DAEMON, 1), RELEASE(1, 1300),
+		TAKE(0, 1400), ACQUIRE(0, 1410, TS_MAIN, 2),
+		FINALIZING(0, 1600, 1, TS_MAIN),
+		RELEASE(0, 1700),
+		LOCK_WAIT(0, 1710, 101, 1000000),
+		TAKE(1, 1800), LOCK_HELD(1, 1810, GTR_LOCK_HELD_AT_EXIT), EXIT(1, 1820, GTR_EXIT_PTHREAD_EXIT),
+		LOCK_END(0, 1001710, GTR_LOCK_TIMED_OUT),
+		{ 0, GTR_EV_CRASH, gtr_crash_arg(6, GTR_CRASH_DEFAULT), 1001800, gtr_crash_word(0x1234, -6), 100 },
+	};
+	int ok = lock_case(evs, sizeof evs / sizeof evs[0], 0, 1, "CPython ended at +810 ns holding it (pthread_exit at a must-exit check)");
+	/* the same waits, but the owner releases the lock: no finding */
+	struct ev clean[sizeof evs / sizeof evs[0]];
+	memcpy(clean, evs, sizeof clean);
+	for (size_t i = 0; i < sizeof clean / sizeof clean[0]; i++) {
+		if (clean[i].type == GTR_EV_LOCK_HELD)
+			clean[i] = (struct ev)RELEASE(1, 1810);
+		else if (clean[i].type == GTR_EV_LOCK_WAIT_END)
+			clean[i] = (struct ev)LOCK_END(0, 1900, GTR_LOCK_ACQUIRED);
+		else if (clean[i].type == GTR_EV_CRASH)
+			clean[i] = (struct ev)EXIT(0, 2000, GTR_EXIT_PROCESS);
+	}
+	ok &= lock_case(clean, sizeof clean / sizeof clean[0], 2100, 0, NULL);
+	return ok;
+}
+
+/* An untimed wait that never ends (the process died in it, the owner
+ * still running): a finding at the wait's begin; an interrupted wait that
+ * goes on is one wait. */
+static int test_exit_lock_held_wait_never_ends(void)
+{
+	static const struct ev evs[] = {
+		{ 1, GTR_EV_THREAD_START, 0, 1100, 100, 0 },
+		TAKE(0, 1400), ACQUIRE(0, 1410, TS_MAIN, 2),
+		FINALIZING(0, 1600, 1, TS_MAIN),
+		RELEASE(0, 1700),
+		{ 0, GTR_EV_LOCK_WAIT_BEGIN, 0, 1710, LOCK_ADDR, 101 },
+		LOCK_END(0, 1720, GTR_LOCK_INTERRUPTED),
+		{ 0, GTR_EV_LOCK_WAIT_BEGIN, 0, 1730, LOCK_ADDR, 101 },
+		TAKE(1, 1800),
+	};
+	return lock_case(evs, sizeof evs / sizeof evs[0], 0, 1, "which was still running");
+}
+
 int main(void)
 {
 	int (*const tests[])(void) = {
@@ -751,6 +832,8 @@ int main(void)
 		test_exit_hang_gh96387,
 		test_exit_hang_bpo36469,
 		test_no_snapshot_no_exit_hang,
+		test_exit_lock_held,
+		test_exit_lock_held_wait_never_ends,
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
 		tests[i]() ? passed++ : failed++;

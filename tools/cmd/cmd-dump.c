@@ -71,6 +71,17 @@ static void print_details(const struct trace_event *e)
 		       trace_crash_disposition_name(gtr_crash_disposition(e->arg)));
 		break;
 	}
+	case GTR_EV_LOCK_WAIT_BEGIN:
+		printf(" lock=0x%" PRIx64 " owner=%" PRId32, e->payload[0], gtr_lock_wait_owner(e->payload[1]));
+		if (e->arg)
+			printf(" timeout_us=%" PRIu64, gtr_lock_wait_timeout_us(e->payload[1]));
+		break;
+	case GTR_EV_LOCK_WAIT_END:
+		printf(" lock=0x%" PRIx64 " result=%s", e->payload[0], trace_lock_wait_end_name(e->arg));
+		break;
+	case GTR_EV_LOCK_HELD:
+		printf(" lock=0x%" PRIx64 " at=%s", e->payload[0], trace_lock_held_at_name(e->arg));
+		break;
 	default:
 		if (e->type <= GTR_EV_GIL_HELD_AT_FORK)
 			printf(" gil=%u", e->arg);

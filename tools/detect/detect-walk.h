@@ -63,6 +63,8 @@ struct walk {
 	                                which thread died, no guess is needed */
 	struct hang_open *hang;      /* per thread, when the trace has a hang
 	                                snapshot (detect-hang.c), else NULL */
+	struct lock_watch *locks;    /* lock waits and owners (detect-lock.c),
+	                                NULL until a lock event */
 	bool oom;
 };
 
@@ -111,5 +113,12 @@ void detect_crash_recovered(struct walk *w, struct thread_state *ts);
 int detect_hang_begin(struct walk *w, struct replay_visitor *v);
 /* At the end of the trace: the exit-hang finding. */
 void detect_hang(struct walk *w);
+
+/* detect-lock.c */
+/* A LOCK_WAIT_BEGIN, LOCK_WAIT_END or LOCK_HELD of thread. */
+void detect_lock_event(struct walk *w, int thread, const struct trace_event *e);
+/* At the end of the trace: the exit-lock-held findings. */
+void detect_lock_end(struct walk *w);
+void detect_lock_free(struct walk *w);
 
 #endif

@@ -67,6 +67,8 @@ const struct detector_info detectors[DETECT_COUNT] = {
 	[DETECT_CRASH] = { "crash", SEVERITY_ERROR, "a thread crashed" },
 	[DETECT_EXIT_HANG] = { "exit-hang", SEVERITY_ERROR,
 		               "the process hung: it outlived giltrace's --timeout or --exit-timeout, which ended it" },
+	[DETECT_EXIT_LOCK_HELD] = { "exit-lock-held", SEVERITY_ERROR,
+		                    "finalization waited for a lock held by a thread that will never release it" },
 };
 
 /* ---- thread-state lives ---------------------------------------------------- */
@@ -537,6 +539,11 @@ static void walk_event(struct walk *w, const struct trace_event *e)
 	case GTR_EV_THREAD_PARK:
 		on_park(w, thread, e);
 		break;
+	case GTR_EV_LOCK_WAIT_BEGIN:
+	case GTR_EV_LOCK_WAIT_END:
+	case GTR_EV_LOCK_HELD:
+		detect_lock_event(w, thread, e);
+		break;
 	default:
 		on_other(w, thread, e);
 		break;
@@ -588,6 +595,7 @@ static void at_end(struct walk *w)
 			         died ? " (the trace ends in this wait: the process hung)" : "");
 		}
 	}
+	detect_lock_end(w);
 	if (w->hang)
 		detect_hang(w);
 }
@@ -624,6 +632,7 @@ static void walk_free(struct walk *w)
 	free(w->lives);
 	free(w->threads);
 	free(w->hang);
+	detect_lock_free(w);
 	free(w);
 }
 

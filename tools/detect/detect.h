@@ -31,6 +31,7 @@ enum detector {
 	DETECT_CRASH_AT_EXIT,
 	DETECT_CRASH,
 	DETECT_EXIT_HANG,
+	DETECT_EXIT_LOCK_HELD,
 	DETECT_COUNT
 };
 
@@ -59,7 +60,9 @@ struct finding {
 	bool freed;                  /* tstate had been freed: */
 	uint64_t freed_ns;
 	int freed_by;                /* thread index, -1 unknown */
-	int other_thread;            /* switch-wait: the thread waited for; -1 */
+	int other_thread;            /* switch-wait: the thread waited for;
+	                                exit-lock-held: the lock's owner; -1 */
+	uint64_t lock;               /* exit-lock-held: the lock waited for */
 	bool finalizing;             /* finalization was under way at ns */
 	bool fin_seen;               /* a finalization began before ns: */
 	uint64_t fin_start_ns;       /* the latest one's start */

@@ -51,11 +51,35 @@ static const char *const event_names[GTR_EV_COUNT] = {
 	[GTR_EV_STACK] = "stack",
 	[GTR_EV_TSTATE_REUSE] = "tstate-reuse",
 	[GTR_EV_CRASH] = "crash",
+	[GTR_EV_LOCK_WAIT_BEGIN] = "lock-wait-begin",
+	[GTR_EV_LOCK_WAIT_END] = "lock-wait-end",
+	[GTR_EV_LOCK_HELD] = "lock-held",
 };
 
 const char *trace_capi_name(unsigned fn)
 {
 	return fn < GTR_CAPI_COUNT && gtr_capi_names[fn] ? gtr_capi_names[fn] : "unknown-c-api";
+}
+
+const char *trace_lock_wait_end_name(unsigned end)
+{
+	static const char *const names[] = {
+		[GTR_LOCK_ACQUIRED] = "acquired",
+		[GTR_LOCK_TIMED_OUT] = "timed-out",
+		[GTR_LOCK_INTERRUPTED] = "interrupted",
+		[GTR_LOCK_FAILED] = "failed",
+	};
+	return end < sizeof names / sizeof names[0] && names[end] ? names[end] : "unknown";
+}
+
+const char *trace_lock_held_at_name(unsigned at)
+{
+	static const char *const names[] = {
+		[GTR_LOCK_HELD_AT_EXIT] = "exit",
+		[GTR_LOCK_HELD_AT_PARK] = "park",
+		[GTR_LOCK_HELD_AT_CRASH] = "crash",
+	};
+	return at < sizeof names / sizeof names[0] && names[at] ? names[at] : "unknown";
 }
 
 const char *trace_exit_how_name(unsigned how)
@@ -415,6 +439,9 @@ static void read_meta(struct trace *t, const unsigned char *data, size_t size)
 	}
 	if (h->flags & GTR_FLAG_META_FULL)
 		trace_note(t, "the metadata log was full: some modules or GILs are not listed");
+	if (h->flags & GTR_FLAG_LOCKS_UNTRACKED)
+		trace_note(t, "the shim's lock-owner table was full: some locks have no owner and no lock events "
+		              "(exit-lock-held may miss a lock)");
 }
 
 static int chunk_order(const void *a, const void *b)

@@ -258,6 +258,10 @@ const char *trace_capi_name(unsigned fn);
  * GTR_EXIT_HELD_GIL ("return", "pthread_exit", "process_exit", else
  * "unknown"). */
 const char *trace_exit_how_name(unsigned how);
+/* "acquired", "timed-out", ... (enum gtr_lock_wait_end), "unknown". */
+const char *trace_lock_wait_end_name(unsigned end);
+/* "exit", "park", "crash" (enum gtr_lock_held_at), "unknown". */
+const char *trace_lock_held_at_name(unsigned at);
 /* A crash event's signal ("SIGSEGV"), si_code ("SEGV_MAPERR", "SI_TKILL")
  * and disposition ("default", "handler", "ignored"); buf holds a number
  * that has no name. */

@@ -331,6 +331,10 @@ void findings_json(struct json *j, const char *key, const struct model *m, const
 			json_null(j, "tstate");
 		}
 		json_thread(j, "waiting_for", m, f->other_thread);
+		if (f->kind == DETECT_EXIT_LOCK_HELD) {
+			snprintf(buf, sizeof buf, "0x%" PRIx64, f->lock);
+			json_string(j, "lock", buf);
+		}
 		json_roles(j, m, f);
 		json_object_end(j);
 	}
