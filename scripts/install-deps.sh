@@ -2,7 +2,8 @@
 # Install the Debian packages giltrace needs, if missing: to build and run
 # it (`make demo`), with --tests also to test it (`make check`), with --fuzz
 # to fuzz its readers (`make fuzz`), with --bench to measure it (`make
-# bench`).  Safe to run again (does nothing then).
+# bench`), with --pythons to build CPython from source (`make pythons`,
+# scripts/build-python.sh).  Safe to run again (does nothing then).
 set -eu
 
 # gcc, make, libc headers: build; libdw-dev, libelf-dev: elfutils, with
@@ -21,13 +22,20 @@ TEST_PACKAGES="python3.11-dbg python3.11-dev python3-pytest chromium python3-pil
 FUZZ_PACKAGES="clang libclang-rt-14-dev"
 # time: GNU time, whose %M gives bench/read.py each command's peak memory.
 BENCH_PACKAGES="time"
+# pkg-config: configure finds libffi with it; xz-utils: the source is a
+# .tar.xz; libffi-dev: ctypes, which tests use; zlib1g-dev: zlib (zipfile,
+# gzip, CPython's test support).  Modules no test needs (ssl, sqlite3,
+# readline, curses, dbm, lzma, bz2, uuid) are left out: CPython builds
+# without them.
+PYTHONS_PACKAGES="pkg-config xz-utils libffi-dev zlib1g-dev"
 
 case "${1:-}" in
 --tests) PACKAGES="$PACKAGES $TEST_PACKAGES $FUZZ_PACKAGES" ;; # the tests run the fuzz harness once over its inputs
 --fuzz) PACKAGES="$PACKAGES $FUZZ_PACKAGES" ;;
 --bench) PACKAGES="$PACKAGES $BENCH_PACKAGES" ;;
+--pythons) PACKAGES="$PACKAGES $PYTHONS_PACKAGES" ;;
 "") ;;
-*) echo "usage: $0 [--tests|--fuzz|--bench]" >&2; exit 2 ;;
+*) echo "usage: $0 [--tests|--fuzz|--bench|--pythons]" >&2; exit 2 ;;
 esac
 
 missing=""

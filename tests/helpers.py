@@ -4,8 +4,11 @@ events a trace must hold for a verdict on it to mean something.
 
 One module for every test file (the fixtures are in conftest.py, which
 imports this): no test file imports another.  Interpreters are discovered at
-test time: Debian's python3.11 and its debug build, and the pyenv builds
-3.8-3.13; each one absent is a visible skip with the reason (pytest -rs).
+test time: Debian's python3.11 and its debug build, the pyenv builds
+3.8-3.13, and 3.13.15 built by `make pythons`; each one absent is a visible
+skip with the reason (pytest -rs).  The free-threaded 3.13.15t that `make
+pythons` also builds is apart, in FREE_THREADED: every test of INTERPRETERS
+traces a GIL, which that build does not have.
 """
 import glob
 import json
@@ -37,6 +40,22 @@ def _version_key(path):
     return tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
 
 
+def pythons_cache():
+    """Where scripts/build-python.sh (make pythons) installs its builds."""
+    return os.environ.get("GILTRACE_PYTHONS") or os.path.expanduser("~/.cache/giltrace/pythons")
+
+
+def _built_by_make_pythons(label, build, interpreter):
+    """pytest.param of one build of `make pythons`, a skip if it is not built.
+    Built means what scripts/build-python.sh writes last: its stamp file."""
+    prefix = os.path.join(pythons_cache(), build)
+    path = os.path.join(prefix, "bin", interpreter)
+    if os.path.isfile(os.path.join(prefix, ".giltrace-built")) and os.access(path, os.X_OK):
+        return pytest.param(path, id=label)
+    return pytest.param(path, id=label, marks=pytest.mark.skip(
+        reason=f"{label}: not built: run make pythons (no complete build in {prefix})"))
+
+
 def discover_interpreters():
     found = []
     debian = [
@@ -59,10 +78,21 @@ def discover_interpreters():
         else:
             found.append(pytest.param(None, id=label, marks=pytest.mark.skip(
                 reason=f"{label}: no pyenv 3.{minor}.x build under {root}/versions")))
+    # upstream 3.13.15 (shared), from Debian's source package: a 3.13 whose
+    # daemon threads park in pause() at exit (3.13.8+), where pyenv's 3.13.0
+    # ends them
+    found.append(_built_by_make_pythons("deb-3.13.15", "3.13.15-shared", "python3.13"))
     return found
 
 
+def discover_free_threaded():
+    """The free-threaded (--disable-gil) builds: no GIL unless PYTHON_GIL=1,
+    so not in INTERPRETERS, whose tests all expect GIL events."""
+    return [_built_by_make_pythons("deb-3.13.15t", "3.13.15t", "python3.13t")]
+
+
 INTERPRETERS = discover_interpreters()
+FREE_THREADED = discover_free_threaded()
 
 
 def write_script(tmp_path, text, name="script.py"):

@@ -1,8 +1,12 @@
-"""The GIL as giltrace sees it, on every interpreter present."""
+"""The GIL as giltrace sees it, on every interpreter present; and a
+free-threaded build, which has none to see."""
 import os
+import subprocess
 
-from helpers import (assert_holds_never_overlap, assert_model_sound, assert_recorded, dump, giltrace_run,
-                     report, write_script)
+import pytest
+
+from helpers import (FREE_THREADED, assert_holds_never_overlap, assert_model_sound, assert_recorded, check_json,
+                     dump, errors, giltrace_run, report, write_script)
 
 CPU_THREADS = """
 import os, sys, threading, time
@@ -233,3 +237,32 @@ def test_multiprocessing_children_each_get_a_trace(python, tmp_path):
         assert_model_sound(rep)
         pids.add(rep["process"]["pid"])
     assert len(pids) == 3
+
+
+FREE_THREADED_WORK = """
+import sys, threading
+def work():
+    sum(range(300000))
+ts = [threading.Thread(target=work) for _ in range(4)]
+for t in ts: t.start()
+for t in ts: t.join()
+print("gil enabled:", sys._is_gil_enabled())
+sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("python", FREE_THREADED)
+def test_free_threaded_build_runs_unchanged(python, tmp_path):
+    """A free-threaded build with its GIL disabled (no GIL handoffs, so not
+    in INTERPRETERS): the program behaves as untraced, the trace is usable
+    and says which build it is, no error finding."""
+    script = write_script(tmp_path, FREE_THREADED_WORK)
+    plain = subprocess.run([python, script], capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 3 and plain.stdout == "gil enabled: False\n", plain.stderr
+    proc, trace = giltrace_run(python, script, tmp_path)
+    assert proc.returncode == 3 and proc.stdout == plain.stdout
+    rep = report(trace)
+    assert rep["interpreter"]["free_threaded"]
+    assert rep["model_errors"] == []
+    result, _ = check_json(trace)
+    assert errors(result) == []
