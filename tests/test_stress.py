@@ -300,3 +300,23 @@ def test_usage_errors(tmp_path, args, message):
     (tmp_path / "full" / "x").write_text("")
     proc = stress(tmp_path, *args)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_failed_runs_name_their_jitter_seed(tmp_path):
+    """Each run under --provoke jitter gets a seed of its own; a failed
+    run's seed is in the summary, so its schedule can be run again."""
+    script = write_script(tmp_path, "import sys, threading\n"
+                                    "t = threading.Thread(target=sum, args=(range(100000),))\n"
+                                    "t.start(); t.join(); sys.exit(3)\n")
+    summary = stress_json(tmp_path, "-n", "2", "-j", "1", "-o", "f", "--provoke", "jitter=20", "--",
+                          INTERPRETER, script)
+    seeds = []
+    for failure in summary["failures"]:
+        (trace,) = failure["traces"]
+        rep = subprocess.run([GILTRACE, "report", "--json", trace], capture_output=True, text=True, timeout=60)
+        assert failure["jitter_seed"] == json.loads(rep.stdout)["provoked"]["jitter_seed"] > 0
+        seeds.append(failure["jitter_seed"])
+    assert len(set(seeds)) == 2, seeds
+    text = stress(tmp_path, "-n", "1", "-o", "g", "--provoke", f"jitter=20,seed={seeds[0]}", "--", INTERPRETER,
+                  script).stdout
+    assert f"e.g. run 1 (pid " in text and f", jitter seed={seeds[0]}):" in text, text

@@ -203,6 +203,7 @@ static char *finding_signature(const struct analysis *a, const struct finding *f
 struct traces_verdict {
 	char *label, *signature;
 	char *unusable;
+	uint64_t jitter_seed;        /* provoke=jitter's, 0 none */
 };
 
 static void analyse_traces(char **traces, size_t n, struct traces_verdict *v)
@@ -216,6 +217,8 @@ static void analyse_traces(char **traces, size_t n, struct traces_verdict *v)
 			analysis_close(&a);
 			continue;
 		}
+		if ((a.trace.header.provoke & GTR_PROVOKE_JITTER) && !v->jitter_seed)
+			v->jitter_seed = a.trace.header.provoke_jitter_seed;
 		for (size_t k = 0; k < a.findings.count && !v->label; k++) {
 			const struct finding *f = &a.findings.items[k];
 			if (detectors[f->kind].severity != SEVERITY_ERROR)
@@ -266,7 +269,8 @@ bool stress_judge(const struct stress_session *s, const struct run_end *e, struc
 	struct traces_verdict v = { 0 };
 	analyse_traces(traces, n, &v);
 
-	struct failure f = { .run = e->number, .pid = e->pid, .duration_ns = e->duration_ns };
+	struct failure f = { .run = e->number, .pid = e->pid, .duration_ns = e->duration_ns,
+		             .jitter_seed = v.jitter_seed };
 	bool signalled = WIFSIGNALED(e->wstatus) && !e->timed_out;
 	bool bad_status = WIFEXITED(e->wstatus) && WEXITSTATUS(e->wstatus) != s->expect_status && !e->timed_out;
 	/* every reason, in the order of enum run_reason: the first is the
@@ -436,7 +440,10 @@ void stress_print_text(FILE *out, const struct stress_results *res, const struct
 	for (size_t i = 0; i < n; i++) {
 		const struct failure *f = groups[i].first;
 		fprintf(out, "  %zu  %s\n", groups[i].count, groups[i].key);
-		fprintf(out, "      e.g. run %lu (pid %d):", f->run, (int)f->pid);
+		fprintf(out, "      e.g. run %lu (pid %d", f->run, (int)f->pid);
+		if (f->jitter_seed) /* the schedule again: --provoke jitter,seed=N */
+			fprintf(out, ", jitter seed=%" PRIu64, f->jitter_seed);
+		fputs("):", out);
 		for (size_t k = 0; k < f->trace_count; k++) {
 			char *snapshot = kept_snapshot(f->traces[k]);
 			fprintf(out, " %s%s%s", f->traces[k], snapshot ? " " : "", snapshot ? snapshot : "");
@@ -520,6 +527,8 @@ void stress_print_json(FILE *out, const struct stress_results *res, const struct
 			json_string(&j, NULL, f->reasons[k]);
 		json_array_end(&j);
 		json_u64(&j, "duration_ns", f->duration_ns);
+		if (f->jitter_seed)
+			json_u64(&j, "jitter_seed", f->jitter_seed);
 		json_failure_files(&j, f);
 		json_object_end(&j);
 	}

@@ -55,6 +55,7 @@ struct failure {
 	size_t trace_count;
 	char *log;              /* kept stdout+stderr, or NULL (none, or empty) */
 	uint64_t duration_ns;
+	uint64_t jitter_seed;   /* provoke=jitter's seed in its trace, 0 none */
 };
 
 struct stress_results {
