@@ -95,6 +95,26 @@ INTERPRETERS = discover_interpreters()
 FREE_THREADED = discover_free_threaded()
 
 
+def discover_parking():
+    """The interpreters of INTERPRETERS whose must-exit check parks a daemon
+    thread in PyThread_hang_thread() (pause() in a loop) instead of ending
+    it: 3.13.8 and later (gh-87135).  One skip with the reason if none."""
+    found = []
+    for param in INTERPRETERS:
+        (path,) = param.values
+        if param.marks or not path:
+            continue
+        out = subprocess.run([path, "-c", "import sys; print(*sys.version_info[:3])"], capture_output=True,
+                             text=True, timeout=60).stdout.split()
+        if len(out) == 3 and tuple(map(int, out)) >= (3, 13, 8):
+            found.append(param)
+    return found or [pytest.param(None, id="parking", marks=pytest.mark.skip(
+        reason="no interpreter here parks daemon threads at exit (3.13.8+): run make pythons"))]
+
+
+PARKING = discover_parking()
+
+
 def write_script(tmp_path, text, name="script.py"):
     path = tmp_path / name
     path.write_text(text)

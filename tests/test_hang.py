@@ -31,8 +31,8 @@ time.sleep(1000)
 HANGS_IN_FINALIZATION = """\
 import time
 class Slow:
-    def __del__(self):
-        time.sleep(1000)
+    def __del__(self, sleep=time.sleep):  # bound now: module globals may be None by then
+        sleep(1000)
 slow = Slow()
 """
 
