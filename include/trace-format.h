@@ -27,12 +27,12 @@
 
 #define GTR_MAGIC "GILTRACE"           /* 8 bytes, no terminator on disk */
 #define GTR_VERSION_MAJOR 3            /* readers refuse another major */
-#define GTR_VERSION_MINOR 6            /* readers accept any minor; 1: TSTATE_REUSE,
+#define GTR_VERSION_MINOR 7            /* readers accept any minor; 1: TSTATE_REUSE,
                                           2: event_words and features in the header,
                                           3: CRASH, 4: the provocations in the header,
                                           5: finalizing_mono_ns in the header, 6: LOCK_WAIT_BEGIN,
                                           LOCK_WAIT_END, LOCK_HELD and
-                                          GTR_FLAG_LOCKS_UNTRACKED */
+                                          GTR_FLAG_LOCKS_UNTRACKED, 7: GIL_ENABLED */
 #define GTR_HEADER_SIZE 4096u          /* struct gtr_file_header, padded */
 #define GTR_CHUNK_MAGIC 0x4b435447u    /* "GTCK" */
 #define GTR_CHUNK_HEADER_SIZE 64u      /* struct gtr_chunk_header, padded */
@@ -298,6 +298,12 @@ enum gtr_event_type {
 	                                 lock (one event per lock, before the exit,
 	                                 park or crash event); arg: enum
 	                                 gtr_lock_held_at; payload: the lock */
+	GTR_EV_GIL_ENABLED,           /* free-threaded builds (minor 7): the GIL's
+	                                 `enabled` count as the shim saw it change;
+	                                 arg: gil index; payload: the count (0
+	                                 disabled, GTR_GIL_ENABLED_FOR_GOOD
+	                                 permanently, else the transient requests:
+	                                 an extension module being imported) */
 	GTR_EV_COUNT
 };
 
@@ -307,6 +313,10 @@ enum gtr_exit_how {
 	GTR_EXIT_PROCESS = 3,         /* the process exited (main thread) */
 };
 #define GTR_EXIT_HELD_GIL 0x80u       /* arg bit: the thread held a GIL */
+
+/* GTR_EV_GIL_ENABLED's count of a GIL enabled for good (INT_MAX in
+ * CPython: PYTHON_GIL=1, or a module without Py_mod_gil_not_used). */
+#define GTR_GIL_ENABLED_FOR_GOOD 0x7fffffffu
 
 /* How a lock wait ended (arg of GTR_EV_LOCK_WAIT_END). */
 enum gtr_lock_wait_end {
@@ -398,6 +408,7 @@ static const uint8_t gtr_event_payload_words[GTR_EV_COUNT] = {
 	[GTR_EV_LOCK_WAIT_BEGIN] = 2,
 	[GTR_EV_LOCK_WAIT_END] = 1,
 	[GTR_EV_LOCK_HELD] = 1,
+	[GTR_EV_GIL_ENABLED] = 1,
 };
 
 _Static_assert(__builtin_offsetof(struct gtr_file_header, provoke) == 600 &&

@@ -33,7 +33,9 @@
  * What it cannot see: the first must-exit check of 3.9+ (before take_gil
  * locks M) makes no pthread call at all; it shows only as the exit or the
  * pause() that follows.  Free-threaded builds with the GIL disabled never
- * lock it.  The finalizing flag is sampled at GIL events, so its recorded
+ * lock it; whether it is enabled (its `enabled` count) is read where the
+ * shim runs anyway, so a change shows at the next GIL take or C-API call,
+ * and which module's import enabled it is not seen.  The finalizing flag is sampled at GIL events, so its recorded
  * time is the first GIL event after the flip, not the flip itself.
  */
 #include <errno.h>
@@ -52,6 +54,8 @@ struct gil_object {
 	volatile uintptr_t *last_holder;
 	volatile int *locked;
 	volatile unsigned long *switch_number;
+	volatile int *enabled;     /* free-threaded builds: its `enabled` count, else NULL */
+	int enabled_last;          /* the count last recorded, -1 none yet */
 	uint64_t last_clock;       /* last ACQUIRE/RELEASE stamp; written under M */
 };
 
@@ -150,6 +154,9 @@ static void recognise(uintptr_t cond)
 	g->last_holder = (volatile uintptr_t *)(base + GIL_OFF_LAST_HOLDER + field_shift);
 	g->locked = locked;
 	g->switch_number = (volatile unsigned long *)(base + GIL_OFF_SWITCH_NUMBER + field_shift);
+	/* 3.13t+: `int enabled` comes first, what field_shift makes room for */
+	g->enabled = field_shift ? (volatile int *)base : NULL;
+	g->enabled_last = -1;
 	if (shim_state == SHIM_DORMANT && !shim_activate())
 		goto out;
 	__atomic_store_n(&gil_count, gil_count + 1, __ATOMIC_RELEASE);
@@ -216,6 +223,35 @@ void gil_model_check_finalizing(void)
 		recorder_emit_at(GTR_EV_FINALIZING, now != 0, &tstate, stamp);
 }
 
+/* ---- free-threaded builds: is the GIL on? ------------------------------ */
+
+/* Record gil i's `enabled` count if it changed since last recorded.
+ * CPython changes it under stop-the-world or with the GIL's own mutex
+ * (_PyEval_EnableGILTransient/Permanent, _PyEval_DisableGIL), which the
+ * shim does not see: it is read where the shim runs anyway, so a change is
+ * recorded at the next GIL take or C-API call, not at its instant. */
+static void check_enabled(unsigned i)
+{
+	struct gil_object *g = &gils[i];
+	int now = __atomic_load_n(g->enabled, __ATOMIC_RELAXED);
+	int last = __atomic_load_n(&g->enabled_last, __ATOMIC_RELAXED);
+	if (now == last ||
+	    !__atomic_compare_exchange_n(&g->enabled_last, &last, now, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		return;
+	uint64_t count = (uint64_t)(uint32_t)now;
+	recorder_emit(GTR_EV_GIL_ENABLED, i, &count);
+}
+
+void gil_model_check_enabled(void)
+{
+	if (!(shim_python.build & GTR_BUILD_FREE_THREADED))
+		return;
+	unsigned n = __atomic_load_n(&gil_count, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < n; i++)
+		if (gils[i].enabled)
+			check_enabled(i);
+}
+
 bool gil_model_finalizing(void)
 {
 	return __atomic_load_n(&finalizing_last, __ATOMIC_RELAXED) != 0;
@@ -264,6 +300,8 @@ bool gil_model_on_lock(const pthread_mutex_t *m)
 		shim_self.gil_taking = (uint8_t)(i + 1);
 		recorder_emit(GTR_EV_GIL_TAKE_BEGIN, (unsigned)i, NULL);
 		gil_model_check_finalizing();
+		if (gils[i].enabled)
+			check_enabled((unsigned)i);
 	}
 	hook_leave(saved_errno);
 	return taking && provoking(GTR_PROVOKE_JITTER);

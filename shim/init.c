@@ -220,6 +220,7 @@ void shim_finish(void)
 	int saved_errno = errno;
 	if (shim_enter()) {
 		gil_model_check_finalizing();
+		gil_model_check_enabled();
 		shim_leave();
 	}
 	if (provoking(GTR_PROVOKE_EXIT_DELAY | GTR_PROVOKE_EXIT_DELAY_AFTER_FREE))

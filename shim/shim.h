@@ -272,6 +272,8 @@ void gil_model_on_signal(const pthread_cond_t *c);
 /* Record a finalizing flip if the runtime's flag changed since last seen.
  * Must be called inside shim_enter(). */
 void gil_model_check_finalizing(void);
+/* Free-threaded builds: record each GIL's `enabled` count if it changed. */
+void gil_model_check_enabled(void);
 /* The finalizing flag as last sampled by gil_model_check_finalizing(). */
 bool gil_model_finalizing(void);
 /* After fork in the child: note the GIL the forking thread holds. */

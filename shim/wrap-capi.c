@@ -97,6 +97,7 @@ static void record_call(enum gtr_capi fn, uintptr_t subject, uintptr_t caller)
 		return;
 	int saved_errno = errno;
 	gil_model_check_finalizing();
+	gil_model_check_enabled();
 	if (fn == GTR_CAPI_Py_FinalizeEx || fn == GTR_CAPI_Py_Finalize)
 		recorder_note_finalizing(true);
 	uint64_t payload[2] = { subject, caller };
@@ -112,6 +113,7 @@ static void record_return(enum gtr_capi fn, uint64_t result, bool tstate)
 		return;
 	int saved_errno = errno;
 	gil_model_check_finalizing();
+	gil_model_check_enabled();
 	recorder_emit(GTR_EV_CAPI_RETURN, fn, &result);
 	if (fn == GTR_CAPI_Py_Initialize || fn == GTR_CAPI_Py_InitializeEx || fn == GTR_CAPI_Py_InitializeFromConfig)
 		recorder_note_finalizing(false); /* an embedder's next epoch */

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from helpers import (FREE_THREADED, assert_holds_never_overlap, assert_model_sound, assert_recorded, check_json,
+from helpers import (FREE_THREADED, GILTRACE, assert_holds_never_overlap, assert_model_sound, assert_recorded, check_json,
                      dump, errors, giltrace_run, report, write_script)
 
 CPU_THREADS = """
@@ -266,3 +266,29 @@ def test_free_threaded_build_runs_unchanged(python, tmp_path):
     assert rep["model_errors"] == []
     result, _ = check_json(trace)
     assert errors(result) == []
+
+
+@pytest.mark.parametrize("python", FREE_THREADED)
+def test_free_threaded_report_says_whether_the_gil_was_on(python, tmp_path):
+    """Disabled, enabled for good (PYTHON_GIL=1): the report says which,
+    from the GIL's own `enabled` count, not "no acquisitions"."""
+    script = write_script(tmp_path, FREE_THREADED_WORK)
+    texts = {}
+    for setting in ("0", "1"):
+        out = tmp_path / f"gil{setting}.gtr"
+        proc = subprocess.run([GILTRACE, "run", "-o", str(out), "--", python, script], capture_output=True,
+                              text=True, timeout=60, env=dict(os.environ, PYTHON_GIL=setting))
+        assert proc.returncode == 3 and proc.stdout == f"gil enabled: {setting == '1'}\n", proc.stderr
+        rep = report(str(out))
+        (gil,) = rep["gils"]
+        texts[setting] = subprocess.run([GILTRACE, "report", str(out)], capture_output=True, text=True,
+                                        timeout=60).stdout
+        if setting == "0":
+            assert gil["acquisitions"] == 0
+            assert gil["enabled"]["for_good_at_ns"] is None and gil["enabled"]["times_transient"] == 0
+            assert "free-threaded build: the GIL stayed disabled" in texts[setting]
+        else:
+            assert gil["acquisitions"] > 0 and rep["handoffs"]["count"] > 0
+            assert gil["enabled"]["for_good_at_ns"] is not None
+            assert "the GIL was enabled for good at +" in texts[setting]
+        assert_model_sound(rep)

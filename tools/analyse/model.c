@@ -275,6 +275,10 @@ static int finish(struct model *m, const struct replay *r)
 		g->seen = r->gils[gi].seen;
 		if (!g->seen)
 			continue;
+		g->enabled_seen = r->gils[gi].enabled_seen;
+		g->enabled_at_end = r->gils[gi].enabled;
+		g->enabled_times = r->gils[gi].enabled_times;
+		g->enabled_for_good_ns = r->gils[gi].enabled_for_good_ns;
 		m->lost_ns += g->lost_ns;
 		m->acquisitions_missing += g->acquisitions_missing;
 		if (g->held_ns + g->idle_ns + g->lost_ns != m->wall_ns)

@@ -53,6 +53,11 @@ struct model_gil {
 	uint64_t acquisitions_missing; /* switch numbers skipped between kept
 	                                  acquisitions: at least this many are lost */
 	uint64_t gaps;             /* places where its events are missing */
+	/* free-threaded builds (replay_gil's): whether and when it was on */
+	bool enabled_seen;
+	uint64_t enabled_at_end;   /* its `enabled` count last recorded */
+	uint64_t enabled_times;    /* times enabled transiently */
+	uint64_t enabled_for_good_ns; /* UINT64_MAX never */
 };
 
 /* A finalization epoch (replay.h) with the threads (indices, ascending)

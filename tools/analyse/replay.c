@@ -314,6 +314,18 @@ static void replay_event(struct replay *r, const struct trace_event *e)
 	case GTR_EV_GIL_TAKE_ABANDON:
 		end_wait(r, thread, e->ns);
 		break;
+	case GTR_EV_GIL_ENABLED: {
+		struct replay_gil *g = &r->gils[e->arg];
+		uint64_t count = e->payload[0];
+		g->seen = true;
+		if (count == GTR_GIL_ENABLED_FOR_GOOD && g->enabled_for_good_ns == UINT64_MAX)
+			g->enabled_for_good_ns = e->ns;
+		else if (count && count != GTR_GIL_ENABLED_FOR_GOOD && !g->enabled)
+			g->enabled_times++;
+		g->enabled = count;
+		g->enabled_seen = true;
+		break;
+	}
 	case GTR_EV_GIL_REINIT: {
 		struct replay_gil *g = &r->gils[e->arg];
 		g->seen = true;
@@ -472,6 +484,7 @@ int replay_run_with(struct replay *r, struct trace *t, const struct replay_visit
 		r->gils[gi].holder = -1;
 		r->gils[gi].last_releaser = -1;
 		r->gils[gi].last_acquirer = -1;
+		r->gils[gi].enabled_for_good_ns = UINT64_MAX;
 	}
 	for (size_t i = 0; i < t->gil_count; i++)
 		r->gils[t->gils[i].index % REPLAY_MAX_GILS].seen = true;

@@ -80,6 +80,11 @@ struct replay_gil {
 	int last_acquirer;         /* thread index of its last acquisition, -1 */
 	uint64_t last_switch;      /* switch_number of its last acquisition */
 	bool switch_known;         /* last_switch is valid */
+	/* free-threaded builds: its `enabled` count (GIL_ENABLED events) */
+	bool enabled_seen;         /* one was recorded */
+	uint64_t enabled;          /* the last one */
+	uint64_t enabled_times;    /* times it went from 0 to a transient count */
+	uint64_t enabled_for_good_ns; /* when it was enabled for good, UINT64_MAX never */
 };
 
 /* One finalization: from the flag's being set to its being cleared or a

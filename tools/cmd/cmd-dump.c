@@ -82,6 +82,12 @@ static void print_details(const struct trace_event *e)
 	case GTR_EV_LOCK_HELD:
 		printf(" lock=0x%" PRIx64 " at=%s", e->payload[0], trace_lock_held_at_name(e->arg));
 		break;
+	case GTR_EV_GIL_ENABLED:
+		if (e->payload[0] == GTR_GIL_ENABLED_FOR_GOOD)
+			printf(" gil=%u enabled=for-good", e->arg);
+		else
+			printf(" gil=%u enabled=%" PRIu64, e->arg, e->payload[0]);
+		break;
 	default:
 		if (e->type <= GTR_EV_GIL_HELD_AT_FORK)
 			printf(" gil=%u", e->arg);

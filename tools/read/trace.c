@@ -54,6 +54,7 @@ static const char *const event_names[GTR_EV_COUNT] = {
 	[GTR_EV_LOCK_WAIT_BEGIN] = "lock-wait-begin",
 	[GTR_EV_LOCK_WAIT_END] = "lock-wait-end",
 	[GTR_EV_LOCK_HELD] = "lock-held",
+	[GTR_EV_GIL_ENABLED] = "gil-enabled",
 };
 
 const char *trace_capi_name(unsigned fn)

@@ -79,6 +79,30 @@ static void word_completeness(struct report *r)
 		         format_duration(d, sizeof d, m->lost_ns));
 }
 
+/* A free-threaded build's GIL: disabled, enabled now and then (while an
+ * extension module whose GIL support is not yet known is imported), or
+ * enabled for good (PYTHON_GIL=1, or a module that does not declare
+ * Py_mod_gil_not_used). */
+static void word_enabled(const struct report *r, const struct model_gil *g, char *buf, size_t size)
+{
+	char d[32];
+	if (r->t->header.version_minor < 7)
+		snprintf(buf, size, "free-threaded build: whether the GIL was enabled is not recorded (a trace "
+		                    "older than format 3.7)");
+	else if (!g->enabled_times && g->enabled_for_good_ns == UINT64_MAX)
+		snprintf(buf, size, "free-threaded build: the GIL stayed disabled");
+	else if (g->enabled_for_good_ns != UINT64_MAX)
+		snprintf(buf, size,
+		         "free-threaded build: the GIL was enabled for good at +%s (PYTHON_GIL=1, or an extension "
+		         "module that does not declare Py_mod_gil_not_used)",
+		         format_duration(d, sizeof d, g->enabled_for_good_ns));
+	else
+		snprintf(buf, size,
+		         "free-threaded build: the GIL is disabled; it was enabled %" PRIu64 " time%s, for a while "
+		         "(imports of extension modules: the acquisitions above)",
+		         g->enabled_times, g->enabled_times == 1 ? "" : "s");
+}
+
 static int word_gils(struct report *r)
 {
 	const struct model *m = r->m;
@@ -105,7 +129,12 @@ static int word_gils(struct report *r)
 			snprintf(rg->lost, sizeof rg->lost,
 			         "lost %s (events missing in %" PRIu64 " places, %" PRIu64 " acquisitions or more)",
 			         format_duration(d1, sizeof d1, g->lost_ns), g->gaps, g->acquisitions_missing);
+		if (r->t->header.py_build & GTR_BUILD_FREE_THREADED)
+			word_enabled(r, g, rg->enabled, sizeof rg->enabled);
 	}
+	if (!seen && (r->t->header.py_build & GTR_BUILD_FREE_THREADED))
+		snprintf(r->no_gil, sizeof r->no_gil,
+		         "free-threaded build: no GIL was seen: threads ran without one, no handoff to report");
 	return 0;
 }
 

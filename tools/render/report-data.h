@@ -53,6 +53,7 @@ struct report_gil {
 	const struct model_gil *gil;
 	char line[192];            /* "GIL 0 (main) at 0x7f..: held 12.3 ms (45.6%), idle ..." */
 	char lost[160];            /* "lost 1.2 ms (events missing in ...)", or "" */
+	char enabled[224];         /* free-threaded builds: "the GIL is disabled; ...", else "" */
 };
 
 /* A list of threads in a finalization section: "alive then: main (12), 13". */
@@ -101,6 +102,7 @@ struct report {
 
 	struct report_gil *gils;   /* the GILs seen, by index */
 	size_t gil_count;
+	char no_gil[160];          /* free-threaded build, no GIL seen: says so; else "" */
 	char handoffs[64];         /* "handoffs: 123, latency" */
 	char latency[4][48];       /* "p50 1.2 us", "p90 ...", "p99 ...", "max ..." */
 	double contention_ratio;   /* 0 to 1 */

@@ -68,9 +68,21 @@ static void json_gils(struct json *j, const struct report *r)
 		json_u64(j, "acquisitions", g->acquisitions);
 		json_u64(j, "acquisitions_missing", g->acquisitions_missing);
 		json_u64(j, "gaps", g->gaps);
+		if (r->gils[i].enabled[0]) { /* free-threaded builds */
+			json_object_begin(j, "enabled");
+			json_string(j, "text", r->gils[i].enabled);
+			json_u64(j, "times_transient", g->enabled_times);
+			if (g->enabled_for_good_ns != UINT64_MAX)
+				json_u64(j, "for_good_at_ns", g->enabled_for_good_ns);
+			else
+				json_null(j, "for_good_at_ns");
+			json_object_end(j);
+		}
 		json_object_end(j);
 	}
 	json_array_end(j);
+	if (r->no_gil[0])
+		json_string(j, "no_gil", r->no_gil);
 }
 
 static void json_threads(struct json *j, const struct report *r)

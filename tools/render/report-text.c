@@ -53,10 +53,14 @@ void report_print_text(FILE *out, const struct report *r)
 	for (size_t i = 0; i < r->loss_count; i++)
 		fprintf(out, "  %s\n", r->losses[i]);
 
+	if (r->no_gil[0])
+		fprintf(out, "\n%s\n", r->no_gil);
 	for (size_t i = 0; i < r->gil_count; i++) {
 		fprintf(out, "\n%s\n", r->gils[i].line);
 		if (r->gils[i].lost[0])
 			fprintf(out, "  %s\n", r->gils[i].lost);
+		if (r->gils[i].enabled[0])
+			fprintf(out, "  %s\n", r->gils[i].enabled);
 	}
 	fprintf(out, "%s %s  %s  %s  %s\n", r->handoffs, r->latency[0], r->latency[1], r->latency[2], r->latency[3]);
 	fprintf(out, "%s\n", r->contention);
