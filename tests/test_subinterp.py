@@ -269,3 +269,48 @@ def test_a_buffer_freed_in_a_loop_stops_being_watched(python, tmp_path):
     assert 1 <= len(reuses) <= 3 and len(frees) == len(reuses) + 1, (len(reuses), len(frees))
     result, status = check_json(trace)
     assert status == 0 and errors(result) == []
+
+
+# A thread runs code in a subinterpreter with its own GIL (3.12+: isolated
+# config) while the main thread runs in the main interpreter.
+OWN_GIL = """\
+import threading
+try:
+    import _interpreters as I          # 3.13: create() is isolated, its own GIL
+    make, run = I.create, I.run_string
+except ImportError:
+    import _xxsubinterpreters as I     # 3.12
+    make, run = (lambda: I.create(isolated=True)), I.run_string
+interp = make()
+t = threading.Thread(target=run, args=(interp, "x = sum(range(3_000_000))"))
+t.start()
+sum(range(3_000_000))
+t.join()
+I.destroy(interp)
+print("done")
+"""
+
+
+def test_subinterpreter_with_its_own_gil(python, tmp_path):
+    """Each GIL is recognised, with its own statistics that add up; the
+    threads table says which GILs each thread took; no finding."""
+    if not (has_module(python, "_interpreters") or has_module(python, "_xxsubinterpreters")) or \
+            subprocess.run([python, "-c", "import sys; sys.exit(sys.version_info < (3, 12))"]).returncode:
+        pytest.skip(f"{python}: no subinterpreter with its own GIL before 3.12")
+    trace = traced(python, OWN_GIL, tmp_path, "own-gil")
+    rep = report(trace)
+    assert rep["model_errors"] == []
+    gils = {g["index"]: g for g in rep["gils"]}
+    assert len(gils) == 2 and sum(g["main"] for g in gils.values()) == 1, rep["gils"]
+    (own,) = [i for i, g in gils.items() if not g["main"]]
+    for g in gils.values():
+        assert g["acquisitions"] > 0
+        assert g["held_ns"] + g["idle_ns"] + g["lost_ns"] == rep["wall_ns"]
+    worker = [t for t in rep["threads"] if not t["main"]]
+    assert len(worker) == 1 and own in worker[0]["gils"], rep["threads"]
+    # the worker's time in the subinterpreter is on its own GIL's account
+    assert gils[own]["held_ns"] > 0
+    text = subprocess.run([GILTRACE, "report", trace], capture_output=True, text=True, timeout=60).stdout
+    assert " gils " in text.splitlines()[[i for i, line in enumerate(text.splitlines()) if "tid " in line][0]]
+    result, status = check_json(trace)
+    assert status == 0 and result["findings"] == [], result["findings"]

@@ -212,6 +212,7 @@ static void on_acquire(void *ctx, const struct replay *r, int thread, const stru
 	struct model_thread *th = &m->threads[thread];
 	note_after_finalization(m, r, thread, e->ns, true);
 	m->gils[e->arg].acquisitions++;
+	th->gils[e->arg / 64] |= UINT64_C(1) << (e->arg % 64);
 	th->acquisitions++;
 	m->acquisitions++;
 	if (waited) {

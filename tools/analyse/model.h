@@ -35,6 +35,8 @@ struct model_thread {
 	uint64_t drop_requests;    /* drop requests this thread made of a holder */
 	uint64_t forced_switches;  /* times this thread waited in a forced switch */
 	uint64_t takes_abandoned;  /* left take_gil without the GIL (must-exit) */
+	uint64_t gils[REPLAY_MAX_GILS / 64]; /* bit i: acquired GIL i (a subinterpreter's
+	                              own GIL tells which interpreter it ran in) */
 	enum thread_end exit;
 	bool exit_held_gil;
 	uint64_t exit_ns;

@@ -555,12 +555,15 @@ static void write_statistics(struct page *p)
 
 	fputs("<table id=\"threads\">\n<thead><tr>", out);
 	for (int c = 0; c < REPORT_COLUMNS; c++)
-		fprintf(out, "<th%s>%s</th>", report_columns[c].numeric ? " class=\"n\"" : "", report_columns[c].title);
+		if (r->column_shown[c])
+			fprintf(out, "<th%s>%s</th>", report_columns[c].numeric ? " class=\"n\"" : "", report_columns[c].title);
 	fputs("</tr></thead>\n<tbody>\n", out);
 	for (size_t i = 0; i < r->row_count; i++) {
 		const struct report_thread_row *row = &r->rows[i];
 		fprintf(out, "<tr data-tid=\"%d\">", p->m->threads[row->thread].info->tid);
 		for (int c = 0; c < REPORT_COLUMNS; c++) {
+			if (!r->column_shown[c])
+				continue;
 			fputs(report_columns[c].numeric ? "<td class=\"n\">" : "<td>", out);
 			html_escape(out, row->cell[c]);
 			fputs("</td>", out);

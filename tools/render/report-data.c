@@ -20,6 +20,7 @@ const struct report_column_info report_columns[REPORT_COLUMNS] = {
 	[REPORT_COL_ACQUISITIONS] = { "acquisitions", "acquire", true },
 	[REPORT_COL_DROP_REQUESTS] = { "drop requests", "drop-req", true },
 	[REPORT_COL_FORCED_SWITCHES] = { "forced switches", "forced", true },
+	[REPORT_COL_GILS] = { "GILs taken", "gils", false },
 	[REPORT_COL_EXIT] = { "exit", "exit", false },
 };
 
@@ -165,6 +166,21 @@ static void word_exit(const struct model_thread *th, char *buf, size_t size)
 		         format_duration(at, sizeof at, th->exit_ns), dropped);
 }
 
+/* "0", "0,1", "-": the GILs a thread acquired, by index. */
+static void word_gils_taken(const struct model_thread *th, char *buf, size_t size)
+{
+	size_t len = 0;
+	buf[0] = '\0';
+	for (unsigned gi = 0; gi < REPLAY_MAX_GILS && len < size; gi++) {
+		if (!(th->gils[gi / 64] >> (gi % 64) & 1))
+			continue;
+		int n = snprintf(buf + len, size - len, "%s%u", len ? "," : "", gi);
+		len = n < 0 ? size : len + (size_t)n;
+	}
+	if (!buf[0])
+		snprintf(buf, size, "-");
+}
+
 static int word_threads(struct report *r)
 {
 	const struct model *m = r->m;
@@ -185,8 +201,11 @@ static int word_threads(struct report *r)
 		snprintf(cell[REPORT_COL_ACQUISITIONS], REPORT_CELL_SIZE, "%" PRIu64, th->acquisitions);
 		snprintf(cell[REPORT_COL_DROP_REQUESTS], REPORT_CELL_SIZE, "%" PRIu64, th->drop_requests);
 		snprintf(cell[REPORT_COL_FORCED_SWITCHES], REPORT_CELL_SIZE, "%" PRIu64, th->forced_switches);
+		word_gils_taken(th, cell[REPORT_COL_GILS], REPORT_CELL_SIZE);
 		word_exit(th, cell[REPORT_COL_EXIT], REPORT_CELL_SIZE);
 	}
+	for (int c = 0; c < REPORT_COLUMNS; c++)
+		r->column_shown[c] = c != REPORT_COL_GILS || r->gil_count > 1;
 	return 0;
 }
 

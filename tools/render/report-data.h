@@ -27,6 +27,7 @@ enum report_column {
 	REPORT_COL_ACQUISITIONS,
 	REPORT_COL_DROP_REQUESTS,
 	REPORT_COL_FORCED_SWITCHES,
+	REPORT_COL_GILS,           /* shown when there are several GILs (subinterpreters) */
 	REPORT_COL_EXIT,
 	REPORT_COLUMNS
 };
@@ -102,6 +103,7 @@ struct report {
 
 	struct report_gil *gils;   /* the GILs seen, by index */
 	size_t gil_count;
+	bool column_shown[REPORT_COLUMNS];
 	char no_gil[160];          /* free-threaded build, no GIL seen: says so; else "" */
 	char handoffs[64];         /* "handoffs: 123, latency" */
 	char latency[4][48];       /* "p50 1.2 us", "p90 ...", "p99 ...", "max ..." */

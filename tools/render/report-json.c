@@ -106,6 +106,11 @@ static void json_threads(struct json *j, const struct report *r)
 		json_u64(j, "gil_hold_ns", th->hold_ns);
 		json_u64(j, "gil_wait_ns", th->wait_ns);
 		json_u64(j, "acquisitions", th->acquisitions);
+		json_array_begin(j, "gils");
+		for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++)
+			if (th->gils[gi / 64] >> (gi % 64) & 1)
+				json_u64(j, NULL, gi);
+		json_array_end(j);
 		json_u64(j, "contended_acquisitions", th->contended_acquisitions);
 		json_u64(j, "drop_requests", th->drop_requests);
 		json_u64(j, "forced_switches", th->forced_switches);

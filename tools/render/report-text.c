@@ -16,14 +16,16 @@ static const int column_width[REPORT_COLUMNS] = {
 	[REPORT_COL_ACQUISITIONS] = 8,
 	[REPORT_COL_DROP_REQUESTS] = 8,
 	[REPORT_COL_FORCED_SWITCHES] = 7,
+	[REPORT_COL_GILS] = 5,
 	[REPORT_COL_EXIT] = 0,
 };
 
 /* One line of the table: the cells, or the short titles if cells is NULL. */
-static void print_table_line(FILE *out, const char (*cells)[REPORT_CELL_SIZE])
+static void print_table_line(FILE *out, const struct report *r, const char (*cells)[REPORT_CELL_SIZE])
 {
 	for (int c = 0; c < REPORT_COLUMNS; c++)
-		fprintf(out, "%s%*s", c == 0 || c == REPORT_COL_EXIT ? "  " : " ", column_width[c],
+		if (r->column_shown[c])
+			fprintf(out, "%s%*s", c == 0 || c == REPORT_COL_EXIT ? "  " : " ", column_width[c],
 		        cells ? cells[c] : report_columns[c].short_title);
 	fputc('\n', out);
 }
@@ -66,9 +68,9 @@ void report_print_text(FILE *out, const struct report *r)
 	fprintf(out, "%s\n", r->contention);
 
 	fputc('\n', out);
-	print_table_line(out, NULL);
+	print_table_line(out, r, NULL);
 	for (size_t i = 0; i < r->row_count; i++)
-		print_table_line(out, r->rows[i].cell);
+		print_table_line(out, r, r->rows[i].cell);
 
 	for (size_t k = 0; k < r->finalization_count; k++)
 		print_finalization(out, &r->finalizations[k]);
