@@ -78,7 +78,11 @@ def test_python_daemons_parked_notes_only(parking_python, tmp_path):
     result, status = check_json(trace)
     assert status == 0 and errors(result) == [], result["findings"]
     notes = of(result, "parked-at-exit")
-    assert of(result, "exit-in-take-gil") == []
+    # never ended by pthread_exit here; a thread still on its way to the
+    # must-exit check when the process exits (a few runs in a hundred) is
+    # ended by the exit itself, and said so
+    for f in of(result, "exit-in-take-gil"):
+        assert "still there when the process exited" in f["what"], f["what"]
     parked = {t["tid"] for t in report(trace)["threads"] if (t["exit"] or {}).get("how") == "parked"}
     assert {n["thread"]["tid"] for n in notes} <= parked
 
