@@ -313,7 +313,8 @@ def test_failed_runs_name_their_jitter_seed(tmp_path):
     seeds = []
     for failure in summary["failures"]:
         (trace,) = failure["traces"]
-        rep = subprocess.run([GILTRACE, "report", "--json", trace], capture_output=True, text=True, timeout=60)
+        rep = subprocess.run([GILTRACE, "report", "--json", trace], capture_output=True, text=True, timeout=60,
+                             cwd=tmp_path)  # the summary's paths are relative to where stress ran
         assert failure["jitter_seed"] == json.loads(rep.stdout)["provoked"]["jitter_seed"] > 0
         seeds.append(failure["jitter_seed"])
     assert len(set(seeds)) == 2, seeds

@@ -364,34 +364,6 @@ static void end_all(struct stress *st, int sig)
 	}
 }
 
-/* The traces of a run so far: run-N.*.gtr in the session's folder; the
- * count in *n.  Free each and the array. */
-static char **run_traces(const struct stress *st, const struct slot *s, size_t *n)
-{
-	char prefix[48];
-	snprintf(prefix, sizeof prefix, "run-%lu.", s->number);
-	size_t plen = strlen(prefix);
-	char **paths = NULL;
-	*n = 0;
-	DIR *d = opendir(st->session.dir);
-	struct dirent *de;
-	while (d && (de = readdir(d))) {
-		size_t len = strlen(de->d_name);
-		if (strncmp(de->d_name, prefix, plen) || len < plen + 4 || strcmp(de->d_name + len - 4, ".gtr"))
-			continue;
-		char **grown = realloc(paths, (*n + 1) * sizeof *grown);
-		if (!grown || asprintf(&grown[*n], "%s/%s", st->session.dir, de->d_name) < 0) {
-			paths = grown ? grown : paths;
-			break;
-		}
-		paths = grown;
-		(*n)++;
-	}
-	if (d)
-		closedir(d);
-	return paths;
-}
-
 static void free_paths(char **paths, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -406,7 +378,7 @@ static void free_paths(char **paths, size_t n)
 static void snapshot_run(const struct stress *st, const struct slot *s)
 {
 	size_t n;
-	char **paths = run_traces(st, s, &n);
+	char **paths = stress_run_traces(st->session.dir, s->number, s->pid, &n);
 	hang_snapshot_traces(paths, n, s->pid, SNAPSHOT_TIMEOUT, st->timeout_ns, false);
 	free_paths(paths, n);
 }
@@ -416,7 +388,7 @@ static void snapshot_run(const struct stress *st, const struct slot *s)
 static bool snapshot_if_hung_at_exit(const struct stress *st, const struct slot *s)
 {
 	size_t n, which = 0;
-	char **paths = run_traces(st, s, &n);
+	char **paths = stress_run_traces(st->session.dir, s->number, s->pid, &n);
 	pid_t hung = hang_exit_overdue(paths, n, s->pid, st->exit_timeout_ns, &which);
 	char err[512];
 	if (hung)

@@ -111,8 +111,8 @@ static int compare_traces(const void *a, const void *b)
 	return strcmp(x, y);
 }
 
-/* Paths of run `number`'s traces in dir; the count in *n. */
-static char **list_traces(const char *dir, unsigned long number, pid_t leader, size_t *n)
+/* See stress.h. */
+char **stress_run_traces(const char *dir, unsigned long number, pid_t leader, size_t *n)
 {
 	char prefix[32];
 	snprintf(prefix, sizeof prefix, "run-%lu.", number);
@@ -145,7 +145,7 @@ static char *log_path(const char *dir, unsigned long number)
 void stress_discard(const struct stress_session *s, unsigned long number)
 {
 	size_t n;
-	char **traces = list_traces(s->dir, number, 0, &n);
+	char **traces = stress_run_traces(s->dir, number, 0, &n);
 	for (size_t i = 0; i < n; i++) {
 		unlink(traces[i]);
 		free(traces[i]);
@@ -265,7 +265,7 @@ static bool log_worth_keeping(const char *path)
 bool stress_judge(const struct stress_session *s, const struct run_end *e, struct stress_results *res)
 {
 	size_t n;
-	char **traces = list_traces(s->dir, e->number, e->pid, &n);
+	char **traces = stress_run_traces(s->dir, e->number, e->pid, &n);
 	struct traces_verdict v = { 0 };
 	analyse_traces(traces, n, &v);
 

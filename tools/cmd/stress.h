@@ -64,6 +64,10 @@ struct stress_results {
 	size_t failed, cap;
 };
 
+/* The traces of run `number` so far (run-N.*.gtr in dir), the leader's
+ * (pid `leader`, 0 none) first; the count in *n.  Free each and the array. */
+char **stress_run_traces(const char *dir, unsigned long number, pid_t leader, size_t *n);
+
 /* Judge a run that ended: analyse its traces, keep its files (traces
  * run-N.PID.gtr, log run-N.log) if it failed or keep_all, else remove
  * them, and count it in res.  Returns true if it failed.  Dies only when
