@@ -173,6 +173,8 @@ static void check_text_one(FILE *out, const char *path, const struct trace *t, c
 		fprintf(out, "; TRUNCATED, not clean: %s; events read up to +%s", trace_incomplete_why(t, why, sizeof why),
 		        format_duration(d, sizeof d, t->last_event_ns));
 	fputc('\n', out);
+	if (trace_version_unsupported(t, why, sizeof why))
+		fprintf(out, "giltrace: %s: %s\n", path, why);
 	findings_print_text(out, m, fs);
 }
 

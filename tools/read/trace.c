@@ -359,6 +359,24 @@ static int check_header(struct trace *t, const unsigned char *data, size_t size,
 	return 0;
 }
 
+/* The interpreters giltrace is made and tested for (README.md). */
+#define SUPPORTED_FIRST 0x03080000u
+#define SUPPORTED_LAST_MINOR 13u
+
+bool trace_version_unsupported(const struct trace *t, char *buf, size_t size)
+{
+	uint32_t hex = t->header.py_version_hex;
+	unsigned major = hex >> 24, minor = hex >> 16 & 0xff, micro = hex >> 8 & 0xff;
+	if (!hex || (hex >= SUPPORTED_FIRST && major == 3 && minor <= SUPPORTED_LAST_MINOR))
+		return false;
+	snprintf(buf, size,
+	         "python %u.%u.%u is %s the versions giltrace supports (3.8-3.%u): GIL handoffs are traced "
+	         "only where its GIL is laid out as in those, and the thread-state, finalization and lock "
+	         "findings may be wrong or missing",
+	         major, minor, micro, hex < SUPPORTED_FIRST ? "older than" : "newer than", SUPPORTED_LAST_MINOR);
+	return true;
+}
+
 static bool pair_usable(const struct gtr_clock_pair *a, const struct gtr_clock_pair *b)
 {
 	return b->clock > a->clock && b->mono_ns > a->mono_ns;
@@ -575,6 +593,9 @@ int trace_open(struct trace *t, const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	setup_clock(t);
+	char version_note[256];
+	if (trace_version_unsupported(t, version_note, sizeof version_note))
+		trace_note(t, "%s", version_note);
 	t->not_closed = !(t->header.flags & GTR_FLAG_CLOSED);
 	t->out_of_space = t->header.flags & (GTR_FLAG_OUT_OF_SPACE | GTR_FLAG_FILE_LOST);
 	t->truncated = t->not_closed || t->out_of_space;

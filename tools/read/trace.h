@@ -235,6 +235,11 @@ size_t trace_incomplete_reasons(const struct trace *t, const char *ids[TRACE_INC
  * provoke= of the shim), in the words of the option: "exit-delay=1s,
  * poison, jitter=50us seed=1234"; NULL for a natural run. */
 const char *trace_provoked(const struct trace *t, char *buf, size_t size);
+/* When the traced interpreter is outside the versions giltrace supports
+ * (3.8-3.13; an unknown version is not): true, with one line in buf that
+ * says what the trace can and cannot be trusted for.  trace_open() also
+ * adds it to the trace's notes. */
+bool trace_version_unsupported(const struct trace *t, char *buf, size_t size);
 /* Whether events of some thread may be missing strictly between from_ns
  * and to_ns: a GAP or TRAILING loss overlaps (from_ns, to_ns), or with
  * leading_too any loss does. */
