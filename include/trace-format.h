@@ -55,6 +55,9 @@ enum gtr_file_flag {
 	GTR_FLAG_LOCKS_UNTRACKED = 1u << 7, /* the shim's lock-owner table was full:
 	                                    some PyThread locks made later have
 	                                    no owner and no lock events (minor 6) */
+	GTR_FLAG_GIL_LAYOUT_DISAGREES = 1u << 8, /* the interpreter's _Py_DebugOffsets
+	                                    put the GIL's fields elsewhere than the
+	                                    layout table (its own were used; minor 7) */
 };
 
 /* gtr_file_header.features: optional records and what their absence means */
@@ -63,6 +66,9 @@ enum gtr_feature {
 	GTR_FEATURE_TSTATE_REUSE = 1u << 1, /* malloc/calloc are watched: a freed
 	                                       thread state's block that comes back
 	                                       is recorded (tstate-reuse) */
+	GTR_FEATURE_GIL_DEBUG_OFFSETS = 1u << 2, /* the GIL's field offsets came from
+	                                       the interpreter's own _Py_DebugOffsets
+	                                       (3.13), not the layout table (minor 7) */
 };
 
 /* gtr_file_header.provoke: what the shim did to the run on purpose (option

@@ -65,6 +65,18 @@ static const struct cpython_finalizing_row cpython_finalizing_rows[] = {
 #define DEBUG_OFFSETS_FIRST_MINOR 13
 #define DEBUG_OFFSETS_OFF_FREE_THREADED 16   /* uint64_t, 1 on 3.13t+ */
 #define DEBUG_OFFSETS_OFF_FINALIZING 32      /* uint64_t: offset in _PyRuntime */
+/* Then interpreter_state {size, id, next, threads_head, gc, imports_modules,
+ * sysdict, builtins, ceval_gil, gil_runtime_state, gil_runtime_state_enabled,
+ * gil_runtime_state_locked, gil_runtime_state_holder}: offsets inside
+ * PyInterpreterState of its own GIL (_gil) and of two of its fields, as the
+ * interpreter itself was compiled.  This layout of the struct is 3.13's
+ * (3.13.0 and 3.13.15 alike); 3.14 adds fields, so only 3.13 is read here.
+ * (3.13.15t leaves gil_runtime_state_enabled 0: not read.) */
+#define DEBUG_OFFSETS_GIL_MINOR 13
+#define DEBUG_OFFSETS_OFF_VERSION 8           /* uint64_t: PY_VERSION_HEX */
+#define DEBUG_OFFSETS_OFF_GIL_STATE 120       /* interpreter_state.gil_runtime_state */
+#define DEBUG_OFFSETS_OFF_GIL_LOCKED 136      /* ...gil_runtime_state_locked */
+#define DEBUG_OFFSETS_OFF_GIL_HOLDER 144      /* ...gil_runtime_state_holder (last_holder) */
 
 /* ---- the debug allocator (Objects/obmalloc.c, every version) -------------
  * PYTHONMALLOC=debug and --with-pydebug builds put two size_t words (the

@@ -131,7 +131,7 @@ static void recognise(uintptr_t cond)
 	uintptr_t base = cond - GIL_OFF_COND - field_shift;
 	uintptr_t rt = (uintptr_t)shim_python.runtime;
 	bool in_runtime = base >= rt && base - rt + GIL_SIZE + field_shift <= shim_python.runtime_size;
-	volatile int *locked = (volatile int *)(base + GIL_OFF_LOCKED + field_shift);
+	volatile int *locked = (volatile int *)(base + shim_python.gil_off_locked);
 	if (!in_runtime && *locked != -1)
 		goto out;
 
@@ -151,7 +151,7 @@ static void recognise(uintptr_t cond)
 	struct gil_object *g = &gils[gil_count];
 	g->base = base;
 	g->cond = cond;
-	g->last_holder = (volatile uintptr_t *)(base + GIL_OFF_LAST_HOLDER + field_shift);
+	g->last_holder = (volatile uintptr_t *)(base + shim_python.gil_off_last_holder);
 	g->locked = locked;
 	g->switch_number = (volatile unsigned long *)(base + GIL_OFF_SWITCH_NUMBER + field_shift);
 	/* 3.13t+: `int enabled` comes first, what field_shift makes room for */

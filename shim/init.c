@@ -143,6 +143,32 @@ static long finalizing_offset(const unsigned char *runtime, uint32_t hex)
 	return -1;
 }
 
+/* The GIL's field offsets: the table's (cpython-layout.h), unless the
+ * interpreter says otherwise in a _Py_DebugOffsets of the layout we know
+ * (3.13): then its own, and whether the two disagree, for the header. */
+static void gil_offsets(const unsigned char *runtime)
+{
+	unsigned long shift = shim_python.build & GTR_BUILD_FREE_THREADED ? GIL_FREE_THREADED_SHIFT : 0;
+	shim_python.gil_off_locked = GIL_OFF_LOCKED + shift;
+	shim_python.gil_off_last_holder = GIL_OFF_LAST_HOLDER + shift;
+	uint64_t version, gil, locked, holder;
+	if (memcmp(runtime, DEBUG_OFFSETS_COOKIE, 8) != 0)
+		return;
+	memcpy(&version, runtime + DEBUG_OFFSETS_OFF_VERSION, sizeof version);
+	if (version >> 24 != 3 || (version >> 16 & 0xff) != DEBUG_OFFSETS_GIL_MINOR)
+		return;
+	memcpy(&gil, runtime + DEBUG_OFFSETS_OFF_GIL_STATE, sizeof gil);
+	memcpy(&locked, runtime + DEBUG_OFFSETS_OFF_GIL_LOCKED, sizeof locked);
+	memcpy(&holder, runtime + DEBUG_OFFSETS_OFF_GIL_HOLDER, sizeof holder);
+	if (!gil || locked <= gil || holder <= gil || locked - gil >= GIL_SIZE + shift || holder - gil >= GIL_SIZE + shift)
+		return; /* not a layout we can use: keep the table's */
+	shim_python.gil_offsets_from_debug = true;
+	shim_python.gil_offsets_disagree =
+	        locked - gil != shim_python.gil_off_locked || holder - gil != shim_python.gil_off_last_holder;
+	shim_python.gil_off_locked = (unsigned long)(locked - gil);
+	shim_python.gil_off_last_holder = (unsigned long)(holder - gil);
+}
+
 bool shim_probe_python(void)
 {
 	Dl_info info;
@@ -178,6 +204,7 @@ bool shim_probe_python(void)
 			shim_python.build |= GTR_BUILD_FREE_THREADED;
 	}
 	shim_python.finalizing_offset = finalizing_offset(runtime, shim_python.version_hex);
+	gil_offsets(runtime);
 	shim_python.is_finalizing = (int (*)(void))dlsym(RTLD_DEFAULT, "Py_IsFinalizing");
 	if (!shim_python.is_finalizing)
 		shim_python.is_finalizing = (int (*)(void))dlsym(RTLD_DEFAULT, "_Py_IsFinalizing");

@@ -186,7 +186,8 @@ static void fill_header(uint32_t extra_flags)
 	h->ring_chunks = shim_options.mode == SHIM_MODE_RING
 	                         ? (uint32_t)((uint64_t)shim_options.ring_size_mib * 1024 * 1024 / CHUNK_SIZE)
 	                         : 0;
-	h->flags = extra_flags | (h->ring_chunks ? GTR_FLAG_RING : 0) | (clock_tsc ? GTR_FLAG_CLOCK_TSC : 0);
+	h->flags = extra_flags | (h->ring_chunks ? GTR_FLAG_RING : 0) | (clock_tsc ? GTR_FLAG_CLOCK_TSC : 0) |
+	           (shim_python.gil_offsets_disagree ? GTR_FLAG_GIL_LAYOUT_DISAGREES : 0);
 	h->pid = getpid();
 	h->ppid = getppid();
 	struct timespec rt;
@@ -208,7 +209,8 @@ static void fill_header(uint32_t extra_flags)
 	ssize_t n = readlink("/proc/self/exe", h->executable, sizeof h->executable - 1);
 	h->executable[n > 0 ? n : 0] = '\0';
 	h->py_runtime_addr = (uintptr_t)shim_python.runtime;
-	h->features = GTR_FEATURE_TSTATE_REUSE | (shim_options.stacks ? GTR_FEATURE_STACKS : 0);
+	h->features = GTR_FEATURE_TSTATE_REUSE | (shim_options.stacks ? GTR_FEATURE_STACKS : 0) |
+	              (shim_python.gil_offsets_from_debug ? GTR_FEATURE_GIL_DEBUG_OFFSETS : 0);
 	for (unsigned type = 1; type < GTR_EV_COUNT; type++)
 		h->event_words[type] = gtr_event_words_entry(type);
 	provoke_write_header(h);

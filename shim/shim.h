@@ -60,6 +60,11 @@ struct shim_python {
 	uint32_t version_hex;      /* PY_VERSION_HEX */
 	uint32_t build;            /* enum gtr_py_build */
 	long finalizing_offset;    /* offset of the finalizing tstate in _PyRuntime, -1 */
+	/* where a GIL's locked and last_holder fields are from its start: the
+	 * layout table's, or (3.13) the interpreter's _Py_DebugOffsets' */
+	unsigned long gil_off_locked, gil_off_last_holder;
+	bool gil_offsets_from_debug; /* _Py_DebugOffsets gave them */
+	bool gil_offsets_disagree;   /* ... and the table said otherwise */
 	int (*is_finalizing)(void); /* _Py_IsFinalizing or Py_IsFinalizing */
 	char version[128];
 };

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from helpers import (FREE_THREADED, GILTRACE, assert_holds_never_overlap, assert_model_sound, assert_recorded, check_json,
-                     dump, errors, giltrace_run, report, write_script)
+                     dump, errors, giltrace_run, report, version_of, write_script)
 
 CPU_THREADS = """
 import os, sys, threading, time
@@ -291,4 +291,21 @@ def test_free_threaded_report_says_whether_the_gil_was_on(python, tmp_path):
             assert gil["acquisitions"] > 0 and rep["handoffs"]["count"] > 0
             assert gil["enabled"]["for_good_at_ns"] is not None
             assert "the GIL was enabled for good at +" in texts[setting]
+            assert rep["interpreter"]["gil_layout"] == "debug-offsets"  # the locked field read right
         assert_model_sound(rep)
+
+
+def test_gil_layout_from_the_interpreter_itself(python, tmp_path):
+    """3.13 says where its GIL's fields are (_Py_DebugOffsets): the shim
+    uses that, agrees with its own table, and the handoffs add up; older
+    versions use the table."""
+    script = write_script(tmp_path, "import threading\nts = [threading.Thread(target=sum, args=(range(200000),))"
+                                    " for _ in range(3)]\n[t.start() for t in ts]; [t.join() for t in ts]\n")
+    proc, trace = giltrace_run(python, script, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rep = report(trace)
+    expected = "debug-offsets" if version_of(python)[:2] == (3, 13) else "table"
+    assert rep["interpreter"]["gil_layout"] == expected
+    assert not any("_Py_DebugOffsets" in note for note in rep["notes"]), rep["notes"]
+    assert_recorded(rep, workers=3)
+    assert_model_sound(rep)

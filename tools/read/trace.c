@@ -458,6 +458,10 @@ static void read_meta(struct trace *t, const unsigned char *data, size_t size)
 	}
 	if (h->flags & GTR_FLAG_META_FULL)
 		trace_note(t, "the metadata log was full: some modules or GILs are not listed");
+	if (h->flags & GTR_FLAG_GIL_LAYOUT_DISAGREES)
+		trace_note(t, "the interpreter's _Py_DebugOffsets put the GIL's fields elsewhere than giltrace's layout "
+		              "table for this version: the shim used the interpreter's own (a build with another "
+		              "layout; tell giltrace's developers)");
 	if (h->flags & GTR_FLAG_LOCKS_UNTRACKED)
 		trace_note(t, "the shim's lock-owner table was full: some locks have no owner and no lock events "
 		              "(exit-lock-held may miss a lock)");

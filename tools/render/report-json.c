@@ -197,6 +197,8 @@ void report_json(struct json *j, const struct report *r)
 	json_bool(j, "shared", h->py_build & GTR_BUILD_SHARED);
 	json_bool(j, "debug", h->py_build & GTR_BUILD_DEBUG);
 	json_bool(j, "free_threaded", h->py_build & GTR_BUILD_FREE_THREADED);
+	/* where the shim took the GIL's field offsets from */
+	json_string(j, "gil_layout", h->features & GTR_FEATURE_GIL_DEBUG_OFFSETS ? "debug-offsets" : "table");
 	json_bool(j, "internal_capi_calls_seen", h->py_build & GTR_BUILD_PLT_ROUTED);
 	json_u64(j, "capi_got_slots", h->capi_got_slots);
 	json_string(j, "executable", h->executable);
