@@ -167,14 +167,17 @@ pid_t hang_exit_overdue(char *const *paths, size_t n, pid_t root, uint64_t limit
 		struct gtr_file_header h;
 		/* finalizing_mono_ns is header minor 5; older headers are zero there */
 		if (trace_read_header(paths[i], &h) != 0 || !h.finalizing_mono_ns || h.pid <= 0 ||
-		    now - h.finalizing_mono_ns < limit_ns || now < h.finalizing_mono_ns)
+		    now < h.finalizing_mono_ns || now - h.finalizing_mono_ns < limit_ns)
 			continue;
 		/* only a process of this command: a trace's pid may be reused */
 		if (!tree && !(tree = descendants(root, &tree_n)))
 			break;
-		for (size_t k = 0; k < tree_n && !found; k++)
-			if (tree[k] == (pid_t)h.pid && !ended(tree[k]))
-				found = tree[k], *which = i;
+		for (size_t k = 0; k < tree_n && !found; k++) {
+			if (tree[k] == (pid_t)h.pid && !ended(tree[k])) {
+				found = tree[k];
+				*which = i;
+			}
+		}
 	}
 	free(tree);
 	return found;
