@@ -38,6 +38,26 @@ const char *model_thread_label(const struct model *m, int thread, char *buf, siz
 	return buf;
 }
 
+const char *model_lane_label(const struct model *m, int thread, char *buf, size_t size)
+{
+	char label[64], gils[64] = "";
+	unsigned seen = 0;
+	size_t len = 0;
+	for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++)
+		seen += m->gils[gi].seen;
+	model_thread_label(m, thread, label, sizeof label);
+	if (seen < 2) {
+		snprintf(buf, size, "%s", label);
+		return buf;
+	}
+	/* first, so that a narrow column cuts the name, not the GILs */
+	for (unsigned gi = 0; gi < REPLAY_MAX_GILS && len < sizeof gils; gi++)
+		if (m->threads[thread].gils[gi / 64] >> (gi % 64) & 1)
+			len += (size_t)snprintf(gils + len, sizeof gils - len, "%s%u", len ? "," : "", gi);
+	snprintf(buf, size, "GIL %s: %s", gils[0] ? gils : "-", label);
+	return buf;
+}
+
 const char *model_thread_phrase(const struct model *m, int thread, char *buf, size_t size)
 {
 	char label[64];

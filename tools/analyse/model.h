@@ -139,6 +139,10 @@ const char *model_thread_name(const struct model *m, int thread);
  * tooltips): "main (1234)", "worker-1 (1235)", or "1236" without a name;
  * thread >= 0.  Returns buf. */
 const char *model_thread_label(const struct model *m, int thread, char *buf, size_t size);
+/* A lane's label (timeline, HTML page, export): the thread's label and, in
+ * a process with several GILs (subinterpreters with their own), the GILs it
+ * took first: "GIL 0,1: main (12)". */
+const char *model_lane_label(const struct model *m, int thread, char *buf, size_t size);
 /* The same in a sentence: "thread main (1234)", "thread 1236", or "an
  * unknown thread" for -1.  Returns buf. */
 const char *model_thread_phrase(const struct model *m, int thread, char *buf, size_t size);

@@ -211,7 +211,7 @@ static void print_lanes(const struct lanes *l, const struct model *m, const stru
 				row[c] = marked[lane * n + c];
 		}
 		char label[64];
-		model_thread_label(m, l->thread_of_lane[lane], label, sizeof label);
+		model_lane_label(m, l->thread_of_lane[lane], label, sizeof label);
 		print_fitted(label, LABEL_WIDTH - 1);
 		putchar(' ');
 		paint_row(row, n, colour);

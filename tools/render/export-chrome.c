@@ -389,7 +389,7 @@ static void write_metadata(struct exporter *x)
 	json_object_end(j);
 	for (size_t i = 0; i < m->thread_count; i++) {
 		metadata_begin(x, "thread_name", x->lanes[i].tid);
-		json_string(j, "name", model_thread_label(m, (int)i, buf, sizeof buf));
+		json_string(j, "name", model_lane_label(m, (int)i, buf, sizeof buf));
 		json_object_end(j);
 		json_object_end(j);
 		/* the order of the model's threads: first seen first, for catapult */

@@ -364,7 +364,7 @@ static int write_timeline(struct page *p)
 		unsigned y = PLOT_Y + (unsigned)lane * LANE_H;
 		if (lane % 2)
 			fprintf(out, "<rect class=\"stripe\" x=\"0\" y=\"%u\" width=\"100%%\" height=\"%d\"/>\n", y, LANE_H);
-		model_thread_label(p->m, l->thread_of_lane[lane], label, sizeof label);
+		model_lane_label(p->m, l->thread_of_lane[lane], label, sizeof label);
 		fprintf(out, "<text class=\"lname\" id=\"lname-%zu\" x=\"8\" y=\"%u\" clip-path=\"url(#label-clip)\" data-label=\"",
 		        lane, y + LANE_H / 2 + 4);
 		html_escape(out, label);
