@@ -126,3 +126,54 @@ def test_writer_done_before_exit_is_clean(python, tmp_path):
     assert status == 0, result["findings"]
     dump = subprocess.run([GILTRACE, "dump", trace], capture_output=True, text=True, check=True).stdout
     assert " lock-wait-begin " not in dump
+
+
+# A lock without a timeout: the finalizing thread's flush waits for a
+# threading.Lock that the daemon thread held when CPython ended (or parked)
+# it, forever: a hang at exit, which run --exit-timeout ends.
+LOCK_HANG = """\
+import os, sys, threading, time
+lock = threading.Lock()
+taken = threading.Event()
+def holder():
+    with lock:
+        os.write(1, b"holder %d\\n" % threading.get_native_id())
+        taken.set()
+        time.sleep(0.3)   # the GIL released, the lock held: finalization ends the thread here
+threading.Thread(target=holder, daemon=True).start()
+taken.wait()
+class Out:
+    def write(self, s):
+        return len(s)
+    def flush(self, acquire=lock.acquire, finalizing=sys.is_finalizing):
+        if finalizing():
+            acquire()     # no timeout: a lock nobody will release
+sys.stdout = Out()
+"""
+
+
+def test_untimed_lock_wait_hangs_the_exit(python, tmp_path):
+    """The wait never ends: exit-lock-held says whose lock, and exit-hang's
+    role of the finalizing thread says what it waits for."""
+    trace = str(tmp_path / "hang.gtr")
+    proc = subprocess.run([GILTRACE, "run", "--exit-timeout", "1", "--timeout", "60", "-o", trace, "--", python,
+                           write_script(tmp_path, LOCK_HANG)], capture_output=True, text=True, timeout=90,
+                          env=environment())
+    assert proc.returncode == 124, proc.stderr
+    holder = int(re.search(r"holder (\d+)", proc.stdout).group(1))
+    result, status = check_json(trace)
+    assert status == 1
+    if version_of(python) > (3, 13, 0):
+        # 3.13.15's threading.Lock is a PyMutex (Modules/_threadmodule.c),
+        # an atomic in user space: no owner to name, and nothing claimed
+        assert of(result, "exit-lock-held") == []
+        (hang,) = of(result, "exit-hang")
+        assert not any("for lock 0x" in t["role"] for t in hang["threads"]), hang["threads"]
+        return
+    (held,) = of(result, "exit-lock-held")
+    assert held["thread"]["tid"] == main_tid(result) and held["waiting_for"]["tid"] == holder
+    assert "to the end of the trace, where giltrace ended the hung process" in held["what"], held["what"]
+    (hang,) = of(result, "exit-hang")
+    roles = {t["tid"]: t["role"] for t in hang["threads"]}
+    main_role = roles[main_tid(result)]
+    assert f"for lock {held['lock']}, held by thread {holder}" in main_role, main_role

@@ -187,6 +187,8 @@ static void role_of(const struct walk *w, const struct hang_view *v, int i, char
 		snprintf(part, sizeof part, "waits for the GIL (in take_gil) since %s", when(v, h->wait_since, a, sizeof a));
 		add_part(role, size, part);
 	}
+	if (detect_lock_waiting_at_end(w, i, part, sizeof part))
+		add_part(role, size, part); /* bpo-23309's lock, without a timeout */
 	if (ended_by(w->r, i, v->end)) {
 		const char *how = th->exit == THREAD_END_PARKED        ? "was parked by CPython (pause)"
 		                  : th->exit == THREAD_END_PTHREAD_EXIT ? "was ended by CPython (pthread_exit)"
@@ -227,7 +229,7 @@ static int thread_of_tid(const struct walk *w, int32_t tid)
 static bool add_roles(struct walk *w, const struct hang_view *v, struct finding *x)
 {
 	const struct snapshot *s = w->t->snapshot;
-	char role[200];
+	char role[sizeof ((struct finding_role *)0)->role];
 	for (size_t k = 0; k < s->thread_count; k++) {
 		int i = thread_of_tid(w, s->threads[k].tid);
 		if (i >= 0 && ended_by(w->r, i, v->end))

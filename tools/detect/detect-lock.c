@@ -269,6 +269,28 @@ void detect_lock_end(struct walk *w)
 	}
 }
 
+bool detect_lock_waiting_at_end(const struct walk *w, int thread, char *buf, size_t size)
+{
+	const struct lock_watch *lw = w->locks;
+	for (size_t i = lw ? lw->wait_count : 0; i-- > 0;) {
+		const struct lock_wait *x = &lw->waits[i];
+		if (x->thread != thread || !x->open || x->end)
+			continue;
+		int owner = x->owner ? thread_of_tid(w, x->owner, x->begin_ns) : -1;
+		char label[64], fate[160] = "", d[32];
+		if (owner >= 0) {
+			thread_label(w, owner, label, sizeof label);
+			describe_owner(w, x, owner, fate, sizeof fate);
+		} else {
+			snprintf(label, sizeof label, "a thread giltrace did not see take it");
+		}
+		snprintf(buf, size, "waits since +%s for lock 0x%" PRIx64 ", held by %s%s%s",
+		         format_duration(d, sizeof d, x->begin_ns), x->lock, label, fate[0] ? ", " : "", fate);
+		return true;
+	}
+	return false;
+}
+
 void detect_lock_free(struct walk *w)
 {
 	if (!w->locks)

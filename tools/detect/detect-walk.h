@@ -119,6 +119,10 @@ void detect_hang(struct walk *w);
 void detect_lock_event(struct walk *w, int thread, const struct trace_event *e);
 /* At the end of the trace: the exit-lock-held findings. */
 void detect_lock_end(struct walk *w);
+/* Whether thread was still waiting for a PyThread lock when the trace
+ * ended: then "waits since +T for lock 0x.., held by thread N, which ..."
+ * in buf (for exit-hang's roles). */
+bool detect_lock_waiting_at_end(const struct walk *w, int thread, char *buf, size_t size);
 void detect_lock_free(struct walk *w);
 
 #endif

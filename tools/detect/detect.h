@@ -47,7 +47,7 @@ extern const struct detector_info detectors[DETECT_COUNT];
 struct finding_role {
 	int32_t tid;
 	int thread;                  /* model thread index, -1: not in the trace */
-	char role[200];              /* "holds the GIL since +1.2 s", ... */
+	char role[320];              /* "holds the GIL since +1.2 s", ... */
 };
 
 struct finding {
