@@ -35,8 +35,9 @@
  * pause() that follows.  Free-threaded builds with the GIL disabled never
  * lock it; whether it is enabled (its `enabled` count) is read where the
  * shim runs anyway, so a change shows at the next GIL take or C-API call,
- * and which module's import enabled it is not seen.  The finalizing flag is sampled at GIL events, so its recorded
- * time is the first GIL event after the flip, not the flip itself.
+ * and which module's import enabled it is not seen.  The finalizing flag
+ * is sampled at GIL events, so its recorded time is the first GIL event
+ * after the flip, not the flip itself.
  */
 #include <errno.h>
 #include <string.h>

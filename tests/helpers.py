@@ -115,6 +115,16 @@ def discover_parking():
 PARKING = discover_parking()
 
 
+def alive(pid):
+    """Whether pid runs: a zombie (ended, not reaped yet) does not."""
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
 def write_script(tmp_path, text, name="script.py"):
     path = tmp_path / name
     path.write_text(text)

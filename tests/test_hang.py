@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 import scenario_build
-from helpers import GILTRACE, SCENARIOS, check_json, dump, main_tid, of, report, version_of, write_script
+from helpers import GILTRACE, SCENARIOS, alive, check_json, dump, main_tid, of, report, version_of, write_script
 
 # A daemon thread that keeps taking the GIL, and a main thread that sleeps
 # forever in time.sleep: a hang before finalization.
@@ -92,15 +92,6 @@ def pyenv_311():
 def run_with_timeout(python, script, trace, timeout, extra=(), env=None, limit=60):
     cmd = [GILTRACE, "run", "--timeout", str(timeout), *extra, "-o", trace, "--", python, script]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=limit, env=env)
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(") ")[1][0] != "Z"
 
 
 def snapshot_threads(path):

@@ -5,13 +5,12 @@ stack and whatever locks it holds.  On them (helpers.PARKING: 3.13.15 from
 `make pythons` here) the findings, the report, the HTML page and the hang
 snapshot call such a thread parked: not alive, not exited, not hung.
 """
-import os
 import subprocess
 
 import pytest
 
 import scenario_build
-from helpers import (GILTRACE, PARKING, SCENARIOS, check_json, dump, errors, main_tid, of, report, run_scenario,
+from helpers import (GILTRACE, PARKING, check_json, dump, errors, main_tid, of, report, run_scenario,
                      write_script)
 
 

@@ -17,7 +17,7 @@ import time
 import pytest
 
 import scenario_build
-from helpers import GILTRACE, SCENARIOS, write_script
+from helpers import GILTRACE, SCENARIOS, alive, write_script
 
 INTERPRETER = "/usr/bin/python3.11"
 
@@ -81,16 +81,6 @@ def stress_json(tmp_path, *args, status=1, **kw):
     proc = stress(tmp_path, "--json", *args, **kw)
     assert proc.returncode == status, proc.stdout + proc.stderr
     return json.loads(proc.stdout)
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is dead
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_clean_program_keeps_nothing(tmp_path):
@@ -320,4 +310,4 @@ def test_failed_runs_name_their_jitter_seed(tmp_path):
     assert len(set(seeds)) == 2, seeds
     text = stress(tmp_path, "-n", "1", "-o", "g", "--provoke", f"jitter=20,seed={seeds[0]}", "--", INTERPRETER,
                   script).stdout
-    assert f"e.g. run 1 (pid " in text and f", jitter seed={seeds[0]}):" in text, text
+    assert "e.g. run 1 (pid " in text and f", jitter seed={seeds[0]}):" in text, text

@@ -699,12 +699,9 @@ int cmd_run(int argc, char **argv)
 	sort_first_pid = pid;
 	if (traces.n > 1)
 		qsort(traces.items, traces.n, sizeof *traces.items, compare_traces);
-	char **paths = calloc(traces.n ? traces.n : 1, sizeof *paths);
-	if (!paths)
-		die("out of memory");
+	char **paths = paths_of(&traces);
 	for (size_t i = 0; i < traces.n; i++) {
 		const struct found_trace *t = &traces.items[i];
-		paths[i] = t->path;
 		if (!t->have_header) {
 			fprintf(stderr, "giltrace: trace written to %s (its header is unreadable)\n", t->path);
 			continue;
