@@ -27,12 +27,13 @@
 
 #define GTR_MAGIC "GILTRACE"           /* 8 bytes, no terminator on disk */
 #define GTR_VERSION_MAJOR 3            /* readers refuse another major */
-#define GTR_VERSION_MINOR 7            /* readers accept any minor; 1: TSTATE_REUSE,
+#define GTR_VERSION_MINOR 8            /* readers accept any minor; 1: TSTATE_REUSE,
                                           2: event_words and features in the header,
                                           3: CRASH, 4: the provocations in the header,
                                           5: finalizing_mono_ns in the header, 6: LOCK_WAIT_BEGIN,
                                           LOCK_WAIT_END, LOCK_HELD and
-                                          GTR_FLAG_LOCKS_UNTRACKED, 7: GIL_ENABLED */
+                                          GTR_FLAG_LOCKS_UNTRACKED, 7: GIL_ENABLED,
+                                          8: THREAD_INTERP, MODULE_LOAD */
 #define GTR_HEADER_SIZE 4096u          /* struct gtr_file_header, padded */
 #define GTR_CHUNK_MAGIC 0x4b435447u    /* "GTCK" */
 #define GTR_CHUNK_HEADER_SIZE 64u      /* struct gtr_chunk_header, padded */
@@ -310,6 +311,15 @@ enum gtr_event_type {
 	                                 disabled, GTR_GIL_ENABLED_FOR_GOOD
 	                                 permanently, else the transient requests:
 	                                 an extension module being imported) */
+	GTR_EV_THREAD_INTERP,         /* (minor 8) a thread started from a
+	                                 subinterpreter, and the interpreter its
+	                                 PyGILState_Ensure calls attach it to
+	                                 (gh-59956); arg: enum gtr_interp_seen;
+	                                 payload: that interpreter, the main one */
+	GTR_EV_MODULE_LOAD,           /* (minor 8) this thread's dlopen() returned
+	                                 an object (an extension module's import,
+	                                 ctypes); payload: its load address, that
+	                                 of its module record */
 	GTR_EV_COUNT
 };
 
@@ -323,6 +333,14 @@ enum gtr_exit_how {
 /* GTR_EV_GIL_ENABLED's count of a GIL enabled for good (INT_MAX in
  * CPython: PYTHON_GIL=1, or a module without Py_mod_gil_not_used). */
 #define GTR_GIL_ENABLED_FOR_GOOD 0x7fffffffu
+
+/* Which interpreter a THREAD_INTERP event gives (its arg).  Only threads
+ * whose creator held the GIL of an interpreter other than the main one
+ * get these events. */
+enum gtr_interp_seen {
+	GTR_INTERP_OF_CREATOR = 1,    /* the creator's, at pthread_create */
+	GTR_INTERP_OF_GILSTATE = 2,   /* the thread's after a PyGILState_Ensure */
+};
 
 /* How a lock wait ended (arg of GTR_EV_LOCK_WAIT_END). */
 enum gtr_lock_wait_end {
@@ -415,6 +433,8 @@ static const uint8_t gtr_event_payload_words[GTR_EV_COUNT] = {
 	[GTR_EV_LOCK_WAIT_END] = 1,
 	[GTR_EV_LOCK_HELD] = 1,
 	[GTR_EV_GIL_ENABLED] = 1,
+	[GTR_EV_THREAD_INTERP] = 2,
+	[GTR_EV_MODULE_LOAD] = 1,
 };
 
 _Static_assert(__builtin_offsetof(struct gtr_file_header, provoke) == 600 &&

@@ -78,6 +78,10 @@ static const struct cpython_finalizing_row cpython_finalizing_rows[] = {
 #define DEBUG_OFFSETS_OFF_GIL_LOCKED 136      /* ...gil_runtime_state_locked */
 #define DEBUG_OFFSETS_OFF_GIL_HOLDER 144      /* ...gil_runtime_state_holder (last_holder) */
 
+/* ---- struct _ts (Include/cpython/pystate.h) -----------------------------
+ * prev, next, interp begin PyThreadState in every version 3.8-3.15. */
+#define TSTATE_OFF_INTERP 16     /* PyInterpreterState * */
+
 /* ---- the debug allocator (Objects/obmalloc.c, every version) -------------
  * PYTHONMALLOC=debug and --with-pydebug builds put two size_t words (the
  * size and the API id with padding) in front of each block they hand out:

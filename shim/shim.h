@@ -143,6 +143,8 @@ struct shim_thread {
 	uint8_t in_shim;           /* re-entrancy guard */
 	uint8_t lost;              /* recording failed for this thread */
 	uintptr_t known_tstate;    /* the last thread state it taught the table */
+	uintptr_t creator_interp;  /* the subinterpreter its creator ran in, 0 none
+	                              or the main one (gh-59956, wrap-capi.c) */
 	unsigned known_generation; /* tstate_table_generation at that time */
 	/* create_gil signature detector: the last four init calls */
 	uintptr_t init_addr[4];
@@ -324,6 +326,10 @@ extern void *const capi_wrappers[GTR_CAPI_COUNT];
 void capi_resolve(void);
 /* The interpreter's definition of `fn`, resolving it if needed; or NULL. */
 void *capi_real(enum gtr_capi fn);
+/* The interpreter of the calling thread's thread state, and the main one;
+ * false if either is unknown.  Only for a thread that holds a GIL: before
+ * 3.12 the "current" thread state is the GIL holder's. */
+bool capi_current_interp(uintptr_t *interp, uintptr_t *main_interp);
 /* Route the C-API imports of every loaded object not yet seen to the
  * wrappers; idempotent, called at activation and after each dlopen. */
 void got_patch_loaded_objects(void);

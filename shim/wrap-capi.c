@@ -25,6 +25,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 
+#include "cpython-layout.h"
 #include "shim.h"
 
 /* PyStatus (3.8+), returned by value: 32 bytes, in memory, like the real one. */
@@ -182,11 +183,63 @@ SHIM_EXPORT void PyEval_ReleaseLock(void)
 	REAL(PyEval_ReleaseLock, void (*)(void))();
 }
 
+/* ---- which interpreter (gh-59956) -----------------------------------------
+ * PyGILState_Ensure on a thread without a thread state makes one in the
+ * main interpreter, whoever started the thread: a native thread that a
+ * subinterpreter's C code starts and that calls back through PyGILState_*
+ * runs in the wrong interpreter (under the wrong GIL if the subinterpreter
+ * has its own).  pthread_create notes the creator's interpreter when it is
+ * not the main one; such a thread's Ensure calls record where they landed.
+ * Threads started from the main interpreter pay one branch. */
+
+/* Functions read, never wrapped: in libpython or in a static executable's
+ * dynamic symbols, where RTLD_DEFAULT finds them. */
+static void *lookup_unwrapped(const char *name, const char *older_name)
+{
+	void *p = dlsym(RTLD_DEFAULT, name);
+	return p || !older_name ? p : dlsym(RTLD_DEFAULT, older_name);
+}
+
+bool capi_current_interp(uintptr_t *interp, uintptr_t *main_interp)
+{
+	static void *(*get_unchecked)(void), *(*get_main)(void);
+	if (!get_unchecked) /* 3.13 made it public; 3.8-3.12 have the old name */
+		get_unchecked = (void *(*)(void))lookup_unwrapped("PyThreadState_GetUnchecked", "_PyThreadState_UncheckedGet");
+	if (!get_main)
+		get_main = (void *(*)(void))lookup_unwrapped("PyInterpreterState_Main", NULL);
+	if (!get_unchecked || !get_main)
+		return false;
+	const char *tstate = get_unchecked();
+	if (!tstate)
+		return false;
+	*interp = *(const uintptr_t *)(tstate + TSTATE_OFF_INTERP);
+	*main_interp = (uintptr_t)get_main();
+	return *interp && *main_interp;
+}
+
+/* After an Ensure by a thread started from a subinterpreter. */
+static void record_gilstate_interp(void)
+{
+	if (!shim_enter())
+		return;
+	int saved_errno = errno;
+	uint64_t payload[2];
+	if (shim_self.gil_held && capi_current_interp((uintptr_t *)&payload[0], (uintptr_t *)&payload[1])) {
+		/* the main interpreter: the finding's call, with its stack */
+		bool suspect = payload[0] == payload[1] && stack_wanted(STACKS_SUSPECT_CAPI);
+		stack_emit_if(suspect, GTR_EV_THREAD_INTERP, GTR_INTERP_OF_GILSTATE, payload);
+	}
+	errno = saved_errno;
+	shim_leave();
+}
+
 SHIM_EXPORT int PyGILState_Ensure(void)
 {
 	record_call(GTR_CAPI_PyGILState_Ensure, 0, CALLER());
 	int state = REAL(PyGILState_Ensure, int (*)(void))();
 	record_return_if_finalizing(GTR_CAPI_PyGILState_Ensure, (uint64_t)state);
+	if (unlikely(shim_self.creator_interp))
+		record_gilstate_interp();
 	return state;
 }
 

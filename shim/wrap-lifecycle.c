@@ -28,6 +28,7 @@
  * posix_spawn, which exec at once and are traced afresh if they are python.
  */
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -41,6 +42,7 @@ struct thread_start {
 	void *(*start_routine)(void *);
 	void *arg;
 	int32_t parent_tid;
+	uintptr_t creator_interp, main_interp; /* a subinterpreter's thread */
 };
 
 /* A thread's end (exit or park), with a stack when it may explain a
@@ -71,6 +73,11 @@ static void *thread_trampoline(void *p)
 	if (shim_enter()) {
 		uint64_t parent = (uint64_t)start.parent_tid;
 		recorder_emit(GTR_EV_THREAD_START, 0, &parent);
+		if (start.creator_interp) {
+			uint64_t interps[2] = { start.creator_interp, start.main_interp };
+			recorder_emit(GTR_EV_THREAD_INTERP, GTR_INTERP_OF_CREATOR, interps);
+			shim_self.creator_interp = start.creator_interp;
+		}
 		shim_leave();
 	}
 	void *result = start.start_routine(start.arg);
@@ -93,6 +100,12 @@ SHIM_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr, vo
 	start->start_routine = start_routine;
 	start->arg = arg;
 	start->parent_tid = gettid();
+	/* a subinterpreter's thread: its PyGILState_Ensure calls are watched
+	 * (gh-59956, wrap-capi.c) */
+	start->creator_interp = start->main_interp = 0;
+	if (shim_self.gil_held && capi_current_interp(&start->creator_interp, &start->main_interp) &&
+	    start->creator_interp == start->main_interp)
+		start->creator_interp = 0;
 	int rc = shim_real.create(thread, attr, thread_trampoline, start);
 	if (rc != 0) {
 		free(start);
@@ -160,6 +173,13 @@ SHIM_EXPORT void *dlopen(const char *file, int mode)
 		int saved_errno = errno;
 		recorder_note_modules();
 		got_patch_loaded_objects();
+		/* which object this thread loaded: a free-threaded build's import
+		 * of a module without Py_mod_gil enables the GIL next (replay.c) */
+		struct link_map *map;
+		if (dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map) {
+			uint64_t base = map->l_addr;
+			recorder_emit(GTR_EV_MODULE_LOAD, 0, &base);
+		}
 		errno = saved_errno;
 		shim_leave();
 	}

@@ -295,6 +295,43 @@ def test_free_threaded_report_says_whether_the_gil_was_on(python, tmp_path):
         assert_model_sound(rep)
 
 
+@pytest.mark.parametrize("python", FREE_THREADED)
+def test_free_threaded_report_says_which_module_enabled_the_gil(python, extension, tmp_path):
+    """Importing gtscenario, a single-phase module without Py_mod_gil, enables
+    the GIL for good: the report names the module and the importing thread,
+    and the program's RuntimeWarning is the same as untraced."""
+    script = write_script(tmp_path, "import sys, gtscenario\nprint('gil enabled:', sys._is_gil_enabled())\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON_GIL"}
+    env["PYTHONPATH"] = extension
+    out = str(tmp_path / "import.gtr")
+    proc = subprocess.run([GILTRACE, "run", "-o", out, "--", python, script], capture_output=True, text=True,
+                          timeout=60, env=env)
+    untraced = subprocess.run([python, script], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0 and proc.stdout == untraced.stdout == "gil enabled: True\n", proc.stderr
+    warning = "RuntimeWarning: The global interpreter lock (GIL) has been enabled to load module 'gtscenario'"
+    assert warning in untraced.stderr
+    assert proc.stderr.startswith(untraced.stderr), (proc.stderr, untraced.stderr)
+    rep = report(out)
+    (gil,) = rep["gils"]
+    module = gil["enabled"]["for_good_by_module"]
+    assert os.path.basename(module).startswith("gtscenario.") and os.path.dirname(module) == extension
+    assert gil["enabled"]["for_good_by_tid"] == rep["process"]["pid"]
+    assert f"importing {module}, an extension module that does not declare Py_mod_gil_not_used" in \
+        gil["enabled"]["text"]
+    # the imports before it (built-in modules) enabled it only for a while
+    assert gil["enabled"]["times_transient"] >= 1
+    assert_model_sound(rep)
+
+    # PYTHON_GIL=1: enabled from the start, by no import
+    out = str(tmp_path / "config.gtr")
+    proc = subprocess.run([GILTRACE, "run", "-o", out, "--", python, "-c", "pass"], capture_output=True,
+                          text=True, timeout=60, env=dict(env, PYTHON_GIL="1"))
+    assert proc.returncode == 0, proc.stderr
+    (gil,) = report(out)["gils"]
+    assert gil["enabled"]["for_good_by_module"] is None and gil["enabled"]["for_good_by_tid"] is None
+    assert "with no import enabling it first: PYTHON_GIL=1 or -X gil=1" in gil["enabled"]["text"]
+
+
 def test_gil_layout_from_the_interpreter_itself(python, tmp_path):
     """3.13 says where its GIL's fields are (_Py_DebugOffsets): the shim
     uses that, agrees with its own table, and the handoffs add up; older

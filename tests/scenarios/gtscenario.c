@@ -9,7 +9,9 @@
  * bpo-36469's symptom), keeping the GIL it took as finalization began
  * (bpo-36469's shape), leaving a stale GIL drop request behind
  * (gh-96387), and crashing during finalization (gh-110052's shape), with
- * or without a SIGSEGV handler of the program's.
+ * or without a SIGSEGV handler of the program's, and a native thread a
+ * subinterpreter starts that calls back through PyGILState_Ensure()
+ * (gh-59956: it lands in the main interpreter).
  * The scripts next to this file drive them; each one says what it
  * reproduces.
  *
@@ -430,6 +432,39 @@ static PyObject *altstack_enabled(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED
 	return PyBool_FromLong(!(ss.ss_flags & SS_DISABLE));
 }
 
+/*
+ * ---- (g) gilstate_thread: gh-59956 ------------------------------------
+ *
+ * PyGILState_Ensure() on a thread without a thread state makes one in the
+ * main interpreter, whoever started the thread.  A subinterpreter's code
+ * starts gilstate_thread() with pthread_create() (through ctypes, which
+ * loads where this single-phase module cannot: in a subinterpreter with
+ * its own GIL), and the main interpreter reads which interpreter the
+ * thread's Ensure gave it.  Nothing of the subinterpreter's is touched, so
+ * the program itself runs fine: only the interpreter is wrong.
+ */
+
+static long long gilstate_thread_interp = -1;
+
+static void *gilstate_thread(void *Py_UNUSED(arg))
+{
+	PyGILState_STATE state = PyGILState_Ensure();
+
+	gilstate_thread_interp = PyInterpreterState_GetID(current_interp());
+	PyGILState_Release(state);
+	return NULL;
+}
+
+static PyObject *gilstate_thread_address(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+	return PyLong_FromVoidPtr((void *)gilstate_thread);
+}
+
+static PyObject *gilstate_thread_result(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+	return PyLong_FromLongLong(gilstate_thread_interp);
+}
+
 /* ---- module ------------------------------------------------------------ */
 
 static PyMethodDef gtscenario_methods[] = {
@@ -460,6 +495,10 @@ static PyMethodDef gtscenario_methods[] = {
 	  "What sigaction() says of SIGSEGV: default, ignored, program, other." },
 	{ "altstack_enabled", altstack_enabled, METH_NOARGS,
 	  "Whether sigaltstack() says this thread has an alternate signal stack." },
+	{ "gilstate_thread_address", gilstate_thread_address, METH_NOARGS,
+	  "The address of a thread start routine that calls PyGILState_Ensure()." },
+	{ "gilstate_thread_result", gilstate_thread_result, METH_NOARGS,
+	  "The id of the interpreter that routine's Ensure gave it, -1 before." },
 	{ NULL, NULL, 0, NULL }
 };
 

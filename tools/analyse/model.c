@@ -300,6 +300,8 @@ static int finish(struct model *m, const struct replay *r)
 		g->enabled_at_end = r->gils[gi].enabled;
 		g->enabled_times = r->gils[gi].enabled_times;
 		g->enabled_for_good_ns = r->gils[gi].enabled_for_good_ns;
+		g->enabled_for_good_by = r->gils[gi].for_good_by;
+		g->enabled_for_good_module = r->gils[gi].for_good_module;
 		m->lost_ns += g->lost_ns;
 		m->acquisitions_missing += g->acquisitions_missing;
 		if (g->held_ns + g->idle_ns + g->lost_ns != m->wall_ns)

@@ -60,6 +60,8 @@ struct model_gil {
 	uint64_t enabled_at_end;   /* its `enabled` count last recorded */
 	uint64_t enabled_times;    /* times enabled transiently */
 	uint64_t enabled_for_good_ns; /* UINT64_MAX never */
+	int enabled_for_good_by;   /* the thread whose import enabled it for good, -1 */
+	uint64_t enabled_for_good_module; /* the module it had loaded (load address), 0 */
 };
 
 /* A finalization epoch (replay.h) with the threads (indices, ascending)

@@ -273,6 +273,37 @@ static bool starts_new_runtime(unsigned fn)
 
 /* ---- the walk ---------------------------------------------------------------------- */
 
+/* A free-threaded build's GIL `enabled` count, as the shim saw it change.
+ * CPython enables it transiently around every extension module's import
+ * (Python/import.c: _PyEval_EnableGILTransient before the module's init,
+ * _PyImport_CheckGILForModule after it), then for good if the module does
+ * not declare Py_mod_gil_not_used, else back to 0.  The importing thread
+ * re-attaches, so takes the GIL, right after its transient enable: the
+ * shim records that count on that thread, after the thread's dlopen of
+ * the module (MODULE_LOAD) when the module is not built in. */
+static void gil_enabled(struct replay *r, int thread, const struct trace_event *e)
+{
+	struct replay_gil *g = &r->gils[e->arg];
+	const struct replay_thread *t = &r->threads[thread];
+	uint64_t count = e->payload[0];
+	g->seen = true;
+	if (count == GTR_GIL_ENABLED_FOR_GOOD && g->enabled_for_good_ns == UINT64_MAX) {
+		g->enabled_for_good_ns = e->ns;
+		if (g->enabled) { /* after an import's transient enable: that import */
+			g->for_good_by = g->enabled_by;
+			g->for_good_module = g->enabled_module;
+		}
+	} else if (count && count != GTR_GIL_ENABLED_FOR_GOOD && !g->enabled) {
+		g->enabled_times++;
+		g->enabled_by = thread;
+		g->enabled_module = t->last_load && t->last_load_ns >= g->disabled_ns ? t->last_load : 0;
+	} else if (!count) {
+		g->disabled_ns = e->ns;
+	}
+	g->enabled = count;
+	g->enabled_seen = true;
+}
+
 static void replay_event(struct replay *r, const struct trace_event *e)
 {
 	int thread = (int)e->thread;
@@ -314,18 +345,13 @@ static void replay_event(struct replay *r, const struct trace_event *e)
 	case GTR_EV_GIL_TAKE_ABANDON:
 		end_wait(r, thread, e->ns);
 		break;
-	case GTR_EV_GIL_ENABLED: {
-		struct replay_gil *g = &r->gils[e->arg];
-		uint64_t count = e->payload[0];
-		g->seen = true;
-		if (count == GTR_GIL_ENABLED_FOR_GOOD && g->enabled_for_good_ns == UINT64_MAX)
-			g->enabled_for_good_ns = e->ns;
-		else if (count && count != GTR_GIL_ENABLED_FOR_GOOD && !g->enabled)
-			g->enabled_times++;
-		g->enabled = count;
-		g->enabled_seen = true;
+	case GTR_EV_GIL_ENABLED:
+		gil_enabled(r, thread, e);
 		break;
-	}
+	case GTR_EV_MODULE_LOAD:
+		r->threads[thread].last_load = e->payload[0];
+		r->threads[thread].last_load_ns = e->ns;
+		break;
 	case GTR_EV_GIL_REINIT: {
 		struct replay_gil *g = &r->gils[e->arg];
 		g->seen = true;
@@ -485,6 +511,7 @@ int replay_run_with(struct replay *r, struct trace *t, const struct replay_visit
 		r->gils[gi].last_releaser = -1;
 		r->gils[gi].last_acquirer = -1;
 		r->gils[gi].enabled_for_good_ns = UINT64_MAX;
+		r->gils[gi].enabled_by = r->gils[gi].for_good_by = -1;
 	}
 	for (size_t i = 0; i < t->gil_count; i++)
 		r->gils[t->gils[i].index % REPLAY_MAX_GILS].seen = true;

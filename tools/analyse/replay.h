@@ -57,6 +57,8 @@ struct replay_thread {
 	bool attempt_waited;       /* this take_gil waited on the GIL's cond */
 	uint64_t wait_since;
 	uint64_t last_tstate;      /* tstate of its last acquisition */
+	uint64_t last_load, last_load_ns; /* its last dlopen (MODULE_LOAD): the
+	                              object's load address, when; 0 none */
 	uint64_t first_ns;         /* its first event, UINT64_MAX none yet */
 	uint64_t last_event_ns;    /* its latest event replayed so far */
 	enum thread_end exit;      /* its latest exit or park */
@@ -85,6 +87,13 @@ struct replay_gil {
 	uint64_t enabled;          /* the last one */
 	uint64_t enabled_times;    /* times it went from 0 to a transient count */
 	uint64_t enabled_for_good_ns; /* when it was enabled for good, UINT64_MAX never */
+	uint64_t disabled_ns;      /* when it last went back to 0 */
+	/* who enabled it last (transiently: an import), and the extension
+	 * module that thread had just loaded (load address, 0 none: a built-in
+	 * module, or no load since the GIL was last disabled); for good: the
+	 * same of the import that preceded it, none with PYTHON_GIL=1 */
+	int enabled_by, for_good_by; /* thread index, -1 none */
+	uint64_t enabled_module, for_good_module;
 };
 
 /* One finalization: from the flag's being set to its being cleared or a

@@ -15,7 +15,7 @@
 static const char usage_text[] = "usage: giltrace dump TRACE\n\n"
                                  "exit status: 0 the trace was read, 2 it was unusable\n";
 
-static void print_details(const struct trace_event *e)
+static void print_details(const struct trace *t, const struct trace_event *e)
 {
 	switch (e->type) {
 	case GTR_EV_GIL_ACQUIRE:
@@ -88,6 +88,15 @@ static void print_details(const struct trace_event *e)
 		else
 			printf(" gil=%u enabled=%" PRIu64, e->arg, e->payload[0]);
 		break;
+	case GTR_EV_MODULE_LOAD: {
+		const struct trace_module *mod = trace_module_of(t, e->payload[0]);
+		printf(" base=0x%" PRIx64 " path=%s", e->payload[0], mod && mod->path ? mod->path : "?");
+		break;
+	}
+	case GTR_EV_THREAD_INTERP:
+		printf(" %s interp=0x%" PRIx64 " main=0x%" PRIx64,
+		       e->arg == GTR_INTERP_OF_CREATOR ? "creator's" : "after-ensure", e->payload[0], e->payload[1]);
+		break;
 	default:
 		if (e->type <= GTR_EV_GIL_HELD_AT_FORK)
 			printf(" gil=%u", e->arg);
@@ -134,7 +143,7 @@ int cmd_dump(int argc, char **argv)
 	const struct trace_event *e;
 	while ((e = trace_walk_next(w))) {
 		printf("%14.9f %7d %s", (double)e->ns / 1e9, t.threads[e->thread].tid, trace_event_name(e->type));
-		print_details(e);
+		print_details(&t, e);
 		const struct trace_stack *st = trace_stack_of(&t, e->index);
 		for (uint32_t f = 0; st && f < st->count; f++)
 			printf("%s0x%" PRIx64, f ? "," : " stack=", st->frames[f]);

@@ -146,32 +146,6 @@ void detect_lock_event(struct walk *w, int thread, const struct trace_event *e)
 	}
 }
 
-/* The thread with tid that was alive at ns (tids are reused: the latest
- * that began before ns), or -1. */
-static int thread_of_tid(const struct walk *w, int32_t tid, uint64_t ns)
-{
-	int best = -1;
-	for (size_t i = 0; i < w->t->thread_count; i++) {
-		if (w->t->threads[i].tid != tid)
-			continue;
-		const struct replay_thread *rt = &w->r->threads[i];
-		if (best < 0 || (rt->first_ns <= ns && rt->first_ns >= w->r->threads[best].first_ns))
-			best = (int)i;
-	}
-	return best;
-}
-
-static void thread_label(const struct walk *w, int thread, char *buf, size_t size)
-{
-	const struct trace_thread *th = &w->t->threads[thread];
-	if (th->name[0])
-		snprintf(buf, size, "thread %d (%s)", th->tid, th->name);
-	else if (th->tid == w->t->header.pid)
-		snprintf(buf, size, "thread %d (main)", th->tid);
-	else
-		snprintf(buf, size, "thread %d", th->tid);
-}
-
 /* What became of the owner of x's lock: "which CPython ended at +318 ms
  * holding it (pthread_exit at a must-exit check)", ... */
 static void describe_owner(const struct walk *w, const struct lock_wait *x, int owner, char *buf, size_t size)
@@ -219,7 +193,7 @@ static void lock_finding(struct walk *w, const struct lock_wait *x)
 	struct finding *f = walk_add_finding(w, DETECT_EXIT_LOCK_HELD, x->thread, ns);
 	if (!f)
 		return;
-	int owner = x->owner ? thread_of_tid(w, x->owner, x->begin_ns) : -1;
+	int owner = x->owner ? walk_thread_of_tid(w, x->owner, x->begin_ns) : -1;
 	f->other_thread = owner;
 	f->lock = x->lock;
 	f->stack_event = walk_with_stack(w, x->begin_event, SIZE_MAX);
@@ -234,7 +208,7 @@ static void lock_finding(struct walk *w, const struct lock_wait *x)
 		         format_duration(d, sizeof d, x->end_ns - x->begin_ns),
 		         x->end == GTR_LOCK_TIMED_OUT ? " (its timeout)" : " and failed");
 	if (owner >= 0) {
-		thread_label(w, owner, label, sizeof label);
+		walk_thread_label(w, owner, label, sizeof label);
 		describe_owner(w, x, owner, fate, sizeof fate);
 	} else {
 		snprintf(label, sizeof label, "%s", x->owner ? "a thread not in the trace" : "a thread giltrace did not see take it");
@@ -276,10 +250,10 @@ bool detect_lock_waiting_at_end(const struct walk *w, int thread, char *buf, siz
 		const struct lock_wait *x = &lw->waits[i];
 		if (x->thread != thread || !x->open || x->end)
 			continue;
-		int owner = x->owner ? thread_of_tid(w, x->owner, x->begin_ns) : -1;
+		int owner = x->owner ? walk_thread_of_tid(w, x->owner, x->begin_ns) : -1;
 		char label[64], fate[160] = "", d[32];
 		if (owner >= 0) {
-			thread_label(w, owner, label, sizeof label);
+			walk_thread_label(w, owner, label, sizeof label);
 			describe_owner(w, x, owner, fate, sizeof fate);
 		} else {
 			snprintf(label, sizeof label, "a thread giltrace did not see take it");

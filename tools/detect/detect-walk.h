@@ -42,6 +42,15 @@ struct thread_state {
 	/* its crash's finding, until the thread records something after it
 	 * (then the crash was not fatal), SIZE_MAX none */
 	size_t crash_finding;
+	int last_gil;                /* the GIL it last acquired, -1 none */
+	int32_t parent_tid;          /* from its THREAD_START, 0 none */
+	/* started from a subinterpreter (detect-interp.c): that interpreter,
+	 * 0 none; the thread that started it and the GIL that one last took */
+	uint64_t creator_interp;
+	int creator, creator_gil;
+	bool interp_reported;
+	uint64_t ensure_caller;      /* its last PyGILState_Ensure call: caller, */
+	size_t ensure_event;         /* event (SIZE_MAX none) */
 };
 
 struct walk {
@@ -96,6 +105,11 @@ struct finding *walk_add_finding(struct walk *w, enum detector kind, int thread,
 void walk_with_tstate(struct walk *w, struct finding *x, uint64_t tstate);
 /* The first of two events (indices, SIZE_MAX none) that has a stack. */
 size_t walk_with_stack(const struct walk *w, size_t first, size_t second);
+/* The thread with tid that was alive at ns (tids are reused: the latest
+ * that began before ns), or -1. */
+int walk_thread_of_tid(const struct walk *w, int32_t tid, uint64_t ns);
+/* "thread 12 (name)", "thread 10 (main)" or "thread 12". */
+void walk_thread_label(const struct walk *w, int thread, char *buf, size_t size);
 /* "PyEval_RestoreThread" or "take_gil": what started ts's watch. */
 void walk_describe_entry(const struct thread_state *ts, char *buf, size_t size);
 /* Whether thread is watched at ns: finalization is under way, it is not
@@ -113,6 +127,10 @@ void detect_crash_recovered(struct walk *w, struct thread_state *ts);
 int detect_hang_begin(struct walk *w, struct replay_visitor *v);
 /* At the end of the trace: the exit-hang finding. */
 void detect_hang(struct walk *w);
+
+/* detect-interp.c */
+/* A THREAD_INTERP of thread: gilstate-wrong-interpreter. */
+void detect_interp_event(struct walk *w, int thread, const struct trace_event *e);
 
 /* detect-lock.c */
 /* A LOCK_WAIT_BEGIN, LOCK_WAIT_END or LOCK_HELD of thread. */

@@ -69,6 +69,8 @@ const struct detector_info detectors[DETECT_COUNT] = {
 		               "the process hung: it outlived giltrace's --timeout or --exit-timeout, which ended it" },
 	[DETECT_EXIT_LOCK_HELD] = { "exit-lock-held", SEVERITY_ERROR,
 		                    "finalization waited for a lock held by a thread that will never release it" },
+	[DETECT_GILSTATE_WRONG_INTERPRETER] = { "gilstate-wrong-interpreter", SEVERITY_ERROR,
+		                                "a subinterpreter's thread was given the main interpreter by PyGILState_Ensure" },
 };
 
 /* ---- thread-state lives ---------------------------------------------------- */
@@ -257,6 +259,32 @@ bool walk_watched(const struct walk *w, int thread, uint64_t ns)
 {
 	const struct replay_epoch *ep = replay_open_epoch(w->r);
 	return ep && ns >= ep->start_ns && thread != replay_epoch_thread(ep) && w->threads[thread].watch != WATCH_DONE;
+}
+
+/* ---- threads ------------------------------------------------------------------- */
+
+int walk_thread_of_tid(const struct walk *w, int32_t tid, uint64_t ns)
+{
+	int best = -1;
+	for (size_t i = 0; i < w->t->thread_count; i++) {
+		if (w->t->threads[i].tid != tid)
+			continue;
+		const struct replay_thread *rt = &w->r->threads[i];
+		if (best < 0 || (rt->first_ns <= ns && rt->first_ns >= w->r->threads[best].first_ns))
+			best = (int)i;
+	}
+	return best;
+}
+
+void walk_thread_label(const struct walk *w, int thread, char *buf, size_t size)
+{
+	const struct trace_thread *th = &w->t->threads[thread];
+	if (th->name[0])
+		snprintf(buf, size, "thread %d (%s)", th->tid, th->name);
+	else if (th->tid == w->t->header.pid)
+		snprintf(buf, size, "thread %d (main)", th->tid);
+	else
+		snprintf(buf, size, "thread %d", th->tid);
 }
 
 /* ---- events -------------------------------------------------------------------- */
@@ -509,6 +537,10 @@ static void walk_event(struct walk *w, const struct trace_event *e)
 		life_renewed(w, e->payload[0]);
 		break;
 	case GTR_EV_CAPI_CALL:
+		if (e->arg == GTR_CAPI_PyGILState_Ensure) {
+			ts->ensure_caller = e->payload[1];
+			ts->ensure_event = w->at;
+		}
 		on_capi_call(w, thread, e);
 		break;
 	case GTR_EV_CAPI_RETURN:
@@ -516,6 +548,7 @@ static void walk_event(struct walk *w, const struct trace_event *e)
 		break;
 	case GTR_EV_GIL_ACQUIRE:
 	case GTR_EV_GIL_HELD_AT_FORK:
+		ts->last_gil = (int)e->arg;
 		on_acquire(w, thread, e);
 		break;
 	case GTR_EV_GIL_RELEASE:
@@ -543,6 +576,13 @@ static void walk_event(struct walk *w, const struct trace_event *e)
 	case GTR_EV_LOCK_WAIT_END:
 	case GTR_EV_LOCK_HELD:
 		detect_lock_event(w, thread, e);
+		break;
+	case GTR_EV_THREAD_START:
+		ts->parent_tid = (int32_t)e->payload[0];
+		on_other(w, thread, e);
+		break;
+	case GTR_EV_THREAD_INTERP:
+		detect_interp_event(w, thread, e);
 		break;
 	default:
 		on_other(w, thread, e);
@@ -655,6 +695,9 @@ static struct walk *detect_begin(const struct trace *t, struct findings *out, st
 	for (size_t i = 0; i < t->thread_count; i++) {
 		w->threads[i].watch_event = SIZE_MAX;
 		w->threads[i].crash_finding = SIZE_MAX;
+		w->threads[i].last_gil = -1;
+		w->threads[i].ensure_event = SIZE_MAX;
+		w->threads[i].creator = w->threads[i].creator_gil = -1;
 	}
 	for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++) {
 		w->drop_requester[gi] = -1;
@@ -666,8 +709,7 @@ static struct walk *detect_begin(const struct trace *t, struct findings *out, st
 	                   REPLAY_EVENT(GTR_EV_THREAD_NAME) | REPLAY_EVENT(GTR_EV_CLOCK) | REPLAY_EVENT(GTR_EV_STACK) |
 	                   REPLAY_EVENT(GTR_EV_FINALIZING);
 	uint64_t watched_only = REPLAY_EVENT(GTR_EV_GIL_TAKE_BEGIN) | REPLAY_EVENT(GTR_EV_GIL_WAIT_BEGIN) |
-	                        REPLAY_EVENT(GTR_EV_GIL_RELEASE) | REPLAY_EVENT(GTR_EV_THREAD_START) |
-	                        REPLAY_EVENT(GTR_EV_FORK);
+	                        REPLAY_EVENT(GTR_EV_GIL_RELEASE) | REPLAY_EVENT(GTR_EV_FORK);
 	*v = (struct replay_visitor){
 		.ctx = w,
 		.event = on_event,

@@ -55,6 +55,8 @@ static const char *const event_names[GTR_EV_COUNT] = {
 	[GTR_EV_LOCK_WAIT_END] = "lock-wait-end",
 	[GTR_EV_LOCK_HELD] = "lock-held",
 	[GTR_EV_GIL_ENABLED] = "gil-enabled",
+	[GTR_EV_THREAD_INTERP] = "thread-interp",
+	[GTR_EV_MODULE_LOAD] = "module-load",
 };
 
 const char *trace_capi_name(unsigned fn)

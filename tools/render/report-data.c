@@ -80,23 +80,44 @@ static void word_completeness(struct report *r)
 		         format_duration(d, sizeof d, m->lost_ns));
 }
 
+/* Who enabled a free-threaded build's GIL for good (replay.c's gil_enabled). */
+static void word_enabled_for_good(const struct report *r, const struct model_gil *g, char *buf, size_t size)
+{
+	char d[32], who[96];
+	const char *at = format_duration(d, sizeof d, g->enabled_for_good_ns);
+	const struct trace_module *mod =
+	        g->enabled_for_good_module ? trace_module_of(r->t, g->enabled_for_good_module) : NULL;
+	if (g->enabled_for_good_by < 0)
+		snprintf(buf, size,
+		         "free-threaded build: the GIL was enabled for good at +%s, with no import enabling it first: "
+		         "PYTHON_GIL=1 or -X gil=1",
+		         at);
+	else if (mod && mod->path)
+		snprintf(buf, size,
+		         "free-threaded build: the GIL was enabled for good at +%s by %s importing %s, an extension "
+		         "module that does not declare Py_mod_gil_not_used",
+		         at, model_thread_phrase(r->m, g->enabled_for_good_by, who, sizeof who), mod->path);
+	else
+		snprintf(buf, size,
+		         "free-threaded build: the GIL was enabled for good at +%s by an import of %s (a built-in "
+		         "module, or one whose load the trace does not hold) that does not declare "
+		         "Py_mod_gil_not_used",
+		         at, model_thread_phrase(r->m, g->enabled_for_good_by, who, sizeof who));
+}
+
 /* A free-threaded build's GIL: disabled, enabled now and then (while an
- * extension module whose GIL support is not yet known is imported), or
+ * extension module is imported), or
  * enabled for good (PYTHON_GIL=1, or a module that does not declare
  * Py_mod_gil_not_used). */
 static void word_enabled(const struct report *r, const struct model_gil *g, char *buf, size_t size)
 {
-	char d[32];
 	if (r->t->header.version_minor < 7)
 		snprintf(buf, size, "free-threaded build: whether the GIL was enabled is not recorded (a trace "
 		                    "older than format 3.7)");
 	else if (!g->enabled_times && g->enabled_for_good_ns == UINT64_MAX)
 		snprintf(buf, size, "free-threaded build: the GIL stayed disabled");
 	else if (g->enabled_for_good_ns != UINT64_MAX)
-		snprintf(buf, size,
-		         "free-threaded build: the GIL was enabled for good at +%s (PYTHON_GIL=1, or an extension "
-		         "module that does not declare Py_mod_gil_not_used)",
-		         format_duration(d, sizeof d, g->enabled_for_good_ns));
+		word_enabled_for_good(r, g, buf, size);
 	else
 		snprintf(buf, size,
 		         "free-threaded build: the GIL is disabled; it was enabled %" PRIu64 " time%s, for a while "

@@ -54,7 +54,7 @@ struct report_gil {
 	const struct model_gil *gil;
 	char line[192];            /* "GIL 0 (main) at 0x7f..: held 12.3 ms (45.6%), idle ..." */
 	char lost[160];            /* "lost 1.2 ms (events missing in ...)", or "" */
-	char enabled[224];         /* free-threaded builds: "the GIL is disabled; ...", else "" */
+	char enabled[4400];        /* free-threaded builds: "the GIL is disabled; ...", else "" */
 };
 
 /* A list of threads in a finalization section: "alive then: main (12), 13". */

@@ -76,6 +76,14 @@ static void json_gils(struct json *j, const struct report *r)
 				json_u64(j, "for_good_at_ns", g->enabled_for_good_ns);
 			else
 				json_null(j, "for_good_at_ns");
+			const struct trace_module *mod = g->enabled_for_good_module
+			                                         ? trace_module_of(r->t, g->enabled_for_good_module)
+			                                         : NULL;
+			json_string(j, "for_good_by_module", mod ? mod->path : NULL);
+			if (g->enabled_for_good_by >= 0)
+				json_i64(j, "for_good_by_tid", r->t->threads[g->enabled_for_good_by].tid);
+			else
+				json_null(j, "for_good_by_tid");
 			json_object_end(j);
 		}
 		json_object_end(j);
