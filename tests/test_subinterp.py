@@ -323,3 +323,63 @@ def test_subinterpreter_with_its_own_gil(python, tmp_path):
     assert f"GIL 0,{own}: {worker[0]['tid']}" in names, names
     result, status = check_json(trace)
     assert status == 0 and result["findings"] == [], result["findings"]
+
+
+# The main thread runs code in a subinterpreter with its own GIL that starts
+# a thread of its own (it takes only that GIL); then the main interpreter
+# starts one more thread, later than that one.  (3.12.1 hangs in destroy()
+# when another thread of the main interpreter ran the subinterpreter's
+# code, untraced too: the main thread runs it here.)
+GROUPS = """\
+import threading
+try:
+    import _interpreters as I
+    make, run = I.create, I.run_string
+except ImportError:
+    import _xxsubinterpreters as I
+    make, run = (lambda: I.create(isolated=True)), I.run_string
+interp = make()
+run(interp, '''
+import threading
+t = threading.Thread(target=sum, args=(range(2_000_000),))
+t.start()
+t.join()
+''')
+late = threading.Thread(target=sum, args=(range(200_000),))
+late.start()
+late.join()
+I.destroy(interp)
+print("done")
+"""
+
+
+def test_threads_grouped_per_interpreter(python, tmp_path):
+    """Where a process has several GILs, the report's rows, the timeline's
+    lanes and the export's order group the threads by the GIL they are
+    shown under (the main interpreter's first), not by start alone."""
+    if not (has_module(python, "_interpreters") or has_module(python, "_xxsubinterpreters")) or \
+            subprocess.run([python, "-c", "import sys; sys.exit(sys.version_info < (3, 12))"]).returncode:
+        pytest.skip(f"{python}: no subinterpreter with its own GIL before 3.12")
+    trace = traced(python, GROUPS, tmp_path, "groups")
+    rep = report(trace)
+    assert rep["model_errors"] == []
+    (own,) = [g["index"] for g in rep["gils"] if not g["main"]]
+    threads = rep["threads"]
+    assert len(threads) == 3, threads
+    main, late, sub = threads     # grouped: GIL 0's threads, then the subinterpreter's
+    assert main["main"] and main["gils"] == [0, own] and late["gils"] == [0] and sub["gils"] == [own], threads
+    assert sub["first_ns"] < late["first_ns"]  # by start alone, sub would come before late
+    timeline = subprocess.run([GILTRACE, "timeline", "--around", "whole", trace], capture_output=True, text=True,
+                              timeout=60).stdout.splitlines()
+
+    def row(tid):
+        return [i for i, line in enumerate(timeline) if f"{tid}" in line and line.startswith("GIL ")][0]
+
+    main_heading = timeline.index("GIL 0, the main interpreter's:")
+    own_heading = timeline.index(f"GIL {own}, a subinterpreter's own:")
+    assert main_heading < row(main["tid"]) < row(late["tid"]) < own_heading < row(sub["tid"])
+    export = tmp_path / "groups.json"
+    subprocess.run([GILTRACE, "export", "-o", str(export), trace], check=True, capture_output=True, timeout=60)
+    rank = {e["tid"]: e["args"]["sort_index"] for e in json.loads(export.read_text())["traceEvents"]
+            if e.get("ph") == "M" and e.get("name") == "thread_sort_index"}
+    assert [rank[t["tid"]] for t in threads] == [0, 1, 2], rank

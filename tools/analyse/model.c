@@ -38,15 +38,55 @@ const char *model_thread_label(const struct model *m, int thread, char *buf, siz
 	return buf;
 }
 
+unsigned model_gils_seen(const struct model *m)
+{
+	unsigned seen = 0;
+	for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++)
+		seen += m->gils[gi].seen;
+	return seen;
+}
+
+unsigned model_thread_group(const struct model *m, int thread)
+{
+	if (model_gils_seen(m) < 2)
+		return 0;
+	for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++)
+		if (m->threads[thread].gils[gi / 64] >> (gi % 64) & 1)
+			return gi;
+	return REPLAY_MAX_GILS;
+}
+
+const char *model_group_label(const struct model *m, unsigned group, char *buf, size_t size)
+{
+	if (group >= REPLAY_MAX_GILS)
+		snprintf(buf, size, "no GIL taken");
+	else
+		snprintf(buf, size, "GIL %u, %s", group,
+		         m->gils[group].in_runtime ? "the main interpreter's" : "a subinterpreter's own");
+	return buf;
+}
+
+int model_thread_order(const void *a, const void *b, void *model)
+{
+	const struct model *m = model;
+	int i = *(const int *)a, k = *(const int *)b;
+	const struct model_thread *x = &m->threads[i], *y = &m->threads[k];
+	unsigned gx = model_thread_group(m, i), gy = model_thread_group(m, k);
+	if (gx != gy)
+		return gx < gy ? -1 : 1;
+	if (x->is_main != y->is_main)
+		return x->is_main ? -1 : 1;
+	if (x->first_ns != y->first_ns)
+		return x->first_ns < y->first_ns ? -1 : 1;
+	return x->info->serial < y->info->serial ? -1 : x->info->serial > y->info->serial;
+}
+
 const char *model_lane_label(const struct model *m, int thread, char *buf, size_t size)
 {
 	char label[64], gils[64] = "";
-	unsigned seen = 0;
 	size_t len = 0;
-	for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++)
-		seen += m->gils[gi].seen;
 	model_thread_label(m, thread, label, sizeof label);
-	if (seen < 2) {
+	if (model_gils_seen(m) < 2) {
 		snprintf(buf, size, "%s", label);
 		return buf;
 	}

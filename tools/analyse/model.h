@@ -145,6 +145,21 @@ const char *model_thread_label(const struct model *m, int thread, char *buf, siz
  * a process with several GILs (subinterpreters with their own), the GILs it
  * took first: "GIL 0,1: main (12)". */
 const char *model_lane_label(const struct model *m, int thread, char *buf, size_t size);
+/* Where threads go in every list of them (lanes, the report's rows, the
+ * export's order): in a process with several GILs, grouped by the GIL each
+ * is shown under (model_thread_group), then the main thread first, then
+ * by first event.  A qsort_r comparator of thread indices. */
+int model_thread_order(const void *a, const void *b, void *model);
+/* How many GILs the trace saw (several: subinterpreters with their own). */
+unsigned model_gils_seen(const struct model *m);
+/* The group of a thread in a process with several GILs: the lowest-
+ * numbered GIL it took (GIL 0 is the main interpreter's; a subinterpreter
+ * with its own GIL is its threads' group), REPLAY_MAX_GILS if none; 0 in a
+ * process with one GIL. */
+unsigned model_thread_group(const struct model *m, int thread);
+/* A group's heading: "GIL 0, the main interpreter's", "GIL 1, a
+ * subinterpreter's own", "no GIL taken".  Returns buf. */
+const char *model_group_label(const struct model *m, unsigned group, char *buf, size_t size);
 /* The same in a sentence: "thread main (1234)", "thread 1236", or "an
  * unknown thread" for -1.  Returns buf. */
 const char *model_thread_phrase(const struct model *m, int thread, char *buf, size_t size);

@@ -211,6 +211,9 @@ static void print_lanes(const struct lanes *l, const struct model *m, const stru
 				row[c] = marked[lane * n + c];
 		}
 		char label[64];
+		unsigned group = model_thread_group(m, l->thread_of_lane[lane]);
+		if (model_gils_seen(m) > 1 && (!lane || group != model_thread_group(m, l->thread_of_lane[lane - 1])))
+			printf("%s:\n", model_group_label(m, group, label, sizeof label));
 		model_lane_label(m, l->thread_of_lane[lane], label, sizeof label);
 		print_fitted(label, LABEL_WIDTH - 1);
 		putchar(' ');

@@ -387,17 +387,24 @@ static void write_metadata(struct exporter *x)
 	json_string(j, "name", exe[0] ? exe : buf);
 	json_object_end(j);
 	json_object_end(j);
-	for (size_t i = 0; i < m->thread_count; i++) {
+	/* the threads in the lanes' order (model_thread_order), for catapult */
+	int *order = malloc((m->thread_count ? m->thread_count : 1) * sizeof *order);
+	for (size_t i = 0; order && i < m->thread_count; i++)
+		order[i] = (int)i;
+	if (order)
+		qsort_r(order, m->thread_count, sizeof *order, model_thread_order, (void *)m);
+	for (size_t rank = 0; rank < m->thread_count; rank++) {
+		size_t i = order ? (size_t)order[rank] : rank;
 		metadata_begin(x, "thread_name", x->lanes[i].tid);
 		json_string(j, "name", model_lane_label(m, (int)i, buf, sizeof buf));
 		json_object_end(j);
 		json_object_end(j);
-		/* the order of the model's threads: first seen first, for catapult */
 		metadata_begin(x, "thread_sort_index", x->lanes[i].tid);
-		json_u64(j, "sort_index", i);
+		json_u64(j, "sort_index", rank);
 		json_object_end(j);
 		json_object_end(j);
 	}
+	free(order);
 }
 
 static void write_other_data(struct exporter *x, const struct findings *fs)

@@ -56,17 +56,6 @@ static void free_rows(struct binning *b, size_t threads)
 	free(b->seen);
 }
 
-static int lane_order(const void *a, const void *b, void *model)
-{
-	const struct model *m = model;
-	const struct model_thread *x = &m->threads[*(const int *)a], *y = &m->threads[*(const int *)b];
-	if (x->is_main != y->is_main)
-		return x->is_main ? -1 : 1;
-	if (x->first_ns != y->first_ns)
-		return x->first_ns < y->first_ns ? -1 : 1;
-	return x->info->serial < y->info->serial ? -1 : x->info->serial > y->info->serial;
-}
-
 int lanes_build(struct lanes *l, const struct model *m, const struct findings *findings, uint64_t from_ns,
                 uint64_t to_ns, size_t columns)
 {
@@ -105,7 +94,7 @@ int lanes_build(struct lanes *l, const struct model *m, const struct findings *f
 		if (b.seen[i])
 			l->thread_of_lane[l->lane_count++] = (int)i;
 	}
-	qsort_r(l->thread_of_lane, l->lane_count, sizeof(int), lane_order, (void *)m);
+	qsort_r(l->thread_of_lane, l->lane_count, sizeof(int), model_thread_order, (void *)m);
 	l->cells = malloc((l->lane_count ? l->lane_count : 1) * l->columns * sizeof *l->cells);
 	if (!l->cells)
 		goto oom;

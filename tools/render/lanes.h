@@ -6,8 +6,8 @@
  * Each (lane, column) cell keeps the fraction of its time the thread spent
  * in each state (spans.h), so that what is below a column is aggregated,
  * never dropped: a renderer shows the dominant state, or the fractions.
- * Lanes are the threads alive or marked in the window: the main thread
- * first, the others by their first event.
+ * Lanes are the threads alive or marked in the window, in
+ * model_thread_order (grouped by GIL where there are several).
  */
 #ifndef GILTRACE_LANES_H
 #define GILTRACE_LANES_H

@@ -5,6 +5,7 @@
 #include "report-data.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,12 +210,17 @@ static int word_threads(struct report *r)
 	if (!r->rows)
 		return -1;
 	r->row_count = m->thread_count;
+	for (size_t i = 0; i < m->thread_count; i++)
+		r->rows[i].thread = (int)i;
+	/* grouped by GIL where there are several, as the lanes are; the
+	 * comparator reads the row's first member, its thread */
+	_Static_assert(offsetof(struct report_thread_row, thread) == 0, "rows sort by their thread");
+	qsort_r(r->rows, r->row_count, sizeof *r->rows, model_thread_order, (void *)m);
 	for (size_t i = 0; i < m->thread_count; i++) {
-		const struct model_thread *th = &m->threads[i];
-		const char *name = model_thread_name(m, (int)i);
 		struct report_thread_row *row = &r->rows[i];
+		const struct model_thread *th = &m->threads[row->thread];
+		const char *name = model_thread_name(m, row->thread);
 		char (*cell)[REPORT_CELL_SIZE] = row->cell;
-		row->thread = (int)i;
 		snprintf(cell[REPORT_COL_TID], REPORT_CELL_SIZE, "%d", th->info->tid);
 		snprintf(cell[REPORT_COL_NAME], REPORT_CELL_SIZE, "%s", name ? name : "-");
 		format_duration(cell[REPORT_COL_HOLD], REPORT_CELL_SIZE, th->hold_ns);
