@@ -33,7 +33,8 @@
                                           5: finalizing_mono_ns in the header, 6: LOCK_WAIT_BEGIN,
                                           LOCK_WAIT_END, LOCK_HELD and
                                           GTR_FLAG_LOCKS_UNTRACKED, 7: GIL_ENABLED,
-                                          8: THREAD_INTERP, MODULE_LOAD */
+                                          8: THREAD_INTERP, MODULE_LOAD,
+                                          BLOCK_BEGIN, BLOCK_END */
 #define GTR_HEADER_SIZE 4096u          /* struct gtr_file_header, padded */
 #define GTR_CHUNK_MAGIC 0x4b435447u    /* "GTCK" */
 #define GTR_CHUNK_HEADER_SIZE 64u      /* struct gtr_chunk_header, padded */
@@ -320,6 +321,14 @@ enum gtr_event_type {
 	                                 an object (an extension module's import,
 	                                 ctypes); payload: its load address, that
 	                                 of its module record */
+	GTR_EV_BLOCK_BEGIN,           /* (minor 8) this thread waits on a semaphore
+	                                 it made with value 0: CPython 3.13+'s
+	                                 parking lot (a contended PyMutex, a
+	                                 stop-the-world, a PyEvent), or the
+	                                 program's own; arg: 1 with a timeout;
+	                                 payload: the semaphore */
+	GTR_EV_BLOCK_END,             /* that wait returned; arg: enum
+	                                 gtr_lock_wait_end (acquired: woken) */
 	GTR_EV_COUNT
 };
 
@@ -435,6 +444,7 @@ static const uint8_t gtr_event_payload_words[GTR_EV_COUNT] = {
 	[GTR_EV_GIL_ENABLED] = 1,
 	[GTR_EV_THREAD_INTERP] = 2,
 	[GTR_EV_MODULE_LOAD] = 1,
+	[GTR_EV_BLOCK_BEGIN] = 1,
 };
 
 _Static_assert(__builtin_offsetof(struct gtr_file_header, provoke) == 600 &&

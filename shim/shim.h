@@ -150,6 +150,8 @@ struct shim_thread {
 	uintptr_t init_addr[4];
 	uint8_t init_is_cond[4];
 	uint8_t init_count;
+	const sem_t *own_sem;      /* the last semaphore it made with value 0: its
+	                              parking-lot semaphore (wrap-sem.c) */
 };
 extern SHIM_TLS struct shim_thread shim_self;
 

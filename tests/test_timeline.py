@@ -59,7 +59,7 @@ def test_every_lane_fits_the_width_and_colour_only_when_asked(python, tmp_path):
     picture = out.split("\n\n")[1:3]  # axis and lanes, legend
     for line in "\n".join(picture).splitlines():
         assert len(line) <= WIDTH, line
-    assert set("".join(rows.values())) <= set(" -=#|XPF?!")
+    assert set("".join(rows.values())) <= set(" -~=#|XPF?!")
     coloured = timeline(trace, "--around", "whole", "--color", "always").stdout
     assert "\033[30;42m#" in coloured
     assert re.sub(r"\033\[[0-9;]*m", "", coloured) == out

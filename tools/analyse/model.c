@@ -239,6 +239,15 @@ static void on_hold(void *ctx, const struct replay *r, int thread, unsigned gil,
 	m->gils[gil].held_ns += end - start;
 }
 
+static void on_blocked(void *ctx, const struct replay *r, int thread, uint64_t start, uint64_t end)
+{
+	struct model *m = ctx;
+	(void)r;
+	m->threads[thread].blocked_ns += end - start;
+	m->threads[thread].blocks++;
+	m->blocks++;
+}
+
 static void on_wait(void *ctx, const struct replay *r, int thread, uint64_t start, uint64_t end, bool known)
 {
 	struct model *m = ctx;
@@ -421,6 +430,7 @@ int model_begin(struct model *m, struct trace *t, struct replay_visitor *v)
 		.events_after_finalization = REPLAY_EVENT(GTR_EV_GIL_TAKE_BEGIN),
 		.hold = on_hold,
 		.wait = on_wait,
+		.blocked = on_blocked,
 		.unheld = on_unheld,
 		.gap = on_gap,
 		.acquire = on_acquire,

@@ -31,6 +31,7 @@ struct model_thread {
 	int32_t parent_tid;
 	uint64_t first_ns, last_ns;
 	uint64_t hold_ns, wait_ns;
+	uint64_t blocked_ns, blocks; /* in the parking lot (3.13+): time, waits */
 	uint64_t acquisitions, contended_acquisitions;
 	uint64_t drop_requests;    /* drop requests this thread made of a holder */
 	uint64_t forced_switches;  /* times this thread waited in a forced switch */
@@ -87,6 +88,7 @@ struct model {
 	uint64_t wall_ns;
 
 	uint64_t acquisitions, contended_acquisitions;
+	uint64_t blocks;           /* parking-lot waits, every thread's */
 	uint64_t handoff_count;
 	struct latencies handoff_latencies;
 	uint64_t latency_p50, latency_p90, latency_p99, latency_max;

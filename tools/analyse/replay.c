@@ -40,7 +40,10 @@ static int tid_of(const struct replay *r, int thread)
 
 static enum lane_state settled(const struct replay_thread *th)
 {
-	return th->holding >= 0 ? LANE_HELD : th->waiting ? LANE_WAITING : LANE_RELEASED;
+	return th->holding >= 0 ? LANE_HELD
+	       : th->waiting    ? LANE_WAITING
+	       : th->blocked    ? LANE_BLOCKED
+	                        : LANE_RELEASED;
 }
 
 /* Thread's lane is in state `to` from ns on. */
@@ -92,6 +95,14 @@ static void end_wait(struct replay *r, int thread, uint64_t ns)
 		     !trace_thread_lost_within(r->trace, (uint32_t)thread, th->wait_since, ns));
 	th->waiting = false;
 	th->attempt_waited = false;
+}
+
+static void end_block(struct replay *r, int thread, uint64_t ns)
+{
+	struct replay_thread *th = &r->threads[thread];
+	if (th->blocked)
+		EMIT(r, blocked, thread, th->blocked_since, ns);
+	th->blocked = false;
 }
 
 /* Whether GIL events may be missing before e (an acquisition of g), since
@@ -348,6 +359,15 @@ static void replay_event(struct replay *r, const struct trace_event *e)
 	case GTR_EV_GIL_ENABLED:
 		gil_enabled(r, thread, e);
 		break;
+	case GTR_EV_BLOCK_BEGIN:
+		if (!th->blocked) {
+			th->blocked = true;
+			th->blocked_since = e->ns;
+		}
+		break;
+	case GTR_EV_BLOCK_END:
+		end_block(r, thread, e->ns);
+		break;
 	case GTR_EV_MODULE_LOAD:
 		r->threads[thread].last_load = e->payload[0];
 		r->threads[thread].last_load_ns = e->ns;
@@ -435,6 +455,7 @@ static void replay_finish(struct replay *r)
 			end_hold(r, (int)i, end);
 		}
 		end_wait(r, (int)i, end);
+		end_block(r, (int)i, end);
 		if (r->lanes && th->alive && !th->ended && end > th->lane_since)
 			EMIT(r, interval, (int)i, th->lane, th->lane_since, end);
 	}
@@ -483,6 +504,7 @@ int replay_run_with(struct replay *r, struct trace *t, const struct replay_visit
 		const struct replay_visitor *x = visitors[v];
 		r->has.hold |= x->hold != NULL;
 		r->has.wait |= x->wait != NULL;
+		r->has.blocked |= x->blocked != NULL;
 		r->has.unheld |= x->unheld != NULL;
 		r->has.gap |= x->gap != NULL;
 		r->has.acquire |= x->acquire != NULL;

@@ -48,12 +48,21 @@ enum thread_end {
 };
 
 /* A thread's state in a lane interval. */
-enum lane_state { LANE_ABSENT = 0, LANE_RELEASED, LANE_WAITING, LANE_HELD, LANE_STATES };
+enum lane_state {
+	LANE_ABSENT = 0,
+	LANE_RELEASED,
+	LANE_WAITING,
+	LANE_HELD,
+	LANE_BLOCKED,              /* in the parking lot (BLOCK_BEGIN .. END), without a GIL */
+	LANE_STATES
+};
 
 struct replay_thread {
 	int holding;               /* GIL index held, -1 none */
 	uint64_t hold_since;
 	bool waiting;              /* inside take_gil without the GIL */
+	bool blocked;              /* in the parking lot (BLOCK_BEGIN) */
+	uint64_t blocked_since;
 	bool attempt_waited;       /* this take_gil waited on the GIL's cond */
 	uint64_t wait_since;
 	uint64_t last_tstate;      /* tstate of its last acquisition */
@@ -129,6 +138,8 @@ struct replay_visitor {
 	uint64_t events, events_after_finalization;
 	/* thread held GIL gil during [start, end) */
 	void (*hold)(void *ctx, const struct replay *r, int thread, unsigned gil, uint64_t start, uint64_t end);
+	/* thread was blocked in the parking lot during [start, end) */
+	void (*blocked)(void *ctx, const struct replay *r, int thread, uint64_t start, uint64_t end);
 	/* thread waited (was inside take_gil without the GIL) during [start,
 	 * end); not `known` when its own events may be missing inside */
 	void (*wait)(void *ctx, const struct replay *r, int thread, uint64_t start, uint64_t end, bool known);
@@ -188,7 +199,7 @@ struct replay {
 	size_t visitor_count;
 	bool lanes;                /* a visitor takes intervals */
 	struct {                   /* a visitor has this callback */
-		bool hold, wait, unheld, gap, acquire, handoff, handoff_lost, interval, thread_end, epoch_begin,
+		bool hold, wait, blocked, unheld, gap, acquire, handoff, handoff_lost, interval, thread_end, epoch_begin,
 		        epoch_end, finish;
 	} has;
 	bool oom;

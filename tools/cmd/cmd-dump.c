@@ -88,6 +88,12 @@ static void print_details(const struct trace *t, const struct trace_event *e)
 		else
 			printf(" gil=%u enabled=%" PRIu64, e->arg, e->payload[0]);
 		break;
+	case GTR_EV_BLOCK_BEGIN:
+		printf(" sem=0x%" PRIx64 "%s", e->payload[0], e->arg ? " timed" : "");
+		break;
+	case GTR_EV_BLOCK_END:
+		printf(" result=%s", trace_lock_wait_end_name(e->arg));
+		break;
 	case GTR_EV_MODULE_LOAD: {
 		const struct trace_module *mod = trace_module_of(t, e->payload[0]);
 		printf(" base=0x%" PRIx64 " path=%s", e->payload[0], mod && mod->path ? mod->path : "?");

@@ -41,8 +41,8 @@ static const char usage_text[] =
 #define LABEL_WIDTH 22
 #define MIN_COLUMNS 20
 
-enum cell_kind { CELL_ABSENT, CELL_RELEASED, CELL_WAITING, CELL_HELD, CELL_FINALIZE, CELL_EXIT, CELL_PARK,
-	         CELL_FREE, CELL_NOTE, CELL_ERROR, CELL_KINDS };
+enum cell_kind { CELL_ABSENT, CELL_RELEASED, CELL_BLOCKED, CELL_WAITING, CELL_HELD, CELL_FINALIZE, CELL_EXIT,
+	         CELL_PARK, CELL_FREE, CELL_NOTE, CELL_ERROR, CELL_KINDS };
 
 /* The cell of a lane's dominant state in a column. */
 static const enum cell_kind cell_of_state[LANE_STATES] = {
@@ -50,6 +50,7 @@ static const enum cell_kind cell_of_state[LANE_STATES] = {
 	[LANE_RELEASED] = CELL_RELEASED,
 	[LANE_WAITING] = CELL_WAITING,
 	[LANE_HELD] = CELL_HELD,
+	[LANE_BLOCKED] = CELL_BLOCKED,
 };
 
 /* Later kinds win a column over earlier ones. */
@@ -60,6 +61,7 @@ static const struct {
 } cells[CELL_KINDS] = {
 	[CELL_ABSENT] = { ' ', "", "" },
 	[CELL_RELEASED] = { '-', "2", "alive, without the GIL" },
+	[CELL_BLOCKED] = { '~', "30;46", "blocked in the parking lot" },
 	[CELL_WAITING] = { '=', "30;43", "waiting for the GIL" },
 	[CELL_HELD] = { '#', "30;42", "holding the GIL" },
 	[CELL_FINALIZE] = { '|', "1;35", "finalization" },
@@ -225,14 +227,25 @@ static void print_lanes(const struct lanes *l, const struct model *m, const stru
 	free(fin_col);
 }
 
-static void print_legend(bool colour)
+/* Three lines at most, each within the narrowest width: the states (with
+ * '~' only when the trace has parking-lot waits, 3.13+, so that older
+ * interpreters' legends stay as they were), then the marks. */
+static void print_legend(bool colour, bool blocked)
 {
-	printf("%*s", LABEL_WIDTH, "");
-	for (int k = CELL_RELEASED; k < CELL_KINDS; k++) {
-		paint((enum cell_kind)k, colour);
-		printf(" %s%s", cells[k].meaning, k + 1 < CELL_KINDS ? "  " : "\n");
-		if (k == CELL_HELD)
-			printf("\n%*s", LABEL_WIDTH, "");
+	static const enum cell_kind lines[][7] = {
+		{ CELL_RELEASED, CELL_WAITING, CELL_HELD, CELL_KINDS },
+		{ CELL_BLOCKED, CELL_KINDS },
+		{ CELL_FINALIZE, CELL_EXIT, CELL_PARK, CELL_FREE, CELL_NOTE, CELL_ERROR, CELL_KINDS },
+	};
+	for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+		if (lines[i][0] == CELL_BLOCKED && !blocked)
+			continue;
+		printf("%*s", LABEL_WIDTH, "");
+		for (size_t k = 0; lines[i][k] != CELL_KINDS; k++) {
+			paint(lines[i][k], colour);
+			printf(" %s%s", cells[lines[i][k]].meaning, lines[i][k] == CELL_ERROR ? "" : "  ");
+		}
+		putchar('\n');
 	}
 }
 
@@ -281,7 +294,7 @@ static void show(const struct trace *t, const struct model *m, const struct find
 	if (!l.lane_count)
 		printf("%*s(no thread was alive in this window)\n", LABEL_WIDTH, "");
 	putchar('\n');
-	print_legend(colour);
+	print_legend(colour, m->blocks > 0);
 	print_findings(&l, m, fs, colour);
 	lanes_free(&l);
 }

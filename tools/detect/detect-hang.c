@@ -60,6 +60,14 @@ static void on_wait(void *ctx, const struct replay *r, int thread, uint64_t star
 	h->wait_since = start;
 }
 
+static void on_blocked(void *ctx, const struct replay *r, int thread, uint64_t start, uint64_t end)
+{
+	(void)end;
+	struct hang_open *h = &((struct walk *)ctx)->hang[thread];
+	h->blocked_open = r->at == SIZE_MAX;
+	h->blocked_since = start;
+}
+
 int detect_hang_begin(struct walk *w, struct replay_visitor *v)
 {
 	w->hang = calloc(w->t->thread_count ? w->t->thread_count : 1, sizeof *w->hang);
@@ -67,6 +75,7 @@ int detect_hang_begin(struct walk *w, struct replay_visitor *v)
 		return -1;
 	v->hold = on_hold;
 	v->wait = on_wait;
+	v->blocked = on_blocked;
 	return 0;
 }
 
@@ -189,6 +198,10 @@ static void role_of(const struct walk *w, const struct hang_view *v, int i, char
 	}
 	if (detect_lock_waiting_at_end(w, i, part, sizeof part))
 		add_part(role, size, part); /* bpo-23309's lock, without a timeout */
+	if (h->blocked_open) { /* 3.13+: a PyMutex, a stop-the-world, a join */
+		snprintf(part, sizeof part, "is blocked in the parking lot since %s", when(v, h->blocked_since, a, sizeof a));
+		add_part(role, size, part);
+	}
 	if (ended_by(w->r, i, v->end)) {
 		const char *how = th->exit == THREAD_END_PARKED        ? "was parked by CPython (pause)"
 		                  : th->exit == THREAD_END_PTHREAD_EXIT ? "was ended by CPython (pthread_exit)"

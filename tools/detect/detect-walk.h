@@ -86,6 +86,8 @@ struct hang_open {
 	uint64_t hold_since;
 	bool waited, wait_open;
 	uint64_t wait_since;
+	bool blocked_open;           /* in the parking lot at the end, */
+	uint64_t blocked_since;      /* since */
 };
 
 /* Whether finalization was under way at ns (the replay's open epoch). */

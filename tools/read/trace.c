@@ -57,6 +57,8 @@ static const char *const event_names[GTR_EV_COUNT] = {
 	[GTR_EV_GIL_ENABLED] = "gil-enabled",
 	[GTR_EV_THREAD_INTERP] = "thread-interp",
 	[GTR_EV_MODULE_LOAD] = "module-load",
+	[GTR_EV_BLOCK_BEGIN] = "block-begin",
+	[GTR_EV_BLOCK_END] = "block-end",
 };
 
 const char *trace_capi_name(unsigned fn)

@@ -256,13 +256,13 @@ static void on_span(void *ctx, int thread, enum lane_state state, uint64_t start
 {
 	struct exporter *x = ctx;
 	struct export_lane *l = &x->lanes[thread];
-	if (state == LANE_HELD || state == LANE_WAITING) {
+	if (state == LANE_HELD || state == LANE_WAITING || state == LANE_BLOCKED) {
 		/* spans.c reports a thread's spans in time order and the
 		 * reader keeps each thread's events so: slices never overlap */
 		struct json_cursor c = json_room(&x->j, EVENT_ROOM);
 		event_begin(&c, "X");
-		json_c_name(&c, "name", state == LANE_HELD ? "GIL held" : "GIL wait");
-		json_c_name(&c, "cat", "gil");
+		json_c_name(&c, "name", state == LANE_HELD ? "GIL held" : state == LANE_WAITING ? "GIL wait" : "parking lot");
+		json_c_name(&c, "cat", state == LANE_BLOCKED ? "park" : "gil");
 		put_where(&c, x, l, start_ns);
 		json_c_ns_as_us(&c, "dur", end_ns - start_ns);
 		json_c_object_end(&c);

@@ -195,6 +195,7 @@ static void write_lane_rects(struct page *p, size_t lane, enum lane_state *domin
 		[LANE_RELEASED] = "released",
 		[LANE_WAITING] = "waiting",
 		[LANE_HELD] = "held",
+		[LANE_BLOCKED] = "blocked",
 	};
 	const struct lanes *l = &p->lanes;
 	unsigned y = (unsigned)lane * LANE_H + BAR_INSET;
@@ -426,8 +427,11 @@ static void write_legend(struct page *p)
 	fputs("<div id=\"below\">\n<ul class=\"legend\">"
 	      "<li><span class=\"sw held\"></span>GIL held</li>"
 	      "<li><span class=\"sw waiting\"></span>waiting for the GIL</li>"
-	      "<li><span class=\"sw released\"></span>running without it</li>"
-	      "<li><span class=\"sw bar finalize\"></span>finalization began</li>"
+	      "<li><span class=\"sw released\"></span>running without it</li>",
+	      out);
+	if (p->m->blocks) /* 3.13+'s parking lot: as in the timeline's legend */
+		fputs("<li><span class=\"sw blocked\"></span>blocked in the parking lot</li>", out);
+	fputs("<li><span class=\"sw bar finalize\"></span>finalization began</li>"
 	      "<li><span class=\"sw bar tstate-free\"></span>thread state freed</li>"
 	      "<li><span class=\"sw bar thread-exit\"></span>thread ended</li>"
 	      "<li><span class=\"sw bar thread-park\"></span>thread parked</li>"

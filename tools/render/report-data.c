@@ -18,6 +18,7 @@ const struct report_column_info report_columns[REPORT_COLUMNS] = {
 	[REPORT_COL_NAME] = { "name", "name", false },
 	[REPORT_COL_HOLD] = { "hold", "hold", true },
 	[REPORT_COL_WAIT] = { "wait", "wait", true },
+	[REPORT_COL_BLOCKED] = { "blocked in the parking lot", "blocked", true },
 	[REPORT_COL_ACQUISITIONS] = { "acquisitions", "acquire", true },
 	[REPORT_COL_DROP_REQUESTS] = { "drop requests", "drop-req", true },
 	[REPORT_COL_FORCED_SWITCHES] = { "forced switches", "forced", true },
@@ -225,6 +226,7 @@ static int word_threads(struct report *r)
 		snprintf(cell[REPORT_COL_NAME], REPORT_CELL_SIZE, "%s", name ? name : "-");
 		format_duration(cell[REPORT_COL_HOLD], REPORT_CELL_SIZE, th->hold_ns);
 		format_duration(cell[REPORT_COL_WAIT], REPORT_CELL_SIZE, th->wait_ns);
+		format_duration(cell[REPORT_COL_BLOCKED], REPORT_CELL_SIZE, th->blocked_ns);
 		snprintf(cell[REPORT_COL_ACQUISITIONS], REPORT_CELL_SIZE, "%" PRIu64, th->acquisitions);
 		snprintf(cell[REPORT_COL_DROP_REQUESTS], REPORT_CELL_SIZE, "%" PRIu64, th->drop_requests);
 		snprintf(cell[REPORT_COL_FORCED_SWITCHES], REPORT_CELL_SIZE, "%" PRIu64, th->forced_switches);
@@ -232,7 +234,9 @@ static int word_threads(struct report *r)
 		word_exit(th, cell[REPORT_COL_EXIT], REPORT_CELL_SIZE);
 	}
 	for (int c = 0; c < REPORT_COLUMNS; c++)
-		r->column_shown[c] = c != REPORT_COL_GILS || r->gil_count > 1;
+		r->column_shown[c] = c == REPORT_COL_GILS      ? r->gil_count > 1
+		                     : c == REPORT_COL_BLOCKED ? m->blocks > 0
+		                                               : true;
 	return 0;
 }
 

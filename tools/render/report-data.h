@@ -24,6 +24,7 @@ enum report_column {
 	REPORT_COL_NAME,
 	REPORT_COL_HOLD,
 	REPORT_COL_WAIT,
+	REPORT_COL_BLOCKED,        /* shown when a thread waited in the parking lot (3.13+) */
 	REPORT_COL_ACQUISITIONS,
 	REPORT_COL_DROP_REQUESTS,
 	REPORT_COL_FORCED_SWITCHES,

@@ -113,6 +113,8 @@ static void json_threads(struct json *j, const struct report *r)
 		json_u64(j, "last_ns", th->last_ns);
 		json_u64(j, "gil_hold_ns", th->hold_ns);
 		json_u64(j, "gil_wait_ns", th->wait_ns);
+		json_u64(j, "blocked_ns", th->blocked_ns);
+		json_u64(j, "blocks", th->blocks);
 		json_u64(j, "acquisitions", th->acquisitions);
 		json_array_begin(j, "gils");
 		for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++)
