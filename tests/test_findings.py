@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from helpers import (GILTRACE, GILTRACE_SAN, SCENARIOS, SHIM, assert_recorded, check_json, dump, errors,
+from helpers import (FREE_THREADED, GILTRACE, GILTRACE_SAN, SCENARIOS, SHIM, assert_recorded, check_json, dump, errors,
                      main_tid, of, pythons_cache, report, run_scenario, version_of)
 import scenario_build
 
@@ -285,3 +285,33 @@ def test_check_folder_exit_statuses(python, extension, tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "checked 3 traces: 1 with errors, 1 unusable" in proc.stdout
     assert "runtime error" not in proc.stderr
+
+
+# ---- free-threaded builds: what does not need a GIL ----------------------------
+
+@pytest.mark.parametrize("python", FREE_THREADED)
+def test_free_threaded_scenarios(python, extension, tmp_path, monkeypatch):
+    """With the GIL disabled (PYTHON_GIL=0: gtscenario, a single-phase
+    module, would turn it on), the findings that rest on C-API calls and
+    thread-state frees are the same as with a GIL: gilstate-after-finalize,
+    freed-tstate-use, and bpo-39877's restore as a note.  A thread that ends
+    without releasing has no GIL to hold: exit-holding-gil cannot apply, and
+    a free-threaded thread that exits attached is not seen (README.md)."""
+    monkeypatch.setenv("PYTHON_GIL", "0")
+    expected = {
+        "gilstate_after_finalize.py": (["gilstate-after-finalize"], "main exits\n"),
+        "use_after_delete.py": (["freed-tstate-use"], None),
+        "restore_after_finalize.py": ([], "main exits\n"),
+        "exit_holding_gil.py": ([], "joined\n"),
+    }
+    for script, (errors_expected, stdout) in expected.items():
+        proc, trace = run_scenario(python, script, tmp_path, extension, check=False)
+        if stdout is not None:
+            assert proc.stdout == stdout, (script, proc.stdout, proc.stderr)
+        result, _ = check_json(trace)
+        assert sorted({f["id"] for f in errors(result)}) == errors_expected, (script, result["findings"])
+        if script == "restore_after_finalize.py":
+            (note,) = of(result, "parked-at-exit")   # 3.13.15t parks
+            assert note["call"]["function"] == "PyEval_RestoreThread" and note["tstate"]["freed"]
+        rep = report(trace)
+        assert all(g["acquisitions"] == 0 for g in rep["gils"]), script  # the GIL stayed off
