@@ -21,8 +21,19 @@
  *                                     thread-state-sized blocks (the fake
  *                                     GIL's holder) and saw them freed: they
  *                                     wait for reuse (shim/wrap-alloc.c)
+ *        mutex-pair park ITERATIONS   one park's semaphore calls per iteration,
+ *                                     as CPython 3.13+'s parking lot makes
+ *                                     them (Python/parking_lot.c), already
+ *                                     posted so that the wait never sleeps:
+ *                                     sem_init(0), sem_post, sem_wait (2
+ *                                     events traced: block-begin, block-end),
+ *                                     sem_destroy; prints "ns_per_park <float>"
+ *        mutex-pair sem ITERATIONS    the same on a semaphore made with
+ *                                     value 1 (a PyThread lock's shape, no
+ *                                     event): the calls' own cost
  */
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +119,21 @@ int main(int argc, char **argv)
 			free(p);
 		}
 		printf("ns_per_free %.3f\n", (now() - t0) * 1e9 / (double)n);
+		return 0;
+	}
+	if (argc > 1 && (strcmp(argv[1], "park") == 0 || strcmp(argv[1], "sem") == 0)) {
+		unsigned value = strcmp(argv[1], "sem") == 0;
+		long n = argc > 2 ? atol(argv[2]) : 5000000;
+		double t0 = now();
+		for (long i = 0; i < n; i++) {
+			sem_t sem;
+			sem_init(&sem, 0, value);
+			if (!value)
+				sem_post(&sem);
+			sem_wait(&sem);
+			sem_destroy(&sem);
+		}
+		printf("ns_per_park %.3f\n", (now() - t0) * 1e9 / (double)n);
 		return 0;
 	}
 	long n = argc > 1 ? atol(argv[1]) : 50000000;

@@ -22,8 +22,9 @@
  * made is remembered (one word per thread); a wait on it is recorded as
  * BLOCK_BEGIN and BLOCK_END, whatever the program's semaphore (a native
  * thread's own value-0 semaphore looks the same).  A park costs a futex
- * wait and wake anyway; the two events add about 2 x 20 ns to it, and a
- * wait on any other semaphore one compare.
+ * wait and wake anyway (microseconds); the two events add about 27 ns to
+ * it (bench/mutex-pair.c park, docs/performance.md), and a wait on any
+ * other semaphore one compare.
  *
  * Recording, only where it explains an exit (bpo-23309, gh-129536): a
  * blocking acquire of a tracked lock while finalization is under way is
