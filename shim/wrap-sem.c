@@ -96,6 +96,22 @@ static uint64_t timeout_ns(clockid_t clock, const struct timespec *abstime)
 
 enum wait_kind { WAIT_PLAIN, WAIT_TIMED, WAIT_CLOCK };
 
+/* The real wait of that kind. */
+static int real_wait(sem_t *sem, enum wait_kind kind, clockid_t clock, const struct timespec *abstime)
+{
+	return kind == WAIT_PLAIN   ? shim_real.sem_wait(sem)
+	       : kind == WAIT_TIMED ? shim_real.sem_timedwait(sem, abstime)
+	                            : shim_real.sem_clockwait(sem, clock, abstime);
+}
+
+/* How a wait ended (enum gtr_lock_wait_end), from its result and errno. */
+static unsigned wait_end(int rc, int err)
+{
+	return rc == 0 ? GTR_LOCK_ACQUIRED
+	       : err == ETIMEDOUT ? GTR_LOCK_TIMED_OUT
+	       : err == EINTR ? GTR_LOCK_INTERRUPTED : GTR_LOCK_FAILED;
+}
+
 /* A blocking acquire of tracked lock `s` while finalizing: the try first,
  * then the recorded wait. */
 static int observed_wait(struct lock_slot *s, sem_t *sem, enum wait_kind kind, clockid_t clock,
@@ -115,18 +131,13 @@ static int observed_wait(struct lock_slot *s, sem_t *sem, enum wait_kind kind, c
 		shim_leave();
 	}
 	errno = saved_errno;
-	int rc = kind == WAIT_PLAIN   ? shim_real.sem_wait(sem)
-	         : kind == WAIT_TIMED ? shim_real.sem_timedwait(sem, abstime)
-	                              : shim_real.sem_clockwait(sem, clock, abstime);
+	int rc = real_wait(sem, kind, clock, abstime);
 	int err = errno;
 	if (rc == 0)
 		became_owner(s);
 	if (shim_enter()) {
-		unsigned end = rc == 0 ? GTR_LOCK_ACQUIRED
-		               : err == ETIMEDOUT ? GTR_LOCK_TIMED_OUT
-		               : err == EINTR ? GTR_LOCK_INTERRUPTED : GTR_LOCK_FAILED;
 		uint64_t lock = (uint64_t)(uintptr_t)sem;
-		recorder_emit(GTR_EV_LOCK_WAIT_END, end, &lock);
+		recorder_emit(GTR_EV_LOCK_WAIT_END, wait_end(rc, err), &lock);
 		shim_leave();
 	}
 	errno = err;
@@ -143,15 +154,10 @@ static int blocked_wait(sem_t *sem, enum wait_kind kind, clockid_t clock, const 
 		shim_leave();
 	}
 	errno = saved_errno;
-	int rc = kind == WAIT_PLAIN   ? shim_real.sem_wait(sem)
-	         : kind == WAIT_TIMED ? shim_real.sem_timedwait(sem, abstime)
-	                              : shim_real.sem_clockwait(sem, clock, abstime);
+	int rc = real_wait(sem, kind, clock, abstime);
 	int err = errno;
 	if (shim_enter()) {
-		unsigned end = rc == 0 ? GTR_LOCK_ACQUIRED
-		               : err == ETIMEDOUT ? GTR_LOCK_TIMED_OUT
-		               : err == EINTR ? GTR_LOCK_INTERRUPTED : GTR_LOCK_FAILED;
-		recorder_emit(GTR_EV_BLOCK_END, end, NULL);
+		recorder_emit(GTR_EV_BLOCK_END, wait_end(rc, err), NULL);
 		shim_leave();
 	}
 	errno = err;

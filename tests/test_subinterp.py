@@ -38,6 +38,12 @@ def has_module(python, name):
     return subprocess.run([python, "-c", f"import {name}"], capture_output=True).returncode == 0
 
 
+def skip_without_own_gil(python):
+    if not (has_module(python, "_interpreters") or has_module(python, "_xxsubinterpreters")) or \
+            subprocess.run([python, "-c", "import sys; sys.exit(sys.version_info < (3, 12))"]).returncode:
+        pytest.skip(f"{python}: no subinterpreter with its own GIL before 3.12")
+
+
 def traced(python, code, tmp_path, name):
     trace = str(tmp_path / f"{name}.gtr")
     proc = subprocess.run([GILTRACE, "run", "-o", trace, "--", python, "-c", code], capture_output=True,
@@ -294,9 +300,7 @@ print("done")
 def test_subinterpreter_with_its_own_gil(python, tmp_path):
     """Each GIL is recognised, with its own statistics that add up; the
     threads table says which GILs each thread took; no finding."""
-    if not (has_module(python, "_interpreters") or has_module(python, "_xxsubinterpreters")) or \
-            subprocess.run([python, "-c", "import sys; sys.exit(sys.version_info < (3, 12))"]).returncode:
-        pytest.skip(f"{python}: no subinterpreter with its own GIL before 3.12")
+    skip_without_own_gil(python)
     trace = traced(python, OWN_GIL, tmp_path, "own-gil")
     rep = report(trace)
     assert rep["model_errors"] == []
@@ -357,9 +361,7 @@ def test_threads_grouped_per_interpreter(python, tmp_path):
     """Where a process has several GILs, the report's rows, the timeline's
     lanes and the export's order group the threads by the GIL they are
     shown under (the main interpreter's first), not by start alone."""
-    if not (has_module(python, "_interpreters") or has_module(python, "_xxsubinterpreters")) or \
-            subprocess.run([python, "-c", "import sys; sys.exit(sys.version_info < (3, 12))"]).returncode:
-        pytest.skip(f"{python}: no subinterpreter with its own GIL before 3.12")
+    skip_without_own_gil(python)
     trace = traced(python, GROUPS, tmp_path, "groups")
     rep = report(trace)
     assert rep["model_errors"] == []
