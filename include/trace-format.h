@@ -496,6 +496,13 @@ enum gtr_capi {
 	GTR_CAPI_Py_NewInterpreter,
 	GTR_CAPI_Py_EndInterpreter,
 	GTR_CAPI_PyThread_exit_thread,
+	/* PEP 788 (3.15), minor 8 */
+	GTR_CAPI_PyInterpreterGuard_FromCurrent,
+	GTR_CAPI_PyInterpreterGuard_FromView,
+	GTR_CAPI_PyInterpreterGuard_Close,
+	GTR_CAPI_PyThreadState_Ensure,
+	GTR_CAPI_PyThreadState_EnsureFromView,
+	GTR_CAPI_PyThreadState_Release,
 	GTR_CAPI_COUNT
 };
 
@@ -526,6 +533,12 @@ static const char *const gtr_capi_names[GTR_CAPI_COUNT] = {
 	[GTR_CAPI_Py_NewInterpreter] = "Py_NewInterpreter",
 	[GTR_CAPI_Py_EndInterpreter] = "Py_EndInterpreter",
 	[GTR_CAPI_PyThread_exit_thread] = "PyThread_exit_thread",
+	[GTR_CAPI_PyInterpreterGuard_FromCurrent] = "PyInterpreterGuard_FromCurrent",
+	[GTR_CAPI_PyInterpreterGuard_FromView] = "PyInterpreterGuard_FromView",
+	[GTR_CAPI_PyInterpreterGuard_Close] = "PyInterpreterGuard_Close",
+	[GTR_CAPI_PyThreadState_Ensure] = "PyThreadState_Ensure",
+	[GTR_CAPI_PyThreadState_EnsureFromView] = "PyThreadState_EnsureFromView",
+	[GTR_CAPI_PyThreadState_Release] = "PyThreadState_Release",
 };
 
 /* Whether a CAPI_CALL's subject is a thread state (else an interpreter, a

@@ -65,18 +65,31 @@ static const struct cpython_finalizing_row cpython_finalizing_rows[] = {
 #define DEBUG_OFFSETS_FIRST_MINOR 13
 #define DEBUG_OFFSETS_OFF_FREE_THREADED 16   /* uint64_t, 1 on 3.13t+ */
 #define DEBUG_OFFSETS_OFF_FINALIZING 32      /* uint64_t: offset in _PyRuntime */
-/* Then interpreter_state {size, id, next, threads_head, gc, imports_modules,
- * sysdict, builtins, ceval_gil, gil_runtime_state, gil_runtime_state_enabled,
- * gil_runtime_state_locked, gil_runtime_state_holder}: offsets inside
- * PyInterpreterState of its own GIL (_gil) and of two of its fields, as the
- * interpreter itself was compiled.  This layout of the struct is 3.13's
- * (3.13.0 and 3.13.15 alike); 3.14 adds fields, so only 3.13 is read here.
- * (3.13.15t leaves gil_runtime_state_enabled 0: not read.) */
-#define DEBUG_OFFSETS_GIL_MINOR 13
+/* Then interpreter_state {size, id, next, threads_head, [threads_main,] gc,
+ * imports_modules, sysdict, builtins, ceval_gil, gil_runtime_state,
+ * gil_runtime_state_enabled, gil_runtime_state_locked,
+ * gil_runtime_state_holder, ...} and thread_state {size, prev, next,
+ * interp, ...}: offsets inside PyInterpreterState of its own GIL (_gil) and
+ * of two of its fields, and of a thread state's interpreter, as the
+ * interpreter itself was compiled.  Where those entries sit in
+ * _Py_DebugOffsets depends on the version: one row each.  3.13 is read off
+ * 3.13.0 and 3.13.15 (tested); 3.14 inserts threads_main after
+ * threads_head and appends two fields to interpreter_state, and 3.15 keeps
+ * 3.14's layout up to thread_state.interp: both rows are from CPython's
+ * source alone (Include/internal/pycore_debug_offsets.h, 3.14.0b4+ and
+ * 3.15 copies; no such interpreter was tested).  A version without a row
+ * keeps the tables.  (3.13.15t leaves gil_runtime_state_enabled 0: not
+ * read.) */
+struct cpython_debug_offsets_row {
+	unsigned first_minor, last_minor;
+	unsigned gil_state, gil_locked, gil_holder; /* where the entries are */
+	unsigned tstate_interp;
+};
+static const struct cpython_debug_offsets_row cpython_debug_offsets_rows[] = {
+	{ 13, 13, 120, 136, 144, 176 },
+	{ 14, 15, 128, 144, 152, 200 },
+};
 #define DEBUG_OFFSETS_OFF_VERSION 8           /* uint64_t: PY_VERSION_HEX */
-#define DEBUG_OFFSETS_OFF_GIL_STATE 120       /* interpreter_state.gil_runtime_state */
-#define DEBUG_OFFSETS_OFF_GIL_LOCKED 136      /* ...gil_runtime_state_locked */
-#define DEBUG_OFFSETS_OFF_GIL_HOLDER 144      /* ...gil_runtime_state_holder (last_holder) */
 
 /* ---- struct _ts (Include/cpython/pystate.h) -----------------------------
  * prev, next, interp begin PyThreadState in every version 3.8-3.15. */

@@ -143,23 +143,41 @@ static long finalizing_offset(const unsigned char *runtime, uint32_t hex)
 	return -1;
 }
 
-/* The GIL's field offsets: the table's (cpython-layout.h), unless the
- * interpreter says otherwise in a _Py_DebugOffsets of the layout we know
- * (3.13): then its own, and whether the two disagree, for the header. */
-static void gil_offsets(const unsigned char *runtime)
+/* The _Py_DebugOffsets row of version `hex`, or NULL. */
+static const struct cpython_debug_offsets_row *debug_offsets_row(uint64_t hex)
+{
+	unsigned minor = hex >> 16 & 0xff;
+	if (hex >> 24 != 3)
+		return NULL;
+	for (size_t i = 0; i < sizeof cpython_debug_offsets_rows / sizeof cpython_debug_offsets_rows[0]; i++)
+		if (minor >= cpython_debug_offsets_rows[i].first_minor && minor <= cpython_debug_offsets_rows[i].last_minor)
+			return &cpython_debug_offsets_rows[i];
+	return NULL;
+}
+
+/* The GIL's field offsets and a thread state's interpreter: the tables'
+ * (cpython-layout.h), unless the interpreter says otherwise in a
+ * _Py_DebugOffsets of a layout we know (3.13+): then its own, and whether
+ * the two disagree, for the header. */
+static void debug_offsets(const unsigned char *runtime)
 {
 	unsigned long shift = shim_python.build & GTR_BUILD_FREE_THREADED ? GIL_FREE_THREADED_SHIFT : 0;
 	shim_python.gil_off_locked = GIL_OFF_LOCKED + shift;
 	shim_python.gil_off_last_holder = GIL_OFF_LAST_HOLDER + shift;
-	uint64_t version, gil, locked, holder;
+	shim_python.tstate_off_interp = TSTATE_OFF_INTERP;
+	uint64_t version, gil, locked, holder, interp;
 	if (memcmp(runtime, DEBUG_OFFSETS_COOKIE, 8) != 0)
 		return;
 	memcpy(&version, runtime + DEBUG_OFFSETS_OFF_VERSION, sizeof version);
-	if (version >> 24 != 3 || (version >> 16 & 0xff) != DEBUG_OFFSETS_GIL_MINOR)
+	const struct cpython_debug_offsets_row *row = debug_offsets_row(version);
+	if (!row || (shim_python.runtime_size && row->tstate_interp + sizeof interp > shim_python.runtime_size))
 		return;
-	memcpy(&gil, runtime + DEBUG_OFFSETS_OFF_GIL_STATE, sizeof gil);
-	memcpy(&locked, runtime + DEBUG_OFFSETS_OFF_GIL_LOCKED, sizeof locked);
-	memcpy(&holder, runtime + DEBUG_OFFSETS_OFF_GIL_HOLDER, sizeof holder);
+	memcpy(&gil, runtime + row->gil_state, sizeof gil);
+	memcpy(&locked, runtime + row->gil_locked, sizeof locked);
+	memcpy(&holder, runtime + row->gil_holder, sizeof holder);
+	memcpy(&interp, runtime + row->tstate_interp, sizeof interp);
+	if (interp && interp < 4096 && interp % sizeof(void *) == 0)
+		shim_python.tstate_off_interp = (unsigned long)interp;
 	if (!gil || locked <= gil || holder <= gil || locked - gil >= GIL_SIZE + shift || holder - gil >= GIL_SIZE + shift)
 		return; /* not a layout we can use: keep the table's */
 	shim_python.gil_offsets_from_debug = true;
@@ -204,7 +222,7 @@ bool shim_probe_python(void)
 			shim_python.build |= GTR_BUILD_FREE_THREADED;
 	}
 	shim_python.finalizing_offset = finalizing_offset(runtime, shim_python.version_hex);
-	gil_offsets(runtime);
+	debug_offsets(runtime);
 	shim_python.is_finalizing = (int (*)(void))dlsym(RTLD_DEFAULT, "Py_IsFinalizing");
 	if (!shim_python.is_finalizing)
 		shim_python.is_finalizing = (int (*)(void))dlsym(RTLD_DEFAULT, "_Py_IsFinalizing");

@@ -29,7 +29,7 @@
  * What it cannot see: the owner of a lock taken before the trace was
  * active (made before the GIL existed, or acquired in a path the wrappers
  * do not see), a lock made or released through the futex system call, and
- * PyMutex-based locks (3.13's internal ones, 3.14's PyThread_type_lock), whose
+ * PyMutex-based locks (3.13's internal ones, 3.15's PyThread_type_lock), whose
  * uncontended acquire is an atomic in user space (docs/cpython-internals.md
  * §7).  A slot's owner and key are read without a lock: a lookup racing
  * a destroy may see the slot of a lock destroyed a moment ago.

@@ -65,6 +65,8 @@ struct shim_python {
 	unsigned long gil_off_locked, gil_off_last_holder;
 	bool gil_offsets_from_debug; /* _Py_DebugOffsets gave them */
 	bool gil_offsets_disagree;   /* ... and the table said otherwise */
+	unsigned long tstate_off_interp; /* a thread state's interpreter: the table's,
+	                                    or (3.13+) _Py_DebugOffsets' */
 	int (*is_finalizing)(void); /* _Py_IsFinalizing or Py_IsFinalizing */
 	char version[128];
 };
@@ -324,7 +326,8 @@ void free_resolve(void);
 
 /* The wrapper of each entry point, by enum gtr_capi (NULL for NONE). */
 extern void *const capi_wrappers[GTR_CAPI_COUNT];
-/* Resolve the interpreter's own definitions of the wrapped functions. */
+/* Resolve the interpreter's own definitions of the wrapped functions that
+ * every version has (PEP 788's only when an object imports them). */
 void capi_resolve(void);
 /* The interpreter's definition of `fn`, resolving it if needed; or NULL. */
 void *capi_real(enum gtr_capi fn);

@@ -25,7 +25,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 
-#include "cpython-layout.h"
 #include "shim.h"
 
 /* PyStatus (3.8+), returned by value: 32 bytes, in memory, like the real one. */
@@ -69,9 +68,13 @@ void *capi_real(enum gtr_capi fn)
 	return p;
 }
 
+/* Every version 3.8+ defines the functions before PEP 788's; those are
+ * looked up only when got-patch.c finds an object importing one (then
+ * the interpreter has it).  A failed dlsym is not free: glibc allocates its
+ * error message, which moves the program's own heap reuse around. */
 void capi_resolve(void)
 {
-	for (unsigned fn = 1; fn < GTR_CAPI_COUNT; fn++)
+	for (unsigned fn = 1; fn < GTR_CAPI_PyInterpreterGuard_FromCurrent; fn++)
 		capi_real((enum gtr_capi)fn);
 }
 
@@ -192,27 +195,30 @@ SHIM_EXPORT void PyEval_ReleaseLock(void)
  * not the main one; such a thread's Ensure calls record where they landed.
  * Threads started from the main interpreter pay one branch. */
 
-/* Functions read, never wrapped: in libpython or in a static executable's
- * dynamic symbols, where RTLD_DEFAULT finds them. */
-static void *lookup_unwrapped(const char *name, const char *older_name)
-{
-	void *p = dlsym(RTLD_DEFAULT, name);
-	return p || !older_name ? p : dlsym(RTLD_DEFAULT, older_name);
-}
-
 bool capi_current_interp(uintptr_t *interp, uintptr_t *main_interp)
 {
-	static void *(*get_unchecked)(void), *(*get_main)(void);
-	if (!get_unchecked) /* 3.13 made it public; 3.8-3.12 have the old name */
-		get_unchecked = (void *(*)(void))lookup_unwrapped("PyThreadState_GetUnchecked", "_PyThreadState_UncheckedGet");
-	if (!get_main)
-		get_main = (void *(*)(void))lookup_unwrapped("PyInterpreterState_Main", NULL);
-	if (!get_unchecked || !get_main)
+	/* read, never wrapped: in libpython or in a static executable's dynamic
+	 * symbols, where RTLD_DEFAULT finds them; only the name the version
+	 * has is looked up, since a failed dlsym allocates its error message */
+	static void *unchecked_fn, *main_fn; /* found once; racing finders agree */
+	void *(*get_unchecked)(void) = (void *(*)(void))__atomic_load_n(&unchecked_fn, __ATOMIC_RELAXED);
+	void *(*get_main)(void) = (void *(*)(void))__atomic_load_n(&main_fn, __ATOMIC_RELAXED);
+	if (!get_unchecked) { /* 3.13 made it public; 3.8-3.12 have the old name */
+		get_unchecked = (void *(*)(void))dlsym(RTLD_DEFAULT, shim_python.version_hex >= 0x030D0000
+		                                                             ? "PyThreadState_GetUnchecked"
+		                                                             : "_PyThreadState_UncheckedGet");
+		__atomic_store_n(&unchecked_fn, (void *)get_unchecked, __ATOMIC_RELAXED);
+	}
+	if (!get_main) {
+		get_main = (void *(*)(void))dlsym(RTLD_DEFAULT, "PyInterpreterState_Main");
+		__atomic_store_n(&main_fn, (void *)get_main, __ATOMIC_RELAXED);
+	}
+	if (!get_unchecked || !get_main || !shim_python.tstate_off_interp)
 		return false;
 	const char *tstate = get_unchecked();
 	if (!tstate)
 		return false;
-	*interp = *(const uintptr_t *)(tstate + TSTATE_OFF_INTERP);
+	*interp = *(const uintptr_t *)(tstate + shim_python.tstate_off_interp);
 	*main_interp = (uintptr_t)get_main();
 	return *interp && *main_interp;
 }
@@ -375,6 +381,68 @@ SHIM_EXPORT int Py_RunMain(void)
 	return rc;
 }
 
+/* ---- PEP 788 (3.15): interpreter guards and thread-state tokens ----------
+ * From CPython's source alone (Include/pystate.h as merged by gh-149116;
+ * no 3.15 interpreter was tested).  A guard keeps its interpreter from
+ * finalizing until it is closed: one never closed hangs Py_FinalizeEx.
+ * PyThreadState_EnsureFromView returns NULL, instead of hanging as
+ * PyGILState_Ensure does, once the interpreter is finalizing.  Each
+ * successful Ensure takes exactly one Release; one more is a fatal error.
+ * Every call records its CALL and its RETURN: they are rare, and the
+ * detectors (tools/detect/detect-guard.c) pair them.  The types are opaque
+ * pointers here.
+ *
+ * Unlike the wrappers above, these are not exported: 3.8-3.14 do not have
+ * these functions, and a program that looks for them (dlsym, ctypes'
+ * hasattr(pythonapi, ...)) must not find the shim's.  They are reached only
+ * through the GOT slots got-patch.c routes (extension modules, embedding
+ * programs, libpython's own PLT); a call through dlsym or ctypes is not
+ * seen. */
+
+static void *PyInterpreterGuard_FromCurrent(void)
+{
+	record_call(GTR_CAPI_PyInterpreterGuard_FromCurrent, 0, CALLER());
+	void *guard = REAL(PyInterpreterGuard_FromCurrent, void *(*)(void))();
+	record_return(GTR_CAPI_PyInterpreterGuard_FromCurrent, (uintptr_t)guard, false);
+	return guard;
+}
+
+static void *PyInterpreterGuard_FromView(void *view)
+{
+	record_call(GTR_CAPI_PyInterpreterGuard_FromView, (uintptr_t)view, CALLER());
+	void *guard = REAL(PyInterpreterGuard_FromView, void *(*)(void *))(view);
+	record_return(GTR_CAPI_PyInterpreterGuard_FromView, (uintptr_t)guard, false);
+	return guard;
+}
+
+static void PyInterpreterGuard_Close(void *guard)
+{
+	record_call(GTR_CAPI_PyInterpreterGuard_Close, (uintptr_t)guard, CALLER());
+	REAL(PyInterpreterGuard_Close, void (*)(void *))(guard);
+}
+
+static void *PyThreadState_Ensure(void *guard)
+{
+	record_call(GTR_CAPI_PyThreadState_Ensure, (uintptr_t)guard, CALLER());
+	void *token = REAL(PyThreadState_Ensure, void *(*)(void *))(guard);
+	record_return(GTR_CAPI_PyThreadState_Ensure, (uintptr_t)token, false);
+	return token;
+}
+
+static void *PyThreadState_EnsureFromView(void *view)
+{
+	record_call(GTR_CAPI_PyThreadState_EnsureFromView, (uintptr_t)view, CALLER());
+	void *token = REAL(PyThreadState_EnsureFromView, void *(*)(void *))(view);
+	record_return(GTR_CAPI_PyThreadState_EnsureFromView, (uintptr_t)token, false);
+	return token;
+}
+
+static void PyThreadState_Release(void *token)
+{
+	record_call(GTR_CAPI_PyThreadState_Release, (uintptr_t)token, CALLER());
+	REAL(PyThreadState_Release, void (*)(void *))(token);
+}
+
 void *const capi_wrappers[GTR_CAPI_COUNT] = {
 	[GTR_CAPI_PyEval_SaveThread] = (void *)PyEval_SaveThread,
 	[GTR_CAPI_PyEval_RestoreThread] = (void *)PyEval_RestoreThread,
@@ -401,4 +469,10 @@ void *const capi_wrappers[GTR_CAPI_COUNT] = {
 	[GTR_CAPI_Py_NewInterpreter] = (void *)Py_NewInterpreter,
 	[GTR_CAPI_Py_EndInterpreter] = (void *)Py_EndInterpreter,
 	[GTR_CAPI_PyThread_exit_thread] = (void *)PyThread_exit_thread,
+	[GTR_CAPI_PyInterpreterGuard_FromCurrent] = (void *)PyInterpreterGuard_FromCurrent,
+	[GTR_CAPI_PyInterpreterGuard_FromView] = (void *)PyInterpreterGuard_FromView,
+	[GTR_CAPI_PyInterpreterGuard_Close] = (void *)PyInterpreterGuard_Close,
+	[GTR_CAPI_PyThreadState_Ensure] = (void *)PyThreadState_Ensure,
+	[GTR_CAPI_PyThreadState_EnsureFromView] = (void *)PyThreadState_EnsureFromView,
+	[GTR_CAPI_PyThreadState_Release] = (void *)PyThreadState_Release,
 };

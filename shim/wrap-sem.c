@@ -43,7 +43,7 @@
  * recorded wait is what the wait itself would do first (POSIX: the
  * timeout need not be checked when the semaphore can be taken at once).
  *
- * What it cannot see: locks that are not semaphores.  CPython 3.14's
+ * What it cannot see: locks that are not semaphores.  CPython 3.15's
  * PyThread_type_lock is a PyMutex (Python/thread.c, _PyMutex_LockTimed), as
  * are the interpreter's internal locks since 3.13: an uncontended acquire
  * or release is an atomic in user space, and a contended one parks in the

@@ -22,6 +22,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCENARIOS = os.path.join(HERE, "scenarios")
 EXTENSION_SOURCE = os.path.join(SCENARIOS, "gtscenario.c")
+PEP788_SOURCE = os.path.join(SCENARIOS, "gtpep788.c")
 EMBED_SOURCE = os.path.join(SCENARIOS, "embed_reinit.c")
 
 CC = os.environ.get("CC", "gcc")
@@ -131,8 +132,9 @@ def _compile(cmd_before_output, target, cmd_after_output, hint=None):
     return target
 
 
-def build_extension(python, outdir):
-    """Build gtscenario for `python`; return the directory that contains it."""
+def build_extension(python, outdir, source=EXTENSION_SOURCE):
+    """Build gtscenario (or the module of `source`, named after it) for
+    `python`; return the directory that contains it."""
     info = _interpreter_info(python)
     script = _config_script(python, info)
     includes = _config(script, "--includes")
@@ -140,9 +142,10 @@ def build_extension(python, outdir):
     if not info["ext_suffix"]:
         raise RuntimeError(f"{python} reports no EXT_SUFFIX")
     moddir = _cache_dir(python, info, outdir)
-    target = os.path.join(moddir, "gtscenario" + info["ext_suffix"])
-    if not _fresh(target, EXTENSION_SOURCE):
-        _compile([CC, "-shared", "-fPIC", *WARNINGS, *includes, EXTENSION_SOURCE],
+    name = os.path.splitext(os.path.basename(source))[0]
+    target = os.path.join(moddir, name + info["ext_suffix"])
+    if not _fresh(target, source):
+        _compile([CC, "-shared", "-fPIC", *WARNINGS, *includes, source],
                  target, ["-lpthread"])
     return moddir
 

@@ -6,9 +6,9 @@ interpreter shutdown, possibly due to daemon threads").
 The program dies of SIGABRT with and without giltrace, with the same fatal
 error; the trace names the waiter (main), the lock and its owner (the daemon
 thread), and crash-at-exit explains the abort that follows.  A thread that
-finishes its writes before the exit gives no finding.  CPython 3.8-3.13 make
+finishes its writes before the exit gives no finding.  CPython 3.8-3.14 make
 PyThread locks from POSIX semaphores, which the shim sees (shim/wrap-sem.c);
-3.14's are PyMutex and invisible (docs/findings.md#exit-lock-held).
+3.15's are PyMutex and invisible (docs/findings.md#exit-lock-held).
 """
 import os
 import re

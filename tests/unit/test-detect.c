@@ -9,6 +9,8 @@
  */
 #include "fake-trace.h"
 
+#include <string.h>
+
 #include "detect.h"
 #include "model.h"
 #include "replay.h"
@@ -812,6 +814,94 @@ static int test_exit_lock_held_wait_never_ends(void)
 	return lock_case(evs, sizeof evs / sizeof evs[0], 0, 1, "which was still running");
 }
 
+/* PEP 788 (3.15): a guard made and never closed before Py_FinalizeEx is an
+ * error at the guard; one closed is none; a guard made after the call
+ * cannot hold it. */
+static int test_guard_never_closed(void)
+{
+	int ok = 1;
+	static const struct ev evs[] = {
+		CALL(1, PyInterpreterGuard_FromCurrent, 1100, 0), RETURN(1, PyInterpreterGuard_FromCurrent, 1110, 0x9000),
+		CALL(1, PyInterpreterGuard_FromCurrent, 1120, 0), RETURN(1, PyInterpreterGuard_FromCurrent, 1130, 0x9100),
+		CALL(1, PyInterpreterGuard_Close, 1140, 0x9100),
+		CALL(0, Py_FinalizeEx, 1200, 0),
+		CALL(1, PyInterpreterGuard_FromView, 1300, 0x7000), RETURN(1, PyInterpreterGuard_FromView, 1310, 0x9200),
+	};
+	struct trace t;
+	struct model m;
+	struct findings fs;
+	CHECK(load(&t, evs, sizeof evs / sizeof evs[0], 2, 0) == 0);
+	CHECK(analyse(&t, &m, &fs, 0) == 0);
+	const struct finding *x = NULL;
+	CHECK(count_kind(&fs, DETECT_GUARD_NEVER_CLOSED, &x) == 1 && fs.count == 1);
+	if (x) {
+		CHECK(x->thread == 1 && x->ns == 110 && x->capi == GTR_CAPI_PyInterpreterGuard_FromCurrent);
+		CHECK(strstr(x->what, "guard 0x9000") && strstr(x->what, "thread 100 (main) entered Py_FinalizeEx"));
+	}
+	findings_free(&fs);
+	model_free(&m);
+	trace_close(&t);
+	return ok;
+}
+
+/* Ensure twice, release twice: balanced; a third release is one too many.
+ * A failed Ensure (NULL) opens nothing; its release is one too many too. */
+static int test_tstate_release_unbalanced(void)
+{
+	int ok = 1;
+	static const struct ev evs[] = {
+		CALL(1, PyThreadState_Ensure, 1100, 0x9000), RETURN(1, PyThreadState_Ensure, 1110, 0x5000),
+		CALL(1, PyThreadState_EnsureFromView, 1120, 0x7000), RETURN(1, PyThreadState_EnsureFromView, 1130, 0x5100),
+		CALL(1, PyThreadState_Release, 1140, 0x5100),
+		CALL(1, PyThreadState_Release, 1150, 0x5000),
+		CALL(1, PyThreadState_Release, 1160, 0x5000),
+		CALL(2, PyThreadState_Ensure, 1200, 0x9000), RETURN(2, PyThreadState_Ensure, 1210, 0),
+		CALL(2, PyThreadState_Release, 1220, 0),
+		EXIT(0, 1300, GTR_EXIT_PROCESS),
+	};
+	struct trace t;
+	struct model m;
+	struct findings fs;
+	CHECK(load(&t, evs, sizeof evs / sizeof evs[0], 3, 1400) == 0);
+	CHECK(analyse(&t, &m, &fs, 0) == 0);
+	const struct finding *x = NULL;
+	CHECK(count_kind(&fs, DETECT_TSTATE_RELEASE_UNBALANCED, &x) == 2 && fs.count == 2);
+	if (x)
+		CHECK(x->thread == 1 && x->ns == 160 && strstr(x->what, "PyThreadState_Release(0x5000)"));
+	findings_free(&fs);
+	model_free(&m);
+	trace_close(&t);
+	return ok;
+}
+
+/* EnsureFromView refused (NULL) once finalization began: a note; refused
+ * before, it is only an error of the caller's own (no finding). */
+static int test_ensure_refused_at_exit(void)
+{
+	int ok = 1;
+	static const struct ev evs[] = {
+		CALL(1, PyThreadState_EnsureFromView, 1100, 0x7000), RETURN(1, PyThreadState_EnsureFromView, 1110, 0),
+		TAKE(0, 1150), ACQUIRE(0, 1160, TS_MAIN, 1),
+		FINALIZING(0, 1200, 1, TS_MAIN),
+		CALL(1, PyThreadState_EnsureFromView, 1300, 0x7000), RETURN(1, PyThreadState_EnsureFromView, 1310, 0),
+		CALL(1, PyInterpreterGuard_FromView, 1320, 0x7000), RETURN(1, PyInterpreterGuard_FromView, 1330, 0),
+		EXIT(0, 1400, GTR_EXIT_PROCESS | GTR_EXIT_HELD_GIL),
+	};
+	struct trace t;
+	struct model m;
+	struct findings fs;
+	CHECK(load(&t, evs, sizeof evs / sizeof evs[0], 2, 1500) == 0);
+	CHECK(analyse(&t, &m, &fs, 0) == 0);
+	const struct finding *x = NULL;
+	CHECK(count_kind(&fs, DETECT_ENSURE_REFUSED_AT_EXIT, &x) == 2 && fs.errors == 0 && fs.count == 2);
+	if (x)
+		CHECK(x->thread == 1 && x->ns == 310 && x->capi == GTR_CAPI_PyThreadState_EnsureFromView && x->finalizing);
+	findings_free(&fs);
+	model_free(&m);
+	trace_close(&t);
+	return ok;
+}
+
 int main(void)
 {
 	int (*const tests[])(void) = {
@@ -834,6 +924,9 @@ int main(void)
 		test_no_snapshot_no_exit_hang,
 		test_exit_lock_held,
 		test_exit_lock_held_wait_never_ends,
+		test_guard_never_closed,
+		test_tstate_release_unbalanced,
+		test_ensure_refused_at_exit,
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
 		tests[i]() ? passed++ : failed++;

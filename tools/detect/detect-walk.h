@@ -51,6 +51,11 @@ struct thread_state {
 	bool interp_reported;
 	uint64_t ensure_caller;      /* its last PyGILState_Ensure call: caller, */
 	size_t ensure_event;         /* event (SIZE_MAX none) */
+	/* PEP 788 (detect-guard.c): successful PyThreadState_Ensure calls not
+	 * released yet; its last call's caller and event */
+	unsigned tokens_open;
+	uint64_t guard_caller;
+	size_t guard_event;
 };
 
 struct walk {
@@ -74,6 +79,8 @@ struct walk {
 	                                snapshot (detect-hang.c), else NULL */
 	struct lock_watch *locks;    /* lock waits and owners (detect-lock.c),
 	                                NULL until a lock event */
+	struct guard_watch *guards;  /* PEP 788's guards (detect-guard.c), NULL
+	                                until one is made */
 	bool oom;
 };
 
@@ -133,6 +140,13 @@ void detect_hang(struct walk *w);
 /* detect-interp.c */
 /* A THREAD_INTERP of thread: gilstate-wrong-interpreter. */
 void detect_interp_event(struct walk *w, int thread, const struct trace_event *e);
+
+/* detect-guard.c */
+/* A C-API call or return of PEP 788's, or of Py_FinalizeEx/Py_Finalize. */
+void detect_guard_event(struct walk *w, int thread, const struct trace_event *e);
+/* At the end of the trace: guard-never-closed. */
+void detect_guard_end(struct walk *w);
+void detect_guard_free(struct walk *w);
 
 /* detect-lock.c */
 /* A LOCK_WAIT_BEGIN, LOCK_WAIT_END or LOCK_HELD of thread. */

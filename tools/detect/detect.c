@@ -71,6 +71,12 @@ const struct detector_info detectors[DETECT_COUNT] = {
 		                    "finalization waited for a lock held by a thread that will never release it" },
 	[DETECT_GILSTATE_WRONG_INTERPRETER] = { "gilstate-wrong-interpreter", SEVERITY_ERROR,
 		                                "a subinterpreter's thread was given the main interpreter by PyGILState_Ensure" },
+	[DETECT_GUARD_NEVER_CLOSED] = { "guard-never-closed", SEVERITY_ERROR,
+		                        "an interpreter guard was never closed: finalization waits for it" },
+	[DETECT_TSTATE_RELEASE_UNBALANCED] = { "tstate-release-unbalanced", SEVERITY_ERROR,
+		                               "PyThreadState_Release without a PyThreadState_Ensure to match" },
+	[DETECT_ENSURE_REFUSED_AT_EXIT] = { "ensure-refused-at-exit", SEVERITY_NOTE,
+		                            "a thread state or guard was refused because the interpreter was finalizing" },
 };
 
 /* ---- thread-state lives ---------------------------------------------------- */
@@ -162,67 +168,6 @@ const struct tstate_life *walk_used_after_free(const struct walk *w, const struc
 
 /* ---- findings ----------------------------------------------------------------- */
 
-struct finding *walk_add_finding(struct walk *w, enum detector kind, int thread, uint64_t ns)
-{
-	struct findings *f = w->out;
-	struct finding *grown = realloc(f->items, (f->count + 1) * sizeof *grown);
-	if (!grown) {
-		w->oom = true;
-		return NULL;
-	}
-	f->items = grown;
-	struct finding *x = &f->items[f->count++];
-	memset(x, 0, sizeof *x);
-	x->kind = kind;
-	x->thread = thread;
-	x->ns = ns;
-	x->freed_by = -1;
-	x->other_thread = -1;
-	x->stack_event = SIZE_MAX;
-	x->freed_event = SIZE_MAX;
-	const struct replay_epoch *last = replay_last_epoch(w->r);
-	x->finalizing = finalizing_at(w, ns);
-	x->fin_seen = last && ns >= last->start_ns;
-	x->fin_start_ns = last ? last->start_ns : 0;
-	if (detectors[kind].severity == SEVERITY_ERROR)
-		f->errors++;
-	else
-		f->notes++;
-	return x;
-}
-
-void walk_with_tstate(struct walk *w, struct finding *x, uint64_t tstate)
-{
-	const struct tstate_life *l = walk_freed_life(w, tstate);
-	x->tstate = tstate;
-	if (l) {
-		x->freed = true;
-		x->freed_ns = l->freed_ns;
-		x->freed_by = l->freed_by;
-		x->freed_event = l->freed_event;
-	}
-}
-
-/* The first of two events (indices, SIZE_MAX none) that has a stack. */
-size_t walk_with_stack(const struct walk *w, size_t first, size_t second)
-{
-	const struct trace *t = w->t;
-	if (first != SIZE_MAX && trace_stack_of(t, first))
-		return first;
-	if (second != SIZE_MAX && trace_stack_of(t, second))
-		return second;
-	return SIZE_MAX;
-}
-
-/* What a watched thread did, from what started its watch. */
-void walk_describe_entry(const struct thread_state *ts, char *buf, size_t size)
-{
-	if (ts->capi)
-		snprintf(buf, size, "%s", trace_capi_name(ts->capi));
-	else
-		snprintf(buf, size, "take_gil");
-}
-
 static void watch_finding(struct walk *w, int thread, uint64_t ns, enum detector kind, const char *how)
 {
 	struct thread_state *ts = &w->threads[thread];
@@ -259,32 +204,6 @@ bool walk_watched(const struct walk *w, int thread, uint64_t ns)
 {
 	const struct replay_epoch *ep = replay_open_epoch(w->r);
 	return ep && ns >= ep->start_ns && thread != replay_epoch_thread(ep) && w->threads[thread].watch != WATCH_DONE;
-}
-
-/* ---- threads ------------------------------------------------------------------- */
-
-int walk_thread_of_tid(const struct walk *w, int32_t tid, uint64_t ns)
-{
-	int best = -1;
-	for (size_t i = 0; i < w->t->thread_count; i++) {
-		if (w->t->threads[i].tid != tid)
-			continue;
-		const struct replay_thread *rt = &w->r->threads[i];
-		if (best < 0 || (rt->first_ns <= ns && rt->first_ns >= w->r->threads[best].first_ns))
-			best = (int)i;
-	}
-	return best;
-}
-
-void walk_thread_label(const struct walk *w, int thread, char *buf, size_t size)
-{
-	const struct trace_thread *th = &w->t->threads[thread];
-	if (th->name[0])
-		snprintf(buf, size, "thread %d (%s)", th->tid, th->name);
-	else if (th->tid == w->t->header.pid)
-		snprintf(buf, size, "thread %d (main)", th->tid);
-	else
-		snprintf(buf, size, "thread %d", th->tid);
 }
 
 /* ---- events -------------------------------------------------------------------- */
@@ -505,6 +424,12 @@ static void on_other(struct walk *w, int thread, const struct trace_event *e)
 	}
 }
 
+/* PEP 788's calls (detect-guard.c). */
+static bool pep788(unsigned fn)
+{
+	return fn >= GTR_CAPI_PyInterpreterGuard_FromCurrent && fn <= GTR_CAPI_PyThreadState_Release;
+}
+
 static void walk_event(struct walk *w, const struct trace_event *e)
 {
 	int thread = (int)e->thread;
@@ -541,9 +466,13 @@ static void walk_event(struct walk *w, const struct trace_event *e)
 			ts->ensure_caller = e->payload[1];
 			ts->ensure_event = w->at;
 		}
+		if (pep788(e->arg) || e->arg == GTR_CAPI_Py_FinalizeEx || e->arg == GTR_CAPI_Py_Finalize)
+			detect_guard_event(w, thread, e);
 		on_capi_call(w, thread, e);
 		break;
 	case GTR_EV_CAPI_RETURN:
+		if (pep788(e->arg))
+			detect_guard_event(w, thread, e);
 		on_capi_return(w, thread, e);
 		break;
 	case GTR_EV_GIL_ACQUIRE:
@@ -636,6 +565,7 @@ static void at_end(struct walk *w)
 		}
 	}
 	detect_lock_end(w);
+	detect_guard_end(w);
 	if (w->hang)
 		detect_hang(w);
 }
@@ -673,6 +603,7 @@ static void walk_free(struct walk *w)
 	free(w->threads);
 	free(w->hang);
 	detect_lock_free(w);
+	detect_guard_free(w);
 	free(w);
 }
 
@@ -697,6 +628,7 @@ static struct walk *detect_begin(const struct trace *t, struct findings *out, st
 		w->threads[i].crash_finding = SIZE_MAX;
 		w->threads[i].last_gil = -1;
 		w->threads[i].ensure_event = SIZE_MAX;
+		w->threads[i].guard_event = SIZE_MAX;
 		w->threads[i].creator = w->threads[i].creator_gil = -1;
 	}
 	for (unsigned gi = 0; gi < REPLAY_MAX_GILS; gi++) {

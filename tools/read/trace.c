@@ -365,19 +365,26 @@ static int check_header(struct trace *t, const unsigned char *data, size_t size,
 
 /* The interpreters giltrace is made and tested for (README.md). */
 #define SUPPORTED_FIRST 0x03080000u
-#define SUPPORTED_LAST_MINOR 13u
+#define TESTED_LAST_MINOR 13u    /* the newest tested on a real interpreter */
+#define SUPPORTED_LAST_MINOR 15u /* the newest supported from CPython's source */
 
 bool trace_version_unsupported(const struct trace *t, char *buf, size_t size)
 {
 	uint32_t hex = t->header.py_version_hex;
 	unsigned major = hex >> 24, minor = hex >> 16 & 0xff, micro = hex >> 8 & 0xff;
-	if (!hex || (hex >= SUPPORTED_FIRST && major == 3 && minor <= SUPPORTED_LAST_MINOR))
+	if (!hex || (hex >= SUPPORTED_FIRST && major == 3 && minor <= TESTED_LAST_MINOR))
 		return false;
-	snprintf(buf, size,
-	         "python %u.%u.%u is %s the versions giltrace supports (3.8-3.%u): GIL handoffs are traced "
-	         "only where its GIL is laid out as in those, and the thread-state, finalization and lock "
-	         "findings may be wrong or missing",
-	         major, minor, micro, hex < SUPPORTED_FIRST ? "older than" : "newer than", SUPPORTED_LAST_MINOR);
+	if (major == 3 && minor <= SUPPORTED_LAST_MINOR && hex >= SUPPORTED_FIRST)
+		snprintf(buf, size,
+		         "python %u.%u.%u is supported from CPython's source alone (3.%u-3.%u: layouts, parking, "
+		         "PEP 788 calls), not tested on a real interpreter: the findings may be wrong or missing",
+		         major, minor, micro, TESTED_LAST_MINOR + 1, SUPPORTED_LAST_MINOR);
+	else
+		snprintf(buf, size,
+		         "python %u.%u.%u is %s the versions giltrace supports (3.8-3.%u): GIL handoffs are traced "
+		         "only where its GIL is laid out as in those, and the thread-state, finalization and lock "
+		         "findings may be wrong or missing",
+		         major, minor, micro, hex < SUPPORTED_FIRST ? "older than" : "newer than", SUPPORTED_LAST_MINOR);
 	return true;
 }
 
