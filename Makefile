@@ -5,6 +5,8 @@
 #   make check-cpython  CPython's regression tests traced vs untraced, whole matrix (docs/cpython-tests.md)
 #   make bench      overhead and reader benchmarks (results: docs/performance.md)
 #   make fuzz       libFuzzer over the trace readers, FUZZ_TIME seconds (docs/fuzzing.md)
+#   make install    PREFIX (default /usr/local) and DESTDIR: bin/giltrace, lib/giltrace/libgiltrace.so,
+#                   the man page, the documentation, bash completion
 #   make pythons    build CPython 3.13.15 (shared, free-threaded) from Debian's source package
 #                   into $GILTRACE_PYTHONS (default ~/.cache/giltrace/pythons), for the tests
 #   V=1             show the commands
@@ -14,7 +16,14 @@ PYTHON_FOR_TESTS := /usr/bin/python3
 BUILD := build
 Q := $(if $(filter 1,$(V)),,@)
 
-COMMON_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -Iinclude
+# The release; a git checkout adds its commit (and ", modified" for a tree
+# with changes) in build/version.h, which every trace's header and
+# `giltrace --version` carry.
+VERSION := 0.13.0
+VERSION_FULL := $(VERSION)$(shell c=$$(git rev-parse --short HEAD 2>/dev/null) && \
+	printf ' (%s%s)' "$$c" "$$(git diff --quiet HEAD -- 2>/dev/null || echo ', modified')")
+
+COMMON_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -Iinclude -I$(BUILD)
 SHIM_CFLAGS := $(COMMON_CFLAGS) -O2 -fPIC -fvisibility=hidden -ftls-model=initial-exec
 # -Bsymbolic: the shim's own references to its wrappers (the
 # table got-patch.c writes into GOT slots) must bind to the wrappers, not to
@@ -33,12 +42,12 @@ SAN_CFLAGS := $(COMMON_CFLAGS) $(TOOLS_INC) -O1 -fno-omit-frame-pointer -fsaniti
 	-fno-sanitize-recover=all
 
 SHIM_SRC := $(wildcard shim/*.c)
-SHIM_HDR := $(wildcard shim/*.h) include/trace-format.h
+SHIM_HDR := $(wildcard shim/*.h) include/trace-format.h $(BUILD)/version.h
 TOOLS_SRC := $(wildcard $(addsuffix /*.c,$(addprefix tools/,$(TOOLS_DIRS))))
 # tools/render/html/*: the HTML report's style and scripts, embedded
 # (html-assets.c)
 TOOLS_HDR := $(wildcard $(addsuffix /*.h,$(addprefix tools/,$(TOOLS_DIRS)))) $(wildcard tools/render/html/*) \
-	include/trace-format.h
+	include/trace-format.h $(BUILD)/version.h
 # the tools' library: everything but the commands
 TOOLS_LIB_SRC := $(filter-out tools/cmd/%,$(TOOLS_SRC))
 
@@ -75,6 +84,13 @@ $(BUILD)/bench-mutex: bench/mutex-pair.c | $(BUILD)
 
 $(BUILD):
 	$(Q)mkdir -p $@
+
+# Rewritten only when the version changes, so that nothing rebuilds for it.
+$(BUILD)/version.h: FORCE | $(BUILD)
+	$(Q)printf '#define GILTRACE_VERSION "%s"\n' '$(VERSION_FULL)' >$@.tmp
+	$(Q)if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+.PHONY: FORCE
 
 deps:
 	$(Q)scripts/install-deps.sh
@@ -164,3 +180,31 @@ clean:
 
 .PHONY: all deps deps-tests demo check check-loop bench clean fuzz deps-fuzz deps-bench pythons deps-pythons \
 	pythons-for-check
+
+# ---- install ------------------------------------------------------------------
+# giltrace finds its shim in ../lib/giltrace and its documentation in
+# ../share/doc/giltrace (tools/util/docs.c); the shim finds giltrace in
+# ../../bin for its at-exit check (shim/exit-check.c): the layout below.
+PREFIX ?= /usr/local
+DOCS_INSTALLED := README.md docs/findings.md docs/options.md docs/commands.md docs/trace-format.md \
+	docs/cpython-internals.md docs/worked-example.md docs/triage.md docs/export.md docs/check.md
+
+install: all
+	$(Q)install -D -m 755 $(BUILD)/giltrace $(DESTDIR)$(PREFIX)/bin/giltrace
+	$(Q)install -D -m 644 $(BUILD)/libgiltrace.so $(DESTDIR)$(PREFIX)/lib/giltrace/libgiltrace.so
+	$(Q)install -D -m 644 docs/giltrace.1 $(DESTDIR)$(PREFIX)/share/man/man1/giltrace.1
+	$(Q)install -d $(DESTDIR)$(PREFIX)/share/doc/giltrace
+	$(Q)install -m 644 $(DOCS_INSTALLED) $(DESTDIR)$(PREFIX)/share/doc/giltrace/
+	$(Q)install -D -m 644 -t $(DESTDIR)$(PREFIX)/share/doc/giltrace/images docs/images/*
+	$(Q)install -D -m 644 scripts/giltrace-completion.bash \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/giltrace
+	@echo "  INSTALL $(DESTDIR)$(PREFIX)"
+
+uninstall:
+	$(Q)rm -f $(DESTDIR)$(PREFIX)/bin/giltrace $(DESTDIR)$(PREFIX)/lib/giltrace/libgiltrace.so \
+		$(DESTDIR)$(PREFIX)/share/man/man1/giltrace.1 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/giltrace
+	$(Q)rm -rf $(DESTDIR)$(PREFIX)/share/doc/giltrace
+	$(Q)rmdir $(DESTDIR)$(PREFIX)/lib/giltrace 2>/dev/null || true
+
+.PHONY: install uninstall

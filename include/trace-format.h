@@ -27,14 +27,15 @@
 
 #define GTR_MAGIC "GILTRACE"           /* 8 bytes, no terminator on disk */
 #define GTR_VERSION_MAJOR 3            /* readers refuse another major */
-#define GTR_VERSION_MINOR 8            /* readers accept any minor; 1: TSTATE_REUSE,
+#define GTR_VERSION_MINOR 9            /* readers accept any minor; 1: TSTATE_REUSE,
                                           2: event_words and features in the header,
                                           3: CRASH, 4: the provocations in the header,
                                           5: finalizing_mono_ns in the header, 6: LOCK_WAIT_BEGIN,
                                           LOCK_WAIT_END, LOCK_HELD and
                                           GTR_FLAG_LOCKS_UNTRACKED, 7: GIL_ENABLED,
                                           8: THREAD_INTERP, MODULE_LOAD,
-                                          BLOCK_BEGIN, BLOCK_END */
+                                          BLOCK_BEGIN, BLOCK_END, 9: writer_version
+                                          in the header */
 #define GTR_HEADER_SIZE 4096u          /* struct gtr_file_header, padded */
 #define GTR_CHUNK_MAGIC 0x4b435447u    /* "GTCK" */
 #define GTR_CHUNK_HEADER_SIZE 64u      /* struct gtr_chunk_header, padded */
@@ -169,6 +170,9 @@ struct gtr_file_header {
 	 * the clock `giltrace run --exit-timeout` compares with its own, on the
 	 * same machine, to see a process that does not exit. */
 	uint64_t finalizing_mono_ns;
+	/* Minor 9: the giltrace that wrote the trace ("0.13.0 (c2d7a0e)"),
+	 * NUL-terminated; zero in older traces. */
+	char writer_version[64];
 	/* bytes up to GTR_HEADER_SIZE are zero; readers ignore them */
 };
 
@@ -447,6 +451,8 @@ static const uint8_t gtr_event_payload_words[GTR_EV_COUNT] = {
 	[GTR_EV_BLOCK_BEGIN] = 1,
 };
 
+_Static_assert(__builtin_offsetof(struct gtr_file_header, writer_version) == 640,
+               "docs/trace-format.md gives the writer's version's offset");
 _Static_assert(__builtin_offsetof(struct gtr_file_header, provoke) == 600 &&
                        __builtin_offsetof(struct gtr_file_header, provoke_jitter_seed) == 624,
                "docs/trace-format.md gives the provocations' offsets");

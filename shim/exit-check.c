@@ -50,18 +50,27 @@ extern char **environ;
 /* The trace's number in the child: `giltrace check /dev/fd/3`. */
 #define CHILD_TRACE_FD 3
 
-/* dirname(libgiltrace.so) + "/giltrace" into out; false if unknown. */
+/* The giltrace beside the shim, into out: PREFIX/bin/giltrace for an
+ * installed shim (PREFIX/lib/giltrace), else dirname(libgiltrace.so) +
+ * "/giltrace"; false if unknown. */
 static bool giltrace_next_to_shim(char *out, size_t size)
 {
+	/* a build tree has both in build/; `make install` puts the shim in
+	 * PREFIX/lib/giltrace and giltrace in PREFIX/bin */
+	static const char *const places[] = { "/giltrace", "/../../bin/giltrace" };
 	Dl_info self;
 	if (!dladdr((void *)giltrace_next_to_shim, &self) || !self.dli_fname)
 		return false;
 	const char *slash = strrchr(self.dli_fname, '/');
-	size_t dir = slash ? (size_t)(slash - self.dli_fname) : 0;
-	if (dir + sizeof "/giltrace" > size)
-		return false;
-	memcpy(out, slash ? self.dli_fname : ".", slash ? dir : 1);
-	strcpy(out + (slash ? dir : 1), "/giltrace");
+	size_t dir = slash ? (size_t)(slash - self.dli_fname) : 1;
+	for (size_t i = sizeof places / sizeof places[0]; i-- > 0;) {
+		if (dir + strlen(places[i]) + 1 > size)
+			return false;
+		memcpy(out, slash ? self.dli_fname : ".", dir);
+		strcpy(out + dir, places[i]);
+		if (i == 0 || access(out, X_OK) == 0)
+			return true; /* the installed one, else build/'s (or its warning) */
+	}
 	return true;
 }
 

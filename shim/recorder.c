@@ -31,6 +31,7 @@
 #include <x86intrin.h>
 
 #include "shim.h"
+#include "version.h"
 
 #define CHUNK_SIZE (64u * 1024)
 #define META_CAPACITY (64u * 1024)
@@ -206,6 +207,7 @@ static void fill_header(uint32_t extra_flags)
 	h->py_version_hex = shim_python.version_hex;
 	h->py_build = shim_python.build;
 	snprintf(h->py_version, sizeof h->py_version, "%s", shim_python.version);
+	snprintf(h->writer_version, sizeof h->writer_version, "%s", GILTRACE_VERSION);
 	ssize_t n = readlink("/proc/self/exe", h->executable, sizeof h->executable - 1);
 	h->executable[n > 0 ? n : 0] = '\0';
 	h->py_runtime_addr = (uintptr_t)shim_python.runtime;

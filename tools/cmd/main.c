@@ -7,6 +7,7 @@
 
 #include "builtin.h"
 #include "usage.h"
+#include "version.h"
 
 struct command {
 	const char *name;
@@ -32,7 +33,8 @@ static void print_help(FILE *out)
 	      out);
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
-	fputs("\n'giltrace <command> --help' describes a command.\n\n"
+	fputs("  version  this giltrace's version (also --version)\n"
+	      "\n'giltrace <command> --help' describes a command.\n\n"
 	      "exit status:\n"
 	      "  run          the command's own status (128+N if signal N killed it);\n"
 	      "               with --check, 1 if a finding of severity error appeared\n"
@@ -55,6 +57,10 @@ int main(int argc, char **argv)
 	const char *name = argv[1];
 	if (!strcmp(name, "help") || !strcmp(name, "--help") || !strcmp(name, "-h")) {
 		print_help(stdout);
+		return EXIT_CLEAN;
+	}
+	if (!strcmp(name, "version") || !strcmp(name, "--version")) {
+		printf("giltrace %s\n", GILTRACE_VERSION);
 		return EXIT_CLEAN;
 	}
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

@@ -388,6 +388,16 @@ bool trace_version_unsupported(const struct trace *t, char *buf, size_t size)
 	return true;
 }
 
+const char *trace_writer_version(const struct trace *t, char *buf, size_t size)
+{
+	const char *v = t->header.writer_version;
+	size_t len = strnlen(v, sizeof t->header.writer_version);
+	if (!len || !size)
+		return NULL;
+	snprintf(buf, size, "%.*s", (int)len, v);
+	return buf;
+}
+
 static bool pair_usable(const struct gtr_clock_pair *a, const struct gtr_clock_pair *b)
 {
 	return b->clock > a->clock && b->mono_ns > a->mono_ns;

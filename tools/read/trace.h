@@ -235,11 +235,15 @@ size_t trace_incomplete_reasons(const struct trace *t, const char *ids[TRACE_INC
  * provoke= of the shim), in the words of the option: "exit-delay=1s,
  * poison, jitter=50us seed=1234"; NULL for a natural run. */
 const char *trace_provoked(const struct trace *t, char *buf, size_t size);
-/* When the traced interpreter is outside the versions giltrace supports
- * (3.8-3.13; an unknown version is not): true, with one line in buf that
- * says what the trace can and cannot be trusted for.  trace_open() also
- * adds it to the trace's notes. */
+/* When the traced interpreter is outside the versions giltrace was tested
+ * on (3.8-3.13; an unknown version is not): true, with one line in buf
+ * that says what the trace can and cannot be trusted for (3.14 and 3.15:
+ * supported from the source alone; older and newer: not supported).
+ * trace_open() also adds it to the trace's notes. */
 bool trace_version_unsupported(const struct trace *t, char *buf, size_t size);
+/* The giltrace that wrote the trace ("0.13.0 (c2d7a0e)"), its header's
+ * bounded string copied into buf; NULL for a trace older than format 3.9. */
+const char *trace_writer_version(const struct trace *t, char *buf, size_t size);
 /* Whether events of some thread may be missing strictly between from_ns
  * and to_ns: a GAP or TRAILING loss overlaps (from_ns, to_ns), or with
  * leading_too any loss does. */

@@ -6,6 +6,8 @@
  */
 #include "findings-output.h"
 
+#include "docs.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +17,7 @@
 #include "snapshot.h"
 #include "symbolize.h"
 
-#define DOCS "docs/findings.md#"
+
 
 /* "0x7f...a0 (_bz2.cpython-311-x86_64-linux-gnu.so+0x1a2b)" */
 static const char *caller_label(const struct model *m, uint64_t caller, char *buf, size_t size)
@@ -165,7 +167,7 @@ void finding_print_text(FILE *out, const struct model *m, const struct finding *
 	if (f->other_thread >= 0)
 		fprintf(out, "    waiting for: %s\n", model_thread_phrase(m, f->other_thread, a, sizeof a));
 	print_roles(out, m, f);
-	fprintf(out, "    see " DOCS "%s\n", k->id);
+	fprintf(out, "    see %s/findings.md#%s\n", docs_dir(), k->id);
 }
 
 void findings_print_problems(FILE *out, struct symbolizer *sym)

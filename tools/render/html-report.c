@@ -470,6 +470,10 @@ static void write_summary(struct page *p)
 	html_escape(out, h->executable[0] ? h->executable : "?");
 	fputs("</dd>\n<dt>process</dt><dd>", out);
 	html_escapef(out, "%s, %s clock", r->process, r->clock);
+	if (r->writer) {
+		fputs("</dd>\n<dt>written by</dt><dd>giltrace ", out);
+		html_escape(out, r->writer);
+	}
 	fputs("</dd>\n<dt>timeline</dt><dd>", out);
 	html_escapef(out, "+%s to +%s, %s; %zu columns of %s, %zu lanes",
 	             format_duration(d1, sizeof d1, l->from_ns), format_duration(d2, sizeof d2, l->to_ns),

@@ -44,6 +44,7 @@ static void word_interpreter(struct report *r)
 	         h->py_build & GTR_BUILD_PLT_ROUTED ? ", internal C-API calls seen" : "");
 	snprintf(r->python, sizeof r->python, "%s (%s)", r->version[0] ? r->version : "?", r->build);
 	r->provoked = trace_provoked(t, r->provoked_buf, sizeof r->provoked_buf);
+	r->writer = trace_writer_version(t, r->writer_buf, sizeof r->writer_buf);
 	r->mode = h->flags & GTR_FLAG_RING ? "ring" : "full";
 	r->clock = t->clock_is_tsc ? "tsc" : "monotonic";
 	snprintf(r->process, sizeof r->process, "pid %d%s, %zu threads, %zu events, wall %s, %s mode", h->pid,

@@ -91,6 +91,8 @@ struct report {
 	const char *mode;          /* "full", "ring" */
 	const char *clock;         /* "tsc", "monotonic" */
 	char process[192];         /* "pid 12, 3 threads, 4567 events, wall 1.2 s, full mode" */
+	char writer_buf[80];
+	const char *writer;        /* the giltrace that wrote it, NULL unknown (older) */
 	const char *provoked;      /* "exit-delay=1s, poison" (trace_provoked), NULL:
 	                              a natural run */
 	char provoked_buf[256];

@@ -200,6 +200,7 @@ void report_json(struct json *j, const struct report *r)
 	char buf[32];
 	json_object_begin(j, NULL);
 	json_string(j, "trace", t->path);
+	json_string(j, "writer_version", r->writer);
 	json_object_begin(j, "interpreter");
 	json_string(j, "version", r->version[0] ? r->version : NULL);
 	json_string(j, "version_full", h->py_version[0] ? h->py_version : NULL);

@@ -47,6 +47,8 @@ void report_print_text(FILE *out, const struct report *r)
 	const struct model *m = r->m;
 	fprintf(out, "trace %s\n", t->path);
 	fprintf(out, "  python %s, %s\n", r->python, r->process);
+	if (r->writer)
+		fprintf(out, "  written by giltrace %s\n", r->writer);
 	if (r->provoked)
 		fprintf(out, "  provoked: %s\n", r->provoked);
 	if (r->truncated)

@@ -1,5 +1,7 @@
 #include "usage.h"
 
+#include "docs.h"
+
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,6 +59,8 @@ void die_of_signal(int sig)
 
 int usage(const char *text, bool asked)
 {
-	fputs(text, asked ? stdout : stderr);
+	FILE *out = asked ? stdout : stderr;
+	fputs(text, out);
+	fprintf(out, "\ndocumentation: giltrace(1), and %s (options.md: GILTRACE_OPTIONS)\n", docs_dir());
 	return asked ? EXIT_CLEAN : EXIT_UNUSABLE;
 }
