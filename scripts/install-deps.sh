@@ -53,5 +53,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "giltrace: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q $missing
+# A fresh machine often runs apt itself right after boot (unattended
+# upgrades, cloud-init): wait for it, as apt-get's own lock timeout does
+# for dpkg's lock, instead of failing at once on the lists' lock.
+"$(dirname "$0")/apt-wait.sh"
+apt-get -q -o DPkg::Lock::Timeout=900 update
+"$(dirname "$0")/apt-wait.sh"
+apt-get -q -o DPkg::Lock::Timeout=900 install -y $missing

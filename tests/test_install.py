@@ -108,3 +108,36 @@ def test_uninstall(installed):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert [p for p in installed.rglob("*") if p.is_file()] == []
+
+
+HOLD_LOCK = """\
+import fcntl, sys, time
+with open("/var/lib/dpkg/lock-frontend", "r+") as f:
+    fcntl.lockf(f, fcntl.LOCK_EX)
+    print("held", flush=True)
+    time.sleep(float(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("hold, limit, status", [(3, 60, 0), (20, 2, 1)])
+def test_apt_wait_waits_for_a_held_lock(hold, limit, status):
+    """install-deps.sh waits for another apt (a fresh machine's boot-time
+    upgrades) instead of failing: scripts/apt-wait.sh returns once the lock
+    is free, or fails with the fix in its message after its limit."""
+    if not os.access("/var/lib/dpkg/lock-frontend", os.W_OK):
+        pytest.skip("not root: dpkg's lock cannot be held here")
+    holder = subprocess.Popen([PYTHON if os.access(PYTHON, os.X_OK) else "python3", "-c", HOLD_LOCK, str(hold)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        proc = subprocess.run(["sh", os.path.join(ROOT, "scripts", "apt-wait.sh")], capture_output=True, text=True,
+                              timeout=120, env=dict(os.environ, APT_WAIT_SECONDS=str(limit)))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == status, proc.stderr
+    assert "another apt or dpkg is running" in proc.stderr
+    if status == 0:
+        assert "apt is free after" in proc.stderr
+    else:
+        assert "run scripts/install-deps.sh again once it is done" in proc.stderr
