@@ -168,10 +168,10 @@ static pid_t spawn_check(const char *program, int trace, int out)
 	return pid;
 }
 
-void exit_check_run(void)
+int exit_check_run(void)
 {
 	static char program[4096];
-	int saved_errno = errno;
+	int saved_errno = errno, status = -1;
 	if (shim_options.giltrace[0])
 		strcpy(program, shim_options.giltrace);
 	else if (!giltrace_next_to_shim(program, sizeof program))
@@ -211,8 +211,11 @@ void exit_check_run(void)
 				                recorder_path() };
 			shim_say("warning", parts, 4);
 		}
-		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		int wstatus;
+		while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
 			;
+		if (WIFEXITED(wstatus))
+			status = WEXITSTATUS(wstatus);
 		if (sink.fd >= 0)
 			close(sink.fd);
 	}
@@ -220,4 +223,5 @@ void exit_check_run(void)
 		close(from);
 out:
 	errno = saved_errno;
+	return status;
 }

@@ -282,8 +282,14 @@ void shim_finish(void)
 		                        " bytes to ", recorder_path() };
 		shim_say("info", parts, 4);
 	}
-	if (shim_options.check)
-		exit_check_run();
+	/* exitcode=: a process with error findings exits with that status, as
+	 * a sanitizer's exitcode= does (the program's buffered output flushed
+	 * first; the destructors after ours do not run) */
+	if (shim_options.check && exit_check_run() == 1 && shim_options.exitcode) {
+		fflush(NULL);
+		RESOLVED(_exit);
+		shim_real._exit((int)shim_options.exitcode);
+	}
 	errno = saved_errno;
 }
 

@@ -216,6 +216,12 @@ static void set_option(const char *key, const char *value)
 			shim_options.check_timeout = v;
 		else
 			warn("check_timeout", value, "seconds, 1 to 3600");
+	} else if (strcmp(key, "exitcode") == 0) {
+		unsigned v;
+		if (parse_unsigned(value, &v) && v >= 1 && v <= 255)
+			shim_options.exitcode = v;
+		else
+			warn("exitcode", value, "the exit status of a process with error findings, 1 to 255");
 	} else if (strcmp(key, "log_path") == 0) {
 		if (!*value || strlen(value) >= sizeof shim_options.log_path)
 			warn("log_path", value, "a non-empty path, %p for the pid");
@@ -242,7 +248,7 @@ static void set_option(const char *key, const char *value)
 			     "jitter[=MICROSECONDS][,seed=N]");
 	} else {
 		const char *parts[] = { "GILTRACE_OPTIONS: unknown option '", key,
-			                "' (valid: output, mode, ring_size, verbose, check, check_severity, check_timeout, log_path, giltrace, stacks, stack_depth, provoke)" };
+			                "' (valid: output, mode, ring_size, verbose, check, check_severity, check_timeout, exitcode, log_path, giltrace, stacks, stack_depth, provoke)" };
 		shim_say("warning", parts, 3);
 	}
 }
@@ -257,6 +263,7 @@ void shim_options_parse(const char *text)
 	shim_options.check = 1;
 	shim_options.check_severity = CHECK_SEVERITY_ERROR;
 	shim_options.check_timeout = DEFAULT_CHECK_TIMEOUT;
+	shim_options.exitcode = 0;
 	shim_options.log_path[0] = '\0';
 	shim_options.giltrace[0] = '\0';
 	shim_options.stacks = STACKS_DEFAULT;

@@ -104,6 +104,8 @@ struct shim_options {
 	unsigned check;            /* 1: report findings at exit */
 	enum check_severity check_severity; /* the least severe finding reported */
 	unsigned check_timeout;    /* seconds the at-exit check may take */
+	unsigned exitcode;         /* exit status of a process with error findings,
+	                              0: its own (option exitcode=) */
 	char log_path[4096];       /* at-exit report file (%p = pid), "" = stderr */
 	char giltrace[4096];       /* the giltrace binary for `check`, or "" */
 	unsigned stacks;           /* enum stack_events: which events get a stack */
@@ -367,8 +369,9 @@ void stack_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_
 /* ---- findings at exit (exit-check.c) ------------------------------------ */
 
 /* Run `giltrace check` on the closed trace; its report goes to stderr or
- * to log_path=.  From the destructor only. */
-void exit_check_run(void);
+ * to log_path=.  From the destructor only.  Returns check's exit status
+ * (1: error findings), or -1 when it did not run to its end. */
+int exit_check_run(void);
 
 /* ---- fatal signals (crash.c) ---------------------------------------------- */
 

@@ -288,6 +288,27 @@ def test_check_folder_exit_statuses(python, extension, tmp_path):
     assert "runtime error" not in proc.stderr
 
 
+def test_exitcode_option(python, extension, tmp_path):
+    """exitcode=N (as the sanitizers'): a process with an error finding exits
+    with N, its output flushed; a clean one keeps its own status; a bad
+    value is one warning and no change."""
+    script = os.path.join(SCENARIOS, "gilstate_after_finalize.py")
+
+    def run(options, code=None):
+        env = dict(os.environ, PYTHONPATH=extension, LD_PRELOAD=SHIM,
+                   GILTRACE_OPTIONS=f"output={tmp_path}/x.%p.gtr:{options}")
+        return subprocess.run([python] + (["-c", code] if code else [script]), env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    faulty = run("exitcode=23")
+    assert faulty.returncode == 23 and faulty.stdout == "main exits\n", faulty.stderr
+    assert "giltrace ERROR: gilstate-after-finalize" in faulty.stderr
+    clean = run("exitcode=23", "import sys; print('clean'); sys.exit(4)")
+    assert clean.returncode == 4 and clean.stdout == "clean\n" and clean.stderr == "", clean.stderr
+    bad = run("exitcode=0")
+    assert bad.returncode == 0 and "exitcode" in bad.stderr and "1 to 255" in bad.stderr
+
+
 # ---- free-threaded builds: what does not need a GIL ----------------------------
 
 @pytest.mark.parametrize("python", FREE_THREADED)
