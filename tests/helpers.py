@@ -260,7 +260,8 @@ def assert_every_reader_survives(tmp_path, data, damaged_may_exit_2=True, check_
     trace.write_bytes(bytes(data))
     page = str(tmp_path / "page.html")
     for cmd, statuses in [(["report", "--json"], (0,)), (["dump"], (0,)), (["check"], check_statuses),
-                          (["check", "--json"], check_statuses), (["timeline", "--around", "whole"], (0,)),
+                          (["check", "--json"], check_statuses), (["check", "--format", "junit"], check_statuses),
+                          (["check", "--format", "sarif"], check_statuses), (["timeline", "--around", "whole"], (0,)),
                           (["report", "--html", page, "--around", "whole"], (0,)),
                           (["export", "-o", str(tmp_path / "x.json")], (0,))]:
         proc = run_tool(*cmd, str(trace))

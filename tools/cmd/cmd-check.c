@@ -1,6 +1,6 @@
 /*
- * cmd-check.c: `giltrace check [--json] [--quiet-if-clean]
- * [--min-severity error|note] PATH...`
+ * cmd-check.c: `giltrace check [--json | --format junit|sarif]
+ * [--quiet-if-clean] [--min-severity error|note] PATH...`
  *
  * Findings only, for CI: every PATH is a trace or a folder searched for
  * *.gtr files (a buildbot's artifact folder).  A CI job must never read
@@ -23,15 +23,21 @@
 
 #include "analysis.h"
 #include "builtin.h"
+#include "ci-output.h"
 #include "findings-output.h"
 #include "format.h"
 #include "trace.h"
 #include "usage.h"
 
 static const char usage_text[] =
-        "usage: giltrace check [--json] [--quiet-if-clean] [--min-severity error|note] PATH...\n\n"
+        "usage: giltrace check [--json | --format FORMAT] [--quiet-if-clean]\n"
+        "                      [--min-severity error|note] PATH...\n\n"
         "  PATH               a trace, or a folder searched for *.gtr traces\n"
         "  --json             one array of {trace, findings, ...} objects\n"
+        "  --format FORMAT    text (the default), json (as --json), junit (JUnit\n"
+        "                     XML: a test suite per trace, a failing test case per\n"
+        "                     error finding, for buildbot, GitLab, Jenkins) or\n"
+        "                     sarif (SARIF 2.1.0, for code-scanning views)\n"
         "  --quiet-if-clean   print nothing for a complete trace without a finding\n"
         "                     to show (an incomplete trace always gets its line)\n"
         "  --min-severity S   show findings of severity S and above: 'note' (the\n"
@@ -44,6 +50,7 @@ static const char usage_text[] =
 /* What check prints: all findings, or only errors. */
 struct check_options {
 	bool as_json;
+	struct ci_output *ci;        /* --format junit|sarif, else NULL */
 	bool quiet_if_clean;
 	enum severity min_severity;
 };
@@ -187,6 +194,8 @@ static void check_one(const char *path, FILE *out, const struct check_options *o
 	if (analysis_open(&a, path, ANALYSIS_WHOLE, err, sizeof err) != 0) {
 		print_error("%s", err);
 		tot->unusable++;
+		if (o->ci)
+			ci_unusable(o->ci, path, err);
 		if (o->as_json) {
 			json_object_begin(j, NULL);
 			json_string(j, "trace", path);
@@ -199,7 +208,9 @@ static void check_one(const char *path, FILE *out, const struct check_options *o
 		return;
 	}
 	filter_findings(&a.findings, o->min_severity);
-	if (o->as_json)
+	if (o->ci)
+		ci_trace(o->ci, path, &a.model, &a.findings);
+	else if (o->as_json)
 		check_json_one(j, path, &a.trace, &a.model, &a.findings);
 	else
 		check_text_one(out, path, &a.trace, &a.model, &a.findings, o);
@@ -216,8 +227,11 @@ static int check_paths_with(char *const *paths, size_t n, FILE *out, const struc
 	struct check_totals tot = { 0 };
 	size_t missing = 0; /* PATHs that could not be read or held no trace */
 	for (size_t i = 0; i < n; i++)
-		if (collect(paths[i], &traces) != 0)
+		if (collect(paths[i], &traces) != 0) {
 			missing++;
+			if (o->ci) /* the evidence CI expected is not there: an error */
+				ci_unusable(o->ci, paths[i], "no trace could be read there");
+		}
 	struct json j;
 	json_init(&j, out);
 	if (o->as_json)
@@ -229,7 +243,9 @@ static int check_paths_with(char *const *paths, size_t n, FILE *out, const struc
 	}
 	free(traces.items);
 	bool unclean = tot.with_errors || tot.incomplete || tot.unusable || missing;
-	if (o->as_json) {
+	if (o->ci) {
+		ci_end(o->ci);
+	} else if (o->as_json) {
 		json_array_end(&j);
 		json_finish(&j);
 	} else if (tot.traces > 1 && (!o->quiet_if_clean || unclean)) {
@@ -243,26 +259,36 @@ static int check_paths_with(char *const *paths, size_t n, FILE *out, const struc
 
 int check_paths(char *const *paths, size_t n, FILE *out, bool as_json, bool quiet_if_clean)
 {
-	struct check_options o = { as_json, quiet_if_clean, SEVERITY_NOTE };
+	struct check_options o = { as_json, NULL, quiet_if_clean, SEVERITY_NOTE };
 	return check_paths_with(paths, n, out, &o);
 }
 
 int cmd_check(int argc, char **argv)
 {
-	enum { OPT_MIN_SEVERITY = 256 };
+	enum { OPT_MIN_SEVERITY = 256, OPT_FORMAT };
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
+		{ "format", required_argument, NULL, OPT_FORMAT },
 		{ "quiet-if-clean", no_argument, NULL, 'q' },
 		{ "min-severity", required_argument, NULL, OPT_MIN_SEVERITY },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct check_options o = { false, false, SEVERITY_NOTE };
+	struct check_options o = { false, NULL, false, SEVERITY_NOTE };
+	const char *format = "text";
 	int c;
 	while ((c = getopt_long(argc, argv, "jqh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
-			o.as_json = true;
+			format = "json";
+			break;
+		case OPT_FORMAT:
+			if (strcmp(optarg, "text") && strcmp(optarg, "json") && strcmp(optarg, "junit") &&
+			    strcmp(optarg, "sarif")) {
+				print_error("--format: '%s' is not a format: text, json, junit or sarif", optarg);
+				return EXIT_UNUSABLE;
+			}
+			format = optarg;
 			break;
 		case 'q':
 			o.quiet_if_clean = true;
@@ -285,5 +311,11 @@ int cmd_check(int argc, char **argv)
 	}
 	if (optind >= argc)
 		return usage(usage_text, false);
+	o.as_json = strcmp(format, "json") == 0;
+	if (!strcmp(format, "junit") || !strcmp(format, "sarif")) {
+		o.ci = ci_begin(!strcmp(format, "junit") ? CI_JUNIT : CI_SARIF, stdout);
+		if (!o.ci)
+			die("out of memory");
+	}
 	return check_paths_with(argv + optind, (size_t)(argc - optind), stdout, &o);
 }

@@ -82,6 +82,20 @@ static void print_stack(FILE *out, const struct model *m, size_t event, struct s
 	}
 }
 
+bool finding_where(const struct model *m, const struct finding *f, struct symbolizer *sym, struct frame_info *fi)
+{
+	const struct trace_stack *st = f->stack_event != SIZE_MAX ? trace_stack_of(m->trace, f->stack_event) : NULL;
+	if (!st || !st->count)
+		return false;
+	for (uint32_t i = 0; i < st->count; i++) {
+		stack_frame(st, i, sym, fi);
+		if (fi->file)
+			return true;
+	}
+	stack_frame(st, 0, sym, fi);
+	return true;
+}
+
 /* A snapshot's frame (symbolised when it was taken) as a frame_info. */
 static void snapshot_frame_info(const struct snapshot_frame *sf, struct frame_info *fi)
 {

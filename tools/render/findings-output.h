@@ -4,16 +4,22 @@
 #ifndef GILTRACE_FINDINGS_OUTPUT_H
 #define GILTRACE_FINDINGS_OUTPUT_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "detect.h"
 #include "json.h"
+#include "symbolize.h"
 
 struct symbolizer;
 
 /* One finding's block (what findings_print_text prints for it), its stacks
  * symbolised with sym (symbolize.h), or raw addresses if sym is NULL. */
 void finding_print_text(FILE *out, const struct model *m, const struct finding *f, struct symbolizer *sym);
+/* Where a finding points in code: the first frame of its stack that has a
+ * source file (the caller's code, usually frame 0), else its frame 0;
+ * false when it has no stack. */
+bool finding_where(const struct model *m, const struct finding *f, struct symbolizer *sym, struct frame_info *fi);
 /* One note per module whose frames could not be symbolised. */
 void findings_print_problems(FILE *out, struct symbolizer *sym);
 /* One block per finding, sanitizer style, in time order, with symbolised
