@@ -152,7 +152,12 @@ static pid_t spawn_check(const char *program, int trace, int out)
 	char trace_name[32];
 	snprintf(trace_name, sizeof trace_name, "/dev/fd/%d", CHILD_TRACE_FD);
 	char *argv[] = { (char *)program, (char *)"check", (char *)"--quiet-if-clean", (char *)"--min-severity",
-		         (char *)severities[shim_options.check_severity], trace_name, NULL };
+		         (char *)severities[shim_options.check_severity], trace_name, NULL, NULL, NULL };
+	if (shim_options.suppressions[0]) { /* before the trace: options first */
+		argv[5] = (char *)"--suppressions";
+		argv[6] = shim_options.suppressions;
+		argv[7] = trace_name;
+	}
 	posix_spawn_file_actions_t actions;
 	pid_t pid = -1;
 	if (posix_spawn_file_actions_init(&actions) != 0)

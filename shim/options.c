@@ -227,6 +227,20 @@ static void set_option(const char *key, const char *value)
 			warn("log_path", value, "a non-empty path, %p for the pid");
 		else
 			strcpy(shim_options.log_path, value);
+	} else if (strcmp(key, "suppressions") == 0) {
+		/* absolute now: the at-exit check runs wherever the process went */
+		size_t cwd_len = 0;
+		if (*value != '/' && getcwd(shim_options.suppressions, sizeof shim_options.suppressions))
+			cwd_len = strlen(shim_options.suppressions);
+		if (!*value || cwd_len + 1 + strlen(value) >= sizeof shim_options.suppressions) {
+			shim_options.suppressions[0] = '\0';
+			warn("suppressions", value, "the path of a suppressions file (giltrace check --help)");
+		} else if (cwd_len) {
+			shim_options.suppressions[cwd_len] = '/';
+			strcpy(shim_options.suppressions + cwd_len + 1, value);
+		} else {
+			strcpy(shim_options.suppressions, value);
+		}
 	} else if (strcmp(key, "giltrace") == 0) {
 		if (!*value || strlen(value) >= sizeof shim_options.giltrace)
 			warn("giltrace", value, "the path of the giltrace program");
@@ -248,7 +262,7 @@ static void set_option(const char *key, const char *value)
 			     "jitter[=MICROSECONDS][,seed=N]");
 	} else {
 		const char *parts[] = { "GILTRACE_OPTIONS: unknown option '", key,
-			                "' (valid: output, mode, ring_size, verbose, check, check_severity, check_timeout, exitcode, log_path, giltrace, stacks, stack_depth, provoke)" };
+			                "' (valid: output, mode, ring_size, verbose, check, check_severity, check_timeout, exitcode, suppressions, log_path, giltrace, stacks, stack_depth, provoke)" };
 		shim_say("warning", parts, 3);
 	}
 }
@@ -266,6 +280,7 @@ void shim_options_parse(const char *text)
 	shim_options.exitcode = 0;
 	shim_options.log_path[0] = '\0';
 	shim_options.giltrace[0] = '\0';
+	shim_options.suppressions[0] = '\0';
 	shim_options.stacks = STACKS_DEFAULT;
 	shim_options.stack_depth = 32;
 	shim_options.provoke = 0;

@@ -108,6 +108,7 @@ struct shim_options {
 	                              0: its own (option exitcode=) */
 	char log_path[4096];       /* at-exit report file (%p = pid), "" = stderr */
 	char giltrace[4096];       /* the giltrace binary for `check`, or "" */
+	char suppressions[4096];   /* check's --suppressions, absolute, or "" */
 	unsigned stacks;           /* enum stack_events: which events get a stack */
 	unsigned stack_depth;      /* frames per stack, 1..GTR_STACK_MAX_FRAMES */
 	/* provoke= (provoke.c): enum gtr_provoke, and the parameters of those

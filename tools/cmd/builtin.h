@@ -17,8 +17,12 @@ int cmd_check(int argc, char **argv);
 int cmd_timeline(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 
+struct suppressions;
+
 /* check's work, shared with `run --check`: findings of the traces (or
- * folders) in paths, printed on out; returns check's exit status. */
-int check_paths(char *const *paths, size_t n, FILE *out, bool as_json, bool quiet_if_clean);
+ * folders) in paths, less those supp (or NULL) takes out, printed on out;
+ * returns check's exit status. */
+int check_paths(char *const *paths, size_t n, FILE *out, bool as_json, bool quiet_if_clean,
+                struct suppressions *supp);
 
 #endif

@@ -24,6 +24,7 @@
 #include "analysis.h"
 #include "builtin.h"
 #include "ci-output.h"
+#include "suppressions.h"
 #include "findings-output.h"
 #include "format.h"
 #include "trace.h"
@@ -31,7 +32,7 @@
 
 static const char usage_text[] =
         "usage: giltrace check [--json | --format FORMAT] [--quiet-if-clean]\n"
-        "                      [--min-severity error|note] PATH...\n\n"
+        "                      [--min-severity error|note] [--suppressions FILE] PATH...\n\n"
         "  PATH               a trace, or a folder searched for *.gtr traces\n"
         "  --json             one array of {trace, findings, ...} objects\n"
         "  --format FORMAT    text (the default), json (as --json), junit (JUnit\n"
@@ -41,7 +42,12 @@ static const char usage_text[] =
         "  --quiet-if-clean   print nothing for a complete trace without a finding\n"
         "                     to show (an incomplete trace always gets its line)\n"
         "  --min-severity S   show findings of severity S and above: 'note' (the\n"
-        "                     default: all) or 'error'; the exit status is the same\n\n"
+        "                     default: all) or 'error'; the exit status is the same\n"
+        "  --suppressions F   take out the findings F's rules match, one per line:\n"
+        "                     ID:PATTERN (a finding id or *, and a glob matched\n"
+        "                     against the functions, modules and source files of\n"
+        "                     the finding's stack and caller); counted, not shown,\n"
+        "                     and not in the exit status\n\n"
         "exit status: 0 every trace complete and without error findings; 1 error\n"
         "findings; 2 no error findings but a trace was unusable or incomplete (cut\n"
         "short, not closed: the process crashed or was killed, out of space), a\n"
@@ -51,6 +57,7 @@ static const char usage_text[] =
 struct check_options {
 	bool as_json;
 	struct ci_output *ci;        /* --format junit|sarif, else NULL */
+	struct suppressions *supp;   /* --suppressions, else NULL */
 	bool quiet_if_clean;
 	enum severity min_severity;
 };
@@ -119,6 +126,7 @@ static int collect(const char *path, struct path_list *out)
 
 struct check_totals {
 	size_t traces, with_errors, incomplete, unusable;
+	size_t suppressed;           /* findings a rule took out */
 };
 
 /* Keep only the findings of severity min or above (the counts stay). */
@@ -138,7 +146,7 @@ static const char *verdict(const struct trace *t, const struct findings *fs)
 }
 
 static void check_json_one(struct json *j, const char *path, const struct trace *t, const struct model *m,
-                           const struct findings *fs)
+                           const struct findings *fs, size_t suppressed)
 {
 	json_object_begin(j, NULL);
 	json_string(j, "trace", path);
@@ -155,12 +163,13 @@ static void check_json_one(struct json *j, const char *path, const struct trace 
 	json_object_end(j);
 	json_u64(j, "errors", fs->errors);
 	json_u64(j, "notes", fs->notes);
+	json_u64(j, "suppressed", suppressed);
 	findings_json(j, "findings", m, fs);
 	json_object_end(j);
 }
 
 static void check_text_one(FILE *out, const char *path, const struct trace *t, const struct model *m,
-                           const struct findings *fs, const struct check_options *o)
+                           const struct findings *fs, size_t suppressed, const struct check_options *o)
 {
 	char why[320], d[32], provoked[256];
 	bool incomplete = trace_incomplete(t);
@@ -173,6 +182,8 @@ static void check_text_one(FILE *out, const char *path, const struct trace *t, c
 	if (t->threads_with_loss && (t->header.flags & GTR_FLAG_RING))
 		fprintf(out, "; ring mode kept only the newest events of %zu thread%s", t->threads_with_loss,
 		        t->threads_with_loss == 1 ? "" : "s");
+	if (suppressed)
+		fprintf(out, "; %zu suppressed (%s)", suppressed, o->supp->path);
 	if (trace_provoked(t, provoked, sizeof provoked))
 		fprintf(out, "; provoked: %s", provoked);
 	/* one line, also when it is all that is printed (the shim's report) */
@@ -207,13 +218,15 @@ static void check_one(const char *path, FILE *out, const struct check_options *o
 		analysis_close(&a);
 		return;
 	}
+	size_t suppressed = suppressions_apply(o->supp, &a.model, &a.findings);
+	tot->suppressed += suppressed;
 	filter_findings(&a.findings, o->min_severity);
 	if (o->ci)
 		ci_trace(o->ci, path, &a.model, &a.findings);
 	else if (o->as_json)
-		check_json_one(j, path, &a.trace, &a.model, &a.findings);
+		check_json_one(j, path, &a.trace, &a.model, &a.findings, suppressed);
 	else
-		check_text_one(out, path, &a.trace, &a.model, &a.findings, o);
+		check_text_one(out, path, &a.trace, &a.model, &a.findings, suppressed, o);
 	if (a.findings.errors)
 		tot->with_errors++;
 	else if (trace_incomplete(&a.trace))
@@ -257,30 +270,43 @@ static int check_paths_with(char *const *paths, size_t n, FILE *out, const struc
 	return unclean ? EXIT_UNUSABLE : EXIT_CLEAN;
 }
 
-int check_paths(char *const *paths, size_t n, FILE *out, bool as_json, bool quiet_if_clean)
+int check_paths(char *const *paths, size_t n, FILE *out, bool as_json, bool quiet_if_clean,
+                struct suppressions *supp)
 {
-	struct check_options o = { as_json, NULL, quiet_if_clean, SEVERITY_NOTE };
+	struct check_options o = { as_json, NULL, supp, quiet_if_clean, SEVERITY_NOTE };
 	return check_paths_with(paths, n, out, &o);
 }
 
 int cmd_check(int argc, char **argv)
 {
-	enum { OPT_MIN_SEVERITY = 256, OPT_FORMAT };
+	enum { OPT_MIN_SEVERITY = 256, OPT_FORMAT, OPT_SUPPRESSIONS };
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "format", required_argument, NULL, OPT_FORMAT },
+		{ "suppressions", required_argument, NULL, OPT_SUPPRESSIONS },
 		{ "quiet-if-clean", no_argument, NULL, 'q' },
 		{ "min-severity", required_argument, NULL, OPT_MIN_SEVERITY },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct check_options o = { false, NULL, false, SEVERITY_NOTE };
+	struct check_options o = { false, NULL, NULL, false, SEVERITY_NOTE };
+	struct suppressions supp;
 	const char *format = "text";
+	char err[600];
 	int c;
 	while ((c = getopt_long(argc, argv, "jqh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			format = "json";
+			break;
+		case OPT_SUPPRESSIONS:
+			if (o.supp)
+				suppressions_free(o.supp);
+			if (suppressions_load(&supp, optarg, err, sizeof err) != 0) {
+				print_error("%s", err);
+				return EXIT_UNUSABLE;
+			}
+			o.supp = &supp;
 			break;
 		case OPT_FORMAT:
 			if (strcmp(optarg, "text") && strcmp(optarg, "json") && strcmp(optarg, "junit") &&
@@ -317,5 +343,8 @@ int cmd_check(int argc, char **argv)
 		if (!o.ci)
 			die("out of memory");
 	}
-	return check_paths_with(argv + optind, (size_t)(argc - optind), stdout, &o);
+	int status = check_paths_with(argv + optind, (size_t)(argc - optind), stdout, &o);
+	if (o.supp)
+		suppressions_free(o.supp);
+	return status;
 }

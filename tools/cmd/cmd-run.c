@@ -64,13 +64,14 @@
 #include "format.h"
 #include "hang-snapshot.h"
 #include "shim-env.h"
+#include "suppressions.h"
 #include "trace.h"
 #include "usage.h"
 
 static const char usage_text[] =
         "usage: giltrace run [-o PATH] [--mode full|ring] [--ring-size MIB] [--check] [--verbose]\n"
         "                    [--timeout T] [--exit-timeout T] [--timeout-signal SIG]\n"
-        "                    [--provoke SPEC] -- CMD [ARGS...]\n\n"
+        "                    [--provoke SPEC] [--suppressions FILE] -- CMD [ARGS...]\n\n"
         "  -o, --output PATH   trace of the first python process (default giltrace.gtr);\n"
         "                      other python processes get PATH with their pid added;\n"
         "                      %p in PATH (also in a folder name) names every trace\n"
@@ -97,7 +98,9 @@ static const char usage_text[] =
         "  --provoke SPEC      make finalization's races happen on purpose (the\n"
         "                      shim's provoke=, docs/options.md): a comma list of\n"
         "                      exit-delay[=DURATION], exit-delay-after-free[=DURATION],\n"
-        "                      poison, jitter[=US][,seed=N]; reports say so\n\n"
+        "                      poison, jitter[=US][,seed=N]; reports say so\n"
+        "  --suppressions FILE take out the findings FILE's rules match (as check's\n"
+        "                      --suppressions): counted, not shown, not in the status\n\n"
         "Traces are written in place while CMD runs, so they are at PATH even if\n"
         "run is killed.  CMD gets the terminal's signals as without giltrace;\n"
         "SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to run are passed on to CMD.\n\n"
@@ -595,6 +598,7 @@ int cmd_run(int argc, char **argv)
 		{ "timeout-signal", required_argument, NULL, 's' },
 		{ "exit-timeout", required_argument, NULL, 'x' },
 		{ "provoke", required_argument, NULL, 'P' },
+		{ "suppressions", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -602,6 +606,8 @@ int cmd_run(int argc, char **argv)
 	unsigned long ring_size = 4;
 	bool verbose = false, check = false;
 	struct limits limits = { .signal = SIGKILL };
+	struct suppressions supp = { 0 };
+	char err[600];
 	int c;
 	/* "+": stop at the first non-option, CMD's own options are CMD's */
 	while ((c = getopt_long(argc, argv, "+o:h", longopts, NULL)) != -1) {
@@ -638,6 +644,11 @@ int cmd_run(int argc, char **argv)
 		case 's':
 			if ((limits.signal = parse_signal(optarg)) < 0)
 				die("--timeout-signal: '%s' is not a signal; write it like KILL, TERM or 9", optarg);
+			break;
+		case 'S':
+			suppressions_free(&supp);
+			if (suppressions_load(&supp, optarg, err, sizeof err) != 0)
+				die("%s", err);
 			break;
 		case 'P':
 			if (!*optarg || strchr(optarg, ':'))
@@ -716,7 +727,9 @@ int cmd_run(int argc, char **argv)
 	if (traces.n == 0)
 		fprintf(stderr, "giltrace: no python process ran under '%s'; no trace written\n", argv[optind]);
 	/* the findings, like the shim prints them at exit when run without us */
-	int findings = traces.n ? check_paths(paths, traces.n, stderr, false, true) : EXIT_CLEAN;
+	int findings = traces.n ? check_paths(paths, traces.n, stderr, false, true, supp.count ? &supp : NULL)
+	                        : EXIT_CLEAN;
+	suppressions_free(&supp);
 	free(paths);
 	trace_list_free(&traces);
 
