@@ -187,7 +187,8 @@ clean:
 # ../../bin for its at-exit check (shim/exit-check.c): the layout below.
 PREFIX ?= /usr/local
 DOCS_INSTALLED := README.md docs/findings.md docs/options.md docs/commands.md docs/trace-format.md \
-	docs/cpython-internals.md docs/worked-example.md docs/triage.md docs/export.md docs/check.md
+	docs/cpython-internals.md docs/worked-example.md docs/triage.md docs/export.md docs/check.md \
+	docs/cpython-test-runner.md
 
 install: all
 	$(Q)install -D -m 755 $(BUILD)/giltrace $(DESTDIR)$(PREFIX)/bin/giltrace

@@ -35,7 +35,8 @@
                                           GTR_FLAG_LOCKS_UNTRACKED, 7: GIL_ENABLED,
                                           8: THREAD_INTERP, MODULE_LOAD,
                                           BLOCK_BEGIN, BLOCK_END, 9: writer_version
-                                          in the header */
+                                          in the header, TEST_MARK and label
+                                          records */
 #define GTR_HEADER_SIZE 4096u          /* struct gtr_file_header, padded */
 #define GTR_CHUNK_MAGIC 0x4b435447u    /* "GTCK" */
 #define GTR_CHUNK_HEADER_SIZE 64u      /* struct gtr_chunk_header, padded */
@@ -184,6 +185,8 @@ struct gtr_file_header {
 enum gtr_meta_type {
 	GTR_META_MODULE = 1, /* struct gtr_meta_module + path (NUL-terminated) */
 	GTR_META_GIL = 2,    /* struct gtr_meta_gil */
+	GTR_META_LABEL = 3,  /* struct gtr_meta_label + text (NUL-terminated);
+	                        minor 9 */
 };
 
 struct gtr_meta_record {
@@ -199,6 +202,14 @@ struct gtr_meta_module {
 	uint8_t build_id[31];
 	uint64_t map_size;           /* end of its highest PT_LOAD, from load_address */
 	/* char path[]: NUL-terminated, then zero padding to 8 bytes */
+};
+
+/* A label that events refer to by id: a test's id (TEST_MARK). */
+struct gtr_meta_label {
+	struct gtr_meta_record rec;
+	uint32_t id;                 /* 1.. */
+	uint32_t reserved;
+	/* char text[]: NUL-terminated, then zero padding to 8 bytes */
 };
 
 /* A GIL object the shim recognised.  Field offsets are relative to base. */
@@ -333,6 +344,10 @@ enum gtr_event_type {
 	                                 payload: the semaphore */
 	GTR_EV_BLOCK_END,             /* that wait returned; arg: enum
 	                                 gtr_lock_wait_end (acquired: woken) */
+	GTR_EV_TEST_MARK,             /* (minor 9) the program said a test began
+	                                 (arg 1) or ended (arg 0), through
+	                                 giltrace_test_mark() (the pytest plugin);
+	                                 payload: the test's label id */
 	GTR_EV_COUNT
 };
 
@@ -449,6 +464,7 @@ static const uint8_t gtr_event_payload_words[GTR_EV_COUNT] = {
 	[GTR_EV_THREAD_INTERP] = 2,
 	[GTR_EV_MODULE_LOAD] = 1,
 	[GTR_EV_BLOCK_BEGIN] = 1,
+	[GTR_EV_TEST_MARK] = 1,
 };
 
 _Static_assert(__builtin_offsetof(struct gtr_file_header, writer_version) == 640,

@@ -20,6 +20,7 @@
  *   exit-check.c     findings on stderr when the process ends
  *   crash.c          fatal signals: recorded, then the program's handler
  *   provoke.c        provocations: exit delays, poisoned frees, jitter
+ *   test-mark.c      giltrace_test_mark(): the program marks its tests
  *   signal-safe.c    async-signal-safe output helpers
  *   cpython-layout.h the CPython struct layouts relied on, one table each
  */

@@ -192,12 +192,57 @@ static void note_after_finalization(struct model *m, const struct replay *r, int
 	*listed = r->epoch_count;
 }
 
+/* A test began (the program's giltrace_test_mark) or the last one ended. */
+static void on_test_mark(struct model *m, int thread, const struct trace_event *e)
+{
+	if (!e->arg) {
+		if (m->test_count && m->tests[m->test_count - 1].end_ns == UINT64_MAX)
+			m->tests[m->test_count - 1].end_ns = e->ns;
+		return;
+	}
+	if (!(m->test_count & (m->test_count + 1))) { /* grow at powers of two */
+		struct model_test *grown = realloc(m->tests, (2 * m->test_count + 1) * sizeof *grown);
+		if (!grown) {
+			m->oom = true;
+			return;
+		}
+		m->tests = grown;
+	}
+	if (m->test_count && m->tests[m->test_count - 1].end_ns == UINT64_MAX)
+		m->tests[m->test_count - 1].end_ns = e->ns; /* its end was lost */
+	const char *id = trace_label_text(m->trace, e->payload[0]);
+	m->tests[m->test_count++] = (struct model_test){ id ? id : "?", thread, e->ns, UINT64_MAX };
+}
+
+const struct model_test *model_test_at(const struct model *m, uint64_t ns, enum model_test_when *when)
+{
+	*when = MODEL_TEST_NONE;
+	if (!m->test_count)
+		return NULL;
+	if (ns < m->tests[0].begin_ns) {
+		*when = MODEL_TEST_BEFORE_FIRST;
+		return &m->tests[0];
+	}
+	for (size_t i = m->test_count; i-- > 0;) {
+		const struct model_test *t = &m->tests[i];
+		if (ns < t->begin_ns)
+			continue;
+		*when = ns < t->end_ns ? MODEL_TEST_DURING : i + 1 == m->test_count ? MODEL_TEST_AFTER_LAST
+		                                                                    : MODEL_TEST_BETWEEN;
+		return t;
+	}
+	return NULL;
+}
+
 static void on_event(void *ctx, const struct replay *r, const struct trace_event *e)
 {
 	struct model *m = ctx;
 	int thread = (int)e->thread;
 	struct model_thread *th = &m->threads[thread];
 	switch (e->type) {
+	case GTR_EV_TEST_MARK:
+		on_test_mark(m, thread, e);
+		break;
 	case GTR_EV_GIL_TAKE_BEGIN:
 		note_after_finalization(m, r, thread, e->ns, false);
 		break;
@@ -425,7 +470,8 @@ int model_begin(struct model *m, struct trace *t, struct replay_visitor *v)
 		.event = on_event,
 		.events = REPLAY_EVENT(GTR_EV_GIL_WAIT_BEGIN) | REPLAY_EVENT(GTR_EV_GIL_DROP_REQUEST) |
 		          REPLAY_EVENT(GTR_EV_GIL_HELD_AT_FORK) | REPLAY_EVENT(GTR_EV_GIL_TAKE_ABANDON) |
-		          REPLAY_EVENT(GTR_EV_GIL_FORCED_SWITCH_BEGIN) | REPLAY_EVENT(GTR_EV_THREAD_START),
+		          REPLAY_EVENT(GTR_EV_GIL_FORCED_SWITCH_BEGIN) | REPLAY_EVENT(GTR_EV_THREAD_START) |
+		          REPLAY_EVENT(GTR_EV_TEST_MARK),
 		/* a take's beginning counts only after finalization began */
 		.events_after_finalization = REPLAY_EVENT(GTR_EV_GIL_TAKE_BEGIN),
 		.hold = on_hold,
@@ -464,6 +510,7 @@ int model_build(struct model *m, struct trace *t)
 void model_free(struct model *m)
 {
 	free(m->threads);
+	free(m->tests);
 	latencies_free(&m->handoff_latencies);
 	replay_checkpoints_free(&m->checkpoints);
 	free(m->pairs);

@@ -80,8 +80,25 @@ struct model_handoff_pair {
 	uint64_t count;
 };
 
+/* A test the program marked (giltrace_test_mark: the pytest plugin). */
+struct model_test {
+	const char *id;            /* the trace's label: "tests/test_x.py::test_a" */
+	int thread;                /* that marked it */
+	uint64_t begin_ns, end_ns; /* end UINT64_MAX: not marked as ended */
+};
+
+enum model_test_when {
+	MODEL_TEST_NONE,           /* the trace has no test marks */
+	MODEL_TEST_BEFORE_FIRST,   /* before the first test began (collection) */
+	MODEL_TEST_DURING,         /* while the test ran */
+	MODEL_TEST_BETWEEN,        /* after it ended, before the next began */
+	MODEL_TEST_AFTER_LAST,     /* after the last test ended: at exit */
+};
+
 struct model {
 	struct trace *trace;           /* walked again by the views (spans.h) */
+	struct model_test *tests;      /* in time order */
+	size_t test_count;
 	struct model_thread *threads;
 	size_t thread_count;
 	struct model_gil gils[REPLAY_MAX_GILS];
@@ -152,6 +169,9 @@ const char *model_lane_label(const struct model *m, int thread, char *buf, size_
  * is shown under (model_thread_group), then the main thread first, then
  * by first event.  A qsort_r comparator of thread indices. */
 int model_thread_order(const void *a, const void *b, void *model);
+/* The test a moment belongs to and how (*when), or NULL (MODEL_TEST_NONE:
+ * no marks).  Before the first test: that test, BEFORE_FIRST. */
+const struct model_test *model_test_at(const struct model *m, uint64_t ns, enum model_test_when *when);
 /* How many GILs the trace saw (several: subinterpreters with their own). */
 unsigned model_gils_seen(const struct model *m);
 /* The group of a thread in a process with several GILs: the lowest-

@@ -88,6 +88,11 @@ static void print_details(const struct trace *t, const struct trace_event *e)
 		else
 			printf(" gil=%u enabled=%" PRIu64, e->arg, e->payload[0]);
 		break;
+	case GTR_EV_TEST_MARK: {
+		const char *label = trace_label_text(t, e->payload[0]);
+		printf(" %s test=%s", e->arg ? "begin" : "end", label ? label : "?");
+		break;
+	}
 	case GTR_EV_BLOCK_BEGIN:
 		printf(" sem=0x%" PRIx64 "%s", e->payload[0], e->arg ? " timed" : "");
 		break;

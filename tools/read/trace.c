@@ -59,6 +59,7 @@ static const char *const event_names[GTR_EV_COUNT] = {
 	[GTR_EV_MODULE_LOAD] = "module-load",
 	[GTR_EV_BLOCK_BEGIN] = "block-begin",
 	[GTR_EV_BLOCK_END] = "block-end",
+	[GTR_EV_TEST_MARK] = "test-mark",
 };
 
 const char *trace_capi_name(unsigned fn)
@@ -398,6 +399,14 @@ const char *trace_writer_version(const struct trace *t, char *buf, size_t size)
 	return buf;
 }
 
+const char *trace_label_text(const struct trace *t, uint64_t id)
+{
+	for (size_t i = 0; i < t->label_count; i++)
+		if (t->labels[i].id == id)
+			return t->labels[i].text;
+	return NULL;
+}
+
 static bool pair_usable(const struct gtr_clock_pair *a, const struct gtr_clock_pair *b)
 {
 	return b->clock > a->clock && b->mono_ns > a->mono_ns;
@@ -452,6 +461,18 @@ static void read_meta(struct trace *t, const unsigned char *data, size_t size)
 			if (grown) {
 				t->gils = grown;
 				t->gils[t->gil_count++] = (struct trace_gil){ g.index, g.base, g.in_runtime != 0 };
+			}
+		} else if (r.type == GTR_META_LABEL && r.size > sizeof(struct gtr_meta_label)) {
+			struct gtr_meta_label l;
+			memcpy(&l, data + off, sizeof l);
+			struct trace_label *grown = realloc(t->labels, (t->label_count + 1) * sizeof *grown);
+			if (grown) {
+				t->labels = grown;
+				char *text = strndup((const char *)data + off + sizeof l, r.size - sizeof l);
+				if (text) {
+					trace_sanitize_string(text);
+					t->labels[t->label_count++] = (struct trace_label){ l.id, text };
+				}
 			}
 		} else if (r.type == GTR_META_MODULE && r.size > sizeof(struct gtr_meta_module)) {
 			struct gtr_meta_module m;
@@ -669,6 +690,9 @@ void trace_close(struct trace *t)
 	for (size_t i = 0; i < t->module_count; i++)
 		free(t->modules[i].path);
 	free(t->modules);
+	for (size_t i = 0; i < t->label_count; i++)
+		free(t->labels[i].text);
+	free(t->labels);
 	free(t->stacks);
 	free(t->losses);
 	free(t->loss_gaps.items);

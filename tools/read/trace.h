@@ -99,6 +99,12 @@ struct trace_module {
 	char *path;
 };
 
+/* A label of the metadata log: a test's id, named by TEST_MARK events. */
+struct trace_label {
+	uint32_t id;
+	char *text;                 /* sanitised for printing */
+};
+
 /* The native stack recorded with an event (GTR_EV_STACK). */
 struct trace_stack {
 	size_t event;               /* the event's index in the walk's order */
@@ -135,6 +141,8 @@ struct trace {
 	size_t gil_count;
 	struct trace_module *modules;
 	size_t module_count;
+	struct trace_label *labels; /* test ids (GTR_META_LABEL), by id order of the log */
+	size_t label_count;
 	/* stacks, in event order (filled by the first walk) */
 	struct trace_stack *stacks;
 	size_t stack_count, stack_cap;
@@ -241,6 +249,8 @@ const char *trace_provoked(const struct trace *t, char *buf, size_t size);
  * supported from the source alone; older and newer: not supported).
  * trace_open() also adds it to the trace's notes. */
 bool trace_version_unsupported(const struct trace *t, char *buf, size_t size);
+/* The text of the label with id (a test's id), or NULL. */
+const char *trace_label_text(const struct trace *t, uint64_t id);
 /* The giltrace that wrote the trace ("0.13.0 (c2d7a0e)"), its header's
  * bounded string copied into buf; NULL for a trace older than format 3.9. */
 const char *trace_writer_version(const struct trace *t, char *buf, size_t size);

@@ -152,6 +152,20 @@ static void print_roles(FILE *out, const struct model *m, const struct finding *
 	}
 }
 
+/* Where a finding falls among the tests the program marked. */
+static const char *const test_when_words[] = {
+	[MODEL_TEST_BEFORE_FIRST] = "before the first test (",
+	[MODEL_TEST_DURING] = "during test ",
+	[MODEL_TEST_BETWEEN] = "after test ",
+	[MODEL_TEST_AFTER_LAST] = "at exit, after the last test (",
+};
+static const char *const test_when_names[] = {
+	[MODEL_TEST_BEFORE_FIRST] = "before-first",
+	[MODEL_TEST_DURING] = "during",
+	[MODEL_TEST_BETWEEN] = "between",
+	[MODEL_TEST_AFTER_LAST] = "after-last",
+};
+
 void finding_print_text(FILE *out, const struct model *m, const struct finding *f, struct symbolizer *sym)
 {
 	char a[96], b[96], c[96], d[32];
@@ -161,6 +175,11 @@ void finding_print_text(FILE *out, const struct model *m, const struct finding *
 	fprintf(out, "    %s %s\n", model_thread_phrase(m, f->thread, a, sizeof a), f->what);
 	fprintf(out, "    at +%s, %s\n", format_duration(d, sizeof d, f->ns),
 	        relative_to_finalization(f, f->ns, b, sizeof b));
+	enum model_test_when when;
+	const struct model_test *test = model_test_at(m, f->ns, &when);
+	if (test)
+		fprintf(out, "    %s%s%s\n", test_when_words[when], test->id,
+		        when == MODEL_TEST_DURING ? "" : when == MODEL_TEST_BETWEEN ? " ended, before the next one began" : ")");
 	if (f->capi && gtr_capi_subject_is_tstate(f->capi))
 		fprintf(out, "    C-API call: %s(0x%" PRIx64 ") from %s\n", trace_capi_name(f->capi), f->tstate,
 		        caller_label(m, f->caller, c, sizeof c));
@@ -312,6 +331,16 @@ void findings_json(struct json *j, const char *key, const struct model *m, const
 		json_string(j, "what", f->what);
 		json_u64(j, "at_ns", f->ns);
 		json_thread(j, "thread", m, f->thread);
+		enum model_test_when when;
+		const struct model_test *test = model_test_at(m, f->ns, &when);
+		if (test) {
+			json_object_begin(j, "test");
+			json_string(j, "id", test->id);
+			json_string(j, "when", test_when_names[when]);
+			json_object_end(j);
+		} else {
+			json_null(j, "test");
+		}
 		json_bool(j, "finalizing", f->finalizing);
 		if (f->fin_seen)
 			json_i64(j, "since_finalization_ns", (int64_t)(f->ns - f->fin_start_ns));

@@ -1,0 +1,150 @@
+"""pytest-giltrace: a pytest session under giltrace's shim, each finding
+attributed to the test that was running.  See README.md.
+
+How: `--giltrace[=DIR]` makes pytest start again with libgiltrace.so in
+LD_PRELOAD (a preload must be there when the process starts), tracing into
+DIR.  In that process the plugin calls the shim's giltrace_test_mark() at
+each test's start and end (through ctypes), and after each test runs
+`giltrace check --json` on its own trace, which is written in place, for the
+error findings made during that test.
+"""
+import ctypes
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+_UNDER_SHIM = "GILTRACE_PYTEST_DIR"   # set in the environment of the session run again
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("giltrace", "giltrace: GIL handoffs and finalization")
+    group.addoption("--giltrace", nargs="?", const="giltrace-traces", default=None, metavar="DIR",
+                    help="run the session under giltrace's shim, traces in DIR (default giltrace-traces)")
+    group.addoption("--giltrace-findings", choices=("fail", "warn"), default="fail",
+                    help="what an error finding made during a test does to it (default fail)")
+
+
+def _giltrace():
+    path = os.environ.get("GILTRACE") or shutil.which("giltrace")
+    if not path or not os.access(path, os.X_OK):
+        raise pytest.UsageError("--giltrace: no giltrace program: put it on PATH (make install) or set "
+                                "GILTRACE=/path/to/giltrace")
+    return os.path.realpath(path)
+
+
+def _shim(giltrace):
+    here = os.path.dirname(giltrace)
+    for path in (os.environ.get("GILTRACE_SHIM"), os.path.join(here, "libgiltrace.so"),
+                 os.path.join(here, "..", "lib", "giltrace", "libgiltrace.so")):
+        if path and os.path.isfile(path):
+            return os.path.realpath(path)
+    raise pytest.UsageError(f"--giltrace: no libgiltrace.so beside {giltrace}; set GILTRACE_SHIM to its path")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    folder = config.getoption("giltrace")
+    if folder is None or os.environ.get(_UNDER_SHIM):
+        return None
+    folder = os.path.abspath(folder)
+    giltrace = _giltrace()
+    shim = _shim(giltrace)
+    os.makedirs(folder, exist_ok=True)
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = shim + (":" + env["LD_PRELOAD"] if env.get("LD_PRELOAD") else "")
+    # the user's options first: the plugin's own win; findings after the
+    # last test are the shim's to report, at the exit, with exit status 1
+    options = [o for o in env.get("GILTRACE_OPTIONS", "").split(":") if o]
+    options += [f"output={folder}/%p.gtr", "check=1", "exitcode=1", f"giltrace={giltrace}"]
+    env["GILTRACE_OPTIONS"] = ":".join(options)
+    env[_UNDER_SHIM] = folder
+    env["GILTRACE"] = giltrace
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[1:]], env)
+
+
+class _Session:
+    def __init__(self, folder):
+        self.folder = folder
+        self.giltrace = os.environ["GILTRACE"]
+        self.trace = os.path.join(folder, f"{os.getpid()}.gtr")
+        lib = ctypes.CDLL(os.environ["LD_PRELOAD"].split(":")[0])
+        self.mark = lib.giltrace_test_mark
+        self.mark.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        self.mark.restype = ctypes.c_int
+        self.seen = set()   # findings reported already: (id, at_ns, tid)
+
+    def findings_of(self, nodeid):
+        """The error findings made while nodeid ran, as check --json gives them."""
+        if not os.path.exists(self.trace):
+            return []
+        proc = subprocess.run([self.giltrace, "check", "--json", self.trace], capture_output=True, text=True)
+        try:
+            (result,) = json.loads(proc.stdout)
+        except ValueError:
+            return []
+        found = []
+        for f in result.get("findings", []):
+            key = (f["id"], f["at_ns"], f["thread"]["tid"] if f.get("thread") else None)
+            test = f.get("test") or {}
+            if f["severity"] == "error" and test.get("id") == nodeid and key not in self.seen:
+                self.seen.add(key)
+                found.append(f)
+        return found
+
+    def text_of(self, findings):
+        return "\n".join(f"giltrace ERROR: {f['id']}: {f['title']}\n    thread {f['thread']['tid']} {f['what']}\n"
+                         f"    (trace {self.kept})" for f in findings)
+
+    def keep(self, nodeid):
+        self.kept = os.path.join(self.folder, re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_") + ".gtr")
+        if not os.path.exists(self.kept):
+            os.link(self.trace, self.kept)
+        return self.kept
+
+
+def pytest_configure(config):
+    folder = os.environ.get(_UNDER_SHIM)
+    if config.getoption("giltrace") is not None and folder:
+        config._giltrace = _Session(folder)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    session = getattr(item.config, "_giltrace", None)
+    if session:
+        session.mark(item.nodeid.encode(), 1)
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    session = getattr(item.config, "_giltrace", None)
+    if not session or call.when != "teardown":
+        return
+    session.mark(item.nodeid.encode(), 0)
+    findings = session.findings_of(item.nodeid)
+    if not findings:
+        return
+    session.keep(item.nodeid)
+    text = session.text_of(findings)
+    if item.config.getoption("giltrace_findings") == "warn":
+        item.warn(pytest.PytestWarning(text))
+        return
+    report = outcome.get_result()
+    report.outcome = "failed"
+    report.longrepr = text
+
+
+def pytest_report_header(config):
+    session = getattr(config, "_giltrace", None)
+    if session:
+        return f"giltrace: tracing into {session.trace} ({session.giltrace})"
+    return None
