@@ -195,11 +195,12 @@ def check_chrome_trace(doc, trace, rep=None, complete=True, viewers=True):
         assert e["tid"] in names, f"no thread_name for tid {e['tid']}"
     assert all(isinstance(n, str) and n for n in names.values())
 
-    # spans: per thread, held and waiting slices that never overlap
+    # spans: per thread, held, waiting and (3.13+) parking-lot slices that never overlap
     spans = collections.defaultdict(list)
     for e in timed:
         if e["ph"] == "X":
-            assert e["name"] in ("GIL held", "GIL wait"), e
+            assert e["name"] in ("GIL held", "GIL wait", "parking lot"), e
+            assert e["cat"] == ("park" if e["name"] == "parking lot" else "gil"), e
             assert ns(e["dur"]) > 0, e
             spans[e["tid"]].append((ns(e["ts"]), ns(e["ts"]) + ns(e["dur"]), e["name"]))
     for tid, items in spans.items():
