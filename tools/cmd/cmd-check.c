@@ -10,7 +10,8 @@
  * crashed or was killed, a full disk) or a PATH held no trace at all; else
  * 0.  An incomplete trace's findings are still reported: a trace left by a
  * SIGKILL is often the one that matters.  The shim runs `check
- * --quiet-if-clean --min-severity error` on its own trace at exit, so
+ * --quiet-if-clean --min-severity SEVERITY [--suppressions FILE]` on its
+ * own trace at exit (its options check_severity= and suppressions=), so
  * quiet means: nothing for a complete trace without a finding shown.
  */
 #include <errno.h>

@@ -168,18 +168,20 @@ int cmd_report(int argc, char **argv)
 	trace_set_collect(&set, argv + optind, (size_t)(argc - optind));
 	int status = set.missing_count ? EXIT_UNUSABLE : EXIT_CLEAN, reported = 0;
 	size_t n = set.count;
+	/* an array for several traces, or a folder's (however many it holds) */
+	bool as_array = n > 1 || argc - optind > 1 || set.folders;
 	struct json j;
 	json_init(&j, stdout);
-	if (as_json && (n > 1 || argc - optind > 1))
+	if (as_json && as_array)
 		json_array_begin(&j, NULL);
 	for (size_t i = 0; i < n; i++) {
 		struct trace_entry *e = &set.items[i];
 		struct analysis a;
 		struct report r = { 0 };
 		char err[512];
+		snprintf(e->verdict, sizeof e->verdict, "unusable");
 		if (analysis_open(&a, e->path, ANALYSIS_WHOLE, err, sizeof err) != 0) {
 			print_error("%s", err);
-			snprintf(e->verdict, sizeof e->verdict, "unusable");
 			status = EXIT_UNUSABLE;
 		} else if (report_build(&r, &a) != 0) {
 			print_error("out of memory reporting on '%s'", e->path);
@@ -201,9 +203,9 @@ int cmd_report(int argc, char **argv)
 		putchar('\n');
 		trace_set_print_tree(stdout, &set);
 	}
-	if (as_json && (n > 1 || argc - optind > 1))
+	if (as_json && as_array)
 		json_array_end(&j);
-	if (as_json && (reported || n > 1 || argc - optind > 1))
+	if (as_json && (reported || as_array))
 		json_finish(&j);
 	trace_set_free(&set);
 	return status;

@@ -5,15 +5,13 @@
 #include "trace-set.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "format.h"
-#include "trace-format.h"
+#include "trace.h"
 #include "usage.h"
 
 static struct trace_set *collecting; /* nftw has no user pointer */
@@ -51,14 +49,15 @@ static bool collect(struct trace_set *s, const char *path)
 		return true;
 	}
 	size_t before = s->count;
+	s->folders = true;
 	collecting = s;
-	if (nftw(path, collect_one, 16, FTW_PHYS) != 0) {
-		print_error("cannot search '%s': %s", path, strerror(errno));
-		return false;
+	if (nftw(path, collect_one, 16, FTW_PHYS) != 0) { /* what was found so far is kept */
+		print_error("cannot search all of '%s': %s", path, strerror(errno));
+		return s->count > before;
 	}
 	if (s->count == before) {
-		print_error("no *.gtr traces under '%s': nothing was checked (point giltrace at the folder the traces "
-		            "were written to: GILTRACE_OPTIONS=output=DIR/%%p.gtr, or giltrace run -o)",
+		print_error("no *.gtr traces under '%s' (point giltrace at the folder the traces were written to: "
+		            "GILTRACE_OPTIONS=output=DIR/%%p.gtr, or giltrace run -o)",
 		            path);
 		return false;
 	}
@@ -68,12 +67,7 @@ static bool collect(struct trace_set *s, const char *path)
 static void read_header(struct trace_entry *e)
 {
 	struct gtr_file_header h;
-	int fd = open(e->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	ssize_t n = pread(fd, &h, sizeof h, 0);
-	close(fd);
-	if (n != (ssize_t)sizeof h || memcmp(h.magic, GTR_MAGIC, 8) != 0)
+	if (trace_read_header(e->path, &h) != 0)
 		return;
 	e->header_ok = true;
 	e->pid = h.pid;

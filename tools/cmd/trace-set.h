@@ -29,6 +29,7 @@ struct trace_entry {
 struct trace_set {
 	struct trace_entry *items;   /* in the order the processes started */
 	size_t count;
+	bool folders;                /* a path was a folder (its traces, however many) */
 	char **missing;              /* the paths that were absent or held no trace */
 	size_t missing_count;
 };
