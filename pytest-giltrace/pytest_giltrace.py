@@ -9,6 +9,7 @@ each test's start and end (through ctypes), and after each test runs
 error findings made during that test.
 """
 import ctypes
+import hashlib
 import json
 import os
 import re
@@ -64,9 +65,14 @@ def pytest_cmdline_main(config):
     env["GILTRACE_OPTIONS"] = ":".join(options)
     env[_UNDER_SHIM] = folder
     env["GILTRACE"] = giltrace
+    args = list(config.invocation_params.args)
+    if args != sys.argv[1:]:   # pytest.main() inside another program: not ours to replace
+        raise pytest.UsageError("--giltrace starts pytest again under the shim: run it from the command line "
+                                "(pytest --giltrace), not through pytest.main() inside another program")
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[1:]], env)
+    os.chdir(config.invocation_params.dir)
+    os.execve(sys.executable, [sys.executable, "-m", "pytest", *args], env)
 
 
 class _Session:
@@ -78,7 +84,13 @@ class _Session:
         self.mark = lib.giltrace_test_mark
         self.mark.argtypes = [ctypes.c_char_p, ctypes.c_int]
         self.mark.restype = ctypes.c_int
+        self.number = {}    # nodeid -> its number in the trace (giltrace_test_mark's)
         self.seen = set()   # findings reported already: (id, at_ns, tid)
+        # the processes the tests start are traced too, quietly: their
+        # status and stderr stay theirs (giltrace check DIR reads them)
+        options = [o for o in os.environ.get("GILTRACE_OPTIONS", "").split(":")
+                   if o and not o.startswith(("check=", "exitcode="))]
+        os.environ["GILTRACE_OPTIONS"] = ":".join(options + ["check=0"])
 
     def findings_of(self, nodeid):
         """The error findings made while nodeid ran, as check --json gives them."""
@@ -91,19 +103,27 @@ class _Session:
             return []
         found = []
         for f in result.get("findings", []):
-            key = (f["id"], f["at_ns"], f["thread"]["tid"] if f.get("thread") else None)
+            thread = f.get("thread") or {}
+            key = (f["id"], f["at_ns"], thread.get("tid"))
             test = f.get("test") or {}
-            if f["severity"] == "error" and test.get("id") == nodeid and key not in self.seen:
+            if f["severity"] == "error" and test.get("when") == "during" and \
+                    test.get("number") == self.number.get(nodeid) and key not in self.seen:
                 self.seen.add(key)
                 found.append(f)
         return found
 
     def text_of(self, findings):
-        return "\n".join(f"giltrace ERROR: {f['id']}: {f['title']}\n    thread {f['thread']['tid']} {f['what']}\n"
+        return "\n".join(f"giltrace ERROR: {f['id']}: {f['title']}\n"
+                         f"    thread {(f.get('thread') or {}).get('tid', '?')} {f['what']}\n"
                          f"    (trace {self.kept})" for f in findings)
 
     def keep(self, nodeid):
-        self.kept = os.path.join(self.folder, re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_") + ".gtr")
+        """The session's trace, linked as DIR/<test id>.gtr (a long id cut,
+        with a hash of the whole so that two stay apart)."""
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")
+        if len(name) > 120:
+            name = name[:120] + "-" + hashlib.sha1(nodeid.encode()).hexdigest()[:10]
+        self.kept = os.path.join(self.folder, name + ".gtr")
         if not os.path.exists(self.kept):
             os.link(self.trace, self.kept)
         return self.kept
@@ -119,7 +139,7 @@ def pytest_configure(config):
 def pytest_runtest_protocol(item, nextitem):
     session = getattr(item.config, "_giltrace", None)
     if session:
-        session.mark(item.nodeid.encode(), 1)
+        session.number[item.nodeid] = session.mark(item.nodeid.encode(), 1)
     yield
 
 

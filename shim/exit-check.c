@@ -56,21 +56,22 @@ extern char **environ;
 static bool giltrace_next_to_shim(char *out, size_t size)
 {
 	/* a build tree has both in build/; `make install` puts the shim in
-	 * PREFIX/lib/giltrace and giltrace in PREFIX/bin */
-	static const char *const places[] = { "/giltrace", "/../../bin/giltrace" };
+	 * PREFIX/lib/giltrace and giltrace in PREFIX/bin: ../../bin only from
+	 * there, never a giltrace that merely happens to be two folders up */
+	static const char installed_dir[] = "/lib/giltrace";
 	Dl_info self;
 	if (!dladdr((void *)giltrace_next_to_shim, &self) || !self.dli_fname)
 		return false;
 	const char *slash = strrchr(self.dli_fname, '/');
 	size_t dir = slash ? (size_t)(slash - self.dli_fname) : 1;
-	for (size_t i = sizeof places / sizeof places[0]; i-- > 0;) {
-		if (dir + strlen(places[i]) + 1 > size)
-			return false;
-		memcpy(out, slash ? self.dli_fname : ".", dir);
-		strcpy(out + dir, places[i]);
-		if (i == 0 || access(out, X_OK) == 0)
-			return true; /* the installed one, else build/'s (or its warning) */
-	}
+	bool installed = dir >= sizeof installed_dir - 1 &&
+	                 memcmp(self.dli_fname + dir - (sizeof installed_dir - 1), installed_dir,
+	                        sizeof installed_dir - 1) == 0;
+	const char *name = installed ? "/../../bin/giltrace" : "/giltrace";
+	if (dir + strlen(name) + 1 > size)
+		return false;
+	memcpy(out, slash ? self.dli_fname : ".", dir);
+	strcpy(out + dir, name);
 	return true;
 }
 
@@ -216,10 +217,13 @@ int exit_check_run(void)
 				                recorder_path() };
 			shim_say("warning", parts, 4);
 		}
-		int wstatus;
-		while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+		int wstatus = 0;
+		pid_t reaped;
+		while ((reaped = waitpid(pid, &wstatus, 0)) < 0 && errno == EINTR)
 			;
-		if (WIFEXITED(wstatus))
+		/* not reaped (SIGCHLD ignored, another thread's waitpid(-1)): no
+		 * status, so exitcode= does nothing */
+		if (reaped == pid && WIFEXITED(wstatus))
 			status = WEXITSTATUS(wstatus);
 		if (sink.fd >= 0)
 			close(sink.fd);

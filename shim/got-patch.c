@@ -167,7 +167,10 @@ static void patch_relocations(const struct object_layout *o, bool is_runtime, st
 			if (now == wrapper)
 				continue; /* bound to the preload already */
 			bool unresolved_plt_entry = (uintptr_t)now >= o->lo && (uintptr_t)now < o->hi;
-			if ((now == capi_real(fn) || unresolved_plt_entry) && store_slot(o, slot, wrapper))
+			/* no definition (a weak import of PEP 788's on 3.14): the
+			 * program's own test for it must keep finding none */
+			void *real = capi_real(fn);
+			if (real && (now == real || unresolved_plt_entry) && store_slot(o, slot, wrapper))
 				slots_routed++;
 		}
 	}

@@ -165,7 +165,7 @@ static void debug_offsets(const unsigned char *runtime)
 	shim_python.gil_off_locked = GIL_OFF_LOCKED + shift;
 	shim_python.gil_off_last_holder = GIL_OFF_LAST_HOLDER + shift;
 	shim_python.tstate_off_interp = TSTATE_OFF_INTERP;
-	uint64_t version, gil, locked, holder, interp;
+	uint64_t version, gil, locked, holder, interp, prev, next;
 	if (memcmp(runtime, DEBUG_OFFSETS_COOKIE, 8) != 0)
 		return;
 	memcpy(&version, runtime + DEBUG_OFFSETS_OFF_VERSION, sizeof version);
@@ -176,7 +176,12 @@ static void debug_offsets(const unsigned char *runtime)
 	memcpy(&locked, runtime + row->gil_locked, sizeof locked);
 	memcpy(&holder, runtime + row->gil_holder, sizeof holder);
 	memcpy(&interp, runtime + row->tstate_interp, sizeof interp);
-	if (interp && interp < 4096 && interp % sizeof(void *) == 0)
+	memcpy(&prev, runtime + row->tstate_interp - 16, sizeof prev);
+	memcpy(&next, runtime + row->tstate_interp - 8, sizeof next);
+	/* thread_state {size, prev, next, interp}: the row is where it says
+	 * only if prev and next read as PyThreadState's first two fields (a
+	 * 3.14 alpha has interp 16 bytes earlier) */
+	if (prev == 0 && next == sizeof(void *) && interp == 2 * sizeof(void *))
 		shim_python.tstate_off_interp = (unsigned long)interp;
 	if (!gil || locked <= gil || holder <= gil || locked - gil >= GIL_SIZE + shift || holder - gil >= GIL_SIZE + shift)
 		return; /* not a layout we can use: keep the table's */
@@ -223,6 +228,10 @@ bool shim_probe_python(void)
 	}
 	shim_python.finalizing_offset = finalizing_offset(runtime, shim_python.version_hex);
 	debug_offsets(runtime);
+	/* only the name the version has: a failed dlsym allocates */
+	shim_python.tstate_unchecked = (void *(*)(void))dlsym(
+	        RTLD_DEFAULT, shim_python.version_hex >= 0x030D0000 ? "PyThreadState_GetUnchecked" : "_PyThreadState_UncheckedGet");
+	shim_python.main_interp = (void *(*)(void))dlsym(RTLD_DEFAULT, "PyInterpreterState_Main");
 	shim_python.is_finalizing = (int (*)(void))dlsym(RTLD_DEFAULT, "Py_IsFinalizing");
 	if (!shim_python.is_finalizing)
 		shim_python.is_finalizing = (int (*)(void))dlsym(RTLD_DEFAULT, "_Py_IsFinalizing");
@@ -286,7 +295,14 @@ void shim_finish(void)
 	 * a sanitizer's exitcode= does (the program's buffered output flushed
 	 * first; the destructors after ours do not run) */
 	if (shim_options.check && exit_check_run() == 1 && shim_options.exitcode) {
-		fflush(NULL);
+		/* what exit() would still flush; a stream another thread holds
+		 * (a daemon blocked writing) is skipped, not waited for */
+		FILE *streams[] = { stdout, stderr };
+		for (size_t i = 0; i < 2; i++)
+			if (ftrylockfile(streams[i]) == 0) {
+				fflush_unlocked(streams[i]);
+				funlockfile(streams[i]);
+			}
 		RESOLVED(_exit);
 		shim_real._exit((int)shim_options.exitcode);
 	}

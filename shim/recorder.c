@@ -649,6 +649,18 @@ void recorder_add_meta(const void *record, size_t size)
 	shim_real.mutex_unlock(&rec.lock);
 }
 
+bool recorder_add_meta_leaving(const void *record, size_t size, size_t keep_free)
+{
+	bool added = false;
+	shim_real.mutex_lock(&rec.lock);
+	if (rec.hdr && rec.hdr->meta_used + size + keep_free <= rec.hdr->meta_capacity) {
+		meta_append_locked(record, size);
+		added = true;
+	}
+	shim_real.mutex_unlock(&rec.lock);
+	return added;
+}
+
 static size_t read_build_id(const struct dl_phdr_info *info, uint8_t *out, size_t max)
 {
 	for (int i = 0; i < info->dlpi_phnum; i++) {

@@ -69,6 +69,11 @@ struct shim_python {
 	unsigned long tstate_off_interp; /* a thread state's interpreter: the table's,
 	                                    or (3.13+) _Py_DebugOffsets' */
 	int (*is_finalizing)(void); /* _Py_IsFinalizing or Py_IsFinalizing */
+	/* the calling thread's thread state without a fatal error when none
+	 * (PyThreadState_GetUnchecked, 3.8-3.12: _PyThreadState_UncheckedGet),
+	 * and the main interpreter (PyInterpreterState_Main): for gh-59956 */
+	void *(*tstate_unchecked)(void);
+	void *(*main_interp)(void);
 	char version[128];
 };
 extern struct shim_python shim_python;
@@ -246,6 +251,9 @@ uint64_t recorder_emit_with_stack_at(unsigned type, unsigned arg, const uint64_t
 void recorder_thread_ends(void);
 /* Append a metadata record (module, GIL) to the log in the header area. */
 void recorder_add_meta(const void *record, size_t size);
+/* The same only if keep_free bytes of the log stay free after it (for the
+ * records that matter more: modules); false when it was not added. */
+bool recorder_add_meta_leaving(const void *record, size_t size, size_t keep_free);
 /* Record newly loaded objects (path, address, build-id); idempotent. */
 void recorder_note_modules(void);
 /* Record in the header how C-API calls reach the wrappers: build flags to

@@ -37,8 +37,16 @@ struct py_status {
 
 /* The interpreter's definitions, by enum gtr_capi; resolved lazily, since
  * libpython may be loaded after the constructor and Py_Initialize runs
- * before activation. */
+ * before activation.  Once tracing, a definition looked for and not found
+ * is not looked for again (looked_up): a failed dlsym allocates. */
 static void *real_fn[GTR_CAPI_COUNT];
+static bool looked_up[GTR_CAPI_COUNT];
+
+/* The first of PEP 788's, which only 3.15+ defines: capi_resolve() stops
+ * before them (the ones every version 3.8+ has come first). */
+#define CAPI_FIRST_OPTIONAL GTR_CAPI_PyInterpreterGuard_FromCurrent
+_Static_assert(GTR_CAPI_PyThreadState_Release + 1 == GTR_CAPI_COUNT,
+               "functions an interpreter may lack come last, from CAPI_FIRST_OPTIONAL");
 
 /* libpython comes after the preload (RTLD_NEXT); a static executable's own
  * definitions come before it, and the global scope (the handle of the main
@@ -61,20 +69,23 @@ static void *find_definition(enum gtr_capi fn)
 void *capi_real(enum gtr_capi fn)
 {
 	void *p = __atomic_load_n(&real_fn[fn], __ATOMIC_RELAXED);
-	if (unlikely(!p)) {
+	if (unlikely(!p) && !__atomic_load_n(&looked_up[fn], __ATOMIC_RELAXED)) {
 		p = find_definition(fn);
 		__atomic_store_n(&real_fn[fn], p, __ATOMIC_RELAXED);
+		if (shim_state == SHIM_ACTIVE) /* the interpreter is loaded by now */
+			__atomic_store_n(&looked_up[fn], true, __ATOMIC_RELAXED);
 	}
 	return p;
 }
 
 /* Every version 3.8+ defines the functions before PEP 788's; those are
- * looked up only when got-patch.c finds an object importing one (then
- * the interpreter has it).  A failed dlsym is not free: glibc allocates its
- * error message, which moves the program's own heap reuse around. */
+ * looked up only when got-patch.c finds an object importing one (a weak
+ * or lazy import may still find none: then its slot is left alone).  A
+ * failed dlsym is not free: glibc allocates its error message, which moves
+ * the program's own heap reuse around. */
 void capi_resolve(void)
 {
-	for (unsigned fn = 1; fn < GTR_CAPI_PyInterpreterGuard_FromCurrent; fn++)
+	for (unsigned fn = 1; fn < CAPI_FIRST_OPTIONAL; fn++)
 		capi_real((enum gtr_capi)fn);
 }
 
@@ -193,34 +204,24 @@ SHIM_EXPORT void PyEval_ReleaseLock(void)
  * runs in the wrong interpreter (under the wrong GIL if the subinterpreter
  * has its own).  pthread_create notes the creator's interpreter when it is
  * not the main one; such a thread's Ensure calls record where they landed.
- * Threads started from the main interpreter pay one branch. */
+ * A thread started by a GIL holder costs two calls (its creator's thread
+ * state and the main interpreter, resolved at start-up); the Ensure
+ * calls of threads started from the main interpreter, one branch. */
 
 bool capi_current_interp(uintptr_t *interp, uintptr_t *main_interp)
 {
-	/* read, never wrapped: in libpython or in a static executable's dynamic
-	 * symbols, where RTLD_DEFAULT finds them; only the name the version
-	 * has is looked up, since a failed dlsym allocates its error message */
-	static void *unchecked_fn, *main_fn; /* found once; racing finders agree */
-	void *(*get_unchecked)(void) = (void *(*)(void))__atomic_load_n(&unchecked_fn, __ATOMIC_RELAXED);
-	void *(*get_main)(void) = (void *(*)(void))__atomic_load_n(&main_fn, __ATOMIC_RELAXED);
-	if (!get_unchecked) { /* 3.13 made it public; 3.8-3.12 have the old name */
-		get_unchecked = (void *(*)(void))dlsym(RTLD_DEFAULT, shim_python.version_hex >= 0x030D0000
-		                                                             ? "PyThreadState_GetUnchecked"
-		                                                             : "_PyThreadState_UncheckedGet");
-		__atomic_store_n(&unchecked_fn, (void *)get_unchecked, __ATOMIC_RELAXED);
-	}
-	if (!get_main) {
-		get_main = (void *(*)(void))dlsym(RTLD_DEFAULT, "PyInterpreterState_Main");
-		__atomic_store_n(&main_fn, (void *)get_main, __ATOMIC_RELAXED);
-	}
-	if (!get_unchecked || !get_main || !shim_python.tstate_off_interp)
+	if (!shim_python.tstate_unchecked || !shim_python.main_interp || !shim_python.tstate_off_interp)
 		return false;
-	const char *tstate = get_unchecked();
-	if (!tstate)
+	const char *tstate = shim_python.tstate_unchecked();
+	uintptr_t main = (uintptr_t)shim_python.main_interp();
+	if (!tstate || !main)
 		return false;
-	*interp = *(const uintptr_t *)(tstate + shim_python.tstate_off_interp);
-	*main_interp = (uintptr_t)get_main();
-	return *interp && *main_interp;
+	uintptr_t its = *(const uintptr_t *)(tstate + shim_python.tstate_off_interp);
+	if (!its)
+		return false;
+	*interp = its;
+	*main_interp = main;
+	return true;
 }
 
 /* After an Ensure by a thread started from a subinterpreter. */

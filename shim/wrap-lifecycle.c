@@ -14,7 +14,11 @@
  * child's (async-signal-safe: exec may follow fork in a threaded program,
  * or run in a handler); if the exec fails the process goes on untraced.  dlopen()
  * adds newly loaded objects to the module map, and pthread_setname_np()
- * gives threads their names (CPython 3.14 names its threads).  Each thread
+ * gives threads their names (CPython 3.14 names its threads); each dlopen
+ * also records which object the thread loaded (MODULE_LOAD: the import
+ * that turned a free-threaded build's GIL on).  A thread created by one
+ * that holds a subinterpreter's GIL carries that interpreter to its start
+ * event (gh-59956, wrap-capi.c).  Each thread
  * started while tracing gets an alternate signal stack for the crash
  * handler at its start and gives it back at its end (crash.c).  A thread
  * that ends or parks owning PyThread locks gets one LOCK_HELD event per
@@ -103,9 +107,10 @@ SHIM_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr, vo
 	/* a subinterpreter's thread: its PyGILState_Ensure calls are watched
 	 * (gh-59956, wrap-capi.c) */
 	start->creator_interp = start->main_interp = 0;
-	if (shim_self.gil_held && capi_current_interp(&start->creator_interp, &start->main_interp) &&
+	if (!shim_self.gil_held || !capi_current_interp(&start->creator_interp, &start->main_interp) ||
 	    start->creator_interp == start->main_interp)
 		start->creator_interp = 0;
+	errno = saved_errno;
 	int rc = shim_real.create(thread, attr, thread_trampoline, start);
 	if (rc != 0) {
 		free(start);

@@ -201,46 +201,37 @@ SHIM_EXPORT int sem_trywait(sem_t *sem)
 	return rc;
 }
 
-SHIM_EXPORT int sem_wait(sem_t *sem)
+/* The three blocking waits: a tracked lock's while finalizing is observed,
+ * one on the thread's own value-0 semaphore is a park, the rest pass. */
+static int wait_on(sem_t *sem, enum wait_kind kind, clockid_t clock, const struct timespec *abstime)
 {
-	RESOLVED(sem_wait);
 	struct lock_slot *s = tracked(sem);
 	if (s && finalizing_now())
-		return observed_wait(s, sem, WAIT_PLAIN, CLOCK_REALTIME, NULL);
+		return observed_wait(s, sem, kind, clock, abstime);
 	if (unlikely(sem == shim_self.own_sem) && !s)
-		return blocked_wait(sem, WAIT_PLAIN, CLOCK_REALTIME, NULL);
-	int rc = shim_real.sem_wait(sem);
+		return blocked_wait(sem, kind, clock, abstime);
+	int rc = real_wait(sem, kind, clock, abstime);
 	if (rc == 0 && s)
 		became_owner(s);
 	return rc;
+}
+
+SHIM_EXPORT int sem_wait(sem_t *sem)
+{
+	RESOLVED(sem_wait);
+	return wait_on(sem, WAIT_PLAIN, CLOCK_REALTIME, NULL);
 }
 
 SHIM_EXPORT int sem_timedwait(sem_t *sem, const struct timespec *abstime)
 {
 	RESOLVED(sem_timedwait);
-	struct lock_slot *s = tracked(sem);
-	if (s && finalizing_now())
-		return observed_wait(s, sem, WAIT_TIMED, CLOCK_REALTIME, abstime);
-	if (unlikely(sem == shim_self.own_sem) && !s)
-		return blocked_wait(sem, WAIT_TIMED, CLOCK_REALTIME, abstime);
-	int rc = shim_real.sem_timedwait(sem, abstime);
-	if (rc == 0 && s)
-		became_owner(s);
-	return rc;
+	return wait_on(sem, WAIT_TIMED, CLOCK_REALTIME, abstime);
 }
 
 SHIM_EXPORT int sem_clockwait(sem_t *sem, clockid_t clock, const struct timespec *abstime)
 {
 	RESOLVED(sem_clockwait);
-	struct lock_slot *s = tracked(sem);
-	if (s && finalizing_now())
-		return observed_wait(s, sem, WAIT_CLOCK, clock, abstime);
-	if (unlikely(sem == shim_self.own_sem) && !s)
-		return blocked_wait(sem, WAIT_CLOCK, clock, abstime);
-	int rc = shim_real.sem_clockwait(sem, clock, abstime);
-	if (rc == 0 && s)
-		became_owner(s);
-	return rc;
+	return wait_on(sem, WAIT_CLOCK, clock, abstime);
 }
 
 /* The owner is cleared before the post: once posted, another thread may

@@ -448,10 +448,10 @@ static long long gilstate_thread_interp = -1;
 
 static void *gilstate_thread(void *Py_UNUSED(arg))
 {
-	PyGILState_STATE gstate = PyGILState_Ensure();
+	PyGILState_STATE previous = PyGILState_Ensure();
 
 	gilstate_thread_interp = PyInterpreterState_GetID(current_interp());
-	PyGILState_Release(gstate);
+	PyGILState_Release(previous);
 	return NULL;
 }
 

@@ -210,8 +210,8 @@ static void on_test_mark(struct model *m, int thread, const struct trace_event *
 	}
 	if (m->test_count && m->tests[m->test_count - 1].end_ns == UINT64_MAX)
 		m->tests[m->test_count - 1].end_ns = e->ns; /* its end was lost */
-	const char *id = trace_label_text(m->trace, e->payload[0]);
-	m->tests[m->test_count++] = (struct model_test){ id ? id : "?", thread, e->ns, UINT64_MAX };
+	m->tests[m->test_count++] =
+	        (struct model_test){ trace_label_text(m->trace, e->payload[0]), e->payload[0], thread, e->ns, UINT64_MAX };
 }
 
 const struct model_test *model_test_at(const struct model *m, uint64_t ns, enum model_test_when *when)

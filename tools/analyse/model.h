@@ -82,7 +82,9 @@ struct model_handoff_pair {
 
 /* A test the program marked (giltrace_test_mark: the pytest plugin). */
 struct model_test {
-	const char *id;            /* the trace's label: "tests/test_x.py::test_a" */
+	const char *id;            /* the trace's label: "tests/test_x.py::test_a";
+	                              NULL when its name was not kept (a full log) */
+	uint64_t number;           /* 1.. as giltrace_test_mark() returned it */
 	int thread;                /* that marked it */
 	uint64_t begin_ns, end_ns; /* end UINT64_MAX: not marked as ended */
 };

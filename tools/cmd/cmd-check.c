@@ -10,21 +10,21 @@
  * crashed or was killed, a full disk) or a PATH held no trace at all; else
  * 0.  An incomplete trace's findings are still reported: a trace left by a
  * SIGKILL is often the one that matters.  The shim runs `check
- * --quiet-if-clean --min-severity error` on its own trace at exit, so
+ * --quiet-if-clean --min-severity SEVERITY [--suppressions FILE]` on its
+ * own trace at exit (its options check_severity= and suppressions=), so
  * quiet means: nothing for a complete trace without a finding shown.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "analysis.h"
 #include "builtin.h"
 #include "ci-output.h"
 #include "suppressions.h"
+#include "trace-set.h"
 #include "findings-output.h"
 #include "format.h"
 #include "trace.h"
@@ -61,68 +61,6 @@ struct check_options {
 	bool quiet_if_clean;
 	enum severity min_severity;
 };
-
-struct path_list {
-	char **items;
-	size_t count;
-	bool oom;
-};
-
-static struct path_list *collecting; /* nftw has no user pointer */
-
-static int collect_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	size_t len = strlen(path);
-	if (type != FTW_F || len < 4 || strcmp(path + len - 4, ".gtr") != 0)
-		return 0;
-	char **grown = realloc(collecting->items, (collecting->count + 1) * sizeof *grown);
-	char *copy = strdup(path);
-	if (!grown || !copy) {
-		free(copy);
-		if (grown)
-			collecting->items = grown;
-		collecting->oom = true;
-		return 1;
-	}
-	collecting->items = grown;
-	collecting->items[collecting->count++] = copy;
-	return 0;
-}
-
-static int by_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The traces under `path` (itself if it is a file), sorted; -1 if absent. */
-static int collect(const char *path, struct path_list *out)
-{
-	struct stat st;
-	if (stat(path, &st) != 0)
-		return print_error("cannot read '%s': %s", path, strerror(errno));
-	size_t before = out->count;
-	if (!S_ISDIR(st.st_mode)) {
-		char **grown = realloc(out->items, (out->count + 1) * sizeof *grown);
-		if (!grown || !(grown[out->count] = strdup(path)))
-			die("out of memory");
-		out->items = grown;
-		out->count++;
-		return 0;
-	}
-	collecting = out;
-	if (nftw(path, collect_one, 16, FTW_PHYS) != 0 && !out->oom)
-		return print_error("cannot search '%s': %s", path, strerror(errno));
-	if (out->oom)
-		die("out of memory");
-	qsort(out->items + before, out->count - before, sizeof *out->items, by_name);
-	if (out->count == before)
-		return print_error("no *.gtr traces under '%s': nothing was checked (point check at the folder the traces "
-		             "were written to: GILTRACE_OPTIONS=output=DIR/%%p.gtr, or giltrace run -o)",
-		             path);
-	return 0;
-}
 
 struct check_totals {
 	size_t traces, with_errors, incomplete, unusable;
@@ -196,15 +134,18 @@ static void check_text_one(FILE *out, const char *path, const struct trace *t, c
 	findings_print_text(out, m, fs);
 }
 
-static void check_one(const char *path, FILE *out, const struct check_options *o, struct json *j,
+/* check one trace; its one-line verdict into e->verdict (the tree's) */
+static void check_one(struct trace_entry *e, FILE *out, const struct check_options *o, struct json *j,
                       struct check_totals *tot)
 {
+	const char *path = e->path;
 	struct analysis a;
 	char err[512];
 	tot->traces++;
 	if (analysis_open(&a, path, ANALYSIS_WHOLE, err, sizeof err) != 0) {
 		print_error("%s", err);
 		tot->unusable++;
+		snprintf(e->verdict, sizeof e->verdict, "unusable");
 		if (o->ci)
 			ci_unusable(o->ci, path, err);
 		if (o->as_json) {
@@ -231,30 +172,30 @@ static void check_one(const char *path, FILE *out, const struct check_options *o
 		tot->with_errors++;
 	else if (trace_incomplete(&a.trace))
 		tot->incomplete++;
+	snprintf(e->verdict, sizeof e->verdict, "python %.*s, %zu error%s, %zu note%s%s%s",
+	         (int)strcspn(a.trace.header.py_version, " "), a.trace.header.py_version, a.findings.errors,
+	         a.findings.errors == 1 ? "" : "s", a.findings.notes, a.findings.notes == 1 ? "" : "s",
+	         trace_incomplete(&a.trace) ? ", incomplete" : "", a.trace.header.flags & GTR_FLAG_FORK_CHILD ? ", fork child" : "");
 	analysis_close(&a);
 }
 
 static int check_paths_with(char *const *paths, size_t n, FILE *out, const struct check_options *o)
 {
-	struct path_list traces = { 0 };
+	struct trace_set traces;
 	struct check_totals tot = { 0 };
-	size_t missing = 0; /* PATHs that could not be read or held no trace */
-	for (size_t i = 0; i < n; i++)
-		if (collect(paths[i], &traces) != 0) {
-			missing++;
-			if (o->ci) /* the evidence CI expected is not there: an error */
-				ci_unusable(o->ci, paths[i], "no trace could be read there");
-		}
+	trace_set_collect(&traces, paths, n);
+	size_t missing = traces.missing_count; /* PATHs that could not be read or held no trace */
+	for (size_t i = 0; o->ci && i < missing; i++) /* the evidence CI expected is not there: an error */
+		ci_unusable(o->ci, traces.missing[i], "no trace could be read there");
 	struct json j;
 	json_init(&j, out);
 	if (o->as_json)
 		json_array_begin(&j, NULL);
+	/* in the order the processes started */
 	for (size_t i = 0; i < traces.count; i++) {
-		check_one(traces.items[i], out, o, &j, &tot);
+		check_one(&traces.items[i], out, o, &j, &tot);
 		fflush(out);
-		free(traces.items[i]);
 	}
-	free(traces.items);
 	bool unclean = tot.with_errors || tot.incomplete || tot.unusable || missing;
 	if (o->ci) {
 		ci_end(o->ci);
@@ -262,9 +203,11 @@ static int check_paths_with(char *const *paths, size_t n, FILE *out, const struc
 		json_array_end(&j);
 		json_finish(&j);
 	} else if (tot.traces > 1 && (!o->quiet_if_clean || unclean)) {
+		trace_set_print_tree(out, &traces);
 		fprintf(out, "giltrace: checked %zu traces: %zu with errors, %zu unusable, %zu incomplete\n", tot.traces,
 		        tot.with_errors, tot.unusable, tot.incomplete);
 	}
+	trace_set_free(&traces);
 	if (tot.with_errors)
 		return EXIT_FINDINGS;
 	return unclean ? EXIT_UNUSABLE : EXIT_CLEAN;

@@ -20,14 +20,17 @@
 #include "output.h"
 #include "report-data.h"
 #include "report-output.h"
+#include "trace-set.h"
 #include "usage.h"
 #include "window.h"
 
 static const char usage_text[] =
-        "usage: giltrace report [--json] TRACE...\n"
+        "usage: giltrace report [--json] TRACE|FOLDER...\n"
         "       giltrace report --html OUT.html [--around finalize|whole] [--from TIME] [--to TIME] TRACE\n\n"
         "  --json         machine-readable output: one object per trace (an array\n"
         "                 of them when several traces are given)\n"
+        "  FOLDER         its *.gtr traces; several traces are reported in the\n"
+        "                 order their processes started, then as a process tree\n"
         "  --html FILE    one self-contained page (no network): a zoomable\n"
         "                 timeline, the statistics and the findings; '-' for stdout\n"
         "  --around WHAT  the timeline's window: 'finalize' (the default when the\n"
@@ -160,35 +163,50 @@ int cmd_report(int argc, char **argv)
 	}
 	if (html_path)
 		return report_html(html_path, argv[optind], &wr);
-	int status = EXIT_CLEAN, n = argc - optind, reported = 0;
+	/* traces and folders of them, in the order the processes started */
+	struct trace_set set;
+	trace_set_collect(&set, argv + optind, (size_t)(argc - optind));
+	int status = set.missing_count ? EXIT_UNUSABLE : EXIT_CLEAN, reported = 0;
+	size_t n = set.count;
+	/* an array for several traces, or a folder's (however many it holds) */
+	bool as_array = n > 1 || argc - optind > 1 || set.folders;
 	struct json j;
 	json_init(&j, stdout);
-	if (as_json && n > 1)
+	if (as_json && as_array)
 		json_array_begin(&j, NULL);
-	for (int i = optind; i < argc; i++) {
+	for (size_t i = 0; i < n; i++) {
+		struct trace_entry *e = &set.items[i];
 		struct analysis a;
 		struct report r = { 0 };
 		char err[512];
-		if (analysis_open(&a, argv[i], ANALYSIS_WHOLE, err, sizeof err) != 0) {
+		snprintf(e->verdict, sizeof e->verdict, "unusable");
+		if (analysis_open(&a, e->path, ANALYSIS_WHOLE, err, sizeof err) != 0) {
 			print_error("%s", err);
 			status = EXIT_UNUSABLE;
 		} else if (report_build(&r, &a) != 0) {
-			print_error("out of memory reporting on '%s'", argv[i]);
+			print_error("out of memory reporting on '%s'", e->path);
 			status = EXIT_UNUSABLE;
 		} else if (as_json) {
 			report_json(&j, &r);
 			reported++;
 		} else {
-			if (i > optind)
+			if (i > 0)
 				putchar('\n');
 			report_print_text(stdout, &r);
+			snprintf(e->verdict, sizeof e->verdict, "python %s, %zu thread%s, %s", r.version[0] ? r.version : "?",
+			         a.model.thread_count, a.model.thread_count == 1 ? "" : "s", r.findings_count);
 		}
 		report_free(&r);
 		analysis_close(&a);
 	}
-	if (as_json && n > 1)
+	if (!as_json && n > 1) {
+		putchar('\n');
+		trace_set_print_tree(stdout, &set);
+	}
+	if (as_json && as_array)
 		json_array_end(&j);
-	if (as_json && (reported || n > 1))
+	if (as_json && (reported || as_array))
 		json_finish(&j);
+	trace_set_free(&set);
 	return status;
 }

@@ -157,23 +157,37 @@ void detect_guard_event(struct walk *w, int thread, const struct trace_event *e)
 		on_return(w, thread, e);
 }
 
+/* Open guards are an error where finalization was entered after them (a
+ * Py_FinalizeEx call the shim saw), or where giltrace ended the process for
+ * a hang (a snapshot): a plain python's Py_RunMain calls Py_FinalizeEx
+ * internally, where static and optimised builds hide the call, and the
+ * wait for guards comes before the finalizing flag. */
 void detect_guard_end(struct walk *w)
 {
 	const struct guard_watch *gw = w->guards;
-	if (!gw || !gw->finalize_entered)
+	bool hung = w->t->snapshot != NULL;
+	if (!gw || (!gw->finalize_entered && !hung))
 		return;
 	for (size_t i = 0; i < gw->count; i++) {
 		const struct guard *g = &gw->guards[i];
-		if (g->closed || g->ns > gw->finalize_ns)
+		if (g->closed || (gw->finalize_entered && g->ns > gw->finalize_ns))
 			continue;
 		struct finding *x = walk_add_finding(w, DETECT_GUARD_NEVER_CLOSED, g->thread, g->ns);
 		if (!x)
 			return;
 		char who[96] = "a thread";
-		walk_thread_label(w, gw->finalize_thread, who, sizeof who);
 		x->capi = g->fn;
 		x->caller = g->caller;
 		x->stack_event = walk_with_stack(w, g->event, SIZE_MAX);
+		if (!gw->finalize_entered) {
+			snprintf(x->what, sizeof x->what,
+			         "made interpreter guard 0x%" PRIx64 " and never closed it (PyInterpreterGuard_Close); it "
+			         "was still open when giltrace ended the hung process: finalization waits for every "
+			         "guard (PEP 788)",
+			         g->addr);
+			continue;
+		}
+		walk_thread_label(w, gw->finalize_thread, who, sizeof who);
 		snprintf(x->what, sizeof x->what,
 		         "made interpreter guard 0x%" PRIx64 " and never closed it (PyInterpreterGuard_Close): "
 		         "%s entered Py_FinalizeEx at +%.3f ms, and finalization waits for every guard (PEP 788), "

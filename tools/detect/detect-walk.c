@@ -74,15 +74,17 @@ void walk_describe_entry(const struct thread_state *ts, char *buf, size_t size)
 
 int walk_thread_of_tid(const struct walk *w, int32_t tid, uint64_t ns)
 {
-	int best = -1;
+	int best = -1, started_later = -1;
 	for (size_t i = 0; i < w->t->thread_count; i++) {
 		if (w->t->threads[i].tid != tid)
 			continue;
 		const struct replay_thread *rt = &w->r->threads[i];
-		if (best < 0 || (rt->first_ns <= ns && rt->first_ns >= w->r->threads[best].first_ns))
+		if (rt->first_ns > ns) /* not begun at ns (or not replayed yet) */
+			started_later = started_later < 0 ? (int)i : started_later;
+		else if (best < 0 || rt->first_ns >= w->r->threads[best].first_ns)
 			best = (int)i;
 	}
-	return best;
+	return best >= 0 ? best : started_later;
 }
 
 void walk_thread_label(const struct walk *w, int thread, char *buf, size_t size)

@@ -56,7 +56,6 @@ static bool parse_line(struct suppressions *s, char *text, unsigned line, char *
 	r->id = strdup(start);
 	r->pattern = strdup(colon + 1);
 	r->line = line;
-	r->hits = 0;
 	if (!r->id || !r->pattern) {
 		free(r->id);
 		free(r->pattern);
@@ -139,16 +138,14 @@ size_t suppressions_apply(struct suppressions *s, const struct model *m, struct 
 	for (size_t i = 0; i < fs->count; i++) {
 		struct finding *f = &fs->items[i];
 		const char *id = detectors[f->kind].id;
-		struct suppression_rule *hit = NULL;
+		bool hit = false;
 		for (size_t r = 0; r < s->count && !hit; r++)
-			if ((strcmp(s->rules[r].id, "*") == 0 || strcmp(s->rules[r].id, id) == 0) &&
-			    finding_matches(s->rules[r].pattern, m, f, sym))
-				hit = &s->rules[r];
+			hit = (strcmp(s->rules[r].id, "*") == 0 || strcmp(s->rules[r].id, id) == 0) &&
+			      finding_matches(s->rules[r].pattern, m, f, sym);
 		if (!hit) {
 			fs->items[kept++] = *f;
 			continue;
 		}
-		hit->hits++;
 		taken++;
 		if (detectors[f->kind].severity == SEVERITY_ERROR)
 			fs->errors--;

@@ -21,7 +21,6 @@ struct suppression_rule {
 	char *id;                    /* a finding id, or "*" */
 	char *pattern;
 	unsigned line;               /* in the file, for messages */
-	size_t hits;                 /* findings it took out, over every trace */
 };
 
 struct suppressions {

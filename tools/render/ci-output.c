@@ -10,6 +10,7 @@
 
 #include "docs.h"
 #include "findings-output.h"
+#include "html-report.h"
 #include "symbolize.h"
 #include "trace.h"
 #include "version.h"
@@ -30,36 +31,9 @@ struct ci_output {
 
 /* ---- XML ------------------------------------------------------------------ */
 
-/* s as XML character data or attribute value: the five entities, and '?'
- * for the control characters XML 1.0 does not allow. */
-static void xml_escape(FILE *out, const char *s)
-{
-	for (; s && *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		switch (ch) {
-		case '&': fputs("&amp;", out); break;
-		case '<': fputs("&lt;", out); break;
-		case '>': fputs("&gt;", out); break;
-		case '"': fputs("&quot;", out); break;
-		case '\'': fputs("&apos;", out); break;
-		default:
-			fputc(ch < 0x20 && ch != '\n' && ch != '\t' && ch != '\r' ? '?' : ch, out);
-		}
-	}
-}
-
-/* A finding's text block, as check prints it: a string to free, or NULL. */
-static char *finding_text(const struct model *m, const struct finding *f, struct symbolizer *sym)
-{
-	char *text = NULL;
-	size_t len = 0;
-	FILE *mem = open_memstream(&text, &len);
-	if (!mem)
-		return NULL;
-	finding_print_text(mem, m, f, sym);
-	fclose(mem);
-	return text;
-}
+/* XML escapes as HTML does (html_escape: the five entities, a control
+ * character as U+FFFD), so character data and attribute values alike. */
+#define xml_escape(out, s) html_escape((out), (s) ? (s) : "")
 
 static void junit_case(struct ci_output *c, const char *classname, const char *name)
 {
@@ -161,8 +135,11 @@ static void sarif_begin(struct ci_output *c)
 	json_object_begin(j, "driver");
 	json_string(j, "name", "giltrace");
 	json_string(j, "version", GILTRACE_VERSION);
+	/* file URIs only for a documentation folder that was found (absolute) */
+	bool docs = docs_dir()[0] == '/';
 	snprintf(uri, sizeof uri, "file://%s/findings.md", docs_dir());
-	json_string(j, "informationUri", uri);
+	if (docs)
+		json_string(j, "informationUri", uri);
 	json_array_begin(j, "rules");
 	for (unsigned k = 0; k < DETECT_COUNT; k++) {
 		json_object_begin(j, NULL);
@@ -171,7 +148,8 @@ static void sarif_begin(struct ci_output *c)
 		json_string(j, "text", detectors[k].title);
 		json_object_end(j);
 		snprintf(uri, sizeof uri, "file://%s/findings.md#%s", docs_dir(), detectors[k].id);
-		json_string(j, "helpUri", uri);
+		if (docs)
+			json_string(j, "helpUri", uri);
 		json_object_begin(j, "defaultConfiguration");
 		json_string(j, "level", detectors[k].severity == SEVERITY_ERROR ? "error" : "note");
 		json_object_end(j);
@@ -220,6 +198,9 @@ static void sarif_trace(struct ci_output *c, const char *path, const struct mode
 {
 	struct json *j = &c->j;
 	const struct trace *t = m->trace;
+	char why[256];
+	if (!fs->errors && trace_incomplete(t)) /* as check's status 2: the run was not whole */
+		ci_unusable(c, path, trace_incomplete_why(t, why, sizeof why));
 	struct symbolizer *sym = fs->count ? symbolizer_new(t) : NULL;
 	for (size_t i = 0; i < fs->count; i++) {
 		const struct finding *f = &fs->items[i];

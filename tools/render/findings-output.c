@@ -177,9 +177,13 @@ void finding_print_text(FILE *out, const struct model *m, const struct finding *
 	        relative_to_finalization(f, f->ns, b, sizeof b));
 	enum model_test_when when;
 	const struct model_test *test = model_test_at(m, f->ns, &when);
-	if (test)
-		fprintf(out, "    %s%s%s\n", test_when_words[when], test->id,
+	if (test) {
+		char name[128];
+		snprintf(name, sizeof name, "number %" PRIu64 " (its name was not kept: the trace's metadata log was full)",
+		         test->number);
+		fprintf(out, "    %s%s%s\n", test_when_words[when], test->id ? test->id : name,
 		        when == MODEL_TEST_DURING ? "" : when == MODEL_TEST_BETWEEN ? " ended, before the next one began" : ")");
+	}
 	if (f->capi && gtr_capi_subject_is_tstate(f->capi))
 		fprintf(out, "    C-API call: %s(0x%" PRIx64 ") from %s\n", trace_capi_name(f->capi), f->tstate,
 		        caller_label(m, f->caller, c, sizeof c));
@@ -201,6 +205,21 @@ void finding_print_text(FILE *out, const struct model *m, const struct finding *
 		fprintf(out, "    waiting for: %s\n", model_thread_phrase(m, f->other_thread, a, sizeof a));
 	print_roles(out, m, f);
 	fprintf(out, "    see %s/findings.md#%s\n", docs_dir(), k->id);
+}
+
+char *finding_text(const struct model *m, const struct finding *f, struct symbolizer *sym)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	if (!mem)
+		return NULL;
+	finding_print_text(mem, m, f, sym);
+	if (fclose(mem) != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
 }
 
 void findings_print_problems(FILE *out, struct symbolizer *sym)
@@ -336,6 +355,7 @@ void findings_json(struct json *j, const char *key, const struct model *m, const
 		if (test) {
 			json_object_begin(j, "test");
 			json_string(j, "id", test->id);
+			json_u64(j, "number", test->number);
 			json_string(j, "when", test_when_names[when]);
 			json_object_end(j);
 		} else {

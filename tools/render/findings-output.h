@@ -16,6 +16,8 @@ struct symbolizer;
 /* One finding's block (what findings_print_text prints for it), its stacks
  * symbolised with sym (symbolize.h), or raw addresses if sym is NULL. */
 void finding_print_text(FILE *out, const struct model *m, const struct finding *f, struct symbolizer *sym);
+/* finding_print_text()'s block as a string to free, or NULL (memory). */
+char *finding_text(const struct model *m, const struct finding *f, struct symbolizer *sym);
 /* Where a finding points in code: the first frame of its stack that has a
  * source file (the caller's code, usually frame 0), else its frame 0;
  * false when it has no stack. */

@@ -591,16 +591,9 @@ static int write_finding(struct page *p, size_t i, struct symbolizer *sym)
 	FILE *out = p->out;
 	const struct finding *f = &p->fs->items[i];
 	const struct detector_info *di = &detectors[f->kind];
-	char *text = NULL, d[32];
-	size_t len = 0;
-	FILE *mem = open_memstream(&text, &len);
-	if (!mem)
+	char d[32], *text = finding_text(p->m, f, sym);
+	if (!text)
 		return -1;
-	finding_print_text(mem, p->m, f, sym);
-	if (fclose(mem) != 0) {
-		free(text);
-		return -1;
-	}
 	fprintf(out, "<div class=\"finding-block %s\" id=\"finding-%zu-text\" data-finding=\"%zu\">\n",
 	        di->severity == SEVERITY_ERROR ? "error" : "note", i + 1, i + 1);
 	if (p->finding_shown[i])
