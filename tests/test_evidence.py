@@ -117,7 +117,7 @@ def test_folder_without_traces(tmp_path, whole_trace):
     (empty / "notes.txt").write_text("no traces here")
     proc = tool("check", str(empty))
     assert proc.returncode == 2
-    assert f"no *.gtr traces under '{empty}': nothing was checked" in proc.stderr
+    assert f"no *.gtr traces under '{empty}': nothing to read there (point giltrace at the folder" in proc.stderr
     assert "output=" in proc.stderr  # what to do
     # a good trace elsewhere does not make up for a folder that held none
     proc = tool("check", whole_trace[0], str(empty))

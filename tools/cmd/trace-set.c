@@ -56,8 +56,8 @@ static bool collect(struct trace_set *s, const char *path)
 		return s->count > before;
 	}
 	if (s->count == before) {
-		print_error("no *.gtr traces under '%s' (point giltrace at the folder the traces were written to: "
-		            "GILTRACE_OPTIONS=output=DIR/%%p.gtr, or giltrace run -o)",
+		print_error("no *.gtr traces under '%s': nothing to read there (point giltrace at the folder the traces "
+		            "were written to: GILTRACE_OPTIONS=output=DIR/%%p.gtr, or giltrace run -o)",
 		            path);
 		return false;
 	}
