@@ -465,7 +465,7 @@ def test_unusable_trace_and_usage_errors(tmp_path):
     assert not out.exists()
 
     for args, says in [
-        (["--html", str(out), str(not_a_trace), str(not_a_trace)], "once per trace"),
+        (["--html", str(out), str(not_a_trace), str(not_a_trace)], "not a giltrace trace"),   # no page, no index
         (["--html", str(out)], "usage:"),
         (["--html", str(out), "--json", str(not_a_trace)], "cannot be combined"),
         (["--from", "1ms", str(not_a_trace)], "add --html"),

@@ -87,3 +87,23 @@ def test_report_over_a_folder(family):
     reports = json.loads(listed.stdout)
     starts = [r["process"]["start_realtime_ns"] for r in reports]
     assert len(reports) == 4 and starts == sorted(starts)
+
+
+def test_html_of_a_run_of_processes(family, tmp_path):
+    """report --html OUT.html FOLDER: a page per process beside OUT
+    (OUT-PID.html), and OUT lists them as the tree, each linking to its
+    page; all self-contained."""
+    out = tmp_path / "run.html"
+    proc = subprocess.run([GILTRACE, "report", "--html", str(out), str(family)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    index = out.read_text()
+    assert "Content-Security-Policy" in index and "http://" not in index and "https://" not in index
+    links = re.findall(r'<li data-depth="(\d+)"><a href="([^"]+)">pid (\d+)</a>', index)
+    check = subprocess.run([GILTRACE, "check", str(family)], capture_output=True, text=True, timeout=120).stdout
+    tree = [(depth, pid) for depth, pid, _, _ in tree_of(check)]
+    assert [(int(d), int(pid)) for d, _, pid in links] == tree   # the same tree, in the same order
+    for _, href, pid in links:
+        page = (tmp_path / href).read_text()
+        assert href == f"run-{pid}.html"
+        assert f"pid {pid}" in page and "<svg" in page   # that process's own page, with its timeline

@@ -12,9 +12,12 @@
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "analysis.h"
 #include "builtin.h"
+#include "html-index.h"
 #include "html-report.h"
 #include "json.h"
 #include "output.h"
@@ -26,13 +29,16 @@
 
 static const char usage_text[] =
         "usage: giltrace report [--json] TRACE|FOLDER...\n"
-        "       giltrace report --html OUT.html [--around finalize|whole] [--from TIME] [--to TIME] TRACE\n\n"
+        "       giltrace report --html OUT.html [--around finalize|whole] [--from TIME] [--to TIME]\n"
+        "                       TRACE|FOLDER...\n\n"
         "  --json         machine-readable output: one object per trace (an array\n"
         "                 of them when several traces are given)\n"
         "  FOLDER         its *.gtr traces; several traces are reported in the\n"
         "                 order their processes started, then as a process tree\n"
         "  --html FILE    one self-contained page (no network): a zoomable\n"
-        "                 timeline, the statistics and the findings; '-' for stdout\n"
+        "                 timeline, the statistics and the findings; '-' for stdout;\n"
+        "                 of several processes (a folder), a page each beside FILE\n"
+        "                 (FILE-PID.html) and FILE lists them as a tree\n"
         "  --around WHAT  the timeline's window: 'finalize' (the default when the\n"
         "                 trace has a finalization) or 'whole'\n"
         "  --from TIME, --to TIME\n"
@@ -55,8 +61,10 @@ static const char *window_chosen_by(const struct model *m, const struct window_r
 }
 
 /* The page of the trace at trace_path, to out: 0, or -1 after a message.
- * A trace cut short gives a page of what could be read. */
-static int write_page(FILE *out, const char *out_path, const char *trace_path, const struct window_request *wr)
+ * A trace cut short gives a page of what could be read.  verdict (may be
+ * NULL) gets its one line for an index page. */
+static int write_page(FILE *out, const char *out_path, const char *trace_path, const struct window_request *wr,
+                      char *verdict, size_t size)
 {
 	struct analysis a;
 	char err[512];
@@ -81,6 +89,9 @@ static int write_page(FILE *out, const char *out_path, const char *trace_path, c
 	ret = report_build(&r, &a) == 0 ? html_report_write(out, &r, &w) : -1;
 	if (ret != 0)
 		print_error("out of memory writing '%s'", out_path);
+	else if (verdict)
+		snprintf(verdict, size, "python %s, %zu thread%s, %s", r.version[0] ? r.version : "?", m->thread_count,
+		         m->thread_count == 1 ? "" : "s", r.findings_count);
 	report_free(&r);
 out:
 	analysis_close(&a);
@@ -89,14 +100,65 @@ out:
 
 /* `report --html OUT TRACE`: returns the exit status.  OUT is written
  * whole or not at all (output.h). */
-static int report_html(const char *out_path, const char *trace_path, const struct window_request *wr)
+static int report_html(const char *out_path, const char *trace_path, const struct window_request *wr,
+                       char *verdict, size_t size)
 {
 	struct output out;
 	if (output_open(&out, out_path, trace_path,
 	                "the page's file name comes first (giltrace report --html OUT.html TRACE)") != 0)
 		return EXIT_UNUSABLE;
-	bool failed = write_page(out.file, out_path, trace_path, wr) != 0;
+	bool failed = write_page(out.file, out_path, trace_path, wr, verdict, size) != 0;
 	return output_close(&out, failed) == 0 ? EXIT_CLEAN : EXIT_UNUSABLE;
+}
+
+/* `report --html OUT.html FOLDER|TRACE...` of several processes: a page
+ * per trace beside OUT (OUT-PID.html), and OUT lists them as a tree. */
+static int report_html_many(const char *out_path, const struct trace_set *set, const struct window_request *wr)
+{
+	size_t stem = strlen(out_path);
+	if (stem > 5 && strcmp(out_path + stem - 5, ".html") == 0)
+		stem -= 5;
+	size_t *order = trace_set_tree_order(set);
+	struct html_index_row *rows = calloc(set->count ? set->count : 1, sizeof *rows);
+	char (*text)[4][4200] = calloc(set->count ? set->count : 1, sizeof *text);
+	if (!rows || !text)
+		die("out of memory");
+	int status = set->missing_count ? EXIT_UNUSABLE : EXIT_CLEAN;
+	size_t pages = 0;
+	for (size_t j = 0; j < set->count; j++) {
+		const struct trace_entry *e = &set->items[order[j]];
+		char *page = text[j][0], *process = text[j][1], *started = text[j][2], *verdict = text[j][3];
+		if (e->header_ok)
+			snprintf(process, 4200, "pid %d", e->pid);
+		else
+			snprintf(process, 4200, "%s", e->path);
+		snprintf(page, 4200, "%.*s-%s%d.html", (int)stem, out_path, e->header_ok ? "" : "trace",
+		         e->header_ok ? e->pid : (int)j);
+		trace_set_started(set, e, started, 4200);
+		snprintf(verdict, 4200, "unusable");
+		bool ok = report_html(page, e->path, wr, verdict, 4200) == EXIT_CLEAN;
+		if (!ok)
+			status = EXIT_UNUSABLE;
+		pages += ok;
+		const char *slash = strrchr(page, '/');
+		rows[j] = (struct html_index_row){ e->depth, process, started, verdict, ok ? (slash ? slash + 1 : page) : NULL,
+			                           e->path };
+	}
+	struct output out;
+	if (!pages) { /* nothing to list: no index either (each trace said why) */
+		status = EXIT_UNUSABLE;
+	} else if (output_open(&out, out_path, set->items[0].path,
+	                       "the page's file name comes first (giltrace report --html OUT.html FOLDER)") != 0) {
+		status = EXIT_UNUSABLE;
+	} else {
+		html_index_write(out.file, rows, set->count);
+		if (output_close(&out, false) != 0)
+			status = EXIT_UNUSABLE;
+	}
+	free(text);
+	free(rows);
+	free(order);
+	return status;
 }
 
 int cmd_report(int argc, char **argv)
@@ -155,17 +217,20 @@ int cmd_report(int argc, char **argv)
 		print_error("--around, --from and --to choose the window of the HTML timeline: add --html OUT.html");
 		return EXIT_UNUSABLE;
 	}
-	if (html_path && argc - optind != 1) {
-		print_error("--html writes the page of one trace, and %d were given: run 'giltrace report --html OUT.html "
-		      "TRACE' once per trace",
-		      argc - optind);
-		return EXIT_UNUSABLE;
-	}
-	if (html_path)
-		return report_html(html_path, argv[optind], &wr);
 	/* traces and folders of them, in the order the processes started */
 	struct trace_set set;
 	trace_set_collect(&set, argv + optind, (size_t)(argc - optind));
+	if (html_path) {
+		int page_status;
+		if (set.count == 1 && !set.folders && argc - optind == 1)
+			page_status = report_html(html_path, set.items[0].path, &wr, NULL, 0);
+		else if (set.count)
+			page_status = report_html_many(html_path, &set, &wr);
+		else
+			page_status = EXIT_UNUSABLE;
+		trace_set_free(&set);
+		return page_status;
+	}
 	int status = set.missing_count ? EXIT_UNUSABLE : EXIT_CLEAN, reported = 0;
 	size_t n = set.count;
 	/* an array for several traces, or a folder's (however many it holds) */

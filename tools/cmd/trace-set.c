@@ -115,15 +115,11 @@ void trace_set_collect(struct trace_set *s, char *const *paths, size_t n)
 	}
 }
 
-void trace_set_print_tree(FILE *out, const struct trace_set *s)
+size_t *trace_set_tree_order(const struct trace_set *s)
 {
-	if (s->count < 2)
-		return;
-	/* each parent's children right under it, in start order */
-	size_t *order = malloc(s->count * sizeof *order), n = 0;
-	bool *placed = calloc(s->count, sizeof *placed);
-	size_t *stack = malloc(s->count * sizeof *stack);
-	if (!order || !placed || !stack)
+	size_t *order = malloc((s->count ? s->count : 1) * sizeof *order), n = 0;
+	size_t *stack = malloc((s->count ? s->count : 1) * sizeof *stack);
+	if (!order || !stack)
 		die("out of memory");
 	for (size_t root = 0; root < s->count; root++) {
 		if (s->items[root].parent >= 0)
@@ -133,19 +129,36 @@ void trace_set_print_tree(FILE *out, const struct trace_set *s)
 		while (top) {
 			size_t i = stack[--top];
 			order[n++] = i;
-			placed[i] = true;
-			for (size_t k = s->count; k-- > i + 1;) /* pushed last first: popped in start order */
-				if (s->items[k].parent == (int)i && !placed[k])
+			/* a parent comes before its children: pushed last first,
+			 * they are taken in start order */
+			for (size_t k = s->count; k-- > i + 1;)
+				if (s->items[k].parent == (int)i)
 					stack[top++] = k;
 		}
 	}
-	uint64_t first = s->items[0].header_ok ? s->items[0].start_realtime_ns : 0;
+	free(stack);
+	return order;
+}
+
+void trace_set_started(const struct trace_set *s, const struct trace_entry *e, char *buf, size_t size)
+{
+	uint64_t first = s->count && s->items[0].header_ok ? s->items[0].start_realtime_ns : 0;
+	if (!e->header_ok)
+		snprintf(buf, size, "?");
+	else
+		format_duration(buf, size, e->start_realtime_ns >= first ? e->start_realtime_ns - first : 0);
+}
+
+void trace_set_print_tree(FILE *out, const struct trace_set *s)
+{
+	if (s->count < 2)
+		return;
+	size_t *order = trace_set_tree_order(s);
 	fprintf(out, "giltrace: %zu processes, in the order they started (a child under its parent):\n", s->count);
-	for (size_t j = 0; j < n; j++) {
+	for (size_t j = 0; j < s->count; j++) {
 		const struct trace_entry *e = &s->items[order[j]];
-		char at[32] = "?";
-		if (e->header_ok)
-			format_duration(at, sizeof at, e->start_realtime_ns >= first ? e->start_realtime_ns - first : 0);
+		char at[32];
+		trace_set_started(s, e, at, sizeof at);
 		fprintf(out, "  %*s", (int)(2 * e->depth), "");
 		if (e->header_ok)
 			fprintf(out, "pid %d at +%s: %s (%s)\n", e->pid, at, e->verdict, e->path);
@@ -153,8 +166,6 @@ void trace_set_print_tree(FILE *out, const struct trace_set *s)
 			fprintf(out, "%s: %s\n", e->path, e->verdict);
 	}
 	free(order);
-	free(placed);
-	free(stack);
 }
 
 void trace_set_free(struct trace_set *s)

@@ -38,6 +38,12 @@ struct trace_set {
  * their headers and order them; a path without a trace gets one error
  * line (print_error) and is listed in `missing`.  Dies when out of memory. */
 void trace_set_collect(struct trace_set *s, char *const *paths, size_t n);
+/* The tree's order: each process followed by its children (in start
+ * order), the roots in start order; an array of s->count indices to free.
+ * Dies when out of memory. */
+size_t *trace_set_tree_order(const struct trace_set *s);
+/* When e started after the set's first process ("+64.76 ms"), or "?". */
+void trace_set_started(const struct trace_set *s, const struct trace_entry *e, char *buf, size_t size);
 /* The tree: one line per process, indented under its parent, with its
  * start from the first one's and its verdict.  For sets of two or more. */
 void trace_set_print_tree(FILE *out, const struct trace_set *s);
