@@ -60,6 +60,15 @@ static const char *window_chosen_by(const struct model *m, const struct window_r
 	return "the whole run";
 }
 
+/* A process's one line in the process tree (trace-set.h), from its report:
+ * "python 3.11.2, 4 threads, 0 errors, 0 notes". */
+static void report_verdict(const struct report *r, char *buf, size_t size)
+{
+	size_t threads = r->m->thread_count;
+	snprintf(buf, size, "python %s, %zu thread%s, %s", r->version[0] ? r->version : "?", threads,
+	         threads == 1 ? "" : "s", r->findings_count);
+}
+
 /* The page of the trace at trace_path, to out: 0, or -1 after a message.
  * A trace cut short gives a page of what could be read.  verdict (may be
  * NULL) gets its one line for an index page. */
@@ -90,8 +99,7 @@ static int write_page(FILE *out, const char *out_path, const char *trace_path, c
 	if (ret != 0)
 		print_error("out of memory writing '%s'", out_path);
 	else if (verdict)
-		snprintf(verdict, size, "python %s, %zu thread%s, %s", r.version[0] ? r.version : "?", m->thread_count,
-		         m->thread_count == 1 ? "" : "s", r.findings_count);
+		report_verdict(&r, verdict, size);
 	report_free(&r);
 out:
 	analysis_close(&a);
@@ -258,8 +266,7 @@ int cmd_report(int argc, char **argv)
 			if (i > 0)
 				putchar('\n');
 			report_print_text(stdout, &r);
-			snprintf(e->verdict, sizeof e->verdict, "python %s, %zu thread%s, %s", r.version[0] ? r.version : "?",
-			         a.model.thread_count, a.model.thread_count == 1 ? "" : "s", r.findings_count);
+			report_verdict(&r, e->verdict, sizeof e->verdict);
 		}
 		report_free(&r);
 		analysis_close(&a);
