@@ -24,10 +24,11 @@
 #define GILTRACE_TRACE_FORMAT_H
 
 #include <stdint.h>
+#include <stdbool.h>
 
 #define GTR_MAGIC "GILTRACE"           /* 8 bytes, no terminator on disk */
 #define GTR_VERSION_MAJOR 3            /* readers refuse another major */
-#define GTR_VERSION_MINOR 9            /* readers accept any minor; 1: TSTATE_REUSE,
+#define GTR_VERSION_MINOR 10           /* readers accept any minor; 1: TSTATE_REUSE,
                                           2: event_words and features in the header,
                                           3: CRASH, 4: the provocations in the header,
                                           5: finalizing_mono_ns in the header, 6: LOCK_WAIT_BEGIN,
@@ -36,7 +37,7 @@
                                           8: THREAD_INTERP, MODULE_LOAD,
                                           BLOCK_BEGIN, BLOCK_END, 9: writer_version
                                           in the header, TEST_MARK and label
-                                          records */
+                                          records, 10: PY_STACK, THREAD_PYNAME */
 #define GTR_HEADER_SIZE 4096u          /* struct gtr_file_header, padded */
 #define GTR_CHUNK_MAGIC 0x4b435447u    /* "GTCK" */
 #define GTR_CHUNK_HEADER_SIZE 64u      /* struct gtr_chunk_header, padded */
@@ -73,6 +74,9 @@ enum gtr_feature {
 	GTR_FEATURE_GIL_DEBUG_OFFSETS = 1u << 2, /* the GIL's field offsets came from
 	                                       the interpreter's own _Py_DebugOffsets
 	                                       (3.13), not the layout table (minor 7) */
+	GTR_FEATURE_PY_STACKS = 1u << 3,    /* a Python stack follows each native
+	                                       stack; Python names follow thread
+	                                       starts (minor 10) */
 };
 
 /* gtr_file_header.provoke: what the shim did to the run on purpose (option
@@ -348,6 +352,21 @@ enum gtr_event_type {
 	                                 (arg 1) or ended (arg 0), through
 	                                 giltrace_test_mark() (the pytest plugin);
 	                                 payload: the test's label id */
+	GTR_EV_PY_STACK,              /* (minor 10) the Python stack of this
+	                                 thread's previous event, after its native
+	                                 stack (if it has one), with the same clock;
+	                                 arg: payload words (1..255); payload: a
+	                                 status word (gtr_py_stack_word), then per
+	                                 frame, innermost first, a frame word
+	                                 (gtr_py_frame_word) and its function's
+	                                 name and file, their bytes back to back,
+	                                 zero-padded to whole words */
+	GTR_EV_THREAD_PYNAME,         /* (minor 10) the thread's Python name
+	                                 (threading.Thread.name), as read when it
+	                                 was started, or again when a Python stack
+	                                 showed it changed; arg: payload words
+	                                 (1..GTR_PY_NAME_MAX / 8); payload: UTF-8,
+	                                 zero-padded */
 	GTR_EV_COUNT
 };
 
@@ -442,8 +461,59 @@ static inline uint64_t gtr_lock_wait_timeout_us(uint64_t word)
 
 #define GTR_STACK_MAX_FRAMES 64u
 
-/* Payload words per event type; a type not listed here has none, and
- * GTR_EV_STACK's count is its arg (gtr_event_words). */
+/* ---- Python stacks (PY_STACK) and names (THREAD_PYNAME), minor 10 --------
+ * Read by the shim in its own process through process_vm_readv, so that a
+ * freed or torn frame gives a status, not a fault (shim/pystack.c). */
+#define GTR_PY_STACK_MAX_WORDS 255u   /* an event's arg holds the count */
+#define GTR_PY_STACK_MAX_FRAMES 64u   /* py_stack_depth's limit */
+#define GTR_PY_NAME_MAX 128u          /* bytes of a thread's Python name */
+#define GTR_PY_FUNCTION_MAX 128u      /* bytes of a function's name kept */
+#define GTR_PY_FILE_MAX 240u          /* bytes of a file's path kept (its end) */
+
+/* How a Python stack's walk ended (the status word's low byte). */
+enum gtr_py_stack_end {
+	GTR_PY_STACK_COMPLETE = 1,    /* the outermost frame was reached */
+	GTR_PY_STACK_DEPTH = 2,       /* stopped at the depth asked for */
+	GTR_PY_STACK_ROOM = 3,        /* stopped: the event had no room left */
+	GTR_PY_STACK_UNREADABLE = 4,  /* a read failed (errno in the word): a
+	                                 freed or torn thread state or frame */
+	GTR_PY_STACK_NO_THREAD_STATE = 5, /* the thread has none the shim can find */
+	GTR_PY_STACK_NO_LAYOUT = 6,   /* no frame layout for this interpreter */
+	GTR_PY_STACK_BAD_FRAME = 7,   /* a frame's fields made no sense (a
+	                                 loop, an object that is not code) */
+};
+
+/* The status word: how the walk ended, frames recorded, the errno of an
+ * unreadable read. */
+static inline uint64_t gtr_py_stack_word(unsigned end, unsigned frames, int err)
+{
+	return (uint64_t)(end & 0xffu) | (uint64_t)(frames & 0xffu) << 8 | (uint64_t)(uint32_t)err << 32;
+}
+static inline unsigned gtr_py_stack_end(uint64_t w) { return (unsigned)(w & 0xffu); }
+static inline unsigned gtr_py_stack_frames(uint64_t w) { return (unsigned)(w >> 8 & 0xffu); }
+static inline int gtr_py_stack_errno(uint64_t w) { return (int)(uint32_t)(w >> 32); }
+
+/* A frame word: the line (-1 unknown), the lengths of the function's name
+ * and file bytes that follow, and flags. */
+enum gtr_py_frame_flag {
+	GTR_PY_FRAME_FILE_CUT = 1u << 0,     /* the file's path lost its start */
+	GTR_PY_FRAME_FUNCTION_CUT = 1u << 1, /* the name lost its end */
+	GTR_PY_FRAME_CODE_UNREADABLE = 1u << 2, /* the frame, not its code: no names */
+	GTR_PY_FRAME_QUALIFIED = 1u << 3,    /* the name is co_qualname (3.11+) */
+};
+static inline uint64_t gtr_py_frame_word(int line, unsigned function_len, unsigned file_len, unsigned flags)
+{
+	return (uint64_t)(uint32_t)line | (uint64_t)(function_len & 0xfffu) << 32 |
+	       (uint64_t)(file_len & 0xfffu) << 44 | (uint64_t)(flags & 0xffu) << 56;
+}
+static inline int gtr_py_frame_line(uint64_t w) { return (int)(uint32_t)w; }
+static inline unsigned gtr_py_frame_function_len(uint64_t w) { return (unsigned)(w >> 32 & 0xfffu); }
+static inline unsigned gtr_py_frame_file_len(uint64_t w) { return (unsigned)(w >> 44 & 0xfffu); }
+static inline unsigned gtr_py_frame_flags(uint64_t w) { return (unsigned)(w >> 56); }
+
+/* Payload words per event type; a type not listed here has none, and the
+ * types sized by their arg (STACK, PY_STACK, THREAD_PYNAME) carry their
+ * count there (gtr_event_words). */
 static const uint8_t gtr_event_payload_words[GTR_EV_COUNT] = {
 	[GTR_EV_GIL_ACQUIRE] = 2,
 	[GTR_EV_GIL_HELD_AT_FORK] = 1,
@@ -475,15 +545,20 @@ _Static_assert(__builtin_offsetof(struct gtr_file_header, provoke) == 600 &&
 _Static_assert(GTR_EV_COUNT <= GTR_EVENT_TYPES_MAX, "the header's event_words table holds every type");
 
 /* Payload words of an event of `type` (< GTR_EV_COUNT) with `arg`. */
+static inline bool gtr_event_is_sized_by_arg(unsigned type)
+{
+	return type == GTR_EV_STACK || type == GTR_EV_PY_STACK || type == GTR_EV_THREAD_PYNAME;
+}
+
 static inline unsigned gtr_event_words(unsigned type, unsigned arg)
 {
-	return type == GTR_EV_STACK ? arg : gtr_event_payload_words[type];
+	return gtr_event_is_sized_by_arg(type) ? arg : gtr_event_payload_words[type];
 }
 
 /* The header's event_words entry of a known type. */
 static inline uint8_t gtr_event_words_entry(unsigned type)
 {
-	return type == GTR_EV_STACK ? GTR_EVENT_WORDS_IN_ARG : gtr_event_payload_words[type];
+	return gtr_event_is_sized_by_arg(type) ? GTR_EVENT_WORDS_IN_ARG : gtr_event_payload_words[type];
 }
 
 /*

@@ -244,6 +244,7 @@ bool shim_activate(void)
 {
 	shim_options_parse(getenv("GILTRACE_OPTIONS"));
 	stack_prepare(); /* before the module map is written: it loads libgcc_s */
+	pystack_prepare();
 	if (!recorder_open()) {
 		shim_state = SHIM_STOPPED;
 		return false;

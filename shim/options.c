@@ -255,6 +255,12 @@ static void set_option(const char *key, const char *value)
 			shim_options.stack_depth = v;
 		else
 			warn("stack_depth", value, "frames per stack, 1 to 64");
+	} else if (strcmp(key, "py_stack_depth") == 0) {
+		unsigned v;
+		if (parse_unsigned(value, &v) && v <= GTR_PY_STACK_MAX_FRAMES)
+			shim_options.py_stack_depth = v;
+		else
+			warn("py_stack_depth", value, "Python frames per stack, 0 (none) to 64");
 	} else if (strcmp(key, "provoke") == 0) {
 		if (!parse_provoke(value, &shim_options))
 			warn("provoke", value,
@@ -262,7 +268,7 @@ static void set_option(const char *key, const char *value)
 			     "jitter[=MICROSECONDS][,seed=N]");
 	} else {
 		const char *parts[] = { "GILTRACE_OPTIONS: unknown option '", key,
-			                "' (valid: output, mode, ring_size, verbose, check, check_severity, check_timeout, exitcode, suppressions, log_path, giltrace, stacks, stack_depth, provoke)" };
+			                "' (valid: output, mode, ring_size, verbose, check, check_severity, check_timeout, exitcode, suppressions, log_path, giltrace, stacks, stack_depth, py_stack_depth, provoke)" };
 		shim_say("warning", parts, 3);
 	}
 }
@@ -283,6 +289,7 @@ void shim_options_parse(const char *text)
 	shim_options.suppressions[0] = '\0';
 	shim_options.stacks = STACKS_DEFAULT;
 	shim_options.stack_depth = 32;
+	shim_options.py_stack_depth = 16;
 	shim_options.provoke = 0;
 	if (!text || !*text)
 		return;

@@ -212,7 +212,10 @@ static void fill_header(uint32_t extra_flags)
 	h->executable[n > 0 ? n : 0] = '\0';
 	h->py_runtime_addr = (uintptr_t)shim_python.runtime;
 	h->features = GTR_FEATURE_TSTATE_REUSE | (shim_options.stacks ? GTR_FEATURE_STACKS : 0) |
-	              (shim_python.gil_offsets_from_debug ? GTR_FEATURE_GIL_DEBUG_OFFSETS : 0);
+	              (shim_python.gil_offsets_from_debug ? GTR_FEATURE_GIL_DEBUG_OFFSETS : 0) |
+	              (shim_options.stacks && shim_options.py_stack_depth && shim_python.py_frames_readable
+	                       ? GTR_FEATURE_PY_STACKS
+	                       : 0);
 	for (unsigned type = 1; type < GTR_EV_COUNT; type++)
 		h->event_words[type] = gtr_event_words_entry(type);
 	provoke_write_header(h);
@@ -505,14 +508,15 @@ void recorder_thread_ends(void)
 
 /* The hot path: one event for the calling thread, stamped `now` or later
  * (each thread's clock never goes back), followed by its stack when
- * nframes > 0 (in the same chunk, committed together).  Returns the stamp
- * used.  Called inside shim_enter(); touches only this thread's chunk. */
+ * nframes > 0 and its Python stack when py_words > 0 (in the same chunk,
+ * committed together).  Returns the stamp used.  Called inside
+ * shim_enter(); touches only this thread's chunk. */
 static uint64_t emit(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now, const uint64_t *frames,
-                     unsigned nframes)
+                     unsigned nframes, const uint64_t *py, unsigned py_words)
 {
 	struct shim_thread *t = &shim_self;
-	unsigned words = 1u + gtr_event_payload_words[type];
-	unsigned stack_words = nframes ? 1u + nframes : 0;
+	unsigned words = 1u + (unlikely(type == GTR_EV_THREAD_PYNAME) ? arg : gtr_event_payload_words[type]);
+	unsigned stack_words = (nframes ? 1u + nframes : 0) + (py_words ? 1u + py_words : 0);
 	if (unlikely(now < t->last_clock))
 		now = t->last_clock;
 	if (unlikely(!t->chunk || t->generation != rec.generation ||
@@ -537,9 +541,16 @@ static uint64_t emit(unsigned type, unsigned arg, const uint64_t *payload, uint6
 		p[i] = payload[i - 1];
 	if (unlikely(stack_words)) {
 		p += words;
-		*p = gtr_event_word(GTR_EV_STACK, nframes, now);
-		for (unsigned i = 0; i < nframes; i++)
-			p[1 + i] = frames[i];
+		if (nframes) {
+			*p = gtr_event_word(GTR_EV_STACK, nframes, now);
+			for (unsigned i = 0; i < nframes; i++)
+				p[1 + i] = frames[i];
+			p += 1 + nframes;
+		}
+		if (py_words) {
+			*p = gtr_event_word(GTR_EV_PY_STACK, py_words, now);
+			memcpy(p + 1, py, py_words * 8u);
+		}
 	}
 	t->used += (words + stack_words) * 8;
 	t->last_clock = now;
@@ -596,7 +607,7 @@ bool recorder_emit_crash_signal_safe(unsigned arg, const uint64_t *payload, cons
 	if ((!t->chunk || t->generation != rec.generation || t->used + (words + 2) * 8 > EVENT_AREA) &&
 	    !next_chunk_signal_safe(t, now))
 		return false;
-	emit(GTR_EV_CRASH, arg, payload, now, frames, nframes);
+	emit(GTR_EV_CRASH, arg, payload, now, frames, nframes, NULL, 0);
 	return true;
 }
 
@@ -606,26 +617,28 @@ bool recorder_emit_signal_safe(unsigned type, unsigned arg, const uint64_t *payl
 	unsigned words = 1u + gtr_event_payload_words[type];
 	if (!t->chunk || t->generation != rec.generation || t->used + (words + 2) * 8 > EVENT_AREA)
 		return false; /* emit() would take the allocation lock */
-	emit(type, arg, payload, shim_clock_now(), NULL, 0);
+	emit(type, arg, payload, shim_clock_now(), NULL, 0, NULL, 0);
 	return true;
 }
 
 uint64_t recorder_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now)
 {
-	return emit(type, arg, payload, now, NULL, 0);
+	return emit(type, arg, payload, now, NULL, 0, NULL, 0);
 }
 
 void recorder_emit(unsigned type, unsigned arg, const uint64_t *payload)
 {
-	emit(type, arg, payload, shim_clock_now(), NULL, 0);
+	emit(type, arg, payload, shim_clock_now(), NULL, 0, NULL, 0);
 }
 
 uint64_t recorder_emit_with_stack_at(unsigned type, unsigned arg, const uint64_t *payload, const uint64_t *frames,
-                                     unsigned nframes, uint64_t now)
+                                     unsigned nframes, const uint64_t *py, unsigned py_words, uint64_t now)
 {
 	if (nframes > GTR_STACK_MAX_FRAMES)
 		nframes = GTR_STACK_MAX_FRAMES;
-	return emit(type, arg, payload, now, frames, nframes);
+	if (py_words > GTR_PY_STACK_MAX_WORDS)
+		py_words = 0;
+	return emit(type, arg, payload, now, frames, nframes, py, py_words);
 }
 
 /* ---- metadata ----------------------------------------------------------------- */

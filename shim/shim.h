@@ -17,6 +17,8 @@
  *   wrap-alloc.c     malloc/calloc: when a freed thread state's block is reused
  *   tstate-table.c   the thread states the shim knows
  *   stack.c          native stacks at the events that explain findings
+ *   pystack.c        Python stacks there, and Python thread names
+ *   pyline.c         a code object's line table: which line an offset is
  *   exit-check.c     findings on stderr when the process ends
  *   crash.c          fatal signals: recorded, then the program's handler
  *   provoke.c        provocations: exit delays, poisoned frees, jitter
@@ -74,6 +76,7 @@ struct shim_python {
 	 * and the main interpreter (PyInterpreterState_Main): for gh-59956 */
 	void *(*tstate_unchecked)(void);
 	void *(*main_interp)(void);
+	bool py_frames_readable;   /* pystack.c has a layout of its frames */
 	char version[128];
 };
 extern struct shim_python shim_python;
@@ -117,6 +120,7 @@ struct shim_options {
 	char suppressions[4096];   /* check's --suppressions, absolute, or "" */
 	unsigned stacks;           /* enum stack_events: which events get a stack */
 	unsigned stack_depth;      /* frames per stack, 1..GTR_STACK_MAX_FRAMES */
+	unsigned py_stack_depth;   /* Python frames per stack, 0 none */
 	/* provoke= (provoke.c): enum gtr_provoke, and the parameters of those
 	 * asked for */
 	unsigned provoke;
@@ -242,9 +246,10 @@ void recorder_set_flag(uint32_t flag);
 bool recorder_emit_crash_signal_safe(unsigned arg, const uint64_t *payload, const uint64_t *frames, unsigned nframes);
 /* The same, stamped no earlier than `now`; returns the stamp written. */
 uint64_t recorder_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now);
-/* recorder_emit_at() followed by a stack (stack.c). */
+/* recorder_emit_at() followed by a stack and a Python stack (stack.c);
+ * py_words 0: none. */
 uint64_t recorder_emit_with_stack_at(unsigned type, unsigned arg, const uint64_t *payload, const uint64_t *frames,
-                                     unsigned nframes, uint64_t now);
+                                     unsigned nframes, const uint64_t *py, unsigned py_words, uint64_t now);
 /* The calling thread ends (after its exit event): in ring mode its block
  * of chunks goes to threads that start later, and it records nothing
  * more.  Inside shim_enter(). */
@@ -375,6 +380,21 @@ bool stack_wanted(unsigned events);
 void stack_emit_if(bool with_stack, unsigned type, unsigned arg, const uint64_t *payload);
 /* An event and its stack, stamped no earlier than `now`. */
 void stack_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now);
+
+/* ---- Python stacks and thread names (pystack.c) ------------------------- */
+
+/* At activation: the frame layout of this interpreter, the type objects
+ * (sets shim_python.py_frames_readable). */
+void pystack_prepare(void);
+/* The calling thread's Python stack as a PY_STACK payload in out (at most
+ * `room` words); the words used, 0 when Python stacks are off.  Inside
+ * shim_enter(); keeps errno. */
+unsigned pystack_capture(uint64_t *out, unsigned room);
+/* At pthread_create by a thread holding the GIL: the name of the
+ * threading.Thread being started (pthread_create's argument is CPython's
+ * start callback), as UTF-8 in out (not terminated); its length, 0 if
+ * this is no Thread's start.  Keeps errno. */
+unsigned pystack_thread_name(const void *start_arg, char *out, size_t size);
 
 /* ---- findings at exit (exit-check.c) ------------------------------------ */
 

@@ -23,8 +23,10 @@
  * thread trampoline) stay, since they are where the calls went.  Addresses are recorded
  * raw; giltrace symbolises them offline (tools/read/symbolize.c).
  *
+ * The Python stack of the same moment follows the native one (pystack.c).
+ *
  * What it cannot see: frames beyond code without unwind information
- * (hand-written assembly, JIT code), and the Python-level stack.
+ * (hand-written assembly, JIT code).
  */
 #include <execinfo.h>
 #include <link.h>
@@ -90,5 +92,7 @@ void stack_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_
 		i++;
 	for (; i < n && kept < shim_options.stack_depth; i++)
 		frames[kept++] = (uint64_t)(uintptr_t)raw[i];
-	recorder_emit_with_stack_at(type, arg, payload, frames, kept, now);
+	uint64_t py[GTR_PY_STACK_MAX_WORDS];
+	unsigned py_words = pystack_capture(py, GTR_PY_STACK_MAX_WORDS);
+	recorder_emit_with_stack_at(type, arg, payload, frames, kept, py, py_words, now);
 }

@@ -18,7 +18,8 @@
  * also records which object the thread loaded (MODULE_LOAD: the import
  * that turned a free-threaded build's GIL on).  A thread created by one
  * that holds a subinterpreter's GIL carries that interpreter to its start
- * event (gh-59956, wrap-capi.c).  Each thread
+ * event (gh-59956, wrap-capi.c), and a threading.Thread its Python name
+ * (pystack.c).  Each thread
  * started while tracing gets an alternate signal stack for the crash
  * handler at its start and gives it back at its end (crash.c).  A thread
  * that ends or parks owning PyThread locks gets one LOCK_HELD event per
@@ -47,6 +48,8 @@ struct thread_start {
 	void *arg;
 	int32_t parent_tid;
 	uintptr_t creator_interp, main_interp; /* a subinterpreter's thread */
+	unsigned py_name_len;      /* threading.Thread.name, 0 none (pystack.c) */
+	uint64_t py_name[GTR_PY_NAME_MAX / 8];
 };
 
 /* A thread's end (exit or park), with a stack when it may explain a
@@ -82,6 +85,8 @@ static void *thread_trampoline(void *p)
 			recorder_emit(GTR_EV_THREAD_INTERP, GTR_INTERP_OF_CREATOR, interps);
 			shim_self.creator_interp = start.creator_interp;
 		}
+		if (start.py_name_len)
+			recorder_emit(GTR_EV_THREAD_PYNAME, (start.py_name_len + 7u) / 8u, start.py_name);
 		shim_leave();
 	}
 	void *result = start.start_routine(start.arg);
@@ -110,6 +115,10 @@ SHIM_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr, vo
 	if (!shim_self.gil_held || !capi_current_interp(&start->creator_interp, &start->main_interp) ||
 	    start->creator_interp == start->main_interp)
 		start->creator_interp = 0;
+	/* threading.Thread.start(): the Thread's name, while its creator
+	 * holds the GIL and the Thread cannot change */
+	memset(start->py_name, 0, sizeof start->py_name);
+	start->py_name_len = shim_self.gil_held ? pystack_thread_name(arg, (char *)start->py_name, sizeof start->py_name) : 0;
 	errno = saved_errno;
 	int rc = shim_real.create(thread, attr, thread_trampoline, start);
 	if (rc != 0) {

@@ -216,6 +216,49 @@ static PyObject *wake_native_waiter_and_wait(PyObject *Py_UNUSED(self), PyObject
 }
 
 /*
+ * The same unsafe exit from a Python thread (named_thread_exit.py): a
+ * threading.Thread's Python code calls exit_thread_holding_gil(), which
+ * ends the thread with pthread_exit() while it holds the GIL, its Python
+ * frames alive above this C function.  The main thread, without the GIL,
+ * waits for the thread to be gone (its /proc task entry), writes "exited"
+ * and calls _exit(0): it never asks for the GIL again.
+ */
+static pid_t exiting_tid;
+static int main_released;
+
+static PyObject *exit_thread_holding_gil(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+	/* first let the main thread give the GIL up for good, else it may
+	 * still want it back (Thread.start() waits for this thread) */
+	PyThreadState *ts = PyEval_SaveThread();
+
+	while (!__atomic_load_n(&main_released, __ATOMIC_ACQUIRE))
+		sleep_seconds(0.01);
+	PyEval_RestoreThread(ts);
+	__atomic_store_n(&exiting_tid, (pid_t)gettid(), __ATOMIC_RELEASE);
+	pthread_exit(NULL);
+}
+
+static PyObject *wait_for_thread_exit_then_exit(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+	static const char exited[] = "exited\n";
+	char task[64];
+	pid_t tid;
+	int i;
+
+	(void)PyEval_SaveThread();	/* never restored: the thread takes the GIL along */
+	__atomic_store_n(&main_released, 1, __ATOMIC_RELEASE);
+	while (!(tid = __atomic_load_n(&exiting_tid, __ATOMIC_ACQUIRE)))
+		sleep_seconds(0.01);
+	snprintf(task, sizeof(task), "/proc/self/task/%d", (int)tid);
+	for (i = 0; i < 1000 && access(task, F_OK) == 0; i++)
+		sleep_seconds(0.01);
+	if (write(STDOUT_FILENO, exited, sizeof(exited) - 1) != sizeof(exited) - 1)
+		_exit(1);
+	_exit(0);
+}
+
+/*
  * ---- (c) use_after_delete -------------------------------------------
  *
  * A native thread deletes its own thread state, then hands the freed
@@ -479,6 +522,10 @@ static PyMethodDef gtscenario_methods[] = {
 	  "once woken, and with keep never releases the GIL." },
 	{ "wake_native_waiter_and_wait", wake_native_waiter_and_wait, METH_VARARGS,
 	  "wake_native_waiter_and_wait(seconds): wake it, then sleep without the GIL." },
+	{ "exit_thread_holding_gil", exit_thread_holding_gil, METH_NOARGS,
+	  "exit_thread_holding_gil(): end the calling thread with pthread_exit(), GIL held." },
+	{ "wait_for_thread_exit_then_exit", wait_for_thread_exit_then_exit, METH_NOARGS,
+	  "wait_for_thread_exit_then_exit(): release the GIL for good, wait for that thread, _exit(0)." },
 	{ "use_after_delete", use_after_delete, METH_NOARGS,
 	  "Run a native thread that restores its thread state after deleting it." },
 	{ "exit_holding_gil", exit_holding_gil, METH_NOARGS,

@@ -23,6 +23,8 @@ __attribute__((format(printf, 2, 3))) static void model_error(struct model *m, c
 const char *model_thread_name(const struct model *m, int thread)
 {
 	const struct model_thread *th = &m->threads[thread];
+	if (th->info->py_name[0])
+		return th->info->py_name; /* threading.Thread.name, whole */
 	if (th->info->name[0])
 		return th->info->name;
 	return th->is_main ? "main" : NULL;

@@ -158,6 +158,18 @@ int cmd_dump(int argc, char **argv)
 		const struct trace_stack *st = trace_stack_of(&t, e->index);
 		for (uint32_t f = 0; st && f < st->count; f++)
 			printf("%s0x%" PRIx64, f ? "," : " stack=", st->frames[f]);
+		const struct trace_py_stack *ps = trace_py_stack_of(&t, e->index);
+		if (ps) {
+			char why[160];
+			printf(" py-stack=");
+			for (uint32_t f = 0; f < ps->count; f++)
+				printf("%s%s@%s:%d", f ? "," : "", ps->frames[f].function, ps->frames[f].file,
+				       ps->frames[f].line);
+			if (*trace_py_stack_end_phrase(ps, why, sizeof why))
+				printf("%s(%s)", ps->count ? "," : "", why);
+		}
+		if (e->type == GTR_EV_THREAD_PYNAME)
+			printf(" name=%s", t.threads[e->thread].py_name);
 		putchar('\n');
 	}
 	trace_walk_end(w);

@@ -108,7 +108,8 @@ static bool frame_matches(const char *pattern, const struct frame_info *fi)
 	return matches(pattern, fi->function) || matches(pattern, fi->module) || matches(pattern, fi->file);
 }
 
-/* Whether the rule's pattern matches a frame of f's stack or its caller. */
+/* Whether the rule's pattern matches a frame of f's stack, its caller or a
+ * frame of its Python stack. */
 static bool finding_matches(const char *pattern, const struct model *m, const struct finding *f,
                             struct symbolizer *sym)
 {
@@ -124,6 +125,12 @@ static bool finding_matches(const char *pattern, const struct model *m, const st
 		if (frame_matches(pattern, &fi))
 			return true;
 	}
+	/* a Python file or function: the thread's Python frames */
+	const struct trace_py_stack *ps =
+	        f->stack_event != SIZE_MAX ? trace_py_stack_of(m->trace, f->stack_event) : NULL;
+	for (uint32_t i = 0; ps && i < ps->count; i++)
+		if (matches(pattern, ps->frames[i].function) || matches(pattern, ps->frames[i].file))
+			return true;
 	return false;
 }
 

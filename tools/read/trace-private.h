@@ -1,7 +1,7 @@
 /*
  * trace-private.h: what the reader's files share (trace.c opens a trace,
  * trace-walk.c decodes and merges its events, trace-loss.c keeps its
- * losses).  Not for the rest of tools/.
+ * losses, py-stack.c its Python stacks).  Not for the rest of tools/.
  */
 #ifndef GILTRACE_TRACE_PRIVATE_H
 #define GILTRACE_TRACE_PRIVATE_H
@@ -27,5 +27,10 @@ static inline const unsigned char *trace_chunk_events(const struct trace *t, con
 {
 	return t->map + t->header.chunk_area_offset + c->index * t->header.chunk_size + GTR_CHUNK_HEADER_SIZE;
 }
+
+/* py-stack.c: keep the Python stack of event `event` (a PY_STACK's
+ * payload words); -1 out of memory.  Frees them all at trace_close. */
+int trace_keep_py_stack(struct trace *t, size_t event, const uint64_t *words, uint32_t count);
+void trace_py_stacks_free(struct trace *t);
 
 #endif

@@ -18,13 +18,14 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* The largest record the shim writes (an event of 3 words and a stack of
- * GTR_STACK_MAX_FRAMES), plus the 2 words of slack it keeps: a chunk with
- * less room than this left may have been given up for a new one. */
-#define MAX_RECORD_BYTES (8u * (3u + 1u + GTR_STACK_MAX_FRAMES + 2u))
+/* The largest record the shim writes (an event of 3 words, a stack of
+ * GTR_STACK_MAX_FRAMES and a Python stack), plus the 2 words of slack it
+ * keeps: a chunk with less room than this left may have been given up for
+ * a new one. */
+#define MAX_RECORD_BYTES (8u * (3u + 1u + GTR_STACK_MAX_FRAMES + 1u + GTR_PY_STACK_MAX_WORDS + 2u))
 
 /* What decode_record() consumed. */
-enum record { RECORD_EVENT, RECORD_STACK, RECORD_SKIPPED, RECORD_END };
+enum record { RECORD_EVENT, RECORD_STACK, RECORD_PY_STACK, RECORD_SKIPPED, RECORD_END };
 
 struct cursor {
 	uint32_t thread;
@@ -43,6 +44,8 @@ struct cursor {
 	unsigned head;
 	const uint64_t *stack;      /* the head's stack, NULL none */
 	uint32_t stack_count;
+	const uint64_t *py_stack;   /* the head's Python stack, NULL none */
+	uint32_t py_words;
 	bool pending;               /* first walk: `loss` waits for its next entry */
 	struct trace_loss loss;
 };
@@ -206,9 +209,11 @@ static enum record decode_unusual(struct trace_walk *w, struct cursor *c, const 
 		skip_rest(c);
 		return RECORD_SKIPPED;
 	}
-	if (type == GTR_EV_STACK && (arg == 0 || arg > GTR_STACK_MAX_FRAMES)) {
-		WALK_NOTE(w, "thread %u: a stack of %u frames in chunk %llu; the rest of the chunk is skipped",
-		          t->threads[c->thread].serial, arg, chunk);
+	if ((type == GTR_EV_STACK && (arg == 0 || arg > GTR_STACK_MAX_FRAMES)) ||
+	    (type == GTR_EV_PY_STACK && arg == 0) ||
+	    (type == GTR_EV_THREAD_PYNAME && (arg == 0 || arg > GTR_PY_NAME_MAX / 8))) {
+		WALK_NOTE(w, "thread %u: a %s of %u words in chunk %llu; the rest of the chunk is skipped",
+		          t->threads[c->thread].serial, trace_event_name(type), arg, chunk);
 		skip_rest(c);
 		return RECORD_SKIPPED;
 	}
@@ -220,9 +225,11 @@ static enum record decode_unusual(struct trace_walk *w, struct cursor *c, const 
 		c->off += 8 + *words * 8;
 		return RECORD_SKIPPED;
 	}
-	if (c->chunk_last < 0 || c->chunk_last == GTR_EV_STACK) {
-		/* the writer puts a stack right after its event, in the same
-		 * chunk: any other stack is damage */
+	if (type == GTR_EV_THREAD_PYNAME)
+		return RECORD_EVENT;
+	if (c->chunk_last < 0 || c->chunk_last == GTR_EV_PY_STACK || (c->chunk_last == GTR_EV_STACK && type == GTR_EV_STACK)) {
+		/* the writer puts a stack right after its event (a Python stack
+		 * after that), in the same chunk: any other stack is damage */
 		WALK_NOTE(w, "thread %u: a stack without its event in chunk %llu; left out",
 		          t->threads[c->thread].serial, chunk);
 		c->off += 8 + *words * 8;
@@ -232,8 +239,9 @@ static enum record decode_unusual(struct trace_walk *w, struct cursor *c, const 
 }
 
 /* What the first walk learns from a kept entry: the end of a loss that
- * waited for it, a thread's name. */
-static void first_walk_entry(struct trace_walk *w, struct cursor *c, const struct trace_event *e)
+ * waited for it, a thread's name (`words`: a sized event's payload). */
+static void first_walk_entry(struct trace_walk *w, struct cursor *c, const struct trace_event *e,
+                             const uint64_t *words)
 {
 	if (c->pending) {
 		c->loss.to_ns = e->ns;
@@ -245,6 +253,13 @@ static void first_walk_entry(struct trace_walk *w, struct cursor *c, const struc
 		memcpy(th->name, e->payload, 16);
 		th->name[16] = '\0';
 		trace_sanitize_string(th->name);
+	}
+	if (e->type == GTR_EV_THREAD_PYNAME) {
+		struct trace_thread *th = &w->t->threads[c->thread];
+		size_t len = (size_t)e->arg * 8;
+		memcpy(th->py_name, words, len);
+		th->py_name[len] = '\0';
+		trace_sanitize_string(th->py_name);
 	}
 }
 
@@ -269,13 +284,14 @@ static enum record decode_record(struct trace_walk *w, struct cursor *c, struct 
 	unsigned type = gtr_event_word_type(word);
 	unsigned arg = gtr_event_word_arg(word);
 	unsigned words;
-	if (__builtin_expect(type - 1u < GTR_EV_COUNT - 1u && type != GTR_EV_STACK && type != GTR_EV_CLOCK, 1)) {
+	if (__builtin_expect(type - 1u < GTR_EV_COUNT - 1u && !gtr_event_is_sized_by_arg(type) && type != GTR_EV_CLOCK,
+	                     1)) {
 		words = gtr_event_payload_words[type];
 		if (c->off + 8 + words * 8 > c->used)
 			return cut_short(w, c);
 	} else {
 		enum record r = decode_unusual(w, c, rec, type, arg, &words);
-		if (r != RECORD_STACK)
+		if (r != RECORD_STACK && r != RECORD_EVENT)
 			return r;
 	}
 	uint64_t clock = c->prev + ((gtr_event_word_clock(word) - c->prev) & GTR_CLOCK_MASK);
@@ -293,7 +309,7 @@ static enum record decode_record(struct trace_walk *w, struct cursor *c, struct 
 	e->type = (uint8_t)type;
 	e->arg = (uint8_t)arg;
 	e->payload[0] = e->payload[1] = 0;
-	if (type == GTR_EV_STACK) {
+	if (gtr_event_is_sized_by_arg(type)) {
 		*frames = (const uint64_t *)(const void *)(rec + 8); /* 8-aligned: check_header */
 	} else {
 		/* at most two words (trace-format.h): fixed-size copies */
@@ -306,8 +322,8 @@ static enum record decode_record(struct trace_walk *w, struct cursor *c, struct 
 	c->chunk_last = c->last_type = (int)type;
 	c->last_ns = e->ns;
 	if (w->first)
-		first_walk_entry(w, c, e);
-	return type == GTR_EV_STACK ? RECORD_STACK : RECORD_EVENT;
+		first_walk_entry(w, c, e, *frames);
+	return type == GTR_EV_STACK ? RECORD_STACK : type == GTR_EV_PY_STACK ? RECORD_PY_STACK : RECORD_EVENT;
 }
 
 static void orphan_stack(struct trace_walk *w)
@@ -316,8 +332,15 @@ static void orphan_stack(struct trace_walk *w)
 		w->t->stacks_orphaned++; /* its event was cut (a corrupt chunk) */
 }
 
-/* Decode the cursor's next event into its head, with the stack that
- * follows it; false when the thread has no more. */
+/* Whether the cursor's next record, in its chunk, is of `type`. */
+static bool next_is(const struct cursor *c, unsigned type)
+{
+	uint64_t word;
+	return c->off + 8 <= c->used && (memcpy(&word, c->p + c->off, 8), gtr_event_word_type(word) == type);
+}
+
+/* Decode the cursor's next event into its head, with the stacks that
+ * follow it; false when the thread has no more. */
 static bool advance(struct trace_walk *w, struct cursor *c)
 {
 	struct trace_event e;
@@ -331,17 +354,25 @@ static bool advance(struct trace_walk *w, struct cursor *c)
 		}
 		if (r == RECORD_EVENT)
 			break;
-		if (r == RECORD_STACK)
+		if (r == RECORD_STACK || r == RECORD_PY_STACK)
 			orphan_stack(w); /* not right after its event */
 	}
-	c->stack = NULL;
-	uint64_t word;
-	if (c->off + 8 <= c->used && (memcpy(&word, c->p + c->off, 8), gtr_event_word_type(word) == GTR_EV_STACK)) {
+	c->stack = c->py_stack = NULL;
+	if (next_is(c, GTR_EV_STACK)) {
 		enum record r = decode_record(w, c, &e, &frames);
 		if (r == RECORD_STACK && e.clock == c->ev[c->head].clock) {
 			c->stack = frames;
 			c->stack_count = e.arg;
 		} else if (r == RECORD_STACK) {
+			orphan_stack(w);
+		}
+	}
+	if (next_is(c, GTR_EV_PY_STACK)) {
+		enum record r = decode_record(w, c, &e, &frames);
+		if (r == RECORD_PY_STACK && e.clock == c->ev[c->head].clock) {
+			c->py_stack = frames;
+			c->py_words = e.arg;
+		} else if (r == RECORD_PY_STACK) {
 			orphan_stack(w);
 		}
 	}
@@ -407,8 +438,9 @@ struct trace_walk *trace_walk_begin(struct trace *t)
 		for (size_t i = 0; i < k; i++) {
 			t->threads[i].loss_count = 0;
 			t->threads[i].events_lost = false;
-			t->threads[i].name[0] = '\0';
+			t->threads[i].name[0] = t->threads[i].py_name[0] = '\0';
 		}
+		trace_py_stacks_free(t);
 		t->loss_count = t->loss_gaps.count = t->loss_all.count = 0;
 		t->chunks_lost = 0;
 		t->stack_count = t->stacks_orphaned = 0;
@@ -496,6 +528,8 @@ const struct trace_event *trace_walk_next(struct trace_walk *w)
 	c->ev[c->head].index = w->next_index;
 	if (w->first && c->stack)
 		keep_stack(w, c);
+	if (w->first && c->py_stack && trace_keep_py_stack(w->t, w->next_index, c->py_stack, c->py_words) != 0)
+		w->oom = true;
 	w->next_index++;
 	if (advance(w, c))
 		w->heap[0].clock = c->ev[c->head].clock;

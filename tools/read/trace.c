@@ -60,6 +60,8 @@ static const char *const event_names[GTR_EV_COUNT] = {
 	[GTR_EV_BLOCK_BEGIN] = "block-begin",
 	[GTR_EV_BLOCK_END] = "block-end",
 	[GTR_EV_TEST_MARK] = "test-mark",
+	[GTR_EV_PY_STACK] = "py-stack",
+	[GTR_EV_THREAD_PYNAME] = "thread-pyname",
 };
 
 const char *trace_capi_name(unsigned fn)
@@ -694,6 +696,7 @@ void trace_close(struct trace *t)
 		free(t->labels[i].text);
 	free(t->labels);
 	free(t->stacks);
+	trace_py_stacks_free(t);
 	free(t->losses);
 	free(t->loss_gaps.items);
 	free(t->loss_all.items);

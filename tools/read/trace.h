@@ -54,6 +54,8 @@ struct trace_thread {
 	int32_t tid;
 	uint64_t pthread_id;
 	char name[17];              /* from THREAD_NAME, or "" */
+	char py_name[GTR_PY_NAME_MAX + 1]; /* threading.Thread.name (THREAD_PYNAME,
+	                               the last one), or "" */
 	bool events_lost;           /* ring mode dropped this thread's oldest events,
 	                               or it has another loss (trace.losses) */
 	struct trace_loss *losses;  /* its own, in time order (a union already) */
@@ -113,6 +115,22 @@ struct trace_stack {
 	uint32_t count;
 };
 
+/* A Python frame of a PY_STACK (tools/read/py-stack.c). */
+struct trace_py_frame {
+	int line;                   /* -1 unknown */
+	unsigned flags;             /* enum gtr_py_frame_flag */
+	char *function, *file;      /* sanitised; "" when the code was unreadable */
+};
+
+/* The Python stack recorded with an event, as read (innermost first). */
+struct trace_py_stack {
+	size_t event;               /* the event's index in the walk's order */
+	unsigned end;               /* enum gtr_py_stack_end, 0 if damaged */
+	int err;                    /* GTR_PY_STACK_UNREADABLE: the read's errno */
+	struct trace_py_frame *frames;
+	uint32_t count;
+};
+
 /* A chunk of events, as trace_open() found it. */
 struct trace_chunk {
 	uint64_t index;             /* its place in the chunk area */
@@ -147,6 +165,8 @@ struct trace {
 	struct trace_stack *stacks;
 	size_t stack_count, stack_cap;
 	size_t stacks_orphaned;     /* whose events were cut (a corrupt chunk) */
+	struct trace_py_stack *py_stacks; /* in event order (the first walk) */
+	size_t py_stack_count, py_stack_cap;
 
 	/* How complete the evidence is.  `truncated` (kept for the views that
 	 * say "the process did not exit normally") is not_closed or
@@ -289,6 +309,10 @@ const char *trace_si_code_name(unsigned sig, int code, char *buf, size_t size);
 const char *trace_crash_disposition_name(unsigned disposition);
 /* The stack recorded with the event of that index, or NULL. */
 const struct trace_stack *trace_stack_of(const struct trace *t, size_t event);
+/* The Python stack recorded with the event of that index, or NULL. */
+const struct trace_py_stack *trace_py_stack_of(const struct trace *t, size_t event);
+/* Why a Python stack ends where it does, in a few words ("" complete). */
+const char *trace_py_stack_end_phrase(const struct trace_py_stack *ps, char *buf, size_t size);
 /* The loaded object that contains `address`, or NULL. */
 const struct trace_module *trace_module_of(const struct trace *t, uint64_t address);
 

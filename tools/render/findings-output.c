@@ -82,6 +82,76 @@ static void print_stack(FILE *out, const struct model *m, size_t event, struct s
 	}
 }
 
+/* The Python stack recorded with an event, traceback style but innermost
+ * first (the native stack's order), and why it ends where it does. */
+static void print_py_stack(FILE *out, const struct model *m, size_t event)
+{
+	const struct trace_py_stack *ps = event != SIZE_MAX ? trace_py_stack_of(m->trace, event) : NULL;
+	char why[160];
+	if (!ps)
+		return;
+	trace_py_stack_end_phrase(ps, why, sizeof why);
+	if (!ps->count) {
+		/* none because it could not be read, not because the thread ran
+		 * no Python code (a native thread, or a C-only moment) */
+		if (ps->end == GTR_PY_STACK_UNREADABLE || ps->end == GTR_PY_STACK_BAD_FRAME ||
+		    ps->end == GTR_PY_STACK_NO_LAYOUT || !ps->end)
+			fprintf(out, "    Python stack: %s\n", why);
+		return;
+	}
+	fprintf(out, "    Python stack (innermost first):\n");
+	for (uint32_t i = 0; i < ps->count; i++) {
+		const struct trace_py_frame *pf = &ps->frames[i];
+		if (pf->flags & GTR_PY_FRAME_CODE_UNREADABLE) {
+			fprintf(out, "      a frame whose code could not be read\n");
+			continue;
+		}
+		fprintf(out, "      File \"%s%s\", line ", pf->flags & GTR_PY_FRAME_FILE_CUT ? "..." : "", pf->file);
+		if (pf->line >= 0)
+			fprintf(out, "%d", pf->line);
+		else
+			fprintf(out, "?");
+		fprintf(out, ", in %s%s\n", pf->function, pf->flags & GTR_PY_FRAME_FUNCTION_CUT ? "..." : "");
+	}
+	if (why[0])
+		fprintf(out, "      (%s)\n", why);
+}
+
+/* "in Python: poll() at app.py:12, which called PyGILState_Ensure() from
+ * ext.so (ext_poll ext.c:88)": the finding's event in a Python
+ * developer's terms, then the Python stack.  Whether it had frames. */
+static bool print_py_summary(FILE *out, const struct model *m, const struct finding *f, struct symbolizer *sym)
+{
+	const struct trace_py_stack *ps =
+	        f->stack_event != SIZE_MAX ? trace_py_stack_of(m->trace, f->stack_event) : NULL;
+	const struct trace_stack *st = f->stack_event != SIZE_MAX ? trace_stack_of(m->trace, f->stack_event) : NULL;
+	if (!ps)
+		return false;
+	const struct trace_py_frame *pf = &ps->frames[0];
+	if (ps->count && !(pf->flags & GTR_PY_FRAME_CODE_UNREADABLE)) {
+		const char *base = strrchr(pf->file, '/');
+		fprintf(out, "    in Python: %s() at %s:", pf->function, base ? base + 1 : pf->file);
+		if (pf->line >= 0)
+			fprintf(out, "%d", pf->line);
+		else
+			fprintf(out, "?");
+		struct frame_info fi = { 0 };
+		if (st && st->count)
+			stack_frame(st, 0, sym, &fi);
+		if (f->capi)
+			fprintf(out, ", which called %s()", trace_capi_name(f->capi));
+		else if (fi.function)
+			fprintf(out, ", which called %s()", fi.function);
+		if (fi.module && fi.file)
+			fprintf(out, " from %s (%s:%d)", fi.module, fi.file, fi.line);
+		else if (fi.module)
+			fprintf(out, " from %s", fi.module);
+		fputc('\n', out);
+	}
+	print_py_stack(out, m, f->stack_event);
+	return ps->count > 0;
+}
+
 bool finding_where(const struct model *m, const struct finding *f, struct symbolizer *sym, struct frame_info *fi)
 {
 	const struct trace_stack *st = f->stack_event != SIZE_MAX ? trace_stack_of(m->trace, f->stack_event) : NULL;
@@ -184,12 +254,15 @@ void finding_print_text(FILE *out, const struct model *m, const struct finding *
 		fprintf(out, "    %s%s%s\n", test_when_words[when], test->id ? test->id : name,
 		        when == MODEL_TEST_DURING ? "" : when == MODEL_TEST_BETWEEN ? " ended, before the next one began" : ")");
 	}
+	bool python = print_py_summary(out, m, f, sym);
 	if (f->capi && gtr_capi_subject_is_tstate(f->capi))
 		fprintf(out, "    C-API call: %s(0x%" PRIx64 ") from %s\n", trace_capi_name(f->capi), f->tstate,
 		        caller_label(m, f->caller, c, sizeof c));
 	else if (f->capi)
 		fprintf(out, "    C-API call: %s() from %s\n", trace_capi_name(f->capi),
 		        caller_label(m, f->caller, c, sizeof c));
+	else if (python && f->stack_event != SIZE_MAX && trace_stack_of(m->trace, f->stack_event))
+		fprintf(out, "    native stack (innermost first):\n");
 	print_stack(out, m, f->stack_event, sym);
 	if (f->tstate && f->freed) {
 		fprintf(out, "    thread state 0x%" PRIx64 " was freed by %s at +%s, %s%s\n", f->tstate,
@@ -197,6 +270,7 @@ void finding_print_text(FILE *out, const struct model *m, const struct finding *
 		        format_duration(d, sizeof d, f->freed_ns),
 		        relative_to_finalization(f, f->freed_ns, b, sizeof b),
 		        f->freed_event != SIZE_MAX && trace_stack_of(m->trace, f->freed_event) ? ":" : "");
+		print_py_stack(out, m, f->freed_event);
 		print_stack(out, m, f->freed_event, sym);
 	} else if (f->tstate) {
 		fprintf(out, "    thread state 0x%" PRIx64 " (not freed)\n", f->tstate);
@@ -274,6 +348,43 @@ static void json_stack(struct json *j, const char *key, const struct model *m, s
 		json_frame(j, &fi);
 	}
 	json_array_end(j);
+}
+
+/* A Python stack as {"end", "error", "frames": [{function, file, line}]},
+ * null when none was recorded. */
+static void json_py_stack(struct json *j, const char *key, const struct model *m, size_t event)
+{
+	const struct trace_py_stack *ps = event != SIZE_MAX ? trace_py_stack_of(m->trace, event) : NULL;
+	static const char *const ends[] = {
+		[GTR_PY_STACK_COMPLETE] = "complete",     [GTR_PY_STACK_DEPTH] = "depth",
+		[GTR_PY_STACK_ROOM] = "room",             [GTR_PY_STACK_UNREADABLE] = "unreadable",
+		[GTR_PY_STACK_NO_THREAD_STATE] = "no-thread-state", [GTR_PY_STACK_NO_LAYOUT] = "no-layout",
+		[GTR_PY_STACK_BAD_FRAME] = "bad-frame",
+	};
+	char why[160];
+	if (!ps) {
+		json_null(j, key);
+		return;
+	}
+	json_object_begin(j, key);
+	json_string(j, "end", ps->end && ps->end <= GTR_PY_STACK_BAD_FRAME ? ends[ps->end] : "damaged");
+	trace_py_stack_end_phrase(ps, why, sizeof why);
+	json_string(j, "detail", why[0] ? why : NULL);
+	json_array_begin(j, "frames");
+	for (uint32_t i = 0; i < ps->count; i++) {
+		const struct trace_py_frame *pf = &ps->frames[i];
+		bool unreadable = pf->flags & GTR_PY_FRAME_CODE_UNREADABLE;
+		json_object_begin(j, NULL);
+		json_string(j, "function", unreadable ? NULL : pf->function);
+		json_string(j, "file", unreadable ? NULL : pf->file);
+		if (pf->line >= 0)
+			json_i64(j, "line", pf->line);
+		else
+			json_null(j, "line");
+		json_object_end(j);
+	}
+	json_array_end(j);
+	json_object_end(j);
 }
 
 /* exit-hang: "snapshot"
@@ -377,6 +488,7 @@ void findings_json(struct json *j, const char *key, const struct model *m, const
 			json_null(j, "call");
 		}
 		json_stack(j, "stack", m, f->stack_event, sym);
+		json_py_stack(j, "py_stack", m, f->stack_event);
 		if (f->tstate) {
 			json_object_begin(j, "tstate");
 			snprintf(buf, sizeof buf, "0x%" PRIx64, f->tstate);
@@ -390,6 +502,7 @@ void findings_json(struct json *j, const char *key, const struct model *m, const
 				else
 					json_null(j, "freed_since_finalization_ns");
 				json_stack(j, "freed_stack", m, f->freed_event, sym);
+				json_py_stack(j, "freed_py_stack", m, f->freed_event);
 			}
 			json_object_end(j);
 		} else {
