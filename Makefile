@@ -74,6 +74,13 @@ $(BUILD)/san/test-model: tests/unit/test-model.c tests/unit/fake-trace.h $(TOOLS
 	@echo "  CC/LD   $@ (asan, ubsan)"
 	$(Q)$(CC) $(SAN_CFLAGS) -o $@ tests/unit/test-model.c $(TOOLS_LIB_SRC) $(TOOLS_LIBS)
 
+# The shim's line-table decoder, fed by tests/test_pyline.py with each
+# interpreter's own answers (tests/support/pyline_cases.py), and fuzzed.
+$(BUILD)/san/test-pyline: tests/unit/test-pyline.c shim/pyline.c shim/pyline.h | $(BUILD)
+	@mkdir -p $(dir $@)
+	@echo "  CC/LD   $@ (asan, ubsan)"
+	$(Q)$(CC) $(SAN_CFLAGS) -Ishim -o $@ tests/unit/test-pyline.c shim/pyline.c
+
 $(BUILD)/san/test-detect: tests/unit/test-detect.c tests/unit/fake-trace.h $(TOOLS_LIB_SRC) $(TOOLS_HDR) | $(BUILD)
 	@mkdir -p $(dir $@)
 	@echo "  CC/LD   $@ (asan, ubsan)"
@@ -104,9 +111,11 @@ demo: deps all
 	$(Q)$(BUILD)/giltrace report $(BUILD)/demo.gtr
 	$(Q)$(BUILD)/giltrace timeline $(BUILD)/demo.gtr
 
-check: deps-tests pythons-for-check all $(BUILD)/san/giltrace $(BUILD)/san/test-model $(BUILD)/san/test-detect $(BUILD)/bench-mutex
+check: deps-tests pythons-for-check all $(BUILD)/san/giltrace $(BUILD)/san/test-model $(BUILD)/san/test-detect \
+		$(BUILD)/san/test-pyline $(BUILD)/bench-mutex
 	$(Q)$(BUILD)/san/test-model
 	$(Q)$(BUILD)/san/test-detect
+	$(Q)$(BUILD)/san/test-pyline --fuzz 3000
 	$(Q)$(PYTHON_FOR_TESTS) -m pytest -q -rs tests
 
 # Run the integration tests many times: for intermittent failures.

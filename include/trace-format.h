@@ -355,8 +355,9 @@ enum gtr_event_type {
 	GTR_EV_PY_STACK,              /* (minor 10) the Python stack of this
 	                                 thread's previous event, after its native
 	                                 stack (if it has one), with the same clock;
-	                                 arg: payload words (1..255); payload: a
-	                                 status word (gtr_py_stack_word), then per
+	                                 arg: payload words (2..255); payload: a
+	                                 status word (gtr_py_stack_word), the
+	                                 thread state read (0 none), then per
 	                                 frame, innermost first, a frame word
 	                                 (gtr_py_frame_word) and its function's
 	                                 name and file, their bytes back to back,
@@ -483,14 +484,27 @@ enum gtr_py_stack_end {
 	                                 loop, an object that is not code) */
 };
 
-/* The status word: how the walk ended, frames recorded, the errno of an
- * unreadable read. */
-static inline uint64_t gtr_py_stack_word(unsigned end, unsigned frames, int err)
+/* Where the walk found the thread state it read (the status word's third
+ * byte). */
+enum gtr_py_stack_source {
+	GTR_PY_SOURCE_NONE = 0,
+	GTR_PY_SOURCE_ARGUMENT = 1,   /* the C-API call's thread-state argument */
+	GTR_PY_SOURCE_ATTACHED = 2,   /* the thread's attached thread state */
+	GTR_PY_SOURCE_BOUND = 3,      /* the one bound to the thread (PyGILState) */
+	GTR_PY_SOURCE_LAST_USED = 4,  /* the last one the thread took the GIL with:
+	                                 it may have been freed since */
+};
+
+/* The status word: how the walk ended, frames recorded, the thread
+ * state's source, the errno of an unreadable read. */
+static inline uint64_t gtr_py_stack_word(unsigned end, unsigned frames, unsigned source, int err)
 {
-	return (uint64_t)(end & 0xffu) | (uint64_t)(frames & 0xffu) << 8 | (uint64_t)(uint32_t)err << 32;
+	return (uint64_t)(end & 0xffu) | (uint64_t)(frames & 0xffu) << 8 | (uint64_t)(source & 0xffu) << 16 |
+	       (uint64_t)(uint32_t)err << 32;
 }
 static inline unsigned gtr_py_stack_end(uint64_t w) { return (unsigned)(w & 0xffu); }
 static inline unsigned gtr_py_stack_frames(uint64_t w) { return (unsigned)(w >> 8 & 0xffu); }
+static inline unsigned gtr_py_stack_source(uint64_t w) { return (unsigned)(w >> 16 & 0xffu); }
 static inline int gtr_py_stack_errno(uint64_t w) { return (int)(uint32_t)(w >> 32); }
 
 /* A frame word: the line (-1 unknown), the lengths of the function's name

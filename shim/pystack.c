@@ -8,9 +8,12 @@
  * ordinary handoff) it also walks the calling thread's Python frames and
  * copies each frame's function name, file and line into the trace (the
  * code objects die with the process).  The thread's frames are found from
- * its own thread state: the attached one (PyThreadState_GetUnchecked,
- * 3.8-3.11: the GIL holder's, so only while this thread holds the GIL),
- * else the one bound to the thread (PyGILState_GetThisThreadState).  The
+ * the thread state a C-API call was handed (PyEval_RestoreThread(tstate):
+ * freed or not, those are the frames it resumes), else from its own: the
+ * attached one (PyThreadState_GetUnchecked, 3.8-3.11: the GIL holder's,
+ * so only while this thread holds the GIL), else the one bound to the
+ * thread (PyGILState_GetThisThreadState), else the last one it took the
+ * GIL with (finalization unbinds them).  The trace says which.  The
  * field offsets come from the interpreter's _Py_DebugOffsets on 3.13+ and
  * from a table per version before (cpython-layout.h); lines are computed
  * from the code's line table as PyCode_Addr2Line does (pyline.c).
@@ -185,14 +188,18 @@ static int read_str(uintptr_t addr, char *out, size_t size, bool keep_end, bool 
 
 /* ---- frames ------------------------------------------------------------------ */
 
-/* The thread state whose frames are this thread's. */
-static uintptr_t own_thread_state(void)
+/* The thread state whose frames are this thread's, and where it came
+ * from (enum gtr_py_stack_source). */
+static uintptr_t own_thread_state(unsigned *source)
 {
 	uintptr_t t = 0;
-	if (shim_python.tstate_unchecked && (shim_self.gil_held || shim_python.version_hex >= 0x030C0000))
-		t = (uintptr_t)shim_python.tstate_unchecked();
-	if (!t && this_thread_state)
-		t = (uintptr_t)this_thread_state();
+	if (shim_python.tstate_unchecked && (shim_self.gil_held || shim_python.version_hex >= 0x030C0000) &&
+	    (t = (uintptr_t)shim_python.tstate_unchecked()))
+		*source = GTR_PY_SOURCE_ATTACHED;
+	else if (this_thread_state && (t = (uintptr_t)this_thread_state()))
+		*source = GTR_PY_SOURCE_BOUND;
+	else if ((t = shim_self.known_tstate))
+		*source = GTR_PY_SOURCE_LAST_USED; /* finalization may have unbound it */
 	return t;
 }
 
@@ -261,15 +268,17 @@ static unsigned put_frame(uint64_t *out, unsigned room, int line, const char *fn
 	return words;
 }
 
-unsigned pystack_capture(uint64_t *out, unsigned room)
+unsigned pystack_capture(uint64_t *out, unsigned room, uintptr_t tstate)
 {
 	const struct py_layout *l = &py_layout;
 	unsigned depth = shim_options.py_stack_depth;
-	if (!depth || room < 1)
+	if (!depth || room < 2)
 		return 0;
 	int saved_errno = errno, err = 0;
-	unsigned used = 1, frames = 0, end = GTR_PY_STACK_COMPLETE;
-	uintptr_t tstate = l->usable ? own_thread_state() : 0;
+	unsigned used = 2, frames = 0, end = GTR_PY_STACK_COMPLETE;
+	unsigned source = tstate ? GTR_PY_SOURCE_ARGUMENT : GTR_PY_SOURCE_NONE;
+	if (!tstate && l->usable)
+		tstate = own_thread_state(&source);
 	uintptr_t f = tstate ? first_frame(tstate, &err) : 0;
 	if (!l->usable)
 		end = GTR_PY_STACK_NO_LAYOUT;
@@ -329,7 +338,8 @@ unsigned pystack_capture(uint64_t *out, unsigned room)
 		frames++;
 		f = next;
 	}
-	out[0] = gtr_py_stack_word(end, frames, end == GTR_PY_STACK_UNREADABLE ? err : 0);
+	out[0] = gtr_py_stack_word(end, frames, source, end == GTR_PY_STACK_UNREADABLE ? err : 0);
+	out[1] = tstate;
 	errno = saved_errno;
 	return used;
 }

@@ -387,9 +387,10 @@ void stack_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_
  * (sets shim_python.py_frames_readable). */
 void pystack_prepare(void);
 /* The calling thread's Python stack as a PY_STACK payload in out (at most
- * `room` words); the words used, 0 when Python stacks are off.  Inside
- * shim_enter(); keeps errno. */
-unsigned pystack_capture(uint64_t *out, unsigned room);
+ * `room` words), read from `tstate` (the thread state a C-API call was
+ * handed), else from the thread's own; the words used, 0 when Python
+ * stacks are off.  Inside shim_enter(); keeps errno. */
+unsigned pystack_capture(uint64_t *out, unsigned room, uintptr_t tstate);
 /* At pthread_create by a thread holding the GIL: the name of the
  * threading.Thread being started (pthread_create's argument is CPython's
  * start callback), as UTF-8 in out (not terminated); its length, 0 if

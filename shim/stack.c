@@ -93,6 +93,9 @@ void stack_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_
 	for (; i < n && kept < shim_options.stack_depth; i++)
 		frames[kept++] = (uint64_t)(uintptr_t)raw[i];
 	uint64_t py[GTR_PY_STACK_MAX_WORDS];
-	unsigned py_words = pystack_capture(py, GTR_PY_STACK_MAX_WORDS);
+	/* a call handed a thread state (PyEval_RestoreThread): the frames
+	 * are that thread state's, freed or not */
+	uintptr_t tstate = type == GTR_EV_CAPI_CALL && payload && gtr_capi_subject_is_tstate(arg) ? payload[0] : 0;
+	unsigned py_words = pystack_capture(py, GTR_PY_STACK_MAX_WORDS, tstate);
 	recorder_emit_with_stack_at(type, arg, payload, frames, kept, py, py_words, now);
 }

@@ -116,9 +116,11 @@ SHIM_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr, vo
 	    start->creator_interp == start->main_interp)
 		start->creator_interp = 0;
 	/* threading.Thread.start(): the Thread's name, while its creator
-	 * holds the GIL and the Thread cannot change */
+	 * holds the GIL (or, free-threaded, is attached) */
 	memset(start->py_name, 0, sizeof start->py_name);
-	start->py_name_len = shim_self.gil_held ? pystack_thread_name(arg, (char *)start->py_name, sizeof start->py_name) : 0;
+	start->py_name_len = shim_self.gil_held || shim_python.build & GTR_BUILD_FREE_THREADED
+	                             ? pystack_thread_name(arg, (char *)start->py_name, sizeof start->py_name)
+	                             : 0;
 	errno = saved_errno;
 	int rc = shim_real.create(thread, attr, thread_trampoline, start);
 	if (rc != 0) {

@@ -46,7 +46,8 @@ int trace_keep_py_stack(struct trace *t, size_t event, const uint64_t *words, ui
 		t->py_stacks = grown;
 		t->py_stack_cap = cap;
 	}
-	struct trace_py_stack ps = { .event = event, .end = gtr_py_stack_end(words[0]) };
+	struct trace_py_stack ps = { .event = event, .end = gtr_py_stack_end(words[0]),
+		                     .source = gtr_py_stack_source(words[0]) };
 	unsigned promised = gtr_py_stack_frames(words[0]);
 	if (ps.end == GTR_PY_STACK_UNREADABLE)
 		ps.err = gtr_py_stack_errno(words[0]);
@@ -54,7 +55,8 @@ int trace_keep_py_stack(struct trace *t, size_t event, const uint64_t *words, ui
 		ps.end = 0;
 	if (promised && !(ps.frames = calloc(promised, sizeof *ps.frames)))
 		return -1;
-	uint32_t at = 1;
+	ps.tstate = count > 1 ? words[1] : 0;
+	uint32_t at = 2;
 	while (ps.count < promised) {
 		if (at >= count) {
 			ps.end = 0; /* fewer frames than the status word said */

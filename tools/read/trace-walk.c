@@ -210,7 +210,7 @@ static enum record decode_unusual(struct trace_walk *w, struct cursor *c, const 
 		return RECORD_SKIPPED;
 	}
 	if ((type == GTR_EV_STACK && (arg == 0 || arg > GTR_STACK_MAX_FRAMES)) ||
-	    (type == GTR_EV_PY_STACK && arg == 0) ||
+	    (type == GTR_EV_PY_STACK && arg < 2) ||
 	    (type == GTR_EV_THREAD_PYNAME && (arg == 0 || arg > GTR_PY_NAME_MAX / 8))) {
 		WALK_NOTE(w, "thread %u: a %s of %u words in chunk %llu; the rest of the chunk is skipped",
 		          t->threads[c->thread].serial, trace_event_name(type), arg, chunk);

@@ -126,6 +126,8 @@ struct trace_py_frame {
 struct trace_py_stack {
 	size_t event;               /* the event's index in the walk's order */
 	unsigned end;               /* enum gtr_py_stack_end, 0 if damaged */
+	unsigned source;            /* enum gtr_py_stack_source */
+	uint64_t tstate;            /* the thread state read, 0 none */
 	int err;                    /* GTR_PY_STACK_UNREADABLE: the read's errno */
 	struct trace_py_frame *frames;
 	uint32_t count;

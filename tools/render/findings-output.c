@@ -82,9 +82,16 @@ static void print_stack(FILE *out, const struct model *m, size_t event, struct s
 	}
 }
 
+/* Whether a finding's Python stack was read through its thread state
+ * after that was freed: then it shows what the freed block still held. */
+static bool py_stack_from_freed(const struct finding *f, const struct trace_py_stack *ps)
+{
+	return ps && f->tstate && ps->tstate == f->tstate && f->freed && f->freed_ns <= f->ns;
+}
+
 /* The Python stack recorded with an event, traceback style but innermost
  * first (the native stack's order), and why it ends where it does. */
-static void print_py_stack(FILE *out, const struct model *m, size_t event)
+static void print_py_stack(FILE *out, const struct model *m, size_t event, bool from_freed)
 {
 	const struct trace_py_stack *ps = event != SIZE_MAX ? trace_py_stack_of(m->trace, event) : NULL;
 	char why[160];
@@ -99,7 +106,8 @@ static void print_py_stack(FILE *out, const struct model *m, size_t event)
 			fprintf(out, "    Python stack: %s\n", why);
 		return;
 	}
-	fprintf(out, "    Python stack (innermost first):\n");
+	fprintf(out, "    Python stack (innermost first%s):\n",
+	        from_freed ? "; read from the freed thread state: what it still held" : "");
 	for (uint32_t i = 0; i < ps->count; i++) {
 		const struct trace_py_frame *pf = &ps->frames[i];
 		if (pf->flags & GTR_PY_FRAME_CODE_UNREADABLE) {
@@ -135,8 +143,12 @@ static bool print_py_summary(FILE *out, const struct model *m, const struct find
 			fprintf(out, "%d", pf->line);
 		else
 			fprintf(out, "?");
+		/* the C code that made the call: the caller of the C-API
+		 * function, else the stack's first frame */
 		struct frame_info fi = { 0 };
-		if (st && st->count)
+		if (f->capi && f->caller && sym)
+			symbolizer_lookup(sym, f->caller, &fi);
+		else if (st && st->count)
 			stack_frame(st, 0, sym, &fi);
 		if (f->capi)
 			fprintf(out, ", which called %s()", trace_capi_name(f->capi));
@@ -148,7 +160,7 @@ static bool print_py_summary(FILE *out, const struct model *m, const struct find
 			fprintf(out, " from %s", fi.module);
 		fputc('\n', out);
 	}
-	print_py_stack(out, m, f->stack_event);
+	print_py_stack(out, m, f->stack_event, py_stack_from_freed(f, ps));
 	return ps->count > 0;
 }
 
@@ -270,7 +282,7 @@ void finding_print_text(FILE *out, const struct model *m, const struct finding *
 		        format_duration(d, sizeof d, f->freed_ns),
 		        relative_to_finalization(f, f->freed_ns, b, sizeof b),
 		        f->freed_event != SIZE_MAX && trace_stack_of(m->trace, f->freed_event) ? ":" : "");
-		print_py_stack(out, m, f->freed_event);
+		print_py_stack(out, m, f->freed_event, false);
 		print_stack(out, m, f->freed_event, sym);
 	} else if (f->tstate) {
 		fprintf(out, "    thread state 0x%" PRIx64 " (not freed)\n", f->tstate);
@@ -352,7 +364,8 @@ static void json_stack(struct json *j, const char *key, const struct model *m, s
 
 /* A Python stack as {"end", "error", "frames": [{function, file, line}]},
  * null when none was recorded. */
-static void json_py_stack(struct json *j, const char *key, const struct model *m, size_t event)
+static void json_py_stack(struct json *j, const char *key, const struct model *m, size_t event,
+                          const struct finding *f)
 {
 	const struct trace_py_stack *ps = event != SIZE_MAX ? trace_py_stack_of(m->trace, event) : NULL;
 	static const char *const ends[] = {
@@ -367,7 +380,17 @@ static void json_py_stack(struct json *j, const char *key, const struct model *m
 		return;
 	}
 	json_object_begin(j, key);
+	static const char *const sources[] = {
+		[GTR_PY_SOURCE_NONE] = NULL,           [GTR_PY_SOURCE_ARGUMENT] = "argument",
+		[GTR_PY_SOURCE_ATTACHED] = "attached", [GTR_PY_SOURCE_BOUND] = "bound",
+		[GTR_PY_SOURCE_LAST_USED] = "last-used",
+	};
 	json_string(j, "end", ps->end && ps->end <= GTR_PY_STACK_BAD_FRAME ? ends[ps->end] : "damaged");
+	json_string(j, "thread_state", ps->source <= GTR_PY_SOURCE_LAST_USED ? sources[ps->source] : NULL);
+	char address[32];
+	snprintf(address, sizeof address, "0x%" PRIx64, ps->tstate);
+	json_string(j, "thread_state_address", ps->tstate ? address : NULL);
+	json_bool(j, "from_freed_thread_state", f && py_stack_from_freed(f, ps));
 	trace_py_stack_end_phrase(ps, why, sizeof why);
 	json_string(j, "detail", why[0] ? why : NULL);
 	json_array_begin(j, "frames");
@@ -488,7 +511,7 @@ void findings_json(struct json *j, const char *key, const struct model *m, const
 			json_null(j, "call");
 		}
 		json_stack(j, "stack", m, f->stack_event, sym);
-		json_py_stack(j, "py_stack", m, f->stack_event);
+		json_py_stack(j, "py_stack", m, f->stack_event, f);
 		if (f->tstate) {
 			json_object_begin(j, "tstate");
 			snprintf(buf, sizeof buf, "0x%" PRIx64, f->tstate);
@@ -502,7 +525,7 @@ void findings_json(struct json *j, const char *key, const struct model *m, const
 				else
 					json_null(j, "freed_since_finalization_ns");
 				json_stack(j, "freed_stack", m, f->freed_event, sym);
-				json_py_stack(j, "freed_py_stack", m, f->freed_event);
+				json_py_stack(j, "freed_py_stack", m, f->freed_event, NULL);
 			}
 			json_object_end(j);
 		} else {
