@@ -1,5 +1,5 @@
-"""The cost of a native stack in the shim (stacks=all on a shared build's
-storm).  Prints Markdown for docs/performance.md; the reading and rendering
+"""The cost of a native stack, and of the Python stack read with it, in the
+shim (stacks=all on a shared build's storm).  Prints Markdown for docs/performance.md; the reading and rendering
 of big traces is bench/read.py.
 
 usage: /usr/bin/python3 bench/stacks.py [--reps N] [--shared-python PATH]
@@ -35,21 +35,29 @@ def main():
             print(f"\n- the cost of a native stack: not measured ({args.shared_python} is not here)")
         else:
             n = "20000"
-            base, stacked = [], []
+            base, native, python = [], [], []
             for i in range(args.reps + 2):
                 base.append(traced(args.shared_python, script, n, os.path.join(tmp, f"b{i}.gtr")))
-                stacked.append(traced(args.shared_python, script, n, os.path.join(tmp, f"s{i}.gtr"),
-                                      ":stacks=all"))
+                native.append(traced(args.shared_python, script, n, os.path.join(tmp, f"n{i}.gtr"),
+                                     ":stacks=all:py_stack_depth=0"))
+                python.append(traced(args.shared_python, script, n, os.path.join(tmp, f"s{i}.gtr"),
+                                     ":stacks=all"))
             out = subprocess.run([GILTRACE, "dump", os.path.join(tmp, "s0.gtr")], capture_output=True,
                                  text=True, check=True).stdout
             stacks = out.count(" stack=")
-            per = (statistics.median(stacked) - statistics.median(base)) * 1e9 / stacks
+            py_stacks = [line.split(" py-stack=", 1)[1] for line in out.splitlines() if " py-stack=" in line]
+            frames = sum(p.count("@") for p in py_stacks)
+            per = (statistics.median(native) - statistics.median(base)) * 1e9 / stacks
+            per_py = (statistics.median(python) - statistics.median(native)) * 1e9 / max(len(py_stacks), 1)
             print(f"\n- a native stack (backtrace(), depth up to 32) costs about {per / 1000:.1f} us: "
-                  f"{args.shared_python} storm of 4 x {n} time.sleep(0) with `stacks=all` records {stacks} "
-                  f"stacks (every PyEval_RestoreThread call; PyEval_SaveThread records only its return) and takes "
-                  f"{statistics.median(stacked):.2f} s against {statistics.median(base):.2f} s with the "
-                  f"default (median of {args.reps + 2}).")
-
+                  f"{args.shared_python} storm of 4 x {n} time.sleep(0) with `stacks=all:py_stack_depth=0` "
+                  f"records {stacks} stacks (every PyEval_RestoreThread call; PyEval_SaveThread records only "
+                  f"its return) and takes {statistics.median(native):.2f} s against "
+                  f"{statistics.median(base):.2f} s with the default (median of {args.reps + 2}).")
+            print(f"- its Python stack costs about {per_py / 1000:.1f} us more: with `stacks=all` (Python "
+                  f"stacks on, 16 frames at most) the same storm records {len(py_stacks)} Python stacks of "
+                  f"{frames / max(len(py_stacks), 1):.1f} frames on average and takes "
+                  f"{statistics.median(python):.2f} s (median of {args.reps + 2}).")
 
 if __name__ == "__main__":
     main()

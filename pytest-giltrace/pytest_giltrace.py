@@ -6,7 +6,11 @@ LD_PRELOAD (a preload must be there when the process starts), tracing into
 DIR.  In that process the plugin calls the shim's giltrace_test_mark() at
 each test's start and end (through ctypes), and after each test runs
 `giltrace check --json` on its own trace, which is written in place, for the
-error findings made during that test.
+error findings made during that test.  The processes a test starts are
+traced into DIR too and marked with the test (GILTRACE_TEST in their
+environment; a fork child inherits its parent's mark): the traces of those
+that ended are checked after each test, and their error findings fail the
+test that started them.
 """
 import ctypes
 import hashlib
@@ -86,6 +90,8 @@ class _Session:
         self.mark.restype = ctypes.c_int
         self.number = {}    # nodeid -> its number in the trace (giltrace_test_mark's)
         self.seen = set()   # findings reported already: (id, at_ns, tid)
+        self.children_checked = set()  # traces of ended child processes, read
+        self.late = []      # child findings whose test had ended: (nodeid, finding, trace)
         # the processes the tests start are traced too, quietly: their
         # status and stderr stay theirs (giltrace check DIR reads them)
         options = [o for o in os.environ.get("GILTRACE_OPTIONS", "").split(":")
@@ -112,10 +118,42 @@ class _Session:
                 found.append(f)
         return found
 
-    def text_of(self, findings):
-        return "\n".join(f"giltrace ERROR: {f['id']}: {f['title']}\n"
-                         f"    thread {(f.get('thread') or {}).get('tid', '?')} {f['what']}\n"
-                         f"    (trace {self.kept})" for f in findings)
+    def children_findings_of(self, nodeid):
+        """The error findings of the processes started during nodeid that
+        have ended, as (finding, trace); those of an earlier test's
+        processes are kept for the summary."""
+        found = []
+        for name in sorted(os.listdir(self.folder)):
+            path = os.path.join(self.folder, name)
+            if not re.fullmatch(r"\d+\.gtr", name) or path == self.trace or path in self.children_checked:
+                continue
+            proc = subprocess.run([self.giltrace, "check", "--json", path], capture_output=True, text=True)
+            try:
+                (result,) = json.loads(proc.stdout)
+            except ValueError:
+                continue
+            if result.get("truncated") and _alive(result.get("pid")):
+                continue   # still running: looked at again after the next test
+            self.children_checked.add(path)
+            for f in result.get("findings", []):
+                test = f.get("test") or {}
+                if f["severity"] != "error" or not test.get("id"):
+                    continue
+                if test["id"] == nodeid:
+                    found.append((f, path))
+                else:
+                    self.late.append((test["id"], f, path))
+        return found
+
+    def text_of(self, findings, children=()):
+        lines = [f"giltrace ERROR: {f['id']}: {f['title']}\n"
+                 f"    thread {_thread_label(f)} {f['what']}\n"
+                 f"    (trace {self.kept})" for f in findings]
+        lines += [f"giltrace ERROR: {f['id']}: {f['title']}\n"
+                  f"    in process {os.path.basename(path)[:-4]}, started by this test: thread {_thread_label(f)} "
+                  f"{f['what']}\n"
+                  f"    (trace {path})" for f, path in children]
+        return "\n".join(lines)
 
     def keep(self, nodeid):
         """The session's trace, linked as DIR/<test id>.gtr (a long id cut,
@@ -129,6 +167,21 @@ class _Session:
         return self.kept
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except (OSError, TypeError):
+        return False
+    return True
+
+
+def _thread_label(finding):
+    thread = finding.get("thread") or {}
+    if thread.get("name"):
+        return f"{thread['name']} ({thread.get('tid', '?')})"
+    return str(thread.get("tid", "?"))
+
+
 def pytest_configure(config):
     folder = os.environ.get(_UNDER_SHIM)
     if config.getoption("giltrace") is not None and folder:
@@ -140,7 +193,10 @@ def pytest_runtest_protocol(item, nextitem):
     session = getattr(item.config, "_giltrace", None)
     if session:
         session.number[item.nodeid] = session.mark(item.nodeid.encode(), 1)
+        os.environ["GILTRACE_TEST"] = item.nodeid   # for the processes it starts
     yield
+    if session:
+        os.environ.pop("GILTRACE_TEST", None)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -151,16 +207,33 @@ def pytest_runtest_makereport(item, call):
         return
     session.mark(item.nodeid.encode(), 0)
     findings = session.findings_of(item.nodeid)
-    if not findings:
+    children = session.children_findings_of(item.nodeid)
+    if not findings and not children:
         return
-    session.keep(item.nodeid)
-    text = session.text_of(findings)
+    session.kept = session.keep(item.nodeid) if findings else session.trace
+    text = session.text_of(findings, children)
     if item.config.getoption("giltrace_findings") == "warn":
         item.warn(pytest.PytestWarning(text))
         return
     report = outcome.get_result()
     report.outcome = "failed"
     report.longrepr = text
+
+
+def pytest_sessionfinish(session, exitstatus):
+    state = getattr(session.config, "_giltrace", None)
+    if not state:
+        return
+    state.children_findings_of(None)   # the processes that ended after their test
+    if state.late and session.exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    session = getattr(config, "_giltrace", None)
+    for nodeid, f, path in session.late if session else ():
+        terminalreporter.write_line(f"giltrace ERROR: {f['id']} in a process started by {nodeid}, after that "
+                                    f"test ended: thread {_thread_label(f)} {f['what']} (trace {path})", red=True)
 
 
 def pytest_report_header(config):

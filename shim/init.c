@@ -250,6 +250,7 @@ bool shim_activate(void)
 		return false;
 	}
 	__atomic_store_n(&shim_state, SHIM_ACTIVE, __ATOMIC_RELEASE);
+	test_mark_inherited();
 	crash_install();
 	got_patch_loaded_objects();
 	if (shim_options.verbose) {

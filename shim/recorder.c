@@ -526,6 +526,7 @@ static uint64_t emit(unsigned type, unsigned arg, const uint64_t *payload, uint6
 			return now;
 		if (unlikely(child_opened)) {
 			gil_model_child_trace_opened(); /* its first events, before this one */
+			test_mark_child_trace_opened();
 			if (now < t->last_clock)
 				now = t->last_clock;
 		}

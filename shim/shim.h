@@ -397,6 +397,15 @@ unsigned pystack_capture(uint64_t *out, unsigned room, uintptr_t tstate);
  * this is no Thread's start.  Keeps errno. */
 unsigned pystack_thread_name(const void *start_arg, char *out, size_t size);
 
+/* ---- test marks (test-mark.c) ------------------------------------------ */
+
+/* At activation: the test this process was started during (GILTRACE_TEST
+ * in its environment, set by the pytest plugin), marked as begun. */
+void test_mark_inherited(void);
+/* A fork child's trace was just opened: the test its parent was running,
+ * marked as begun in it.  Inside shim_enter(). */
+void test_mark_child_trace_opened(void);
+
 /* ---- findings at exit (exit-check.c) ------------------------------------ */
 
 /* Run `giltrace check` on the closed trace; its report goes to stderr or

@@ -4,7 +4,8 @@ test during which an error finding was made (here a thread state used
 after its own PyThreadState_DeleteCurrent), keeps its trace named by the
 test id, leaves the clean tests alone, and the finding that finalization
 makes after the last test is reported at the exit, attributed so, with
-exit status 1.
+exit status 1.  The processes a test starts (an exec'd python, a fork
+child) are traced and their findings fail the test that started them.
 """
 import json
 import os
@@ -52,6 +53,32 @@ def test_arms_an_exit_finding():
 '''
 
 
+CHILD_TESTS = '''\
+import os, subprocess, sys
+
+
+def test_clean():
+    pass
+
+
+def test_runs_a_faulty_python():
+    subprocess.run([sys.executable, "-c", "import gtscenario; gtscenario.use_after_delete()"], check=True)
+
+
+def test_forks_a_faulty_child():
+    pid = os.fork()
+    if pid == 0:
+        import gtscenario
+        gtscenario.use_after_delete()
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+
+
+def test_clean_after():
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+'''
+
+
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory):
     """The plugin pip-installed from the checkout into a folder of its own."""
@@ -66,9 +93,9 @@ def plugin(tmp_path_factory):
     return str(target)
 
 
-def run_session(plugin, tmp_path, *args):
+def run_session(plugin, tmp_path, *args, tests=TESTS):
     ext = scenario_build.build_extension(os.path.realpath(PYTHON), str(tmp_path / "ext"))
-    (tmp_path / "test_session.py").write_text(TESTS)
+    (tmp_path / "test_session.py").write_text(tests)
     env = dict(os.environ, PYTHONPATH=f"{plugin}:{ext}", GILTRACE=GILTRACE, GILTRACE_SHIM=SHIM)
     env.pop("LD_PRELOAD", None)
     return subprocess.run([PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args, "test_session.py"],
@@ -107,3 +134,23 @@ def test_warn_mode_and_no_option(plugin, tmp_path):
     plain = run_session(plugin, tmp_path)   # the plugin installed, not asked for: nothing traced
     assert plain.returncode == 0 and "4 passed" in plain.stdout, plain.stdout + plain.stderr
     assert "giltrace" not in plain.stdout + plain.stderr
+
+
+def test_findings_of_started_processes_fail_their_test(plugin, tmp_path):
+    proc = run_session(plugin, tmp_path, "--giltrace=traces", tests=CHILD_TESTS)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "ERROR at teardown of test_runs_a_faulty_python" in proc.stdout, out
+    assert "ERROR at teardown of test_forks_a_faulty_child" in proc.stdout, out
+    assert "4 passed, 2 errors" in proc.stdout, out
+    assert proc.stdout.count("started by this test") == 2, out
+    # each child's own trace names the test it ran in
+    by_test = {}
+    for name in os.listdir(tmp_path / "traces"):
+        result = json.loads(subprocess.run([GILTRACE, "check", "--json", str(tmp_path / "traces" / name)],
+                                           capture_output=True, text=True).stdout)[0]
+        for f in result["findings"]:
+            if f["severity"] == "error":
+                by_test.setdefault(f["test"]["id"], []).append(f["id"])
+    assert by_test == {"test_session.py::test_runs_a_faulty_python": ["freed-tstate-use"],
+                       "test_session.py::test_forks_a_faulty_child": ["freed-tstate-use"]}, by_test
