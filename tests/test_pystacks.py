@@ -35,8 +35,18 @@ def threading_run_line(threading_py):
     return next(i for i in range(start, len(lines)) if "self._target(" in lines[i]) + 1
 
 
-def test_finding_reads_in_python_terms(python, extension, tmp_path):
-    proc, trace = run_scenario(python, "named_thread_exit.py", tmp_path, extension)
+@pytest.fixture(params=INTERPRETERS + FREE_THREADED)
+def python_any(request):
+    return request.param
+
+
+def test_finding_reads_in_python_terms(python_any, build_dir, tmp_path):
+    """On every interpreter; the free-threaded one too: importing gtscenario
+    (no Py_mod_gil_not_used) turns its GIL on, and the frames come from its
+    _Py_DebugOffsets."""
+    import scenario_build
+    extension = scenario_build.build_extension(python_any, build_dir)
+    proc, trace = run_scenario(python_any, "named_thread_exit.py", tmp_path, extension)
     assert proc.returncode == 1 and proc.stdout == "exited\n", proc.stderr
     result, _ = check_json(trace)
     (f,) = of(result, "exit-holding-gil")
@@ -60,11 +70,6 @@ def test_finding_reads_in_python_terms(python, extension, tmp_path):
         assert (f"in Python: poll() at named_thread_exit.py:{frames[0]['line']}, "
                 "which called exit_thread_holding_gil() from gtscenario.") in out
         assert f'File "{script}", line {frames[1]["line"]}, in serve' in out
-
-
-@pytest.fixture(params=INTERPRETERS + FREE_THREADED)
-def python_any(request):
-    return request.param
 
 
 def test_thread_names_in_every_view(python_any, tmp_path):
