@@ -87,6 +87,17 @@ __attribute__((unused)) static void fake_stack(struct gtr_chunk_header *c, uint6
 	c->used += 8 * (1 + n);
 }
 
+/* A record of `type` whose payload words are given (a sized one: its arg
+ * is the count). */
+__attribute__((unused)) static void fake_words(struct gtr_chunk_header *c, unsigned type, uint64_t clock,
+                                               const uint64_t *words, unsigned n)
+{
+	uint64_t *p = (uint64_t *)((char *)c + GTR_CHUNK_HEADER_SIZE + c->used);
+	p[0] = gtr_event_word(type, n, clock);
+	memcpy(p + 1, words, n * sizeof *words);
+	c->used += 8 * (1 + n);
+}
+
 __attribute__((unused)) static const char *fake_write(struct fake *f, size_t size)
 {
 	static char path[64];

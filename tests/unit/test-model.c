@@ -545,6 +545,52 @@ static int test_bad_stacks(void)
 	return ok;
 }
 
+/* Python stacks (PY_STACK) follow the native stack of their event, or the
+ * event itself; a thread's Python name (THREAD_PYNAME) names it.  A frame
+ * whose lengths run past the payload ends its stack as damaged, never a
+ * read beyond it. */
+static int test_python_stacks_and_names(void)
+{
+	int ok = 1;
+	struct fake f;
+	fake_init(&f, GTR_FLAG_CLOSED);
+	const uint64_t frames[2] = { 0x401000, 0x402000 };
+	/* "poll" in "/a.py" line 12 (9 bytes of names: two words), then
+	 * "run" in "/t.py" line 7 (8 bytes: one word) */
+	uint64_t py_ok[7] = { gtr_py_stack_word(GTR_PY_STACK_COMPLETE, 2, GTR_PY_SOURCE_ATTACHED, 0), 0xaaa,
+		              gtr_py_frame_word(12, 4, 5, 0), 0, 0,
+		              gtr_py_frame_word(7, 3, 5, GTR_PY_FRAME_QUALIFIED), 0 };
+	memcpy(&py_ok[3], "poll/a.py", 9);
+	memcpy(&py_ok[6], "run/t.py", 8);
+	uint64_t bad[4] = { gtr_py_stack_word(GTR_PY_STACK_COMPLETE, 2, 0, 0), 0, gtr_py_frame_word(1, 4000, 4000, 0), 0 };
+	uint64_t name[3] = { 0 };
+	memcpy(name, "worker-\xc3\xa9-1", 11);
+	struct gtr_chunk_header *a = fake_chunk(&f, 1, 100, 0, 1000);
+	fake_event(a, GTR_EV_GIL_ACQUIRE, 0, 1000, 0xaaa, 1);
+	fake_words(a, GTR_EV_THREAD_PYNAME, 1100, name, 2);
+	fake_event(a, GTR_EV_CAPI_CALL, GTR_CAPI_PyGILState_Ensure, 1500, 0, 0x401000);
+	fake_stack(a, 1500, frames, 2);
+	fake_words(a, GTR_EV_PY_STACK, 1500, py_ok, 7);
+	fake_event(a, GTR_EV_TSTATE_FREE, 0, 1600, 0xbbb, 0);
+	fake_words(a, GTR_EV_PY_STACK, 1600, bad, 4); /* no native stack; lengths past the end */
+	fake_event(a, GTR_EV_GIL_RELEASE, 0, 1700, 0, 0);
+	struct trace t;
+	char err[256];
+	CHECK(open_walked(&t, fake_write(&f, 0), err, sizeof err) == 0);
+	CHECK(t.event_count == 5 && t.stack_count == 1 && t.py_stack_count == 2 && t.note_count == 0);
+	CHECK(strcmp(t.threads[0].py_name, "worker-\xc3\xa9-1") == 0);
+	const struct trace_py_stack *ps = trace_py_stack_of(&t, 2);
+	CHECK(ps && ps->end == GTR_PY_STACK_COMPLETE && ps->count == 2 && ps->tstate == 0xaaa);
+	CHECK(ps && strcmp(ps->frames[0].function, "poll") == 0 && strcmp(ps->frames[0].file, "/a.py") == 0 &&
+	      ps->frames[0].line == 12);
+	CHECK(ps && strcmp(ps->frames[1].function, "run") == 0 && ps->frames[1].flags == GTR_PY_FRAME_QUALIFIED);
+	ps = trace_py_stack_of(&t, 3);
+	CHECK(ps && ps->end == 0 && ps->count == 0);
+	CHECK(!trace_py_stack_of(&t, 4));
+	trace_close(&t);
+	return ok;
+}
+
 /* A corrupt chunk whose clocks go back before its thread's previous chunk
  * is cut there: each thread's stream stays in time order. */
 static int test_chunk_going_back_in_time(void)
@@ -822,7 +868,8 @@ int main(void)
 		test_handoffs_and_holds, test_overlap_is_a_model_error, test_truncated_trace,
 		test_file_cut_short,     test_corrupt_event_keeps_earlier_ones, test_clock_wraps_past_48_bits,
 		test_ring_mode_lost_events, test_latency_percentiles, test_unusable_files,
-		test_stacks_attach_to_their_event, test_bad_stacks, test_spans_and_lanes_add_up,
+		test_stacks_attach_to_their_event, test_bad_stacks, test_python_stacks_and_names,
+		test_spans_and_lanes_add_up,
 		test_chunk_going_back_in_time, test_ring_gap_is_no_handoff, test_own_gap_hides_a_reacquisition,
 		test_release_of_a_lost_acquisition, test_out_of_space_tail, test_clock_far_past_start,
 		test_newer_event_type_is_skipped, test_latencies_past_exact,
