@@ -33,9 +33,13 @@
  * instance dictionary (one row per version, cpython-layout.h).  The child
  * records it after its start event.
  *
- * What it cannot see: a name given after the thread started (thread.name =
- * ... in run()), threads not started by threading (a C thread's
- * PyGILState_Ensure: no Thread), frames of a thread whose thread state the
+ * A name given later (thread.name = ... in run()) is seen at the thread's
+ * next Python stack that reaches Thread._bootstrap_inner, whose first
+ * local is the Thread: a new THREAD_PYNAME when the name changed.
+ *
+ * What it cannot see: a rename with no stack taken after it (or a stack
+ * cut by py_stack_depth before the thread's outermost frames), threads not
+ * started by threading (a C thread's PyGILState_Ensure: no Thread), frames of a thread whose thread state the
  * shim cannot find, and C functions between Python frames (the native
  * stack has them).
  */
@@ -65,7 +69,18 @@ static struct py_layout py_layout;
 static uintptr_t type_code, type_unicode, type_bytes, type_method;
 static void *(*this_thread_state)(void);
 
+/* The process reads go to: set by each walk (a fork child has its own). */
+static pid_t self_pid;
+
+static uintptr_t instance_attr(uintptr_t obj, const char *name, int *err);
+static int read_str(uintptr_t addr, char *out, size_t size, bool keep_end, bool *cut, int *err);
+
 /* ---- safe reads ----------------------------------------------------------- */
+
+static void reads_begin(void)
+{
+	__atomic_store_n(&self_pid, getpid(), __ATOMIC_RELAXED);
+}
 
 /* Reads len bytes at addr of this process; the bytes read (a short count
  * where the memory ends), or -1 with *err set. */
@@ -76,7 +91,7 @@ static ssize_t peek_some(uintptr_t addr, void *buf, size_t len, int *err)
 		*err = EFAULT;
 		return -1;
 	}
-	ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+	ssize_t n = process_vm_readv(__atomic_load_n(&self_pid, __ATOMIC_RELAXED), &local, 1, &remote, 1, 0);
 	if (n < 0)
 		*err = errno;
 	return n;
@@ -144,37 +159,29 @@ static size_t put_utf8(char *out, size_t at, size_t size, uint32_t cp)
 
 /* A str object's text as UTF-8 into out (not terminated); its byte count,
  * or -1 (not a compact str, or unreadable).  `keep_end`: a text longer than
- * `size` keeps its end (a file's path) and sets *cut; else its start. */
+ * `size` characters keeps its end (a file's path), else its start; *cut
+ * says so.  Two reads: the header, then the characters kept. */
 static int read_str(uintptr_t addr, char *out, size_t size, bool keep_end, bool *cut, int *err)
 {
-	/* the header and up to 4 bytes per character of `size` characters */
-	unsigned char buf[PY_STR_HEADER_MAX + 4 * GTR_PY_FILE_MAX];
 	const struct py_layout *l = &py_layout;
+	unsigned char head[PY_STR_HEADER_MAX], chars[4 * GTR_PY_FILE_MAX];
 	*cut = false;
-	if (!is_a(addr, type_unicode, err))
+	if (!peek(addr, head, l->str_compact_size, err) || word_at(head, l->ob_type) != type_unicode)
 		return -1;
-	ssize_t got = peek_some(addr, buf, sizeof buf, err);
-	if (got < (ssize_t)l->str_compact_size)
-		return -1;
-	uint64_t length = word_at(buf, l->str_length);
-	uint32_t state = u32_at(buf, l->str_state);
+	uint64_t length = word_at(head, l->str_length);
+	uint32_t state = u32_at(head, l->str_state);
 	unsigned kind = state >> PY_STR_KIND_SHIFT & 7u;
 	bool compact = state >> PY_STR_COMPACT_SHIFT & 1u, ascii = state >> PY_STR_ASCII_SHIFT & 1u;
-	if (!compact || (kind != 1 && kind != 2 && kind != 4))
+	if (!compact || (kind != 1 && kind != 2 && kind != 4) || length > (UINT64_C(1) << 40))
 		return -1;
-	unsigned data = ascii ? l->str_ascii_size : l->str_compact_size;
-	uint64_t avail = ((uint64_t)got - data) / kind;
-	uint64_t from = 0, count = length;
-	if (count > avail || count > size) {
-		*cut = true;
-		uint64_t fit = avail < size ? avail : size;
-		if (keep_end && length <= avail)
-			from = length - fit;
-		count = fit;
-	}
+	uint64_t count = length < size ? length : size, from = keep_end ? length - count : 0;
+	*cut = count < length;
+	if (count * kind > sizeof chars ||
+	    !peek(addr + (ascii ? l->str_ascii_size : l->str_compact_size) + from * kind, chars, count * kind, err))
+		return -1;
 	size_t at = 0;
-	for (uint64_t i = from; i < from + count; i++) {
-		const unsigned char *p = buf + data + i * kind;
+	for (uint64_t i = 0; i < count; i++) {
+		const unsigned char *p = chars + i * kind;
 		uint32_t cp = kind == 1 ? p[0] : kind == 2 ? (uint32_t)(p[0] | p[1] << 8) : u32_at(p, 0);
 		size_t n = put_utf8(out, at, size, cp);
 		if (!n) {
@@ -242,15 +249,62 @@ static int code_line(const unsigned char *code, int offset, int *err)
 	unsigned char buf[PY_BYTES_HEADER_MAX + PY_LINETABLE_MAX];
 	int first = (int)u32_at(code, l->code_firstlineno);
 	uintptr_t table = word_at(code, l->code_linetable);
-	if (offset < 0 || !is_a(table, type_bytes, err))
+	if (offset < 0)
 		return -1;
 	ssize_t got = peek_some(table, buf, sizeof buf, err);
-	if (got < (ssize_t)l->bytes_sval)
+	if (got < (ssize_t)l->bytes_sval || word_at(buf, l->ob_type) != type_bytes)
 		return -1;
 	uint64_t len = word_at(buf, l->bytes_size);
 	if (len > (uint64_t)got - l->bytes_sval)
 		return -1; /* longer than we read: a line we cannot know */
 	return pyline_from_table(l->linetable_format, buf + l->bytes_sval, (size_t)len, first, offset);
+}
+
+/* FNV-1a of a name: whether it changed since last recorded. */
+static uint64_t name_hash(const void *bytes, unsigned len)
+{
+	uint64_t h = UINT64_C(0xcbf29ce484222325);
+	for (unsigned i = 0; i < len; i++)
+		h = (h ^ ((const unsigned char *)bytes)[i]) * UINT64_C(0x100000001b3);
+	return h | 1; /* never 0: no name recorded */
+}
+
+void pystack_record_name(const uint64_t *name, unsigned len)
+{
+	shim_self.py_name_hash = name_hash(name, len);
+	recorder_emit(GTR_EV_THREAD_PYNAME, (len + 7u) / 8u, name);
+}
+
+/* A threading thread's outermost frames are Thread._bootstrap_inner's,
+ * whose first local is the Thread: its name now, recorded if it changed
+ * since the thread started (thread.name = ... in run()). */
+static void refresh_name(uintptr_t frame)
+{
+	uint64_t self, name[GTR_PY_NAME_MAX / 8] = { 0 };
+	int err = 0, len;
+	uintptr_t text;
+	bool cut;
+	if (py_layout.dict_kind == PY_DICT_NONE || !shim_self.py_name_hash ||
+	    !peek(frame + py_layout.frame_localsplus, &self, sizeof self, &err) ||
+	    !(text = instance_attr(self, "_name", &err)) ||
+	    (len = read_str(text, (char *)name, sizeof name, false, &cut, &err)) <= 0 ||
+	    name_hash(name, (unsigned)len) == shim_self.py_name_hash)
+		return;
+	pystack_record_name(name, (unsigned)len);
+}
+
+static bool ends_with(const char *s, int len, const char *end)
+{
+	int n = (int)strlen(end);
+	return len >= n && memcmp(s + len - n, end, (size_t)n) == 0;
+}
+
+/* Whether a frame is threading's Thread._bootstrap_inner (a qualified
+ * name on 3.11+). */
+static bool is_bootstrap_inner(const char *fn, int fn_len, const char *file, int file_len)
+{
+	return (fn_len == 16 || ends_with(fn, fn_len, "._bootstrap_inner")) && ends_with(fn, fn_len, "_bootstrap_inner") &&
+	       ends_with(file, file_len, "/threading.py");
 }
 
 /* A frame into the payload: its frame word and the names.  Returns the
@@ -275,8 +329,9 @@ unsigned pystack_capture(uint64_t *out, unsigned room, uintptr_t tstate)
 	if (!depth || room < 2)
 		return 0;
 	int saved_errno = errno, err = 0;
-	unsigned used = 2, frames = 0, end = GTR_PY_STACK_COMPLETE;
+	unsigned used = 2, frames = 0, steps = 0, end = GTR_PY_STACK_COMPLETE;
 	unsigned source = tstate ? GTR_PY_SOURCE_ARGUMENT : GTR_PY_SOURCE_NONE;
+	reads_begin();
 	if (!tstate && l->usable)
 		tstate = own_thread_state(&source);
 	uintptr_t f = tstate ? first_frame(tstate, &err) : 0;
@@ -293,14 +348,15 @@ unsigned pystack_capture(uint64_t *out, unsigned room, uintptr_t tstate)
 			break;
 		}
 		uintptr_t next = word_at(frame, l->frame_back), co = word_at(frame, l->frame_code);
-		if (next == f || next == prev) {
-			end = GTR_PY_STACK_BAD_FRAME;
+		if (next == f || next == prev || ++steps > 4 * depth + 16) {
+			end = GTR_PY_STACK_BAD_FRAME; /* a loop: a torn chain */
 			break;
 		}
+		/* 3.12+: the C stack's entry frames; 3.13+: f_executable need
+		 * not be code, so every frame's code is checked by its type */
 		bool shim_frame = l->frame_owner >= 0 && frame[l->frame_owner] == l->owner_cstack;
-		if (shim_frame || !is_a(co, type_code, &err)) {
-			/* 3.12+: the C stack's entry frame; 3.13+: f_executable
-			 * need not be code */
+		int code_err = 0;
+		if (shim_frame || !peek(co, code, l->code_read, &code_err) || word_at(code, l->ob_type) != type_code) {
 			f = next;
 			continue;
 		}
@@ -311,20 +367,20 @@ unsigned pystack_capture(uint64_t *out, unsigned room, uintptr_t tstate)
 		char fn[GTR_PY_FUNCTION_MAX], file[GTR_PY_FILE_MAX];
 		unsigned flags = 0;
 		bool cut;
-		int fn_len = -1, file_len = -1, line = -1;
-		if (peek(co, code, l->code_read, &err)) {
-			uintptr_t name = l->code_qualname ? word_at(code, l->code_qualname) : 0;
-			if (name && (fn_len = read_str(name, fn, sizeof fn, false, &cut, &err)) >= 0)
-				flags |= GTR_PY_FRAME_QUALIFIED;
-			else
-				fn_len = read_str(word_at(code, l->code_name), fn, sizeof fn, false, &cut, &err);
-			if (fn_len >= 0 && cut)
-				flags |= GTR_PY_FRAME_FUNCTION_CUT;
-			file_len = read_str(word_at(code, l->code_filename), file, sizeof file, true, &cut, &err);
-			if (file_len >= 0 && cut)
-				flags |= GTR_PY_FRAME_FILE_CUT;
-			line = code_line(code, frame_offset(frame, co), &err);
-		}
+		int fn_len, file_len, line;
+		uintptr_t name = l->code_qualname ? word_at(code, l->code_qualname) : 0;
+		if (name && (fn_len = read_str(name, fn, sizeof fn, false, &cut, &code_err)) >= 0)
+			flags |= GTR_PY_FRAME_QUALIFIED;
+		else
+			fn_len = read_str(word_at(code, l->code_name), fn, sizeof fn, false, &cut, &code_err);
+		if (fn_len >= 0 && cut)
+			flags |= GTR_PY_FRAME_FUNCTION_CUT;
+		file_len = read_str(word_at(code, l->code_filename), file, sizeof file, true, &cut, &code_err);
+		if (file_len >= 0 && cut)
+			flags |= GTR_PY_FRAME_FILE_CUT;
+		line = code_line(code, frame_offset(frame, co), &code_err);
+		if (fn_len > 0 && source == GTR_PY_SOURCE_ATTACHED && is_bootstrap_inner(fn, fn_len, file, file_len))
+			refresh_name(f); /* its own live frames only: not a freed one's */
 		if (fn_len < 0 || file_len < 0) {
 			flags |= GTR_PY_FRAME_CODE_UNREADABLE;
 			fn_len = file_len = 0;
@@ -470,6 +526,7 @@ unsigned pystack_thread_name(const void *start_arg, char *out, size_t size)
 	const struct py_layout *l = &py_layout;
 	int saved_errno = errno, err = 0, len = -1;
 	uint64_t boot, method, thread;
+	reads_begin();
 	uintptr_t name;
 	bool cut;
 	/* pthread_create's arg: {func, arg}; arg: the bootstate; its func:

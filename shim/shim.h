@@ -167,6 +167,7 @@ struct shim_thread {
 	uint8_t init_count;
 	const sem_t *own_sem;      /* the last semaphore it made with value 0: its
 	                              parking-lot semaphore (wrap-sem.c) */
+	uint64_t py_name_hash;     /* of the Python name last recorded (pystack.c) */
 };
 extern SHIM_TLS struct shim_thread shim_self;
 
@@ -396,6 +397,10 @@ unsigned pystack_capture(uint64_t *out, unsigned room, uintptr_t tstate);
  * start callback), as UTF-8 in out (not terminated); its length, 0 if
  * this is no Thread's start.  Keeps errno. */
 unsigned pystack_thread_name(const void *start_arg, char *out, size_t size);
+/* The calling thread's Python name (THREAD_PYNAME) as its start recorded
+ * it; remembered so that a later walk records a new one only when it
+ * changed.  Inside shim_enter(). */
+void pystack_record_name(const uint64_t *name, unsigned len);
 
 /* ---- test marks (test-mark.c) ------------------------------------------ */
 

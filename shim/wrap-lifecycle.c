@@ -86,7 +86,7 @@ static void *thread_trampoline(void *p)
 			shim_self.creator_interp = start.creator_interp;
 		}
 		if (start.py_name_len)
-			recorder_emit(GTR_EV_THREAD_PYNAME, (start.py_name_len + 7u) / 8u, start.py_name);
+			pystack_record_name(start.py_name, start.py_name_len);
 		shim_leave();
 	}
 	void *result = start.start_routine(start.arg);

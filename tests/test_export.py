@@ -13,6 +13,7 @@ import collections
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -255,8 +256,13 @@ def check_chrome_trace(doc, trace, rep=None, complete=True, viewers=True):
         tids = {t["tid"] for t in rep["threads"]}
         assert set(names) == tids
         for t in rep["threads"]:
-            # the one thread label: "name (tid)", or the tid
-            assert names[t["tid"]] == (f"{t['name']} ({t['tid']})" if t["name"] else str(t["tid"]))
+            # the one thread label: "name (tid)", or the tid; a native
+            # name the Python one does not begin with, in brackets
+            native = t["native_name"] if t["name"] and t["native_name"] and \
+                not t["name"].startswith(t["native_name"]) else None
+            expected = f"{t['name']} [{native}] ({t['tid']})" if native else \
+                f"{t['name']} ({t['tid']})" if t["name"] else str(t["tid"])
+            assert names[t["tid"]] == expected == t["label"]
         if complete:
             assert other["handoffs_without_arrow"] == 0
             assert len(flows) == rep["handoffs"]["count"]
@@ -287,9 +293,10 @@ def test_handoffs_export(python, tmp_path):
     assert rep["handoffs"]["count"] > 10  # 3 threads, forced switches every 100 us
     # nanoseconds survive: some ts has decimals
     assert any(ns(e["ts"]) % 1000 for e in events if "ts" in e)
-    # the renamed thread's name, escaped and read back
+    # the renamed thread's native name, escaped and read back, beside its
+    # Python name
     names = {e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
-    assert any(n.startswith(ESCAPED_NAME + " (") for n in names), names
+    assert any(re.match(r"Thread-\d+( \(loop\))? \[" + re.escape(ESCAPED_NAME) + r"\] \(", n) for n in names), names
     assert '\\"' in out.read_text(encoding="utf-8")
     # the end of each thread: an exit mark on its track (not the process
     # exit, which is the end of the trace)

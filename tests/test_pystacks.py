@@ -72,6 +72,16 @@ def test_finding_reads_in_python_terms(python_any, build_dir, tmp_path):
         assert f'File "{script}", line {frames[1]["line"]}, in serve' in out
 
 
+def test_a_rename_in_run_is_seen(python_any, build_dir, tmp_path):
+    import scenario_build
+    extension = scenario_build.build_extension(python_any, build_dir)
+    proc, trace = run_scenario(python_any, "named_thread_exit.py", tmp_path, extension, args=("rename",))
+    assert proc.stdout == "exited\n", proc.stderr
+    (f,) = of(check_json(trace)[0], "exit-holding-gil")
+    assert f["thread"]["name"] == "renamed-\u20ac-poller", f["thread"]
+    assert "thread renamed-\u20ac-poller (" in proc.stderr
+
+
 def test_thread_names_in_every_view(python_any, tmp_path):
     """The whole name, non-ASCII, and threading's default names, in the
     report, the timeline, the HTML page and the export."""

@@ -32,11 +32,18 @@ const char *model_thread_name(const struct model *m, int thread)
 
 const char *model_thread_label(const struct model *m, int thread, char *buf, size_t size)
 {
+	const struct trace_thread *info = m->threads[thread].info;
 	const char *name = model_thread_name(m, thread);
-	if (name)
-		snprintf(buf, size, "%s (%d)", name, m->threads[thread].info->tid);
+	/* a native name the program gave that is not CPython's copy of the
+	 * Python one (3.14 passes its first 15 bytes): both */
+	bool native_too = info->py_name[0] && info->name[0] &&
+	                  strncmp(info->py_name, info->name, strlen(info->name)) != 0;
+	if (name && native_too)
+		snprintf(buf, size, "%s [%s] (%d)", name, info->name, info->tid);
+	else if (name)
+		snprintf(buf, size, "%s (%d)", name, info->tid);
 	else
-		snprintf(buf, size, "%d", m->threads[thread].info->tid);
+		snprintf(buf, size, "%d", info->tid);
 	return buf;
 }
 

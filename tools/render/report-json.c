@@ -103,7 +103,10 @@ static void json_threads(struct json *j, const struct report *r)
 		json_object_begin(j, NULL);
 		json_i64(j, "tid", th->info->tid);
 		json_u64(j, "serial", th->info->serial);
+		char label[160];
 		json_string(j, "name", model_thread_name(m, thread));
+		json_string(j, "native_name", th->info->name[0] ? th->info->name : NULL);
+		json_string(j, "label", model_thread_label(m, thread, label, sizeof label));
 		json_bool(j, "main", th->is_main);
 		if (th->has_start)
 			json_i64(j, "parent_tid", th->parent_tid);
