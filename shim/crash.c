@@ -45,6 +45,9 @@
  * is recorded.  The unwinder reads the crashed thread's stack, which may
  * be garbage: a SIGSEGV or SIGBUS inside the walk jumps back out of it
  * (siglongjmp) and the crash is recorded with what was walked so far.
+ * The thread's Python stack follows, as faulthandler would print it
+ * (pystack.c: every read through process_vm_readv, no lock, no
+ * allocation).
  *
  * Each thread the shim sees start (and the activating thread) gets an
  * alternate signal stack of its own (64 KiB and a guard page), unless it
@@ -210,8 +213,11 @@ static void record_crash(int sig, const siginfo_t *info, const ucontext_t *uc, u
 	if (sig == last_sig && ip == last_ip && addr == last_addr)
 		return; /* the same fault again, after the program's handler returned */
 	uint64_t payload[2] = { gtr_crash_word(ip, info->si_code), addr };
-	uint64_t frames[GTR_STACK_MAX_FRAMES];
+	uint64_t frames[GTR_STACK_MAX_FRAMES], py[GTR_PY_STACK_MAX_WORDS];
 	unsigned n = walk_stack(ip, frames);
+	/* where the thread was in Python (faulthandler's traceback, read
+	 * through process_vm_readv: a fault-free read on this stack too) */
+	unsigned py_words = shim_options.stacks ? pystack_capture(py, GTR_PY_STACK_MAX_WORDS, 0, true) : 0;
 	/* inside the shim from here: a wrapper reached now records nothing.  An
 	 * event the interrupted shim code had not committed is overwritten. */
 	uint8_t was_in_shim = shim_self.in_shim;
@@ -219,7 +225,8 @@ static void record_crash(int sig, const siginfo_t *info, const ucontext_t *uc, u
 	/* the PyThread locks it owns, into room its chunk has (no wait, no
 	 * allocation): what another thread may be waiting for */
 	lock_table_report_held_signal_safe();
-	if (recorder_emit_crash_signal_safe(gtr_crash_arg((unsigned)sig, disposition), payload, frames, n)) {
+	if (recorder_emit_crash_signal_safe(gtr_crash_arg((unsigned)sig, disposition), payload, frames, n, py,
+	                                    py_words)) {
 		last_sig = sig;
 		last_ip = ip;
 		last_addr = addr;

@@ -322,7 +322,7 @@ static unsigned put_frame(uint64_t *out, unsigned room, int line, const char *fn
 	return words;
 }
 
-unsigned pystack_capture(uint64_t *out, unsigned room, uintptr_t tstate)
+unsigned pystack_capture(uint64_t *out, unsigned room, uintptr_t tstate, bool in_handler)
 {
 	const struct py_layout *l = &py_layout;
 	unsigned depth = shim_options.py_stack_depth;
@@ -379,7 +379,8 @@ unsigned pystack_capture(uint64_t *out, unsigned room, uintptr_t tstate)
 		if (file_len >= 0 && cut)
 			flags |= GTR_PY_FRAME_FILE_CUT;
 		line = code_line(code, frame_offset(frame, co), &code_err);
-		if (fn_len > 0 && source == GTR_PY_SOURCE_ATTACHED && is_bootstrap_inner(fn, fn_len, file, file_len))
+		if (fn_len > 0 && source == GTR_PY_SOURCE_ATTACHED && !in_handler &&
+		    is_bootstrap_inner(fn, fn_len, file, file_len))
 			refresh_name(f); /* its own live frames only: not a freed one's */
 		if (fn_len < 0 || file_len < 0) {
 			flags |= GTR_PY_FRAME_CODE_UNREADABLE;

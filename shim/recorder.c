@@ -596,19 +596,23 @@ void recorder_set_flag(uint32_t flag)
 		__atomic_or_fetch(&rec.hdr->flags, flag, __ATOMIC_RELEASE);
 }
 
-bool recorder_emit_crash_signal_safe(unsigned arg, const uint64_t *payload, const uint64_t *frames, unsigned nframes)
+bool recorder_emit_crash_signal_safe(unsigned arg, const uint64_t *payload, const uint64_t *frames, unsigned nframes,
+                                     const uint64_t *py, unsigned py_words)
 {
 	struct shim_thread *t = &shim_self;
 	uint64_t now = shim_clock_now();
 	if (nframes > GTR_STACK_MAX_FRAMES)
 		nframes = GTR_STACK_MAX_FRAMES;
-	unsigned words = 1u + gtr_event_payload_words[GTR_EV_CRASH] + (nframes ? 1u + nframes : 0);
+	if (py_words > GTR_PY_STACK_MAX_WORDS)
+		py_words = 0;
+	unsigned words = 1u + gtr_event_payload_words[GTR_EV_CRASH] + (nframes ? 1u + nframes : 0) +
+	                 (py_words ? 1u + py_words : 0);
 	if (!rec.open || rec.pid != getpid())
 		return false; /* no trace, or a vfork child's view of its parent's */
 	if ((!t->chunk || t->generation != rec.generation || t->used + (words + 2) * 8 > EVENT_AREA) &&
 	    !next_chunk_signal_safe(t, now))
 		return false;
-	emit(GTR_EV_CRASH, arg, payload, now, frames, nframes, NULL, 0);
+	emit(GTR_EV_CRASH, arg, payload, now, frames, nframes, py, py_words);
 	return true;
 }
 

@@ -239,12 +239,13 @@ bool recorder_emit_signal_safe(unsigned type, unsigned arg, const uint64_t *payl
 /* Set a flag (enum gtr_file_flag) in the open trace's header.
  * async-signal-safe. */
 void recorder_set_flag(uint32_t flag);
-/* For a crash handler (crash.c): a crash event (arg: gtr_crash_arg) and its
- * stack; a thread without room gets a chunk only if the allocation lock is
+/* For a crash handler (crash.c): a crash event (arg: gtr_crash_arg), its
+ * stack and its Python stack (py_words 0: none); a thread without room gets a chunk only if the allocation lock is
  * free and no growth is needed.  Works after the trace was closed too, in
  * the thread's own chunk.  async-signal-safe but for a trylock (recorder.c
  * says why that is safe).  False if the event was not written. */
-bool recorder_emit_crash_signal_safe(unsigned arg, const uint64_t *payload, const uint64_t *frames, unsigned nframes);
+bool recorder_emit_crash_signal_safe(unsigned arg, const uint64_t *payload, const uint64_t *frames, unsigned nframes,
+                                     const uint64_t *py, unsigned py_words);
 /* The same, stamped no earlier than `now`; returns the stamp written. */
 uint64_t recorder_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now);
 /* recorder_emit_at() followed by a stack and a Python stack (stack.c);
@@ -390,8 +391,9 @@ void pystack_prepare(void);
 /* The calling thread's Python stack as a PY_STACK payload in out (at most
  * `room` words), read from `tstate` (the thread state a C-API call was
  * handed), else from the thread's own; the words used, 0 when Python
- * stacks are off.  Inside shim_enter(); keeps errno. */
-unsigned pystack_capture(uint64_t *out, unsigned room, uintptr_t tstate);
+ * stacks are off.  Inside shim_enter(); keeps errno.  `in_handler`: from a
+ * signal handler, async-signal-safe (it records no renamed thread). */
+unsigned pystack_capture(uint64_t *out, unsigned room, uintptr_t tstate, bool in_handler);
 /* At pthread_create by a thread holding the GIL: the name of the
  * threading.Thread being started (pthread_create's argument is CPython's
  * start callback), as UTF-8 in out (not terminated); its length, 0 if

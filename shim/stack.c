@@ -96,6 +96,6 @@ void stack_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_
 	/* a call handed a thread state (PyEval_RestoreThread): the frames
 	 * are that thread state's, freed or not */
 	uintptr_t tstate = type == GTR_EV_CAPI_CALL && payload && gtr_capi_subject_is_tstate(arg) ? payload[0] : 0;
-	unsigned py_words = pystack_capture(py, GTR_PY_STACK_MAX_WORDS, tstate);
+	unsigned py_words = pystack_capture(py, GTR_PY_STACK_MAX_WORDS, tstate, false);
 	recorder_emit_with_stack_at(type, arg, payload, frames, kept, py, py_words, now);
 }

@@ -177,3 +177,21 @@ def test_clean_program_has_no_crash_event(python, tmp_path):
     assert crash_events(trace) == []
     result, status = check_json(trace)
     assert status == 0 and of(result, "crash") == [] and of(result, "crash-at-exit") == []
+
+
+def test_crash_in_python_shows_the_thread_and_its_line(python, tmp_path):
+    """As faulthandler would: the crash's Python stack, read in the handler
+    (fault-free reads), names the thread and the line that crashed."""
+    script = write_script(tmp_path, SEGV_IN_THREAD)
+    plain = untraced(python, script, tmp_path)
+    proc, trace = traced(python, script, tmp_path)
+    assert proc.returncode == plain.returncode == -11, proc.stderr
+    result, _ = check_json(trace)
+    (f,) = of(result, "crash")
+    assert f["thread"]["name"] == "crasher"
+    frames = f["py_stack"]["frames"]
+    # ctypes.string_at is Python code on every version: the crash's line is
+    # in it, and crash() at line 4 called it
+    crash = [fr for fr in frames if fr["file"] == script]
+    assert crash and crash[0]["function"] == "crash" and crash[0]["line"] == 4, frames
+    assert frames[-1]["function"].endswith("_bootstrap"), frames

@@ -314,7 +314,7 @@ def named(name):
         go.wait()
         sum(range(100000))
     return run
-ts = [threading.Thread(target=named(n)) for n in %r]
+ts = [threading.Thread(target=named(n), name=n.decode()) for n in %r]
 for t in ts: t.start()
 go.set()
 for t in ts: t.join()
@@ -322,8 +322,8 @@ for t in ts: t.join()
 
 
 def test_markup_in_names_and_paths_is_escaped(python, tmp_path):
-    """Thread names set with pthread_setname_np and a trace path full of
-    markup come out as text: no element is injected."""
+    """Thread names (Python's, and the same set with pthread_setname_np) and
+    a trace path full of markup come out as text: no element is injected."""
     script = write_script(tmp_path, NAMING_SCRIPT % (NAMES,))
     trace = tmp_path / "<b>t&'1.gtr"
     proc = subprocess.run([GILTRACE, "run", "-o", str(trace), "--", python, script], capture_output=True,

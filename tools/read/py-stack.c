@@ -97,45 +97,29 @@ void trace_py_stacks_free(struct trace *t)
 
 const struct trace_py_stack *trace_py_stack_of(const struct trace *t, size_t event)
 {
-	size_t lo = 0, hi = t->py_stack_count;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (t->py_stacks[mid].event < event)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < t->py_stack_count && t->py_stacks[lo].event == event ? &t->py_stacks[lo] : NULL;
+	_Static_assert(offsetof(struct trace_py_stack, event) == 0, "trace_first_at_event reads it first");
+	size_t i = trace_first_at_event(t->py_stacks, t->py_stack_count, sizeof *t->py_stacks, event);
+	return i < t->py_stack_count && t->py_stacks[i].event == event ? &t->py_stacks[i] : NULL;
 }
 
 const char *trace_py_stack_end_phrase(const struct trace_py_stack *ps, char *buf, size_t size)
 {
-	switch (ps->end) {
-	case GTR_PY_STACK_COMPLETE:
-		snprintf(buf, size, "%s", ps->count ? "" : "no Python frames: the thread ran no Python code then");
-		break;
-	case GTR_PY_STACK_DEPTH:
-		snprintf(buf, size, "more frames not recorded (py_stack_depth=)");
-		break;
-	case GTR_PY_STACK_ROOM:
-		snprintf(buf, size, "more frames not recorded (no room in the event)");
-		break;
-	case GTR_PY_STACK_UNREADABLE:
+	static const char *const phrases[] = {
+		[0] = "damaged in the trace",
+		[GTR_PY_STACK_COMPLETE] = "",
+		[GTR_PY_STACK_DEPTH] = "more frames not recorded (py_stack_depth=)",
+		[GTR_PY_STACK_ROOM] = "more frames not recorded (no room in the event)",
+		[GTR_PY_STACK_UNREADABLE] = "unreadable",
+		[GTR_PY_STACK_NO_THREAD_STATE] = "the thread had no thread state the shim could find",
+		[GTR_PY_STACK_NO_LAYOUT] = "not read: giltrace knows no frame layout for this interpreter",
+		[GTR_PY_STACK_BAD_FRAME] = "a frame that made no sense ended the walk (a torn frame)",
+	};
+	if (ps->end == GTR_PY_STACK_UNREADABLE)
 		snprintf(buf, size, "unreadable%s: %s (a freed or torn thread state or frame)", ps->count ? " beyond" : "",
 		         strerror(ps->err));
-		break;
-	case GTR_PY_STACK_NO_THREAD_STATE:
-		snprintf(buf, size, "the thread had no thread state the shim could find");
-		break;
-	case GTR_PY_STACK_NO_LAYOUT:
-		snprintf(buf, size, "not read: giltrace knows no frame layout for this interpreter");
-		break;
-	case GTR_PY_STACK_BAD_FRAME:
-		snprintf(buf, size, "a frame that made no sense ended the walk (a torn frame)");
-		break;
-	default:
-		snprintf(buf, size, "damaged in the trace");
-		break;
-	}
+	else if (ps->end == GTR_PY_STACK_COMPLETE && !ps->count)
+		snprintf(buf, size, "no Python frames: the thread ran no Python code then");
+	else
+		snprintf(buf, size, "%s", phrases[ps->end <= GTR_PY_STACK_BAD_FRAME ? ps->end : 0]);
 	return buf;
 }

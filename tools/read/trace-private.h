@@ -6,6 +6,8 @@
 #ifndef GILTRACE_TRACE_PRIVATE_H
 #define GILTRACE_TRACE_PRIVATE_H
 
+#include <string.h>
+
 #include "trace.h"
 
 /* A line for trace.notes (at most MAX_NOTES are kept). */
@@ -26,6 +28,23 @@ static inline uint64_t trace_clock_ns(const struct trace *t, uint64_t clock)
 static inline const unsigned char *trace_chunk_events(const struct trace *t, const struct trace_chunk *c)
 {
 	return t->map + t->header.chunk_area_offset + c->index * t->header.chunk_size + GTR_CHUNK_HEADER_SIZE;
+}
+
+/* The index of the first of `count` records (each `stride` bytes, in
+ * event order, starting with a size_t event index) whose event is not
+ * before `event`: the stacks' lookup. */
+static inline size_t trace_first_at_event(const void *records, size_t count, size_t stride, size_t event)
+{
+	size_t lo = 0, hi = count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2, at;
+		memcpy(&at, (const char *)records + mid * stride, sizeof at);
+		if (at < event)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
 }
 
 /* py-stack.c: keep the Python stack of event `event` (a PY_STACK's

@@ -358,22 +358,25 @@ static bool advance(struct trace_walk *w, struct cursor *c)
 			orphan_stack(w); /* not right after its event */
 	}
 	c->stack = c->py_stack = NULL;
-	if (next_is(c, GTR_EV_STACK)) {
+	/* its native stack, then its Python stack, each with its clock */
+	static const struct {
+		unsigned type;
+		enum record record;
+	} trailers[] = { { GTR_EV_STACK, RECORD_STACK }, { GTR_EV_PY_STACK, RECORD_PY_STACK } };
+	for (unsigned k = 0; k < 2; k++) {
+		if (!next_is(c, trailers[k].type))
+			continue;
 		enum record r = decode_record(w, c, &e, &frames);
-		if (r == RECORD_STACK && e.clock == c->ev[c->head].clock) {
+		if (r != trailers[k].record)
+			continue;
+		if (e.clock != c->ev[c->head].clock) {
+			orphan_stack(w);
+		} else if (k == 0) {
 			c->stack = frames;
 			c->stack_count = e.arg;
-		} else if (r == RECORD_STACK) {
-			orphan_stack(w);
-		}
-	}
-	if (next_is(c, GTR_EV_PY_STACK)) {
-		enum record r = decode_record(w, c, &e, &frames);
-		if (r == RECORD_PY_STACK && e.clock == c->ev[c->head].clock) {
+		} else {
 			c->py_stack = frames;
 			c->py_words = e.arg;
-		} else if (r == RECORD_PY_STACK) {
-			orphan_stack(w);
 		}
 	}
 	return true;

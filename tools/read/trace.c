@@ -159,15 +159,9 @@ const struct trace_module *trace_module_of(const struct trace *t, uint64_t addre
 
 const struct trace_stack *trace_stack_of(const struct trace *t, size_t event)
 {
-	size_t lo = 0, hi = t->stack_count;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (t->stacks[mid].event < event)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < t->stack_count && t->stacks[lo].event == event ? &t->stacks[lo] : NULL;
+	_Static_assert(offsetof(struct trace_stack, event) == 0, "trace_first_at_event reads it first");
+	size_t i = trace_first_at_event(t->stacks, t->stack_count, sizeof *t->stacks, event);
+	return i < t->stack_count && t->stacks[i].event == event ? &t->stacks[i] : NULL;
 }
 
 const char *trace_event_name(unsigned type)

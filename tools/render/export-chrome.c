@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "describe.h"
+#include "findings-output.h"
 #include "json.h"
 #include "spans.h"
 #include "trace.h"
@@ -353,6 +354,8 @@ static void write_mark(struct exporter *x, const struct mark *k, const struct fi
 		json_string(j, "severity", d->severity == SEVERITY_ERROR ? "error" : "note");
 		json_string(j, "title", d->title);
 		json_string(j, "what", f->what);
+		char where[400];
+		json_string(j, "python", finding_python_where(x->m, f, where, sizeof where));
 		json_object_end(j);
 		break;
 	}

@@ -128,21 +128,31 @@ static void print_py_stack(FILE *out, const struct model *m, size_t event, bool 
 /* "in Python: poll() at app.py:12, which called PyGILState_Ensure() from
  * ext.so (ext_poll ext.c:88)": the finding's event in a Python
  * developer's terms, then the Python stack.  Whether it had frames. */
+const char *finding_python_where(const struct model *m, const struct finding *f, char *buf, size_t size)
+{
+	const struct trace_py_stack *ps =
+	        f->stack_event != SIZE_MAX ? trace_py_stack_of(m->trace, f->stack_event) : NULL;
+	if (!ps || !ps->count || ps->frames[0].flags & GTR_PY_FRAME_CODE_UNREADABLE)
+		return NULL;
+	const struct trace_py_frame *pf = &ps->frames[0];
+	const char *base = strrchr(pf->file, '/');
+	char line[16] = "?";
+	if (pf->line >= 0)
+		snprintf(line, sizeof line, "%d", pf->line);
+	snprintf(buf, size, "%s() at %s:%s", pf->function, base ? base + 1 : pf->file, line);
+	return buf;
+}
+
 static bool print_py_summary(FILE *out, const struct model *m, const struct finding *f, struct symbolizer *sym)
 {
 	const struct trace_py_stack *ps =
 	        f->stack_event != SIZE_MAX ? trace_py_stack_of(m->trace, f->stack_event) : NULL;
 	const struct trace_stack *st = f->stack_event != SIZE_MAX ? trace_stack_of(m->trace, f->stack_event) : NULL;
+	char where[400];
 	if (!ps)
 		return false;
-	const struct trace_py_frame *pf = &ps->frames[0];
-	if (ps->count && !(pf->flags & GTR_PY_FRAME_CODE_UNREADABLE)) {
-		const char *base = strrchr(pf->file, '/');
-		fprintf(out, "    in Python: %s() at %s:", pf->function, base ? base + 1 : pf->file);
-		if (pf->line >= 0)
-			fprintf(out, "%d", pf->line);
-		else
-			fprintf(out, "?");
+	if (finding_python_where(m, f, where, sizeof where)) {
+		fprintf(out, "    in Python: %s", where);
 		/* the C code that made the call: the caller of the C-API
 		 * function, else the stack's first frame */
 		struct frame_info fi = { 0 };

@@ -18,6 +18,9 @@ struct symbolizer;
 void finding_print_text(FILE *out, const struct model *m, const struct finding *f, struct symbolizer *sym);
 /* finding_print_text()'s block as a string to free, or NULL (memory). */
 char *finding_text(const struct model *m, const struct finding *f, struct symbolizer *sym);
+/* "poll() at app.py:12": the innermost Python frame of the finding's
+ * event, or NULL when it has none. */
+const char *finding_python_where(const struct model *m, const struct finding *f, char *buf, size_t size);
 /* Where a finding points in code: the first frame of its stack that has a
  * source file (the caller's code, usually frame 0), else its frame 0;
  * false when it has no stack. */
