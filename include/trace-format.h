@@ -481,7 +481,9 @@ enum gtr_py_stack_end {
 	GTR_PY_STACK_NO_THREAD_STATE = 5, /* the thread has none the shim can find */
 	GTR_PY_STACK_NO_LAYOUT = 6,   /* no frame layout for this interpreter */
 	GTR_PY_STACK_BAD_FRAME = 7,   /* a frame's fields made no sense (a
-	                                 loop, an object that is not code) */
+	                                 loop: a torn chain) */
+	GTR_PY_STACK_BUSY = 8,        /* not read: a crash handler found another
+	                                 walk under way (the one it interrupted) */
 };
 
 /* Where the walk found the thread state it read (the status word's third

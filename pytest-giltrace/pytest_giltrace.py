@@ -92,6 +92,9 @@ class _Session:
         self.seen = set()   # findings reported already: (id, at_ns, tid)
         self.children_checked = set()  # traces of ended child processes, read
         self.late = []      # child findings whose test had ended: (nodeid, finding, trace)
+        self.running = []   # child traces still being written at the end
+        # traces of earlier sessions in the same folder are not this one's
+        self.earlier = set(os.listdir(folder))
         # the processes the tests start are traced too, quietly: their
         # status and stderr stay theirs (giltrace check DIR reads them)
         options = [o for o in os.environ.get("GILTRACE_OPTIONS", "").split(":")
@@ -125,7 +128,8 @@ class _Session:
         found = []
         for name in sorted(os.listdir(self.folder)):
             path = os.path.join(self.folder, name)
-            if not re.fullmatch(r"\d+\.gtr", name) or path == self.trace or path in self.children_checked:
+            if not re.fullmatch(r"\d+\.gtr", name) or name in self.earlier or path == self.trace or \
+                    path in self.children_checked:
                 continue
             proc = subprocess.run([self.giltrace, "check", "--json", path], capture_output=True, text=True)
             try:
@@ -133,6 +137,8 @@ class _Session:
             except ValueError:
                 continue
             if result.get("truncated") and _alive(result.get("pid")):
+                if nodeid is None:
+                    self.running.append(path)
                 continue   # still running: looked at again after the next test
             self.children_checked.add(path)
             for f in result.get("findings", []):
@@ -234,6 +240,9 @@ def pytest_terminal_summary(terminalreporter, config):
     for nodeid, f, path in session.late if session else ():
         terminalreporter.write_line(f"giltrace ERROR: {f['id']} in a process started by {nodeid}, after that "
                                     f"test ended: thread {_thread_label(f)} {f['what']} (trace {path})", red=True)
+    for path in session.running if session else ():
+        terminalreporter.write_line(f"giltrace: not checked: the process of {path} was still running when the "
+                                    f"session ended (giltrace check {path} once it has)", yellow=True)
 
 
 def pytest_report_header(config):

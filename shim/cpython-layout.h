@@ -105,8 +105,8 @@ static const struct cpython_debug_offsets_row cpython_debug_offsets_rows[] = {
 _Static_assert(DEBUG_ALLOC_HEADER == 16, "the debug allocator's header on 64-bit");
 
 /* ---- Python frames, code objects, strings and a Thread's name -----------
- * What pystack.c reads to record a thread's Python stack and the name of a
- * threading.Thread it starts.  Rows 3.8-3.13t: offsetof() against each
+ * What pystack.c and pyobject.c read to record a thread's Python stack and
+ * the name of a threading.Thread it starts.  Rows 3.8-3.13t: offsetof() against each
  * interpreter's own headers (3.8.18, 3.9.18, 3.10.13, 3.11.7 and Debian's
  * 3.11.2, 3.12.1, 3.13.0, 3.13.15, 3.13.15t), and walked at run time on
  * each (docs/cpython-internals.md §10).  3.13+ take the frame, code,
@@ -227,10 +227,12 @@ static const struct py_layout py_layout_rows[] = {
 	  .values_array = 8, .values_valid = 3 },
 };
 
-/* Where _Py_DebugOffsets (3.13+) keeps the entries pystack.c reads: each
- * a uint64_t, the offset (or size) as the interpreter was compiled.  3.13
- * by offsetof() against 3.13.0, 3.13.15 and 3.13.15t and read at run
- * time; 3.14 and 3.15 from CPython's source alone. */
+/* Where _Py_DebugOffsets (3.13) keeps the entries pyobject.c reads: each
+ * a uint64_t, the offset (or size) as the interpreter was compiled; by
+ * offsetof() against 3.13.0, 3.13.15 and 3.13.15t and read at run time.
+ * 3.14+ have no row here, nor above: their frames are not read (3.14
+ * tags f_executable as a _PyStackRef, and its free-threaded builds run
+ * per-thread copies of the bytecode; no such interpreter was tested). */
 struct py_debug_offsets_row {
 	unsigned first_minor, last_minor;
 	unsigned tstate_current_frame, frame_previous, frame_executable, frame_instr_ptr, frame_localsplus,

@@ -213,11 +213,12 @@ static void record_crash(int sig, const siginfo_t *info, const ucontext_t *uc, u
 	if (sig == last_sig && ip == last_ip && addr == last_addr)
 		return; /* the same fault again, after the program's handler returned */
 	uint64_t payload[2] = { gtr_crash_word(ip, info->si_code), addr };
-	uint64_t frames[GTR_STACK_MAX_FRAMES], py[GTR_PY_STACK_MAX_WORDS];
+	uint64_t frames[GTR_STACK_MAX_FRAMES];
 	unsigned n = walk_stack(ip, frames);
 	/* where the thread was in Python (faulthandler's traceback, read
 	 * through process_vm_readv: a fault-free read on this stack too) */
-	unsigned py_words = shim_options.stacks ? pystack_capture(py, GTR_PY_STACK_MAX_WORDS, 0, true) : 0;
+	const uint64_t *py = NULL;
+	unsigned py_words = shim_options.stacks ? pystack_capture_begin(0, true, &py) : 0;
 	/* inside the shim from here: a wrapper reached now records nothing.  An
 	 * event the interrupted shim code had not committed is overwritten. */
 	uint8_t was_in_shim = shim_self.in_shim;
@@ -231,6 +232,8 @@ static void record_crash(int sig, const siginfo_t *info, const ucontext_t *uc, u
 		last_ip = ip;
 		last_addr = addr;
 	}
+	if (py_words)
+		pystack_capture_end(py);
 	shim_self.in_shim = was_in_shim;
 }
 

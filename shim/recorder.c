@@ -667,12 +667,23 @@ void recorder_add_meta(const void *record, size_t size)
 	shim_real.mutex_unlock(&rec.lock);
 }
 
-bool recorder_add_meta_leaving(const void *record, size_t size, size_t keep_free)
+bool recorder_add_label(uint32_t id, const char *text, size_t len, size_t keep_free)
 {
+	struct gtr_meta_label head = { .rec.type = GTR_META_LABEL, .id = id };
+	size_t total = (sizeof head + len + 1 + 7) & ~(size_t)7;
 	bool added = false;
+	if (total > UINT16_MAX)
+		return false;
+	head.rec.size = (uint16_t)total;
 	shim_real.mutex_lock(&rec.lock);
-	if (rec.hdr && rec.hdr->meta_used + size + keep_free <= rec.hdr->meta_capacity) {
-		meta_append_locked(record, size);
+	struct gtr_file_header *h = rec.hdr;
+	if (h && h->meta_used + total + keep_free <= h->meta_capacity) {
+		/* written in place, committed by meta_used as every record */
+		char *at = (char *)h + GTR_HEADER_SIZE + h->meta_used;
+		memcpy(at, &head, sizeof head);
+		memcpy(at + sizeof head, text, len);
+		memset(at + sizeof head + len, 0, total - sizeof head - len);
+		__atomic_store_n(&h->meta_used, h->meta_used + total, __ATOMIC_RELEASE);
 		added = true;
 	}
 	shim_real.mutex_unlock(&rec.lock);

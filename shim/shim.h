@@ -18,6 +18,7 @@
  *   tstate-table.c   the thread states the shim knows
  *   stack.c          native stacks at the events that explain findings
  *   pystack.c        Python stacks there, and Python thread names
+ *   pyobject.c       reading CPython objects without trusting them
  *   pyline.c         a code object's line table: which line an offset is
  *   exit-check.c     findings on stderr when the process ends
  *   crash.c          fatal signals: recorded, then the program's handler
@@ -258,9 +259,10 @@ uint64_t recorder_emit_with_stack_at(unsigned type, unsigned arg, const uint64_t
 void recorder_thread_ends(void);
 /* Append a metadata record (module, GIL) to the log in the header area. */
 void recorder_add_meta(const void *record, size_t size);
-/* The same only if keep_free bytes of the log stay free after it (for the
+/* A label record (a test's id, `len` bytes, not terminated), written in
+ * place, only if keep_free bytes of the log stay free after it (for the
  * records that matter more: modules); false when it was not added. */
-bool recorder_add_meta_leaving(const void *record, size_t size, size_t keep_free);
+bool recorder_add_label(uint32_t id, const char *text, size_t len, size_t keep_free);
 /* Record newly loaded objects (path, address, build-id); idempotent. */
 void recorder_note_modules(void);
 /* Record in the header how C-API calls reach the wrappers: build flags to
@@ -388,12 +390,17 @@ void stack_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_
 /* At activation: the frame layout of this interpreter, the type objects
  * (sets shim_python.py_frames_readable). */
 void pystack_prepare(void);
-/* The calling thread's Python stack as a PY_STACK payload in out (at most
- * `room` words), read from `tstate` (the thread state a C-API call was
- * handed), else from the thread's own; the words used, 0 when Python
- * stacks are off.  Inside shim_enter(); keeps errno.  `in_handler`: from a
- * signal handler, async-signal-safe (it records no renamed thread). */
-unsigned pystack_capture(uint64_t *out, unsigned room, uintptr_t tstate, bool in_handler);
+/* The calling thread's Python stack as a PY_STACK payload (*words, the
+ * count returned; 0 when Python stacks are off), read from `tstate` (the
+ * thread state a call attaches), else from the thread's own.  The words
+ * stay valid until pystack_capture_end(*words), which every capture
+ * needs.  Inside shim_enter(); keeps errno.  `in_handler`: from a signal
+ * handler, async-signal-safe (it waits for no other walk and records no
+ * renamed thread). */
+unsigned pystack_capture_begin(uintptr_t tstate, bool in_handler, const uint64_t **words);
+void pystack_capture_end(const uint64_t *words);
+/* In a fork child: no walk of the parent's other threads is under way. */
+void pystack_after_fork_child(void);
 /* At pthread_create by a thread holding the GIL: the name of the
  * threading.Thread being started (pthread_create's argument is CPython's
  * start callback), as UTF-8 in out (not terminated); its length, 0 if

@@ -92,10 +92,17 @@ void stack_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_
 		i++;
 	for (; i < n && kept < shim_options.stack_depth; i++)
 		frames[kept++] = (uint64_t)(uintptr_t)raw[i];
-	uint64_t py[GTR_PY_STACK_MAX_WORDS];
-	/* a call handed a thread state (PyEval_RestoreThread): the frames
-	 * are that thread state's, freed or not */
-	uintptr_t tstate = type == GTR_EV_CAPI_CALL && payload && gtr_capi_subject_is_tstate(arg) ? payload[0] : 0;
-	unsigned py_words = pystack_capture(py, GTR_PY_STACK_MAX_WORDS, tstate, false);
+	const uint64_t *py = NULL;
+	/* a call that attaches (or releases) the thread state it is handed:
+	 * the frames are that thread state's, freed or not; other calls on a
+	 * thread state (Clear, Delete, Swap to a new one) are about another's */
+	uintptr_t tstate = type == GTR_EV_CAPI_CALL && payload &&
+	                                   (arg == GTR_CAPI_PyEval_RestoreThread || arg == GTR_CAPI_PyEval_AcquireThread ||
+	                                    arg == GTR_CAPI_PyEval_ReleaseThread)
+	                           ? payload[0]
+	                           : 0;
+	unsigned py_words = pystack_capture_begin(tstate, false, &py);
 	recorder_emit_with_stack_at(type, arg, payload, frames, kept, py, py_words, now);
+	if (py_words)
+		pystack_capture_end(py);
 }

@@ -39,18 +39,9 @@ static uint64_t mark_begin(const char *test_id)
 {
 	uint64_t label = __atomic_add_fetch(&next_label, 1, __ATOMIC_RELAXED);
 	size_t len = strnlen(test_id, sizeof current_id - 1);
-	struct {
-		struct gtr_meta_label head;
-		char text[sizeof current_id + 7];
-	} r = { 0 };
-	size_t total = (sizeof r.head + len + 1 + 7) & ~(size_t)7;
-	r.head.rec.type = GTR_META_LABEL;
-	r.head.rec.size = (uint16_t)total;
-	r.head.id = (uint32_t)label;
-	memcpy(r.text, test_id, len);
 	/* a long session's names must not take the modules' room: past that,
 	 * the tests keep their numbers, not their names */
-	recorder_add_meta_leaving(&r, total, LABELS_LEAVE_FREE);
+	recorder_add_label((uint32_t)label, test_id, len, LABELS_LEAVE_FREE);
 	if (test_id != current_id) {
 		memcpy(current_id, test_id, len);
 		current_id[len] = '\0';

@@ -74,22 +74,27 @@ static void record_thread_end(unsigned type, unsigned how)
 
 static void *thread_trampoline(void *p)
 {
-	struct thread_start start = *(struct thread_start *)p;
-	free(p);
+	/* only what the thread needs for its whole life stays on its stack */
+	const struct thread_start *start = p;
+	void *(*start_routine)(void *) = start->start_routine;
+	void *arg = start->arg;
 	crash_thread_begins();
 	if (shim_enter()) {
-		uint64_t parent = (uint64_t)start.parent_tid;
+		uint64_t parent = (uint64_t)start->parent_tid;
 		recorder_emit(GTR_EV_THREAD_START, 0, &parent);
-		if (start.creator_interp) {
-			uint64_t interps[2] = { start.creator_interp, start.main_interp };
+		if (start->creator_interp) {
+			uint64_t interps[2] = { start->creator_interp, start->main_interp };
 			recorder_emit(GTR_EV_THREAD_INTERP, GTR_INTERP_OF_CREATOR, interps);
-			shim_self.creator_interp = start.creator_interp;
+			shim_self.creator_interp = start->creator_interp;
 		}
-		if (start.py_name_len)
-			pystack_record_name(start.py_name, start.py_name_len);
+		if (start->py_name_len)
+			pystack_record_name(start->py_name, start->py_name_len);
 		shim_leave();
 	}
-	void *result = start.start_routine(start.arg);
+	int saved_errno = errno;
+	free(p);
+	errno = saved_errno;
+	void *result = start_routine(arg);
 	record_thread_end(GTR_EV_THREAD_EXIT, GTR_EXIT_RETURN);
 	crash_thread_ends();
 	return result;
@@ -118,7 +123,8 @@ SHIM_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr, vo
 	/* threading.Thread.start(): the Thread's name, while its creator
 	 * holds the GIL (or, free-threaded, is attached) */
 	memset(start->py_name, 0, sizeof start->py_name);
-	start->py_name_len = shim_self.gil_held || shim_python.build & GTR_BUILD_FREE_THREADED
+	start->py_name_len = shim_options.py_stack_depth &&
+	                                     (shim_self.gil_held || shim_python.build & GTR_BUILD_FREE_THREADED)
 	                             ? pystack_thread_name(arg, (char *)start->py_name, sizeof start->py_name)
 	                             : 0;
 	errno = saved_errno;
@@ -168,6 +174,7 @@ SHIM_EXPORT pid_t fork(void)
 	int saved_errno = errno;
 	if (pid == 0) {
 		tstate_table_reset_in_child();
+		pystack_after_fork_child();
 		lock_table_after_fork_child();
 		provoke_reset_in_child();
 		recorder_forget_parent_in_child();

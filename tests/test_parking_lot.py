@@ -67,7 +67,8 @@ def assert_blocked_shown(trace, tmp_path):
     timeline = subprocess.run([GILTRACE, "timeline", "--around", "whole", trace], capture_output=True, text=True,
                               timeout=60).stdout
     assert "~ blocked in the parking lot" in timeline
-    rows = [line for line in timeline.splitlines() if line.split(" ", 1)[0] in {str(t["tid"]) for t in workers}]
+    rows = [line for line in timeline.splitlines()
+            if any(line[:22].rstrip().endswith(f"({t['tid']})") for t in workers)]
     assert len(rows) == 4 and any("~" in row for row in rows), timeline
     html = tmp_path / "page.html"
     subprocess.run([GILTRACE, "report", "--html", str(html), "--around", "whole", trace], check=True, capture_output=True,

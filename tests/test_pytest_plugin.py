@@ -154,3 +154,7 @@ def test_findings_of_started_processes_fail_their_test(plugin, tmp_path):
                 by_test.setdefault(f["test"]["id"], []).append(f["id"])
     assert by_test == {"test_session.py::test_runs_a_faulty_python": ["freed-tstate-use"],
                        "test_session.py::test_forks_a_faulty_child": ["freed-tstate-use"]}, by_test
+    # a second session into the same folder reads only its own traces
+    again = run_session(plugin, tmp_path, "--giltrace=traces", tests=CHILD_TESTS)
+    assert again.returncode == 1 and "4 passed, 2 errors" in again.stdout, again.stdout + again.stderr
+    assert again.stdout.count("started by this test") == 2, again.stdout

@@ -319,12 +319,13 @@ def test_subinterpreter_with_its_own_gil(python, tmp_path):
     # the timeline's rows and the export's threads say which GILs each took
     timeline = subprocess.run([GILTRACE, "timeline", "--around", "whole", trace], capture_output=True, text=True,
                               timeout=60).stdout
-    assert f"GIL 0,{own}: {worker[0]['tid']}" in timeline, timeline
+    # (the worker is named by threading: its name, cut to fit, then its tid)
+    assert re.search(rf"^GIL 0,{own}: \S.* \({worker[0]['tid']}\) ", timeline, re.M), timeline
     export = tmp_path / "own-gil.json"
     subprocess.run([GILTRACE, "export", "-o", str(export), trace], check=True, capture_output=True, timeout=60)
     names = [e["args"]["name"] for e in json.loads(export.read_text())["traceEvents"]
              if e.get("ph") == "M" and e.get("name") == "thread_name"]
-    assert f"GIL 0,{own}: {worker[0]['tid']}" in names, names
+    assert f"GIL 0,{own}: {worker[0]['name']} ({worker[0]['tid']})" in names, names
     result, status = check_json(trace)
     assert status == 0 and result["findings"] == [], result["findings"]
 

@@ -168,8 +168,8 @@ int cmd_dump(int argc, char **argv)
 			if (*trace_py_stack_end_phrase(ps, why, sizeof why))
 				printf("%s(%s)", ps->count ? "," : "", why);
 		}
-		if (e->type == GTR_EV_THREAD_PYNAME)
-			printf(" name=%s", t.threads[e->thread].py_name);
+		if (e->type == GTR_EV_THREAD_PYNAME) /* the reader keeps the last */
+			printf(" last=%s", t.threads[e->thread].py_name);
 		putchar('\n');
 	}
 	trace_walk_end(w);

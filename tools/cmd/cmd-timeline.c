@@ -118,6 +118,46 @@ static void print_fitted(const char *s, unsigned width)
 	printf("%*s", (int)(width - used), "");
 }
 
+/* The display width of s (characters, as print_fitted counts them). */
+static unsigned display_width(const char *s, size_t bytes)
+{
+	unsigned used = 0;
+	const unsigned char *p = (const unsigned char *)s, *end = p + bytes;
+	while (p < end && *p) {
+		size_t len = *p < 0x80 ? 1 : trace_utf8_sequence(p, (size_t)(end - p));
+		p += len ? len : 1;
+		used++;
+	}
+	return used;
+}
+
+/* A lane's label in `width` columns: a name too long loses its end, not
+ * the " (tid)" after it, which tells the lanes apart. */
+static void print_lane_label(const char *label, unsigned width)
+{
+	const char *tid = strrchr(label, '(');
+	if (!tid || tid == label || tid[-1] != ' ' || display_width(label, strlen(label)) <= width) {
+		print_fitted(label, width);
+		return;
+	}
+	tid--; /* from its space */
+	unsigned tail = display_width(tid, strlen(tid));
+	if (tail + 2 > width) {
+		print_fitted(label, width);
+		return;
+	}
+	unsigned head = width - tail - 1, used = 0;
+	const unsigned char *p = (const unsigned char *)label;
+	while (p < (const unsigned char *)tid && used < head) {
+		size_t len = *p < 0x80 ? 1 : trace_utf8_sequence(p, (size_t)((const unsigned char *)tid - p));
+		len = len ? len : 1;
+		fwrite(p, 1, len, stdout);
+		p += len;
+		used++;
+	}
+	printf("\xe2\x80\xa6%s%*s", tid, (int)(width - used - 1 - tail), ""); /* "…" */
+}
+
 /* "+15.37ms": compact, for the axis */
 static void axis_time(char *buf, size_t size, uint64_t ns, uint64_t span)
 {
@@ -217,7 +257,7 @@ static void print_lanes(const struct lanes *l, const struct model *m, const stru
 		if (model_gils_seen(m) > 1 && (!lane || group != model_thread_group(m, l->thread_of_lane[lane - 1])))
 			printf("%s:\n", model_group_label(m, group, label, sizeof label));
 		model_lane_label(m, l->thread_of_lane[lane], label, sizeof label);
-		print_fitted(label, LABEL_WIDTH - 1);
+		print_lane_label(label, LABEL_WIDTH - 1);
 		putchar(' ');
 		paint_row(row, n, colour);
 		putchar('\n');

@@ -638,7 +638,8 @@ static struct walk *detect_begin(const struct trace *t, struct findings *out, st
 	/* not the waits' ends, names, clocks, stacks; the flag is the
 	 * replay's; what on_other() watches, only once finalization began */
 	uint64_t ignored = REPLAY_EVENT(GTR_EV_GIL_WAIT_SIGNALED) | REPLAY_EVENT(GTR_EV_GIL_WAIT_TIMEOUT) |
-	                   REPLAY_EVENT(GTR_EV_THREAD_NAME) | REPLAY_EVENT(GTR_EV_CLOCK) | REPLAY_EVENT(GTR_EV_STACK) |
+	                   REPLAY_EVENT(GTR_EV_THREAD_NAME) | REPLAY_EVENT(GTR_EV_THREAD_PYNAME) |
+	                   REPLAY_EVENT(GTR_EV_CLOCK) | REPLAY_EVENT(GTR_EV_STACK) | REPLAY_EVENT(GTR_EV_PY_STACK) |
 	                   REPLAY_EVENT(GTR_EV_FINALIZING);
 	uint64_t watched_only = REPLAY_EVENT(GTR_EV_GIL_TAKE_BEGIN) | REPLAY_EVENT(GTR_EV_GIL_WAIT_BEGIN) |
 	                        REPLAY_EVENT(GTR_EV_GIL_RELEASE) | REPLAY_EVENT(GTR_EV_FORK);

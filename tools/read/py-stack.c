@@ -51,7 +51,7 @@ int trace_keep_py_stack(struct trace *t, size_t event, const uint64_t *words, ui
 	unsigned promised = gtr_py_stack_frames(words[0]);
 	if (ps.end == GTR_PY_STACK_UNREADABLE)
 		ps.err = gtr_py_stack_errno(words[0]);
-	if (ps.end < GTR_PY_STACK_COMPLETE || ps.end > GTR_PY_STACK_BAD_FRAME)
+	if (ps.end < GTR_PY_STACK_COMPLETE || ps.end > GTR_PY_STACK_BUSY)
 		ps.end = 0;
 	if (promised && !(ps.frames = calloc(promised, sizeof *ps.frames)))
 		return -1;
@@ -113,6 +113,7 @@ const char *trace_py_stack_end_phrase(const struct trace_py_stack *ps, char *buf
 		[GTR_PY_STACK_NO_THREAD_STATE] = "the thread had no thread state the shim could find",
 		[GTR_PY_STACK_NO_LAYOUT] = "not read: giltrace knows no frame layout for this interpreter",
 		[GTR_PY_STACK_BAD_FRAME] = "a frame that made no sense ended the walk (a torn frame)",
+		[GTR_PY_STACK_BUSY] = "not read: the crash interrupted another Python stack's reading",
 	};
 	if (ps->end == GTR_PY_STACK_UNREADABLE)
 		snprintf(buf, size, "unreadable%s: %s (a freed or torn thread state or frame)", ps->count ? " beyond" : "",
@@ -120,6 +121,6 @@ const char *trace_py_stack_end_phrase(const struct trace_py_stack *ps, char *buf
 	else if (ps->end == GTR_PY_STACK_COMPLETE && !ps->count)
 		snprintf(buf, size, "no Python frames: the thread ran no Python code then");
 	else
-		snprintf(buf, size, "%s", phrases[ps->end <= GTR_PY_STACK_BAD_FRAME ? ps->end : 0]);
+		snprintf(buf, size, "%s", phrases[ps->end <= GTR_PY_STACK_BUSY ? ps->end : 0]);
 	return buf;
 }

@@ -90,8 +90,11 @@ static bool py_stack_from_freed(const struct finding *f, const struct trace_py_s
 }
 
 /* The Python stack recorded with an event, traceback style but innermost
- * first (the native stack's order), and why it ends where it does. */
-static void print_py_stack(FILE *out, const struct model *m, size_t event, bool from_freed)
+ * first (the native stack's order), and why it ends where it does.  With
+ * no frames, the reason only when the event is the finding's own: a free's
+ * thread often had none to read (a native thread, or the very thread state
+ * being freed, already scribbled over by a debug allocator). */
+static void print_py_stack(FILE *out, const struct model *m, size_t event, bool from_freed, bool own_event)
 {
 	const struct trace_py_stack *ps = event != SIZE_MAX ? trace_py_stack_of(m->trace, event) : NULL;
 	char why[160];
@@ -101,8 +104,8 @@ static void print_py_stack(FILE *out, const struct model *m, size_t event, bool 
 	if (!ps->count) {
 		/* none because it could not be read, not because the thread ran
 		 * no Python code (a native thread, or a C-only moment) */
-		if (ps->end == GTR_PY_STACK_UNREADABLE || ps->end == GTR_PY_STACK_BAD_FRAME ||
-		    ps->end == GTR_PY_STACK_NO_LAYOUT || !ps->end)
+		if (own_event && (ps->end == GTR_PY_STACK_UNREADABLE || ps->end == GTR_PY_STACK_BAD_FRAME ||
+		                  ps->end == GTR_PY_STACK_NO_LAYOUT || ps->end == GTR_PY_STACK_BUSY || !ps->end))
 			fprintf(out, "    Python stack: %s\n", why);
 		return;
 	}
@@ -139,7 +142,8 @@ const char *finding_python_where(const struct model *m, const struct finding *f,
 	char line[16] = "?";
 	if (pf->line >= 0)
 		snprintf(line, sizeof line, "%d", pf->line);
-	snprintf(buf, size, "%s() at %s:%s", pf->function, base ? base + 1 : pf->file, line);
+	snprintf(buf, size, "%s() at %s:%s%s", pf->function, base ? base + 1 : pf->file, line,
+	         py_stack_from_freed(f, ps) ? " (as its freed thread state still held it)" : "");
 	return buf;
 }
 
@@ -170,7 +174,7 @@ static bool print_py_summary(FILE *out, const struct model *m, const struct find
 			fprintf(out, " from %s", fi.module);
 		fputc('\n', out);
 	}
-	print_py_stack(out, m, f->stack_event, py_stack_from_freed(f, ps));
+	print_py_stack(out, m, f->stack_event, py_stack_from_freed(f, ps), true);
 	return ps->count > 0;
 }
 
@@ -292,7 +296,7 @@ void finding_print_text(FILE *out, const struct model *m, const struct finding *
 		        format_duration(d, sizeof d, f->freed_ns),
 		        relative_to_finalization(f, f->freed_ns, b, sizeof b),
 		        f->freed_event != SIZE_MAX && trace_stack_of(m->trace, f->freed_event) ? ":" : "");
-		print_py_stack(out, m, f->freed_event, false);
+		print_py_stack(out, m, f->freed_event, false, false);
 		print_stack(out, m, f->freed_event, sym);
 	} else if (f->tstate) {
 		fprintf(out, "    thread state 0x%" PRIx64 " (not freed)\n", f->tstate);
@@ -382,7 +386,7 @@ static void json_py_stack(struct json *j, const char *key, const struct model *m
 		[GTR_PY_STACK_COMPLETE] = "complete",     [GTR_PY_STACK_DEPTH] = "depth",
 		[GTR_PY_STACK_ROOM] = "room",             [GTR_PY_STACK_UNREADABLE] = "unreadable",
 		[GTR_PY_STACK_NO_THREAD_STATE] = "no-thread-state", [GTR_PY_STACK_NO_LAYOUT] = "no-layout",
-		[GTR_PY_STACK_BAD_FRAME] = "bad-frame",
+		[GTR_PY_STACK_BAD_FRAME] = "bad-frame",    [GTR_PY_STACK_BUSY] = "busy",
 	};
 	char why[160];
 	if (!ps) {
@@ -395,7 +399,7 @@ static void json_py_stack(struct json *j, const char *key, const struct model *m
 		[GTR_PY_SOURCE_ATTACHED] = "attached", [GTR_PY_SOURCE_BOUND] = "bound",
 		[GTR_PY_SOURCE_LAST_USED] = "last-used",
 	};
-	json_string(j, "end", ps->end && ps->end <= GTR_PY_STACK_BAD_FRAME ? ends[ps->end] : "damaged");
+	json_string(j, "end", ps->end && ps->end <= GTR_PY_STACK_BUSY ? ends[ps->end] : "damaged");
 	json_string(j, "thread_state", ps->source <= GTR_PY_SOURCE_LAST_USED ? sources[ps->source] : NULL);
 	char address[32];
 	snprintf(address, sizeof address, "0x%" PRIx64, ps->tstate);
