@@ -49,7 +49,7 @@ def test_bad_options_warn_once_each_and_the_program_runs(tmp_path):
     assert proc.returncode == 0 and proc.stdout == "ok\n"
     assert proc.stderr.splitlines() == [
         "giltrace: warning: GILTRACE_OPTIONS: bad mode 'bogus' (valid: full, ring); using the default",
-        "giltrace: warning: GILTRACE_OPTIONS: unknown option 'colour' (valid: output, mode, ring_size, verbose, check, check_severity, check_timeout, exitcode, suppressions, log_path, giltrace, stacks, stack_depth, provoke)",
+        "giltrace: warning: GILTRACE_OPTIONS: unknown option 'colour' (valid: output, mode, ring_size, verbose, check, check_severity, check_timeout, exitcode, suppressions, log_path, giltrace, stacks, stack_depth, py_stack_depth, provoke)",
         "giltrace: warning: GILTRACE_OPTIONS: bad ring_size '0' (valid: MiB per thread, 1 to 4096); using the default",
     ]
     assert report(str(tmp_path / "t.gtr"))["process"]["mode"] == "full"
