@@ -142,76 +142,116 @@ int py_read_str(uintptr_t addr, char *out, size_t size, bool keep_end, bool *cut
 
 /* ---- a Thread's attributes ------------------------------------------------------ */
 
-/* Whether the str at addr is `want` (ASCII). */
-static bool is_str(uintptr_t addr, const char *want, int *err)
-{
-	char text[32];
-	bool cut;
-	size_t n = strlen(want);
-	return n < sizeof text && py_read_str(addr, text, sizeof text, false, &cut, err) == (int)n && !cut &&
-	       memcmp(text, want, n) == 0;
-}
-
-/* Key `name` in a keys object: its entry's index, and its value for a
- * combined table.  No hashing: a Thread has a few dozen keys at most. */
-static bool keys_find(uintptr_t keys, const char *name, uint64_t *index, uint64_t *value, int *err)
+/* Whether the str at addr has the length of `want` (ASCII) and, unless
+ * `length_only`, its characters: the length first, the characters only
+ * when it matches. */
+static bool is_str(uintptr_t addr, const char *want, bool length_only, int *err)
 {
 	const struct py_layout *l = &py_layout;
+	unsigned char head[PY_STR_HEADER_MAX];
+	char text[32];
+	size_t n = strlen(want);
+	if (n >= sizeof text || !py_peek(addr, head, l->str_compact_size, err) ||
+	    py_word_at(head, l->ob_type) != py_type_unicode || py_word_at(head, l->str_length) != n ||
+	    !(py_u32_at(head, l->str_state) >> PY_STR_ASCII_SHIFT & 1u))
+		return false;
+	return length_only || (py_peek(addr + l->str_ascii_size, text, n, err) && memcmp(text, want, n) == 0);
+}
+
+/* The key objects found for the names asked (interned strings, alive as
+ * long as the code that uses them: threading's): compared by address
+ * first, and then only checked to be a str of that length, one read
+ * instead of a scan of every key.  Slots are per name, in the order
+ * asked. */
+#define KEY_CACHE 4
+static uint64_t key_cache[KEY_CACHE];
+
+/* Keys `names` in a keys object: each one's entry index (or -1), and its
+ * value for a combined table.  No hashing: a Thread has a few dozen keys,
+ * read in one go. */
+static bool keys_find(uintptr_t keys, const char *const names[], unsigned n, int64_t index[], uint64_t value[],
+                      int *err)
+{
+	const struct py_layout *l = &py_layout;
+	enum { MAX_ENTRIES = 64 };
 	unsigned char head[40];
-	uint64_t entries, entry_size = 24, key_at = 8;
+	uint64_t entries[MAX_ENTRIES * 3], first, nentries, entry_words = 3, key_at = 1;
 	if (!py_peek(keys, head, sizeof head, err))
 		return false;
 	if (l->dk_log2) {
 		unsigned log2_index_bytes = head[9], kind = head[10];
 		if (log2_index_bytes > 40)
 			return false;
-		entries = keys + l->dk_indices + (UINT64_C(1) << log2_index_bytes);
+		first = keys + l->dk_indices + (UINT64_C(1) << log2_index_bytes);
 		if (kind != 0) { /* str keys, or split: {key, value} */
-			entry_size = 16;
+			entry_words = 2;
 			key_at = 0;
 		}
 	} else {
 		uint64_t size = py_word_at(head, l->dk_size);
 		if (!size || size & (size - 1) || size > (UINT64_C(1) << 32))
 			return false;
-		entries = keys + l->dk_indices + size * (size <= 0xff ? 1 : size <= 0xffff ? 2 : 4);
+		first = keys + l->dk_indices + size * (size <= 0xff ? 1 : size <= 0xffff ? 2 : 4);
 	}
-	uint64_t nentries = py_word_at(head, l->dk_nentries);
-	for (uint64_t i = 0; i < nentries && i < 64; i++) {
-		uint64_t kv[2];
-		if (!py_peek(entries + i * entry_size + key_at, kv, sizeof kv, err))
-			return false;
-		if (kv[0] && is_str(kv[0], name, err)) {
-			*index = i;
-			*value = kv[1];
-			return true;
+	nentries = py_word_at(head, l->dk_nentries);
+	if (nentries > MAX_ENTRIES)
+		nentries = MAX_ENTRIES;
+	if (!nentries || !py_peek(first, entries, nentries * entry_words * 8, err))
+		return false;
+	bool found = false;
+	for (unsigned k = 0; k < n; k++) {
+		index[k] = -1;
+		uint64_t cached = k < KEY_CACHE ? __atomic_load_n(&key_cache[k], __ATOMIC_RELAXED) : 0;
+		for (uint64_t i = 0; cached && index[k] < 0 && i < nentries; i++)
+			if (entries[i * entry_words + key_at] == cached && is_str(cached, names[k], true, err))
+				index[k] = (int64_t)i;
+		for (uint64_t i = 0; index[k] < 0 && i < nentries; i++) {
+			uint64_t key = entries[i * entry_words + key_at];
+			if (key && key != cached && is_str(key, names[k], false, err)) {
+				index[k] = (int64_t)i;
+				if (k < KEY_CACHE)
+					__atomic_store_n(&key_cache[k], key, __ATOMIC_RELAXED);
+			}
+		}
+		if (index[k] >= 0) {
+			value[k] = entries[(uint64_t)index[k] * entry_words + key_at + 1];
+			found = true;
 		}
 	}
-	return false;
+	return found;
 }
 
-/* A dict's value for `name`: combined, or split with its values array. */
-static uintptr_t dict_get(uintptr_t dict, const char *name, int *err)
+/* The values of `names` from a values array (split dict or an instance's
+ * own) by their index in the keys. */
+static void values_at(uintptr_t values, unsigned n, const int64_t index[], uint64_t value[], int *err)
+{
+	for (unsigned k = 0; k < n; k++)
+		if (index[k] >= 0 && !py_peek(values + py_layout.values_array + 8 * (uint64_t)index[k], &value[k],
+		                              sizeof value[k], err))
+			value[k] = 0;
+}
+
+/* A dict's values for `names`: combined, or split with its values array. */
+static void dict_get(uintptr_t dict, const char *const names[], unsigned n, uint64_t value[], int *err)
 {
 	const struct py_layout *l = &py_layout;
-	uint64_t keys, values, index, value;
+	uint64_t keys, values;
+	int64_t index[KEY_CACHE];
 	if (!py_peek(dict + l->ma_keys, &keys, sizeof keys, err) ||
-	    !py_peek(dict + l->ma_values, &values, sizeof values, err) || !keys_find(keys, name, &index, &value, err))
-		return 0;
-	if (values && !py_peek(values + l->values_array + 8 * index, &value, sizeof value, err))
-		return 0;
-	return value;
+	    !py_peek(dict + l->ma_values, &values, sizeof values, err) || !keys_find(keys, names, n, index, value, err))
+		return;
+	if (values)
+		values_at(values, n, index, value, err);
 }
 
-/* An instance's values array for `name`, with its type's shared keys. */
-static uintptr_t values_get(uintptr_t type, uintptr_t values, const char *name, int *err)
+/* An instance's values array for `names`, with its type's shared keys. */
+static void values_get(uintptr_t type, uintptr_t values, const char *const names[], unsigned n, uint64_t value[],
+                       int *err)
 {
-	const struct py_layout *l = &py_layout;
-	uint64_t keys, index, value;
-	if (!py_peek(type + l->ht_cached_keys, &keys, sizeof keys, err) || !keys_find(keys, name, &index, &value, err) ||
-	    !py_peek(values + l->values_array + 8 * index, &value, sizeof value, err))
-		return 0;
-	return value;
+	uint64_t keys;
+	int64_t index[KEY_CACHE];
+	if (py_peek(type + py_layout.ht_cached_keys, &keys, sizeof keys, err) && keys_find(keys, names, n, index, value, err))
+		values_at(values, n, index, value, err);
 }
 
 /* The word at a (negative) offset from the object: a managed dict's. */
@@ -220,44 +260,50 @@ static bool word_near(uintptr_t obj, int offset, uint64_t *w, int *err)
 	return offset != -1 && py_peek(obj + (uint64_t)(int64_t)offset, w, sizeof *w, err);
 }
 
-uintptr_t py_instance_attr(uintptr_t obj, const char *name, int *err)
+void py_instance_attrs(uintptr_t obj, const char *const names[], unsigned n, uintptr_t value[], int *err)
 {
 	const struct py_layout *l = &py_layout;
 	uint64_t type, flags, w, size;
 	int64_t offset;
 	unsigned char valid;
-	if (!py_peek(obj + l->ob_type, &type, sizeof type, err) || !py_peek(type + l->tp_flags, &flags, sizeof flags, err))
-		return 0;
+	memset(value, 0, n * sizeof *value);
+	if (n > KEY_CACHE || !py_peek(obj + l->ob_type, &type, sizeof type, err) ||
+	    !py_peek(type + l->tp_flags, &flags, sizeof flags, err))
+		return;
 	if (l->dict_kind == PY_DICT_AT_OFFSET || !(flags & l->flag_managed_dict)) {
-		if (!py_peek(type + l->tp_dictoffset, &offset, sizeof offset, err) || offset <= 0 ||
-		    !py_peek(obj + (uint64_t)offset, &w, sizeof w, err))
-			return 0;
-		return w ? dict_get(w, name, err) : 0;
+		if (py_peek(type + l->tp_dictoffset, &offset, sizeof offset, err) && offset > 0 &&
+		    py_peek(obj + (uint64_t)offset, &w, sizeof w, err) && w)
+			dict_get(w, names, n, value, err);
+		return;
 	}
 	switch (l->dict_kind) {
 	case PY_DICT_MANAGED_311: /* values at obj-32, else a dict at obj-24 */
 		if (!word_near(obj, l->managed_values, &w, err))
-			return 0;
+			return;
 		if (w)
-			return values_get(type, w, name, err);
-		return word_near(obj, l->managed_dict, &w, err) && w ? dict_get(w, name, err) : 0;
+			values_get(type, w, names, n, value, err);
+		else if (word_near(obj, l->managed_dict, &w, err) && w)
+			dict_get(w, names, n, value, err);
+		return;
 	case PY_DICT_OR_VALUES_312: /* one word: values + 1 (bit 0), or a dict */
 		if (!word_near(obj, l->managed_values, &w, err))
-			return 0;
+			return;
 		if (w & 1)
-			return values_get(type, w + 1, name, err);
-		return w ? dict_get(w, name, err) : 0;
+			values_get(type, w + 1, names, n, value, err);
+		else if (w)
+			dict_get(w, names, n, value, err);
+		return;
 	case PY_DICT_INLINE_313: /* a dict, else values inline after the object */
 		if (!word_near(obj, l->managed_dict, &w, err))
-			return 0;
+			return;
 		if (w)
-			return dict_get(w, name, err);
-		if (!(flags & l->flag_inline_values) || !py_peek(type + l->tp_basicsize, &size, sizeof size, err) ||
-		    !py_peek(obj + size + l->values_valid, &valid, 1, err) || !valid)
-			return 0;
-		return values_get(type, obj + size, name, err);
+			dict_get(w, names, n, value, err);
+		else if (flags & l->flag_inline_values && py_peek(type + l->tp_basicsize, &size, sizeof size, err) &&
+		         py_peek(obj + size + l->values_valid, &valid, 1, err) && valid)
+			values_get(type, obj + size, names, n, value, err);
+		return;
 	default:
-		return 0;
+		return;
 	}
 }
 

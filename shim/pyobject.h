@@ -52,8 +52,10 @@ static inline uint32_t py_u32_at(const unsigned char *buf, unsigned off)
  * *cut says that it was cut. */
 int py_read_str(uintptr_t addr, char *out, size_t size, bool keep_end, bool *cut, int *err);
 
-/* The instance attribute `name` (ASCII) of the object at obj, from its own
- * dictionary or values only (no class attributes, no descriptors), or 0. */
-uintptr_t py_instance_attr(uintptr_t obj, const char *name, int *err);
+/* The instance attributes `names` (ASCII, at most 4, the same names in
+ * the same order at every call: their key objects are remembered by
+ * position) of the object at obj, into value[] (0: not found), from its
+ * own dictionary or values only (no class attributes, no descriptors). */
+void py_instance_attrs(uintptr_t obj, const char *const names[], unsigned n, uintptr_t value[], int *err);
 
 #endif

@@ -156,12 +156,15 @@ void pystack_record_name(const uint64_t *name, unsigned len)
  * Thread (no `_started` beside `_name`) or unreadable. */
 static unsigned thread_name(uintptr_t thread, char *out, size_t size)
 {
+	static const char *const names[] = { "_name", "_started" };
+	uintptr_t value[2];
 	int err = 0, len = -1;
-	uintptr_t text;
 	bool cut;
-	if (py_layout.dict_kind != PY_DICT_NONE && py_instance_attr(thread, "_started", &err) &&
-	    (text = py_instance_attr(thread, "_name", &err)))
-		len = py_read_str(text, out, size, false, &cut, &err);
+	if (py_layout.dict_kind == PY_DICT_NONE)
+		return 0;
+	py_instance_attrs(thread, names, 2, value, &err);
+	if (value[0] && value[1])
+		len = py_read_str(value[0], out, size, false, &cut, &err);
 	return len > 0 ? (unsigned)len : 0;
 }
 
