@@ -162,7 +162,7 @@ struct py_layout {
 	unsigned dk_size, dk_nentries, dk_indices; /* dk_size: 3.8-3.10 only */
 	unsigned values_array, values_valid; /* PyDictValues: values[0]; 3.13 valid byte */
 	unsigned method_self;      /* PyMethodObject.im_self */
-	/* filled in by pystack.c */
+	/* filled in by pyobject.c and pystack.c */
 	bool usable;
 	unsigned frame_read, code_read; /* bytes read per frame, per code object */
 };

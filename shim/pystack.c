@@ -149,7 +149,7 @@ static uint64_t name_hash(const void *bytes, unsigned len)
 void pystack_record_name(const uint64_t *name, unsigned len)
 {
 	shim_self.py_name_hash = name_hash(name, len);
-	recorder_emit(GTR_EV_THREAD_PYNAME, (len + 7u) / 8u, name);
+	recorder_emit_sized(GTR_EV_THREAD_PYNAME, (len + 7u) / 8u, name);
 }
 
 /* The name of the Thread at `thread`, into out: its length, 0 if it is no

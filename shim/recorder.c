@@ -511,11 +511,11 @@ void recorder_thread_ends(void)
  * nframes > 0 and its Python stack when py_words > 0 (in the same chunk,
  * committed together).  Returns the stamp used.  Called inside
  * shim_enter(); touches only this thread's chunk. */
-static uint64_t emit(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now, const uint64_t *frames,
-                     unsigned nframes, const uint64_t *py, unsigned py_words)
+static uint64_t emit(unsigned type, unsigned arg, const uint64_t *payload, unsigned payload_words, uint64_t now,
+                     const uint64_t *frames, unsigned nframes, const uint64_t *py, unsigned py_words)
 {
 	struct shim_thread *t = &shim_self;
-	unsigned words = 1u + (unlikely(type == GTR_EV_THREAD_PYNAME) ? arg : gtr_event_payload_words[type]);
+	unsigned words = 1u + payload_words;
 	unsigned stack_words = (nframes ? 1u + nframes : 0) + (py_words ? 1u + py_words : 0);
 	if (unlikely(now < t->last_clock))
 		now = t->last_clock;
@@ -612,7 +612,7 @@ bool recorder_emit_crash_signal_safe(unsigned arg, const uint64_t *payload, cons
 	if ((!t->chunk || t->generation != rec.generation || t->used + (words + 2) * 8 > EVENT_AREA) &&
 	    !next_chunk_signal_safe(t, now))
 		return false;
-	emit(GTR_EV_CRASH, arg, payload, now, frames, nframes, py, py_words);
+	emit(GTR_EV_CRASH, arg, payload, gtr_event_payload_words[GTR_EV_CRASH], now, frames, nframes, py, py_words);
 	return true;
 }
 
@@ -622,18 +622,23 @@ bool recorder_emit_signal_safe(unsigned type, unsigned arg, const uint64_t *payl
 	unsigned words = 1u + gtr_event_payload_words[type];
 	if (!t->chunk || t->generation != rec.generation || t->used + (words + 2) * 8 > EVENT_AREA)
 		return false; /* emit() would take the allocation lock */
-	emit(type, arg, payload, shim_clock_now(), NULL, 0, NULL, 0);
+	emit(type, arg, payload, gtr_event_payload_words[type], shim_clock_now(), NULL, 0, NULL, 0);
 	return true;
 }
 
 uint64_t recorder_emit_at(unsigned type, unsigned arg, const uint64_t *payload, uint64_t now)
 {
-	return emit(type, arg, payload, now, NULL, 0, NULL, 0);
+	return emit(type, arg, payload, gtr_event_payload_words[type], now, NULL, 0, NULL, 0);
 }
 
 void recorder_emit(unsigned type, unsigned arg, const uint64_t *payload)
 {
-	emit(type, arg, payload, shim_clock_now(), NULL, 0, NULL, 0);
+	emit(type, arg, payload, gtr_event_payload_words[type], shim_clock_now(), NULL, 0, NULL, 0);
+}
+
+void recorder_emit_sized(unsigned type, unsigned words, const uint64_t *payload)
+{
+	emit(type, words, payload, words, shim_clock_now(), NULL, 0, NULL, 0);
 }
 
 uint64_t recorder_emit_with_stack_at(unsigned type, unsigned arg, const uint64_t *payload, const uint64_t *frames,
@@ -643,7 +648,7 @@ uint64_t recorder_emit_with_stack_at(unsigned type, unsigned arg, const uint64_t
 		nframes = GTR_STACK_MAX_FRAMES;
 	if (py_words > GTR_PY_STACK_MAX_WORDS)
 		py_words = 0;
-	return emit(type, arg, payload, now, frames, nframes, py, py_words);
+	return emit(type, arg, payload, gtr_event_payload_words[type], now, frames, nframes, py, py_words);
 }
 
 /* ---- metadata ----------------------------------------------------------------- */

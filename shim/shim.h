@@ -234,6 +234,9 @@ void recorder_forget_parent_in_child(void);
 /* Append one event for the calling thread.  Must be called inside
  * shim_enter()/shim_leave().  Drops the event if no space can be had. */
 void recorder_emit(unsigned type, unsigned arg, const uint64_t *payload);
+/* An event of a type sized by its arg (THREAD_PYNAME): `words` payload
+ * words, the count in its arg. */
+void recorder_emit_sized(unsigned type, unsigned words, const uint64_t *payload);
 /* async-signal-safe: the same, only if the thread's current chunk has room
  * (never takes the allocation lock); false if the event was not written. */
 bool recorder_emit_signal_safe(unsigned type, unsigned arg, const uint64_t *payload);
