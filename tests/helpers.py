@@ -131,6 +131,19 @@ def write_script(tmp_path, text, name="script.py"):
     return str(path)
 
 
+# A script's last lines when the test counts what its threads' ends record:
+# join() returns when a thread's state lock is released (3.11's
+# tstate_delete_common runs on_delete first), before the thread frees its
+# thread state and its start routine returns, which the shim records; wait
+# for the kernel threads to be gone, or the process exit can come first.
+WAIT_THREADS_GONE = """
+import os as _os, time as _time
+_deadline = _time.monotonic() + 30
+while len(_os.listdir("/proc/self/task")) > 1 and _time.monotonic() < _deadline:
+    _time.sleep(0.001)
+"""
+
+
 def giltrace_run(python, script, tmp_path, *args, extra=(), timeout=120):
     """giltrace run -o tmp/trace.gtr [args] -- python script extra..."""
     out = str(tmp_path / "trace.gtr")
@@ -176,7 +189,7 @@ def assert_recorded(rep, workers=0, finalization=True, ended=True):
     finalization.  A trace of a shim that wrote its header and no event fails
     here.  Workers' ends are for the caller to ask for where the program
     guarantees them: join() returns before a worker's end is recorded (see
-    CPU_THREADS in test_gil.py), so a clean program may exit first.
+    WAIT_THREADS_GONE), so a clean program may exit first.
     Returns rep."""
     where = f"{rep['trace']} ({rep['events']} events)"
     main = [t for t in rep["threads"] if t["main"]]

@@ -11,13 +11,16 @@ import subprocess
 
 from helpers import GILTRACE, SCENARIOS, SHIM, check_json, dump, main_tid, of, run_scenario, write_script
 
+# The main thread is asleep when the crasher faults, so that faulthandler's
+# dump of it is the same line in every run; ctypes.string_at is at line 4.
 SEGV_IN_THREAD = """\
 import ctypes, sys, threading, time
 def crash():
-    time.sleep(0.05)
+    main_asleep.wait(); time.sleep(0.05)
     ctypes.string_at(0)
+main_asleep = threading.Event()
 threading.Thread(target=crash, name="crasher").start()
-time.sleep(5)
+main_asleep.set(); time.sleep(5)
 print("not reached")
 """
 

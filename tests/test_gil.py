@@ -5,24 +5,27 @@ import subprocess
 
 import pytest
 
-from helpers import (FREE_THREADED, GILTRACE, assert_holds_never_overlap, assert_model_sound, assert_recorded, check_json,
+from helpers import (FREE_THREADED, GILTRACE, WAIT_THREADS_GONE, assert_holds_never_overlap, assert_model_sound, assert_recorded, check_json,
                      dump, errors, giltrace_run, report, version_of, write_script)
 
 CPU_THREADS = """
-import os, sys, threading, time
+import sys, threading, time
 sys.setswitchinterval(0.0005)
-def work():
-    n = 0
-    for i in range(int(sys.argv[1])):
-        n += i
-ts = [threading.Thread(target=work) for _ in range(4)]
+# Spin until every worker has been switched in 5 times, not for a number of
+# iterations: on a loaded machine a worker can run a fixed loop in one or
+# two holds.  A worker that sees another's mark in `last` got the GIL back.
+switched_in = [0] * 4
+last = [-1]
+deadline = time.monotonic() + 60
+def work(i):
+    while min(switched_in) < 5 and time.monotonic() < deadline:
+        if last[0] != i:
+            last[0] = i
+            switched_in[i] += 1
+ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
 for t in ts: t.start()
 for t in ts: t.join()
-# join() returns once a worker's thread state is gone, before its start
-# routine returns and the shim records its exit: wait until the kernel
-# threads are gone too, or the process exit may come first.
-while len(os.listdir("/proc/self/task")) > 1:
-    time.sleep(0.001)
+""" + WAIT_THREADS_GONE + """
 print("done")
 """
 
@@ -33,8 +36,7 @@ def workers(rep):
 
 def test_cpu_bound_threads_share_the_gil(python, tmp_path):
     script = write_script(tmp_path, CPU_THREADS)
-    # enough work for ~100 switch intervals per thread on the fastest build
-    proc, trace = giltrace_run(python, script, tmp_path, extra=["1500000"])
+    proc, trace = giltrace_run(python, script, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "done\n"
     rep = report(trace)

@@ -43,7 +43,9 @@ def test_exit_delay_holds_the_exit_after_finalization(python, tmp_path):
     proc, trace, wall = timed_run(python, script, tmp_path, "--provoke", "exit-delay=1s")
     assert plain.returncode == proc.returncode == 0, proc.stderr
     assert proc.stdout == plain.stdout == "done\n"
-    assert 0.9 < wall - plain_wall < 3.0, (wall, plain_wall)
+    # a bound on the difference of two runs' walls would be a bet on the
+    # machine's load; the trace below shows where the second went
+    assert wall >= 1.0 and wall - plain_wall < 10.0, (wall, plain_wall)
     events, pid = main_events(trace)
     flip = [t for t, tid, name, d in events if name == "finalizing" and d and d[0] == "set"]
     exit_at = [t for t, tid, name, d in events if name == "thread-exit" and "how=process_exit" in d]

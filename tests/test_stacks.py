@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from helpers import GILTRACE, GILTRACE_SAN, ROOT, SCENARIOS, SHIM, check_json, dump, of, run_scenario
+from helpers import GILTRACE, GILTRACE_SAN, ROOT, SCENARIOS, SHIM, WAIT_THREADS_GONE, check_json, dump, of, run_scenario
 import scenario_build
 
 GTSCENARIO_C = os.path.join(SCENARIOS, "gtscenario.c")
@@ -129,18 +129,11 @@ def test_capture_does_not_allocate(python, extension, tmp_path):
     subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", counter,
                     os.path.join(ROOT, "tests", "support", "count_malloc_in_backtrace.c"), "-ldl"], check=True)
     out = str(tmp_path / "counts.txt")
-    # join() returns when the thread state's lock is released, before the
-    # thread frees it (tstate_delete_common runs on_delete first): wait for
-    # the threads themselves to be gone, or a free can race the exit and
-    # come after the counter has written its numbers
-    script = ("import os, threading, time\n"
+    script = ("import threading, time\n"
               "def work():\n"
               "    for _ in range(50): time.sleep(0.0002)\n"
               "ts = [threading.Thread(target=work) for _ in range(4)]\n"
-              "[t.start() for t in ts]; [t.join() for t in ts]\n"
-              "deadline = time.monotonic() + 30\n"
-              "while len(os.listdir('/proc/self/task')) > 1 and time.monotonic() < deadline:\n"
-              "    time.sleep(0.001)\n")
+              "[t.start() for t in ts]; [t.join() for t in ts]\n" + WAIT_THREADS_GONE)
     env = dict(os.environ, LD_PRELOAD=f"{counter} {SHIM}", COUNT_MALLOC_OUT=out,
                GILTRACE_OPTIONS=f"output={tmp_path}/t.gtr:check=0:stacks=all")
     proc = subprocess.run([python, "-c", script], env=env, capture_output=True, text=True, timeout=60)

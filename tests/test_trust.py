@@ -17,7 +17,7 @@ import tempfile
 
 import pytest
 
-from helpers import GILTRACE, ROOT, SHIM, assert_recorded, report, write_script
+from helpers import GILTRACE, ROOT, SHIM, WAIT_THREADS_GONE, assert_recorded, report, write_script
 
 SCENARIOS = os.path.join(ROOT, "tests", "scenarios")
 DEBIAN = "/usr/bin/python3.11"
@@ -456,6 +456,7 @@ for _ in range(300):
     ts = [threading.Thread(target=work) for _ in range(2)]
     [t.start() for t in ts]
     [t.join() for t in ts]
+""" + WAIT_THREADS_GONE + """
 print("ok")
 """
 
