@@ -2,10 +2,11 @@
 
 The daemon blocks in gtscenario.block_then_crash() with the GIL released; a
 Py_AtExit() callback wakes it at the very end of finalization and keeps the
-process alive 300 ms, and the daemon dereferences NULL: SIGSEGV in that
-thread.  With the argument "handler", a SIGSEGV handler of the program's is
-installed first (sigaction, after start): it writes "program handler:
-SIGSEGV" on stderr and returns, and the re-executed fault kills the process.
+process alive until it is awake and 300 ms more, and the daemon dereferences
+NULL: SIGSEGV in that thread.  With the argument "handler", a SIGSEGV handler
+of the program's is installed first (sigaction, after start): it writes
+"program handler: SIGSEGV" on stderr and returns, and the re-executed fault
+kills the process.
 
 Expected on every interpreter: killed by SIGSEGV, stdout "main exits".
 Needs gtscenario on PYTHONPATH (tests/scenario_build.py builds it).

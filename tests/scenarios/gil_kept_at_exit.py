@@ -1,7 +1,7 @@
 """bpo-36469: "stuck during interpreter exit, attempting to take the GIL".
 
 A native thread unknown to Python waits on a semaphore; an atexit hook
-wakes it and releases the GIL for 0.2 s.  atexit hooks run inside
+wakes it and releases the GIL until the thread has it.  atexit hooks run inside
 Py_FinalizeEx() before the finalizing flag is set, so the thread's
 PyGILState_Ensure() succeeds, and the thread then keeps the GIL (blocking
 C work without Py_BEGIN_ALLOW_THREADS: gtscenario.start_native_waiter's
@@ -17,4 +17,4 @@ import atexit
 import gtscenario
 
 gtscenario.start_native_waiter(True)
-atexit.register(gtscenario.wake_native_waiter_and_wait, 0.2)
+atexit.register(gtscenario.wake_native_waiter_and_wait, 0)

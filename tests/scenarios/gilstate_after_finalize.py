@@ -4,7 +4,8 @@ is tearing modules down, without checking Py_IsFinalizing() first.
 The thread is started by gtscenario.start_native_waiter() and sleeps on a
 semaphore.  The trigger is the __del__ of an object held only by a __main__
 global: it runs when finalization clears __main__ (after the finalizing flag
-is set), wakes the thread and releases the GIL for 300 ms.  The object keeps
+is set), wakes the thread and releases the GIL until it is awake and 300 ms
+more.  The object keeps
 its own references to what __del__ needs, and its name starts with an
 underscore so that module clearing drops it before the other globals.
 

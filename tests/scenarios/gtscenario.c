@@ -83,6 +83,20 @@ static void sleep_seconds(double seconds)
 		;
 }
 
+/*
+ * Wait (without the GIL) until another thread sets *flag, at most `cap`
+ * seconds: a handshake, so that a scenario's fixed window starts when the
+ * other thread is really on its way and not when it was told to go, which
+ * on a loaded machine can be much later.
+ */
+static void wait_for_flag(const int *flag, double cap)
+{
+	double end = monotonic_seconds() + cap;
+
+	while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE) && monotonic_seconds() < end)
+		sleep_seconds(0.001);
+}
+
 /* Burn CPU without returning to the eval loop: GIL drop requests go unseen. */
 static void spin(double seconds)
 {
@@ -115,19 +129,20 @@ static int start_thread(pthread_t *tid, void *(*fn)(void *), void *arg, int deta
  *
  * A daemon thread releases the GIL and blocks; a Py_AtExit() callback,
  * which runs at the very end of Py_FinalizeEx() when the daemon's thread
- * state is already freed, wakes it and keeps the process alive 300 ms so
- * that the daemon's PyEval_RestoreThread() really runs on the stale
- * thread state.
+ * state is already freed, wakes it and keeps the process alive 300 ms
+ * from the moment the daemon is awake, so that its PyEval_RestoreThread()
+ * really runs on the stale thread state.
  */
 
 static sem_t restore_sem;
-static int restore_blocked;
+static int restore_blocked, restore_woken;
 
 static PyObject *block_then_restore(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
 {
 	Py_BEGIN_ALLOW_THREADS
 	__atomic_store_n(&restore_blocked, 1, __ATOMIC_RELEASE);
 	sem_wait_retry(&restore_sem);
+	__atomic_store_n(&restore_woken, 1, __ATOMIC_RELEASE);
 	/* Woken after finalization: the thread never gets past this. */
 	Py_END_ALLOW_THREADS
 	Py_RETURN_NONE;
@@ -141,6 +156,7 @@ static PyObject *blocked(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
 static void wake_at_exit(void)
 {
 	sem_post(&restore_sem);
+	wait_for_flag(&restore_woken, 10.0);
 	sleep_seconds(0.3);
 }
 
@@ -159,10 +175,13 @@ static PyObject *arm_wake_at_exit(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED
  * A native thread, unknown to Python, sleeps on a semaphore.  Woken while
  * Py_FinalizeEx() tears modules down, it calls PyGILState_Ensure() without
  * looking at Py_IsFinalizing() first, as careless extensions do.  The
- * waker releases the GIL for a while so that the thread can get that far.
+ * waker releases the GIL for a while so that the thread can get that far:
+ * from the moment the thread is awake, or with `keep`, until it has the
+ * GIL (then the waker's wish for it back hangs the exit, as it should).
  */
 
 static sem_t waiter_sem;
+static int waiter_woken, waiter_has_gil;
 
 /*
  * With `keep` (bpo-36469, "stuck during interpreter exit, attempting to
@@ -178,7 +197,9 @@ static void *native_waiter(void *arg)
 	PyGILState_STATE state;
 
 	sem_wait_retry(&waiter_sem);
+	__atomic_store_n(&waiter_woken, 1, __ATOMIC_RELEASE);
 	state = PyGILState_Ensure();	/* no Py_IsFinalizing() check, on purpose */
+	__atomic_store_n(&waiter_has_gil, 1, __ATOMIC_RELEASE);
 	if (debug_enabled())
 		fprintf(stderr, "gtscenario: native waiter got the GIL\n");
 	while (arg)
@@ -187,6 +208,8 @@ static void *native_waiter(void *arg)
 	return NULL;
 }
 
+static int waiter_keeps_gil;
+
 static PyObject *start_native_waiter(PyObject *Py_UNUSED(self), PyObject *args)
 {
 	pthread_t tid;
@@ -194,6 +217,7 @@ static PyObject *start_native_waiter(PyObject *Py_UNUSED(self), PyObject *args)
 
 	if (!PyArg_ParseTuple(args, "|p", &keep))
 		return NULL;
+	waiter_keeps_gil = keep;
 	if (start_thread(&tid, native_waiter, keep ? (void *)1 : NULL, 1) < 0)
 		return NULL;
 	Py_RETURN_NONE;
@@ -210,7 +234,12 @@ static PyObject *wake_native_waiter_and_wait(PyObject *Py_UNUSED(self), PyObject
 			interpreter_is_finalizing());
 	sem_post(&waiter_sem);
 	Py_BEGIN_ALLOW_THREADS
-	sleep_seconds(seconds);
+	if (waiter_keeps_gil) {
+		wait_for_flag(&waiter_has_gil, 10.0);
+	} else {
+		wait_for_flag(&waiter_woken, 10.0);
+		sleep_seconds(seconds);
+	}
 	Py_END_ALLOW_THREADS
 	Py_RETURN_NONE;
 }
@@ -423,6 +452,7 @@ static PyObject *block_then_crash(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED
 	Py_BEGIN_ALLOW_THREADS
 	__atomic_store_n(&restore_blocked, 1, __ATOMIC_RELEASE);
 	sem_wait_retry(&restore_sem);
+	__atomic_store_n(&restore_woken, 1, __ATOMIC_RELEASE);
 	*(volatile int *)NULL = 1;	/* SIGSEGV, SEGV_MAPERR at address 0 */
 	Py_END_ALLOW_THREADS
 	Py_RETURN_NONE;
@@ -516,12 +546,13 @@ static PyMethodDef gtscenario_methods[] = {
 	{ "blocked", blocked, METH_NOARGS,
 	  "True once block_then_restore() is blocked." },
 	{ "arm_wake_at_exit", arm_wake_at_exit, METH_NOARGS,
-	  "Wake block_then_restore() from a Py_AtExit() callback, then sleep 0.3 s." },
+	  "Wake block_then_restore() from a Py_AtExit() callback; 0.3 s once it is awake." },
 	{ "start_native_waiter", start_native_waiter, METH_VARARGS,
 	  "start_native_waiter(keep=False): a native thread that calls PyGILState_Ensure()\n"
 	  "once woken, and with keep never releases the GIL." },
 	{ "wake_native_waiter_and_wait", wake_native_waiter_and_wait, METH_VARARGS,
-	  "wake_native_waiter_and_wait(seconds): wake it, then sleep without the GIL." },
+	  "wake_native_waiter_and_wait(seconds): wake it, then, without the GIL, wait for it to\n"
+	  "be awake and sleep `seconds` (with keep: wait until it has the GIL)." },
 	{ "exit_thread_holding_gil", exit_thread_holding_gil, METH_NOARGS,
 	  "exit_thread_holding_gil(): end the calling thread with pthread_exit(), GIL held." },
 	{ "wait_for_thread_exit_then_exit", wait_for_thread_exit_then_exit, METH_NOARGS,
