@@ -223,6 +223,10 @@ def square(x):
 if __name__ == "__main__":
     with multiprocessing.get_context("fork").Pool(2) as pool:
         print(sum(pool.map(square, range(100))))
+        # each worker ends on its own: a terminate() at the with's end could
+        # kill one that never ran, before the first event that opens its trace
+        pool.close()
+        pool.join()
 """
 
 

@@ -20,8 +20,7 @@ SLEEPER = """\
 import threading, time
 def worker():
     while True:
-        sum(range(1000))
-        time.sleep(0.01)
+        time.sleep(0.01)   # the GIL held for microseconds: a snapshot finds it free
 threading.Thread(target=worker, daemon=True).start()
 time.sleep(1000)
 """
@@ -62,14 +61,15 @@ ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)   # PR_SET_DUMPABLE, 0
 DEADLOCK = """\
 import threading, time
 a, b = threading.Lock(), threading.Lock()
+both_hold_one = threading.Barrier(2)
 def one():
     with a:
-        time.sleep(0.2)
+        both_hold_one.wait()
         with b:
             pass
 def two():
     with b:
-        time.sleep(0.2)
+        both_hold_one.wait()
         with a:
             pass
 ts = [threading.Thread(target=one), threading.Thread(target=two)]
@@ -273,7 +273,7 @@ def test_hang_after_the_last_release_holds_nothing(python, tmp_path):
     """A GIL release that is the trace's last event ends the hold: nobody
     holds the GIL in the hang (it was taken for held once)."""
     trace = str(tmp_path / "asleep.gtr")
-    proc = run_with_timeout(python, write_script(tmp_path, ASLEEP), trace, 2)
+    proc = run_with_timeout(python, write_script(tmp_path, ASLEEP), trace, 3)
     assert proc.returncode == 124, proc.stderr
     result, status = check_json(trace)
     (f,) = of(result, "exit-hang")
@@ -286,7 +286,7 @@ def test_snapshot_without_ptrace_permission(tmp_path):
     and the fix; the process is ended anyway and the finding made."""
     python = pyenv_311()
     trace = str(tmp_path / "nodump.gtr")
-    cmd = [GILTRACE, "run", "--timeout", "2", "-o", trace, "--", python, write_script(tmp_path, NOT_DUMPABLE)]
+    cmd = [GILTRACE, "run", "--timeout", "3", "-o", trace, "--", python, write_script(tmp_path, NOT_DUMPABLE)]
     if os.geteuid() == 0:  # root may attach to anything: drop the capability that lets it
         cmd = ["setpriv", "--bounding-set", "-sys_ptrace", "--inh-caps", "-sys_ptrace", *cmd]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)

@@ -135,18 +135,20 @@ LOCK_HANG = """\
 import os, sys, threading, time
 lock = threading.Lock()
 taken = threading.Event()
+go = threading.Event()    # set once finalizing: no window for the main thread to miss
 def holder():
     with lock:
         os.write(1, b"holder %d\\n" % threading.get_native_id())
         taken.set()
-        time.sleep(0.3)   # the GIL released, the lock held: finalization ends the thread here
+        go.wait()         # the GIL released, the lock held: finalization ends the thread here
 threading.Thread(target=holder, daemon=True).start()
 taken.wait()
 class Out:
     def write(self, s):
         return len(s)
-    def flush(self, acquire=lock.acquire, finalizing=sys.is_finalizing):
+    def flush(self, acquire=lock.acquire, finalizing=sys.is_finalizing, go=go.set):
         if finalizing():
+            go()
             acquire()     # no timeout: a lock nobody will release
 sys.stdout = Out()
 """

@@ -90,7 +90,7 @@ def test_parked_threads_in_a_hang_snapshot(parking_python, tmp_path):
     """A hang at exit with parked daemons: they are in the snapshot (alive,
     in pause()), and exit-hang says CPython parked them."""
     trace = str(tmp_path / "hang.gtr")
-    proc = subprocess.run([GILTRACE, "run", "--exit-timeout", "1", "--timeout", "60", "-o", trace, "--",
+    proc = subprocess.run([GILTRACE, "run", "--exit-timeout", "3", "--timeout", "60", "-o", trace, "--",
                            parking_python, write_script(tmp_path, PARKED_DURING_A_HANG)],
                           capture_output=True, text=True, timeout=90)
     assert proc.returncode == 124, proc.stderr

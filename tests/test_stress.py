@@ -181,7 +181,9 @@ def test_timeout_kills_the_process_group(tmp_path):
     script = write_script(tmp_path, HANG)
     pids = tmp_path / "pids"
     t0 = time.monotonic()
-    result = stress_json(tmp_path, "-n", "2", "-j", "2", "--timeout", "1", "-o", "out", "--", INTERPRETER,
+    # 3 s: room for both pythons to start and write their child's pid on a
+    # loaded machine before they are ended
+    result = stress_json(tmp_path, "-n", "2", "-j", "2", "--timeout", "3", "-o", "out", "--", INTERPRETER,
                          script, str(pids))
     took = time.monotonic() - t0
     assert result["runs"] == 2 and result["failed"] == 2
@@ -193,8 +195,8 @@ def test_timeout_kills_the_process_group(tmp_path):
     # and the summary lists them with the traces
     assert all(f["snapshots"] == [t + ".snapshot" for t in f["traces"]] for f in result["failures"])
     # SIGTERM is ignored: the SIGKILL 2 s later ended them
-    assert all(2.5e9 < f["duration_ns"] < 10e9 for f in result["failures"]), result["failures"]
-    assert took < 20
+    assert all(4.5e9 < f["duration_ns"] < 12e9 for f in result["failures"]), result["failures"]
+    assert took < 25
     children = [int(p) for p in pids.read_text().split()]
     assert len(children) == 2
     deadline = time.monotonic() + 5

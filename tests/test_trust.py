@@ -163,16 +163,20 @@ def test_daemon_threads_ended_at_exit_print_nothing(python, tmp_path):
     need(python)
     env, out = traced_env(tmp_path)
     script = os.path.join(SCENARIOS, "daemon_io.py")
-    for _ in range(3):
+    # whether finalization ends a daemon thread (a note) is up to timing:
+    # about 1 run in 20 ends none; run until one has, up to 8 runs
+    notes = runs = 0
+    while runs < 8 and not notes:
+        runs += 1
         proc = run([python, script], env=env)
         assert proc.returncode == 0 and proc.stdout == "main exits\n"
         assert proc.stderr == ""
-    notes = 0
-    for trace in traces_in(out):
-        result = json.loads(run([GILTRACE, "check", "--json", trace]).stdout)[0]
-        assert not [f for f in result["findings"] if f["severity"] == "error"]
-        notes += len(result["findings"])
-    assert notes > 0, "finalization ended no daemon thread in 3 runs: the test shows nothing"
+        notes = 0
+        for trace in traces_in(out):
+            result = json.loads(run([GILTRACE, "check", "--json", trace]).stdout)[0]
+            assert not [f for f in result["findings"] if f["severity"] == "error"]
+            notes += len(result["findings"])
+    assert notes > 0, f"finalization ended no daemon thread in {runs} runs: the test shows nothing"
 
 
 def test_notes_on_request_and_the_report_in_a_log_file(tmp_path):
