@@ -169,7 +169,7 @@ static char *finding_label(const struct finding *f)
  * shim's own frames left out (they are giltrace's, not the program's). */
 static char *finding_signature(const struct analysis *a, const struct finding *f, const char *label)
 {
-	const struct trace_stack *st = f->stack_event != SIZE_MAX ? trace_stack_of(&a->trace, f->stack_event) : NULL;
+	const struct trace_stack *st = trace_stack_of(&a->trace, f->stack_event);
 	if (!st || !st->count)
 		return must_printf("%s", label);
 	struct symbolizer *sym = must(symbolizer_new(&a->trace));

@@ -113,7 +113,7 @@ static bool frame_matches(const char *pattern, const struct frame_info *fi)
 static bool finding_matches(const char *pattern, const struct model *m, const struct finding *f,
                             struct symbolizer *sym)
 {
-	const struct trace_stack *st = f->stack_event != SIZE_MAX ? trace_stack_of(m->trace, f->stack_event) : NULL;
+	const struct trace_stack *st = trace_stack_of(m->trace, f->stack_event);
 	struct frame_info fi;
 	for (uint32_t i = 0; st && i < st->count; i++) {
 		symbolizer_lookup(sym, st->frames[i], &fi);
@@ -126,8 +126,7 @@ static bool finding_matches(const char *pattern, const struct model *m, const st
 			return true;
 	}
 	/* a Python file or function: the thread's Python frames */
-	const struct trace_py_stack *ps =
-	        f->stack_event != SIZE_MAX ? trace_py_stack_of(m->trace, f->stack_event) : NULL;
+	const struct trace_py_stack *ps = trace_py_stack_of(m->trace, f->stack_event);
 	for (uint32_t i = 0; ps && i < ps->count; i++)
 		if (matches(pattern, ps->frames[i].function) || matches(pattern, ps->frames[i].file))
 			return true;

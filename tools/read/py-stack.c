@@ -98,6 +98,8 @@ void trace_py_stacks_free(struct trace *t)
 const struct trace_py_stack *trace_py_stack_of(const struct trace *t, size_t event)
 {
 	_Static_assert(offsetof(struct trace_py_stack, event) == 0, "trace_first_at_event reads it first");
+	if (event == SIZE_MAX)
+		return NULL;
 	size_t i = trace_first_at_event(t->py_stacks, t->py_stack_count, sizeof *t->py_stacks, event);
 	return i < t->py_stack_count && t->py_stacks[i].event == event ? &t->py_stacks[i] : NULL;
 }

@@ -160,6 +160,8 @@ const struct trace_module *trace_module_of(const struct trace *t, uint64_t addre
 const struct trace_stack *trace_stack_of(const struct trace *t, size_t event)
 {
 	_Static_assert(offsetof(struct trace_stack, event) == 0, "trace_first_at_event reads it first");
+	if (event == SIZE_MAX)
+		return NULL;
 	size_t i = trace_first_at_event(t->stacks, t->stack_count, sizeof *t->stacks, event);
 	return i < t->stack_count && t->stacks[i].event == event ? &t->stacks[i] : NULL;
 }

@@ -309,9 +309,11 @@ const char *trace_lock_held_at_name(unsigned at);
 const char *trace_signal_name(unsigned sig, char *buf, size_t size);
 const char *trace_si_code_name(unsigned sig, int code, char *buf, size_t size);
 const char *trace_crash_disposition_name(unsigned disposition);
-/* The stack recorded with the event of that index, or NULL. */
+/* The stack recorded with the event of that index, or NULL (also for
+ * SIZE_MAX, a finding's "no event"). */
 const struct trace_stack *trace_stack_of(const struct trace *t, size_t event);
-/* The Python stack recorded with the event of that index, or NULL. */
+/* The Python stack recorded with the event of that index, or NULL (also
+ * for SIZE_MAX). */
 const struct trace_py_stack *trace_py_stack_of(const struct trace *t, size_t event);
 /* Why a Python stack ends where it does, in a few words ("" complete). */
 const char *trace_py_stack_end_phrase(const struct trace_py_stack *ps, char *buf, size_t size);

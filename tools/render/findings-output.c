@@ -74,7 +74,7 @@ static void stack_frame(const struct trace_stack *st, uint32_t i, struct symboli
 static void print_stack(FILE *out, const struct model *m, size_t event, struct symbolizer *sym)
 {
 	const struct trace *t = m->trace;
-	const struct trace_stack *st = event != SIZE_MAX ? trace_stack_of(t, event) : NULL;
+	const struct trace_stack *st = trace_stack_of(t, event);
 	for (uint32_t i = 0; st && i < st->count; i++) {
 		struct frame_info fi;
 		stack_frame(st, i, sym, &fi);
@@ -96,7 +96,7 @@ static bool py_stack_from_freed(const struct finding *f, const struct trace_py_s
  * being freed, already scribbled over by a debug allocator). */
 static void print_py_stack(FILE *out, const struct model *m, size_t event, bool from_freed, bool own_event)
 {
-	const struct trace_py_stack *ps = event != SIZE_MAX ? trace_py_stack_of(m->trace, event) : NULL;
+	const struct trace_py_stack *ps = trace_py_stack_of(m->trace, event);
 	char why[160];
 	if (!ps)
 		return;
@@ -133,8 +133,7 @@ static void print_py_stack(FILE *out, const struct model *m, size_t event, bool 
  * developer's terms, then the Python stack.  Whether it had frames. */
 const char *finding_python_where(const struct model *m, const struct finding *f, char *buf, size_t size)
 {
-	const struct trace_py_stack *ps =
-	        f->stack_event != SIZE_MAX ? trace_py_stack_of(m->trace, f->stack_event) : NULL;
+	const struct trace_py_stack *ps = trace_py_stack_of(m->trace, f->stack_event);
 	if (!ps || !ps->count || ps->frames[0].flags & GTR_PY_FRAME_CODE_UNREADABLE)
 		return NULL;
 	const struct trace_py_frame *pf = &ps->frames[0];
@@ -149,9 +148,8 @@ const char *finding_python_where(const struct model *m, const struct finding *f,
 
 static bool print_py_summary(FILE *out, const struct model *m, const struct finding *f, struct symbolizer *sym)
 {
-	const struct trace_py_stack *ps =
-	        f->stack_event != SIZE_MAX ? trace_py_stack_of(m->trace, f->stack_event) : NULL;
-	const struct trace_stack *st = f->stack_event != SIZE_MAX ? trace_stack_of(m->trace, f->stack_event) : NULL;
+	const struct trace_py_stack *ps = trace_py_stack_of(m->trace, f->stack_event);
+	const struct trace_stack *st = trace_stack_of(m->trace, f->stack_event);
 	char where[400];
 	if (!ps)
 		return false;
@@ -180,7 +178,7 @@ static bool print_py_summary(FILE *out, const struct model *m, const struct find
 
 bool finding_where(const struct model *m, const struct finding *f, struct symbolizer *sym, struct frame_info *fi)
 {
-	const struct trace_stack *st = f->stack_event != SIZE_MAX ? trace_stack_of(m->trace, f->stack_event) : NULL;
+	const struct trace_stack *st = trace_stack_of(m->trace, f->stack_event);
 	if (!st || !st->count)
 		return false;
 	for (uint32_t i = 0; i < st->count; i++) {
@@ -362,7 +360,7 @@ static void json_frame(struct json *j, const struct frame_info *fi)
 static void json_stack(struct json *j, const char *key, const struct model *m, size_t event, struct symbolizer *sym)
 {
 	const struct trace *t = m->trace;
-	const struct trace_stack *st = event != SIZE_MAX ? trace_stack_of(t, event) : NULL;
+	const struct trace_stack *st = trace_stack_of(t, event);
 	if (!st) {
 		json_null(j, key);
 		return;
@@ -381,7 +379,7 @@ static void json_stack(struct json *j, const char *key, const struct model *m, s
 static void json_py_stack(struct json *j, const char *key, const struct model *m, size_t event,
                           const struct finding *f)
 {
-	const struct trace_py_stack *ps = event != SIZE_MAX ? trace_py_stack_of(m->trace, event) : NULL;
+	const struct trace_py_stack *ps = trace_py_stack_of(m->trace, event);
 	static const char *const ends[] = {
 		[GTR_PY_STACK_COMPLETE] = "complete",     [GTR_PY_STACK_DEPTH] = "depth",
 		[GTR_PY_STACK_ROOM] = "room",             [GTR_PY_STACK_UNREADABLE] = "unreadable",
